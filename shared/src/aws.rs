@@ -1,0 +1,52 @@
+//! The one SDK config factory. Production and the local stack differ only by
+//! `AWS_ENDPOINT_URL`, which the SDK reads itself; S3 then uses path-style addressing.
+
+use aws_config::{BehaviorVersion, SdkConfig};
+
+/// Loads the SDK config from the environment (region, credentials, `AWS_ENDPOINT_URL`).
+pub async fn sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest()).load().await
+}
+
+/// The SDK config for a given endpoint with static credentials: what the local stack and
+/// its tests use against the emulator.
+pub async fn sdk_config_for_endpoint(endpoint: &str, region: &str) -> SdkConfig {
+    let creds = aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "nommer-local");
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new(region.to_string()))
+        .credentials_provider(creds)
+        .load()
+        .await
+}
+
+pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
+    let mut b = aws_sdk_s3::config::Builder::from(config);
+    if config.endpoint_url().is_some() {
+        b = b.force_path_style(true);
+    }
+    aws_sdk_s3::Client::from_conf(b.build())
+}
+
+pub fn sqs_client(config: &SdkConfig) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::new(config)
+}
+
+pub fn dynamodb_client(config: &SdkConfig) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(config)
+}
+
+/// The whole chain of an SDK error, which the SDK's `Display` alone hides.
+pub fn describe<E: std::error::Error>(e: &E) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let m = inner.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        src = inner.source();
+    }
+    s
+}

@@ -1,0 +1,69 @@
+//! Errors callers branch on.
+
+use serde::{Deserialize, Serialize};
+
+/// Why a job failed, as a stable machine-readable code (the human message travels next
+/// to it in [`crate::JobError`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobErrorCode {
+    /// The source could not be read as media (corrupt, truncated, not a video).
+    InvalidMedia,
+    /// The source has no stream the requested outputs need (e.g. no video).
+    MissingStream,
+    /// The source object does not exist (any more).
+    SourceNotFound,
+    /// FFmpeg failed on a source it could read.
+    EncodeFailed,
+    /// The job's preset is not in the catalog.
+    UnknownPreset,
+    /// The job was retried as often as allowed.
+    AttemptsExhausted,
+    /// The job's message reached a dead-letter queue.
+    DeadLettered,
+    /// Anything else; the message says what.
+    Internal,
+}
+
+impl JobErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobErrorCode::InvalidMedia => "invalid_media",
+            JobErrorCode::MissingStream => "missing_stream",
+            JobErrorCode::SourceNotFound => "source_not_found",
+            JobErrorCode::EncodeFailed => "encode_failed",
+            JobErrorCode::UnknownPreset => "unknown_preset",
+            JobErrorCode::AttemptsExhausted => "attempts_exhausted",
+            JobErrorCode::DeadLettered => "dead_lettered",
+            JobErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// What the job store can say besides "done".
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("job {0} not found")]
+    NotFound(String),
+    /// Another writer changed the job first (state or version moved on). Re-read and
+    /// decide again; never overwrite.
+    #[error("job {id} changed under us (expected state {expected_state} at version {expected_version})")]
+    Conflict {
+        id: String,
+        expected_state: crate::JobState,
+        expected_version: u64,
+    },
+    #[error(transparent)]
+    InvalidTransition(#[from] crate::InvalidTransition),
+    #[error("job record {id} is unreadable: {reason}")]
+    Corrupt { id: String, reason: String },
+    #[error("DynamoDB: {0}")]
+    Aws(String),
+}
+
+impl StoreError {
+    /// Worth trying again (throttling, network); conflicts and bad transitions are not.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Aws(_))
+    }
+}

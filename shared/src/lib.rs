@@ -1,0 +1,21 @@
+//! Nommer's shared library: the job domain (model, state machine, presets), typed
+//! settings, the one SDK config factory, and the AWS adapters every function and the
+//! worker use.
+
+pub mod aws;
+pub mod error;
+pub mod ffmpeg;
+pub mod ids;
+pub mod job;
+pub mod messages;
+pub mod objects;
+pub mod presets;
+pub mod queue;
+pub mod settings;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+
+pub use error::{JobErrorCode, StoreError};
+pub use job::{Job, JobError, OutputFile, OutputSpec, S3Uri};
+pub use state::{InvalidTransition, JobState, Transition};

@@ -1,0 +1,174 @@
+//! S3 adapter: what the functions and the worker need of object storage. Transfers
+//! stream between S3 and local disk; nothing holds a whole media file in memory.
+
+use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::Client;
+use std::collections::HashMap;
+use std::path::Path;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Files above this go up in parts.
+pub const MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;
+/// Size of each part (S3's minimum is 5 MiB).
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    #[error("s3://{bucket}/{key} does not exist")]
+    NotFound { bucket: String, key: String },
+    #[error("S3: {0}")]
+    Aws(String),
+    #[error("local file: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn aws_err<E: std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> ObjectError {
+    ObjectError::Aws(DisplayErrorContext(&e).to_string())
+}
+
+/// What a HEAD says about an object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectInfo {
+    pub size: u64,
+    pub etag: Option<String>,
+    pub version_id: Option<String>,
+    pub content_type: Option<String>,
+    pub metadata: HashMap<String, String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct S3ObjectStore {
+    client: Client,
+}
+
+impl S3ObjectStore {
+    pub fn new(client: Client) -> Self {
+        S3ObjectStore { client }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// HEAD; `None` when the object does not exist.
+    pub async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>, ObjectError> {
+        match self.client.head_object().bucket(bucket).key(key).send().await {
+            Ok(o) => Ok(Some(ObjectInfo {
+                size: o.content_length().unwrap_or(0).max(0) as u64,
+                etag: o.e_tag().map(|e| e.trim_matches('"').to_string()),
+                version_id: o.version_id().filter(|v| *v != "null").map(str::to_string),
+                content_type: o.content_type().map(str::to_string),
+                metadata: o.metadata().cloned().unwrap_or_default(),
+            })),
+            Err(e) if e.as_service_error().map(|s| s.is_not_found()).unwrap_or(false) => Ok(None),
+            Err(e) if e.raw_response().map(|r| r.status().as_u16() == 404).unwrap_or(false) => Ok(None),
+            Err(e) => Err(aws_err(e)),
+        }
+    }
+
+    /// Streams an object to a local file; returns the bytes written.
+    pub async fn download_to_file(&self, bucket: &str, key: &str, path: &Path) -> Result<u64, ObjectError> {
+        let out = match self.client.get_object().bucket(bucket).key(key).send().await {
+            Ok(o) => o,
+            Err(e) if e.as_service_error().map(|s| s.is_no_such_key()).unwrap_or(false) => {
+                return Err(ObjectError::NotFound { bucket: bucket.into(), key: key.into() })
+            }
+            Err(e) => return Err(aws_err(e)),
+        };
+        let mut file = tokio::fs::File::create(path).await?;
+        let mut body = out.body.into_async_read();
+        let n = tokio::io::copy(&mut body, &mut file).await?;
+        file.flush().await?;
+        Ok(n)
+    }
+
+    /// Uploads a local file, in parts when it is large. Returns its size.
+    pub async fn upload_file(&self, bucket: &str, key: &str, path: &Path, content_type: &str) -> Result<u64, ObjectError> {
+        let size = tokio::fs::metadata(path).await?.len();
+        if size <= MULTIPART_THRESHOLD {
+            let body = ByteStream::from_path(path).await.map_err(|e| ObjectError::Aws(e.to_string()))?;
+            self.client
+                .put_object()
+                .bucket(bucket)
+                .key(key)
+                .content_type(content_type)
+                .body(body)
+                .send()
+                .await
+                .map_err(aws_err)?;
+            return Ok(size);
+        }
+        let create = self
+            .client
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(aws_err)?;
+        let upload_id = create.upload_id().ok_or_else(|| ObjectError::Aws("S3 returned no upload id".into()))?.to_string();
+        match self.upload_parts(bucket, key, &upload_id, path).await {
+            Ok(parts) => {
+                self.client
+                    .complete_multipart_upload()
+                    .bucket(bucket)
+                    .key(key)
+                    .upload_id(&upload_id)
+                    .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+                    .send()
+                    .await
+                    .map_err(aws_err)?;
+                Ok(size)
+            }
+            Err(e) => {
+                // leave no orphaned parts behind (they cost money)
+                let _ = self.client.abort_multipart_upload().bucket(bucket).key(key).upload_id(&upload_id).send().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn upload_parts(&self, bucket: &str, key: &str, upload_id: &str, path: &Path) -> Result<Vec<CompletedPart>, ObjectError> {
+        let mut file = tokio::fs::File::open(path).await?;
+        let mut parts = Vec::new();
+        let mut number = 1;
+        loop {
+            let mut buf = Vec::with_capacity(PART_SIZE);
+            let n = (&mut file).take(PART_SIZE as u64).read_to_end(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            let out = self
+                .client
+                .upload_part()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .body(ByteStream::from(buf))
+                .send()
+                .await
+                .map_err(aws_err)?;
+            parts.push(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag().map(str::to_string)).build());
+            number += 1;
+        }
+        Ok(parts)
+    }
+
+    /// Puts a small object from memory.
+    pub async fn put_bytes(&self, bucket: &str, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), ObjectError> {
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(aws_err)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,240 @@
+//! Typed settings, read once at start from environment variables (the SAM template sets
+//! the same names). A missing or malformed variable fails fast with its name.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const TABLE: &str = "NOMMER_TABLE";
+pub const INBOX_BUCKET: &str = "NOMMER_INBOX_BUCKET";
+pub const OUTBOX_BUCKET: &str = "NOMMER_OUTBOX_BUCKET";
+pub const JOBS_QUEUE_URL: &str = "NOMMER_JOBS_QUEUE_URL";
+pub const WORK_QUEUE_URL: &str = "NOMMER_WORK_QUEUE_URL";
+pub const DEFAULT_PRESET: &str = "NOMMER_DEFAULT_PRESET";
+pub const SOURCE_BUCKETS: &str = "NOMMER_SOURCE_BUCKETS";
+pub const MAX_ATTEMPTS: &str = "NOMMER_MAX_ATTEMPTS";
+pub const WORKER_ID: &str = "NOMMER_WORKER_ID";
+pub const WORK_DIR: &str = "NOMMER_WORK_DIR";
+pub const VISIBILITY_TIMEOUT_SECS: &str = "NOMMER_VISIBILITY_TIMEOUT_SECS";
+pub const POLL_WAIT_SECS: &str = "NOMMER_POLL_WAIT_SECS";
+pub const ENCODE_TIMEOUT_SECS: &str = "NOMMER_ENCODE_TIMEOUT_SECS";
+pub const FFMPEG: &str = "NOMMER_FFMPEG";
+pub const FFPROBE: &str = "NOMMER_FFPROBE";
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SettingsError {
+    #[error("environment variable {name} is not set: {hint}")]
+    Missing { name: &'static str, hint: &'static str },
+    #[error("environment variable {name}={value:?} is invalid: {reason}")]
+    Invalid { name: &'static str, value: String, reason: String },
+}
+
+/// Where settings come from: the process environment, or a map in tests.
+pub trait Source {
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+pub struct ProcessEnv;
+impl Source for ProcessEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    }
+}
+
+impl Source for std::collections::HashMap<String, String> {
+    fn get(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+fn required(src: &dyn Source, name: &'static str, hint: &'static str) -> Result<String, SettingsError> {
+    src.get(name).ok_or(SettingsError::Missing { name, hint })
+}
+
+fn number<T: std::str::FromStr>(src: &dyn Source, name: &'static str, default: T, min: T) -> Result<T, SettingsError>
+where
+    T: PartialOrd + std::fmt::Display,
+    T::Err: std::fmt::Display,
+{
+    match src.get(name) {
+        None => Ok(default),
+        Some(v) => {
+            let n: T = v.trim().parse().map_err(|e: T::Err| SettingsError::Invalid {
+                name,
+                value: v.clone(),
+                reason: e.to_string(),
+            })?;
+            if n < min {
+                return Err(SettingsError::Invalid { name, value: v, reason: format!("must be at least {min}") });
+            }
+            Ok(n)
+        }
+    }
+}
+
+fn preset_name(src: &dyn Source) -> Result<String, SettingsError> {
+    let p = src.get(DEFAULT_PRESET).unwrap_or_else(|| crate::presets::DEFAULT.to_string());
+    if crate::presets::find(&p).is_none() {
+        return Err(SettingsError::Invalid {
+            name: DEFAULT_PRESET,
+            value: p,
+            reason: format!("not a preset; known: {}", crate::presets::names().join(", ")),
+        });
+    }
+    Ok(p)
+}
+
+const TABLE_HINT: &str = "the DynamoDB table of jobs (the template sets it)";
+const JOBS_HINT: &str = "the URL of the SQS queue of new jobs";
+
+/// The ingest function's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestSettings {
+    pub table: String,
+    pub jobs_queue_url: String,
+    pub default_preset: String,
+}
+
+impl IngestSettings {
+    pub fn from_source(src: &dyn Source) -> Result<Self, SettingsError> {
+        Ok(IngestSettings {
+            table: required(src, TABLE, TABLE_HINT)?,
+            jobs_queue_url: required(src, JOBS_QUEUE_URL, JOBS_HINT)?,
+            default_preset: preset_name(src)?,
+        })
+    }
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_source(&ProcessEnv)
+    }
+}
+
+/// The API function's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiSettings {
+    pub table: String,
+    pub jobs_queue_url: String,
+    pub default_preset: String,
+    /// Buckets a job's source may come from (the inbox, plus `NOMMER_SOURCE_BUCKETS`).
+    pub source_buckets: Vec<String>,
+}
+
+impl ApiSettings {
+    pub fn from_source(src: &dyn Source) -> Result<Self, SettingsError> {
+        let inbox = required(src, INBOX_BUCKET, "the S3 bucket users upload into")?;
+        let mut source_buckets = vec![inbox];
+        if let Some(extra) = src.get(SOURCE_BUCKETS) {
+            source_buckets.extend(extra.split(',').map(|b| b.trim().to_string()).filter(|b| !b.is_empty()));
+        }
+        Ok(ApiSettings {
+            table: required(src, TABLE, TABLE_HINT)?,
+            jobs_queue_url: required(src, JOBS_QUEUE_URL, JOBS_HINT)?,
+            default_preset: preset_name(src)?,
+            source_buckets,
+        })
+    }
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_source(&ProcessEnv)
+    }
+}
+
+/// The dispatch function's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DispatchSettings {
+    pub table: String,
+    pub work_queue_url: String,
+}
+
+impl DispatchSettings {
+    pub fn from_source(src: &dyn Source) -> Result<Self, SettingsError> {
+        Ok(DispatchSettings {
+            table: required(src, TABLE, TABLE_HINT)?,
+            work_queue_url: required(src, WORK_QUEUE_URL, "the URL of the FFmpeg fleet's SQS work queue")?,
+        })
+    }
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_source(&ProcessEnv)
+    }
+}
+
+/// The worker's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerSettings {
+    pub table: String,
+    pub work_queue_url: String,
+    pub outbox_bucket: String,
+    pub worker_id: String,
+    pub work_dir: PathBuf,
+    /// How long a received message stays hidden; the worker extends it at a third of this.
+    pub visibility_timeout: Duration,
+    pub poll_wait: Duration,
+    pub max_attempts: u32,
+    pub encode_timeout: Duration,
+    pub ffmpeg: String,
+    pub ffprobe: String,
+}
+
+impl WorkerSettings {
+    pub fn from_source(src: &dyn Source) -> Result<Self, SettingsError> {
+        let worker_id = src.get(WORKER_ID).unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "worker".into());
+            format!("{}-{}", host.trim(), std::process::id())
+        });
+        Ok(WorkerSettings {
+            table: required(src, TABLE, TABLE_HINT)?,
+            work_queue_url: required(src, WORK_QUEUE_URL, "the URL of the FFmpeg fleet's SQS work queue")?,
+            outbox_bucket: required(src, OUTBOX_BUCKET, "the S3 bucket outputs are written to")?,
+            worker_id,
+            work_dir: src.get(WORK_DIR).map(PathBuf::from).unwrap_or_else(std::env::temp_dir),
+            visibility_timeout: Duration::from_secs(number(src, VISIBILITY_TIMEOUT_SECS, 120, 6)?),
+            poll_wait: Duration::from_secs(number(src, POLL_WAIT_SECS, 20, 0)?),
+            max_attempts: number(src, MAX_ATTEMPTS, 3, 1)?,
+            encode_timeout: Duration::from_secs(number(src, ENCODE_TIMEOUT_SECS, 6 * 3600, 1)?),
+            ffmpeg: src.get(FFMPEG).unwrap_or_else(|| "ffmpeg".into()),
+            ffprobe: src.get(FFPROBE).unwrap_or_else(|| "ffprobe".into()),
+        })
+    }
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_source(&ProcessEnv)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn missing_variable_is_named() {
+        let err = DispatchSettings::from_source(&env(&[(TABLE, "t")])).unwrap_err();
+        assert_eq!(err, SettingsError::Missing { name: WORK_QUEUE_URL, hint: "the URL of the FFmpeg fleet's SQS work queue" });
+        assert!(err.to_string().contains("NOMMER_WORK_QUEUE_URL"));
+    }
+
+    #[test]
+    fn bad_numbers_and_presets_are_refused() {
+        let base = [(TABLE, "t"), (WORK_QUEUE_URL, "q"), (OUTBOX_BUCKET, "o")];
+        let mut e = env(&base);
+        e.insert(VISIBILITY_TIMEOUT_SECS.into(), "soon".into());
+        let err = WorkerSettings::from_source(&e).unwrap_err().to_string();
+        assert!(err.contains("NOMMER_VISIBILITY_TIMEOUT_SECS"), "{err}");
+        e.insert(VISIBILITY_TIMEOUT_SECS.into(), "2".into());
+        assert!(WorkerSettings::from_source(&e).unwrap_err().to_string().contains("at least 6"));
+        let err = IngestSettings::from_source(&env(&[(TABLE, "t"), (JOBS_QUEUE_URL, "q"), (DEFAULT_PRESET, "nope")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a preset") && err.contains("mp4-720p"), "{err}");
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let w = WorkerSettings::from_source(&env(&[(TABLE, "t"), (WORK_QUEUE_URL, "q"), (OUTBOX_BUCKET, "o")])).unwrap();
+        assert_eq!(w.max_attempts, 3);
+        assert_eq!(w.visibility_timeout, Duration::from_secs(120));
+        let a = ApiSettings::from_source(&env(&[(TABLE, "t"), (JOBS_QUEUE_URL, "q"), (INBOX_BUCKET, "in"), (SOURCE_BUCKETS, "a, b,")])).unwrap();
+        assert_eq!(a.source_buckets, ["in", "a", "b"]);
+        assert_eq!(a.default_preset, "mp4-720p");
+    }
+}

@@ -1,0 +1,187 @@
+//! The job store on DynamoDB. Every change is a conditional write on the state and
+//! version the writer read: a writer that lost a race gets [`StoreError::Conflict`],
+//! never a silent overwrite.
+//!
+//! Item layout (one table, string partition key `pk`):
+//! - a job: `pk` = job id, `kind` = `job`, `state`, `version` (N), `created_at`,
+//!   `updated_at`, and `doc`, the job as JSON. The `by-state` index (hash `state`, range
+//!   `created_at`) lists jobs by state and time.
+
+use crate::error::StoreError;
+use crate::job::Job;
+use crate::state::{JobState, Transition};
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
+pub const STATE_INDEX: &str = "by-state";
+
+/// How a create went.
+#[derive(Debug)]
+pub enum Created {
+    /// The job is new.
+    New(Job),
+    /// A job with that id was already there (a duplicate event or a replayed request).
+    Existing(Job),
+}
+
+#[derive(Clone, Debug)]
+pub struct DynamoJobStore {
+    client: Client,
+    table: String,
+}
+
+fn aws_err<E: std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> StoreError {
+    StoreError::Aws(DisplayErrorContext(&e).to_string())
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+impl DynamoJobStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoJobStore { client, table: table.into() }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn item(job: &Job) -> Result<HashMap<String, AttributeValue>, StoreError> {
+        let doc = serde_json::to_string(job).map_err(|e| StoreError::Corrupt { id: job.id.clone(), reason: e.to_string() })?;
+        Ok(HashMap::from([
+            ("pk".to_string(), s(&job.id)),
+            ("kind".to_string(), s("job")),
+            ("state".to_string(), s(job.state.as_str())),
+            ("version".to_string(), AttributeValue::N(job.version.to_string())),
+            ("created_at".to_string(), s(format!("{}#{}", job.created_at.to_rfc3339(), job.id))),
+            ("updated_at".to_string(), s(job.updated_at.to_rfc3339())),
+            ("doc".to_string(), s(doc)),
+        ]))
+    }
+
+    fn from_item(id: &str, item: &HashMap<String, AttributeValue>) -> Result<Job, StoreError> {
+        let corrupt = |reason: String| StoreError::Corrupt { id: id.to_string(), reason };
+        let doc = item.get("doc").and_then(|d| d.as_s().ok()).ok_or_else(|| corrupt("no `doc` attribute".into()))?;
+        serde_json::from_str(doc).map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// Creates the job unless one with its id exists; then returns that one.
+    #[tracing::instrument(skip_all, fields(job_id = %job.id))]
+    pub async fn create(&self, job: &Job) -> Result<Created, StoreError> {
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(Self::item(job)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(Created::New(job.clone())),
+            Err(e) if e.as_service_error().map(|s| s.is_conditional_check_failed_exception()).unwrap_or(false) => {
+                let existing = self.get(&job.id).await?.ok_or_else(|| StoreError::NotFound(job.id.clone()))?;
+                Ok(Created::Existing(existing))
+            }
+            Err(e) => Err(aws_err(e)),
+        }
+    }
+
+    /// Reads a job (strongly consistent).
+    pub async fn get(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(aws_err)?;
+        out.item().map(|item| Self::from_item(id, item)).transpose()
+    }
+
+    /// Reads a job that must exist.
+    pub async fn require(&self, id: &str) -> Result<Job, StoreError> {
+        self.get(id).await?.ok_or_else(|| StoreError::NotFound(id.to_string()))
+    }
+
+    /// Writes `new` in place of `old`, on condition that the stored job is still at
+    /// `old`'s state and version. Returns the job as stored (version bumped).
+    pub async fn replace(&self, old: &Job, mut new: Job) -> Result<Job, StoreError> {
+        new.version = old.version + 1;
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(Self::item(&new)?))
+            .condition_expression("#state = :state AND #version = :version")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":state", s(old.state.as_str()))
+            .expression_attribute_values(":version", AttributeValue::N(old.version.to_string()))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(new),
+            Err(e) if e.as_service_error().map(|s| s.is_conditional_check_failed_exception()).unwrap_or(false) => {
+                Err(StoreError::Conflict { id: old.id.clone(), expected_state: old.state, expected_version: old.version })
+            }
+            Err(e) => Err(aws_err(e)),
+        }
+    }
+
+    /// Applies a transition to `job` (as read) and stores it conditionally.
+    pub async fn transition(&self, job: &Job, t: Transition, note: Option<String>) -> Result<Job, StoreError> {
+        let mut next = job.clone();
+        next.apply(t, Utc::now(), note)?;
+        let stored = self.replace(job, next).await?;
+        tracing::info!(job_id = %stored.id, state = %stored.state, from = %job.state, "job state changed");
+        Ok(stored)
+    }
+
+    /// Changes a job without changing its state (progress, heartbeat, probe), with the
+    /// same conditional write.
+    pub async fn update(&self, job: &Job, change: impl FnOnce(&mut Job)) -> Result<Job, StoreError> {
+        let mut next = job.clone();
+        change(&mut next);
+        next.state = job.state;
+        next.updated_at = Utc::now();
+        self.replace(job, next).await
+    }
+
+    /// Jobs in `state` created in `[from, to)`, newest first, up to `limit`.
+    pub async fn list_by_state(
+        &self,
+        state: JobState,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i32,
+    ) -> Result<Vec<Job>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(STATE_INDEX)
+            .key_condition_expression("#state = :state AND created_at BETWEEN :from AND :to")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":state", s(state.as_str()))
+            .expression_attribute_values(":from", s(from.to_rfc3339()))
+            .expression_attribute_values(":to", s(to.to_rfc3339()))
+            .scan_index_forward(false)
+            .limit(limit)
+            .send()
+            .await
+            .map_err(aws_err)?;
+        out.items()
+            .iter()
+            .map(|item| {
+                let id = item.get("pk").and_then(|p| p.as_s().ok()).cloned().unwrap_or_default();
+                Self::from_item(&id, item)
+            })
+            .collect()
+    }
+}
