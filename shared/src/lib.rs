@@ -14,6 +14,7 @@ pub mod queue;
 pub mod settings;
 pub mod state;
 pub mod store;
+pub mod submit;
 pub mod telemetry;
 
 pub use error::{JobErrorCode, StoreError};

@@ -1,0 +1,245 @@
+//! The HTTP API (API Gateway HTTP API → Lambda): an axum router.
+//!
+//! - `POST /jobs` creates a job (`Idempotency-Key` honoured)
+//! - `GET /jobs/{id}` reads one
+//!
+//! Errors are RFC 9457 `application/problem+json`; a bad field is named in `field`.
+
+pub mod problem;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use nommer_shared::job::{Job, Origin, OutputSpec, S3Uri};
+use nommer_shared::objects::S3ObjectStore;
+use nommer_shared::queue::SqsQueue;
+use nommer_shared::settings::ApiSettings;
+use nommer_shared::store::{Created, DynamoJobStore};
+use nommer_shared::{ids, presets, submit};
+pub use problem::Problem;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+const MAX_OUTPUTS: usize = 20;
+const MAX_METADATA_ENTRIES: usize = 20;
+const MAX_BODY: usize = 64 * 1024;
+
+/// Everything the routes share.
+pub struct ApiState {
+    pub settings: ApiSettings,
+    pub store: DynamoJobStore,
+    pub objects: S3ObjectStore,
+    pub queue: SqsQueue,
+}
+
+impl ApiState {
+    pub fn new(settings: ApiSettings, config: &aws_config::SdkConfig) -> Self {
+        ApiState {
+            store: DynamoJobStore::new(nommer_shared::aws::dynamodb_client(config), &settings.table),
+            objects: S3ObjectStore::new(nommer_shared::aws::s3_client(config)),
+            queue: SqsQueue::new(nommer_shared::aws::sqs_client(config)),
+            settings,
+        }
+    }
+}
+
+/// The whole API.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .merge(jobs_router())
+        .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not-found", "No such route", "See the README for the API's routes.") })
+        .with_state(state)
+}
+
+fn jobs_router() -> Router<Arc<ApiState>> {
+    Router::new().route("/jobs", post(create_job)).route("/jobs/{id}", get(get_job))
+}
+
+/// `POST /jobs` body.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CreateJobRequest {
+    /// `s3://bucket/key` in a bucket the API accepts sources from.
+    pub source: String,
+    /// One preset for one output (default: the configured default preset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
+    /// Several outputs, each with a preset and an optional name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<Vec<OutputRequest>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_metadata: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OutputRequest {
+    pub preset: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Problem {
+    Problem::invalid_field(field, detail)
+}
+
+/// Parses and checks a body; every refusal names the field.
+pub fn parse_request(body: &[u8], settings: &ApiSettings) -> Result<(CreateJobRequest, S3Uri, Vec<OutputSpec>), Problem> {
+    if body.len() > MAX_BODY {
+        return Err(invalid("", format!("the body is larger than {MAX_BODY} bytes")));
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(invalid("", "the body is empty; send a JSON object such as {\"source\": \"s3://bucket/key\"}"));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let req: CreateJobRequest = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = inner.to_string();
+        // serde names an unknown or missing field in its message, not in the path
+        let field = if let Some(f) = msg.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
+            join(&path, f)
+        } else if let Some(f) = msg.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
+            join(&path, f)
+        } else if path == "." {
+            String::new()
+        } else {
+            path
+        };
+        invalid(field, msg)
+    })?;
+    let source = S3Uri::parse(req.source.trim()).map_err(|e| invalid("source", e))?;
+    if !settings.source_buckets.iter().any(|b| *b == source.bucket) {
+        return Err(invalid(
+            "source",
+            format!("sources are accepted only from these buckets: {}", settings.source_buckets.join(", ")),
+        ));
+    }
+    let outputs = match (&req.preset, &req.outputs) {
+        (Some(_), Some(_)) => return Err(invalid("outputs", "give either `preset` or `outputs`, not both")),
+        (None, None) => vec![output(&settings.default_preset, None, "preset")?],
+        (Some(p), None) => vec![output(p, None, "preset")?],
+        (None, Some(list)) => {
+            if list.is_empty() {
+                return Err(invalid("outputs", "must list at least one output"));
+            }
+            if list.len() > MAX_OUTPUTS {
+                return Err(invalid("outputs", format!("at most {MAX_OUTPUTS} outputs per job")));
+            }
+            let mut v: Vec<OutputSpec> = Vec::new();
+            for (i, o) in list.iter().enumerate() {
+                let spec = output(&o.preset, o.name.as_deref(), &format!("outputs[{i}]"))?;
+                if v.iter().any(|x| x.name == spec.name) {
+                    return Err(invalid(format!("outputs[{i}].name"), format!("`{}` is used by another output; names must be unique", spec.name)));
+                }
+                v.push(spec);
+            }
+            v
+        }
+    };
+    if let Some(url) = &req.notify_url {
+        let ok = (url.starts_with("https://") || url.starts_with("http://")) && url.len() <= 2048 && !url.contains(char::is_whitespace);
+        if !ok {
+            return Err(invalid("notify_url", "must be an http(s) URL of at most 2048 characters"));
+        }
+    }
+    if let Some(meta) = &req.user_metadata {
+        if meta.len() > MAX_METADATA_ENTRIES {
+            return Err(invalid("user_metadata", format!("at most {MAX_METADATA_ENTRIES} entries")));
+        }
+        for (k, v) in meta {
+            if k.is_empty() || k.len() > 128 || v.len() > 1024 {
+                return Err(invalid(format!("user_metadata.{k}"), "keys are 1-128 characters, values at most 1024"));
+            }
+        }
+    }
+    Ok((req, source, outputs))
+}
+
+fn join(path: &str, field: &str) -> String {
+    if path.is_empty() || path == "." {
+        field.to_string()
+    } else {
+        format!("{path}.{field}")
+    }
+}
+
+fn output(preset: &str, name: Option<&str>, field: &str) -> Result<OutputSpec, Problem> {
+    let pfield = if field == "preset" { "preset".to_string() } else { format!("{field}.preset") };
+    if presets::find(preset).is_none() {
+        return Err(invalid(pfield, format!("`{preset}` is not a preset; known: {}", presets::names().join(", "))));
+    }
+    let name = name.unwrap_or(preset).to_string();
+    let safe = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && !name.starts_with('.');
+    if !safe {
+        return Err(invalid(format!("{field}.name"), "1-64 characters of A-Z a-z 0-9 - _ . (not starting with .)"));
+    }
+    Ok(OutputSpec { name, preset: preset.to_string() })
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+    let Some(v) = headers.get(IDEMPOTENCY_KEY) else { return Ok(None) };
+    let s = v.to_str().map_err(|_| invalid("Idempotency-Key", "must be printable ASCII"))?.trim();
+    if s.is_empty() || s.len() > 255 {
+        return Err(invalid("Idempotency-Key", "must be 1-255 characters"));
+    }
+    Ok(Some(s.to_string()))
+}
+
+async fn create_job(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
+    let key = idempotency_key(&headers)?;
+    let (req, source, outputs) = parse_request(&body, &state.settings)?;
+    let exists = state.objects.head(&source.bucket, &source.key).await.map_err(Problem::internal)?;
+    if exists.is_none() {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "source-not-found",
+            "Source not found",
+            format!("{source} does not exist; upload it first"),
+        )
+        .with_field("source"));
+    }
+    let id = key.as_deref().map(ids::for_idempotency_key).unwrap_or_else(ids::random);
+    let mut job = Job::new(id, Origin::Api, source, outputs, chrono::Utc::now());
+    job.notify_url = req.notify_url.clone();
+    job.user_metadata = req.user_metadata.clone().unwrap_or_default();
+    job.request_fingerprint = Some(ids::fingerprint(&serde_json::to_vec(&req).expect("request serialises")));
+    let created = submit::create_and_enqueue(&state.store, &state.queue, &state.settings.jobs_queue_url, &job)
+        .await
+        .map_err(Problem::internal)?;
+    match created {
+        Created::New(j) => {
+            let location = format!("/jobs/{}", j.id);
+            Ok((StatusCode::CREATED, [(axum::http::header::LOCATION, location)], Json(j)).into_response())
+        }
+        Created::Existing(j) if j.request_fingerprint == job.request_fingerprint => Ok((StatusCode::OK, Json(j)).into_response()),
+        Created::Existing(_) => Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency-key-reused",
+            "Idempotency-Key reused",
+            "this Idempotency-Key was used for a different request; use a new key for a new job",
+        )
+        .with_field("Idempotency-Key")),
+    }
+}
+
+async fn get_job(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Result<Json<Job>, Problem> {
+    let not_found = || Problem::new(StatusCode::NOT_FOUND, "job-not-found", "Job not found", format!("no job has id {id:?}"));
+    if !ids::looks_valid(&id) {
+        return Err(not_found());
+    }
+    match state.store.get(&id).await.map_err(Problem::internal)? {
+        Some(job) => Ok(Json(job)),
+        None => Err(not_found()),
+    }
+}
