@@ -1,1 +1,73 @@
-fn main(){}
+use clap::{Parser, Subcommand};
+use nommer::{demo, LocalStack, StackOptions};
+use std::path::PathBuf;
+
+/// Nommer: serverless media encoding on AWS, and its local stack.
+#[derive(Parser)]
+#[command(name = "nommer", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the whole system locally and encode one file end to end (a generated clip
+    /// unless FILE is given).
+    Demo {
+        file: Option<PathBuf>,
+        #[arg(long, default_value = nommer_shared::presets::DEFAULT)]
+        preset: String,
+        /// Keep the stack running after the job completes.
+        #[arg(long)]
+        keep_running: bool,
+    },
+    /// Start the local stack and keep it running until Ctrl-C.
+    Up {
+        /// Port for the local API.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        #[arg(long, default_value = "nommer")]
+        stack: String,
+    },
+    /// List the presets.
+    Presets,
+}
+
+#[tokio::main]
+async fn main() {
+    nommer_shared::telemetry::init();
+    let cli = Cli::parse();
+    let r = match cli.command {
+        Cmd::Demo { file, preset, keep_running } => demo::run(file, &preset, keep_running).await,
+        Cmd::Up { port, workers, stack } => up(port, workers, &stack).await,
+        Cmd::Presets => {
+            for p in nommer_shared::presets::catalog() {
+                println!("{:<12} {}", p.name, p.description);
+            }
+            Ok(())
+        }
+    };
+    if let Err(e) = r {
+        eprintln!("nommer: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn up(port: u16, workers: usize, stack: &str) -> anyhow::Result<()> {
+    let log_dir = nommer::emulator::project_root().join(".nommer").join("logs").join(stack);
+    let mut opts = StackOptions::new(stack, &log_dir);
+    opts.api_port = port;
+    opts.workers = workers;
+    let s = LocalStack::start(opts).await?;
+    println!("nommer: local stack `{stack}` is up; logs in {}", log_dir.display());
+    println!("  inbox  s3://{}/inbox/<preset>/<file>", s.names.inbox_bucket);
+    println!("  outbox s3://{}/", s.names.outbox_bucket);
+    demo::print_env(&s);
+    println!("Ctrl-C stops it.");
+    tokio::signal::ctrl_c().await?;
+    s.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,453 @@
+//! The FFmpeg worker: long-polls the work queue, and for each job downloads the source,
+//! probes it, encodes every output with FFmpeg, uploads the results and completes the
+//! job, extending the message's visibility all the while. The message is deleted only
+//! once the job is terminal.
+
+pub mod process;
+
+use chrono::Utc;
+use nommer_shared::error::JobErrorCode;
+use nommer_shared::ffmpeg;
+use nommer_shared::job::{Job, JobError, OutputFile, Probe};
+use nommer_shared::messages::JobMessage;
+use nommer_shared::objects::{ObjectError, S3ObjectStore};
+use nommer_shared::presets::{self, Preset};
+use nommer_shared::queue::{Received, SqsQueue};
+use nommer_shared::settings::WorkerSettings;
+use nommer_shared::store::DynamoJobStore;
+use nommer_shared::{JobState, StoreError, Transition};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+/// What one step of the loop did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A message was handled (whatever became of its job).
+    Done,
+    /// The queue was empty.
+    Empty,
+}
+
+/// How a job attempt ended, short of success.
+#[derive(Debug, thiserror::Error)]
+pub enum JobFailure {
+    /// The job cannot succeed: fail it, delete the message.
+    #[error("{0:?}: {1}")]
+    Permanent(JobErrorCode, String),
+    /// Something outside the job went wrong (S3, DynamoDB, the disk): try again later.
+    #[error("{0}")]
+    Retryable(String),
+    /// Someone else changed the job (cancelled it, or another worker took it): stop.
+    #[error("job changed under us: {0}")]
+    Superseded(String),
+}
+
+impl From<StoreError> for JobFailure {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict { .. } | StoreError::InvalidTransition(_) => JobFailure::Superseded(e.to_string()),
+            StoreError::Corrupt { .. } => JobFailure::Permanent(JobErrorCode::Internal, e.to_string()),
+            StoreError::NotFound(_) | StoreError::Aws(_) => JobFailure::Retryable(e.to_string()),
+        }
+    }
+}
+
+impl From<ObjectError> for JobFailure {
+    fn from(e: ObjectError) -> Self {
+        match e {
+            ObjectError::NotFound { .. } => JobFailure::Permanent(JobErrorCode::SourceNotFound, e.to_string()),
+            _ => JobFailure::Retryable(e.to_string()),
+        }
+    }
+}
+
+pub struct Worker {
+    pub settings: WorkerSettings,
+    pub store: DynamoJobStore,
+    pub objects: S3ObjectStore,
+    pub queue: SqsQueue,
+    /// The message and job in hand, to give back at shutdown.
+    current: std::sync::Mutex<Option<(String, String)>>,
+}
+
+/// The job as this worker last stored it; every write goes through here so progress,
+/// heartbeats and transitions never race each other.
+#[derive(Clone)]
+struct Held {
+    job: Arc<Mutex<Job>>,
+    store: DynamoJobStore,
+    worker_id: String,
+}
+
+impl Held {
+    async fn transition(&self, t: Transition, note: Option<String>) -> Result<Job, StoreError> {
+        let mut guard = self.job.lock().await;
+        let mut next = guard.clone();
+        next.apply(t, Utc::now(), note)?;
+        next.heartbeat_at = Some(Utc::now());
+        next.worker = Some(self.worker_id.clone());
+        let stored = self.store.replace(&guard, next).await?;
+        tracing::info!(job_id = %stored.id, state = %stored.state, "job state changed");
+        *guard = stored.clone();
+        Ok(stored)
+    }
+
+    async fn update(&self, change: impl FnOnce(&mut Job)) -> Result<Job, StoreError> {
+        let mut guard = self.job.lock().await;
+        let stored = self
+            .store
+            .update(&guard, |j| {
+                change(j);
+                j.heartbeat_at = Some(Utc::now());
+            })
+            .await?;
+        *guard = stored.clone();
+        Ok(stored)
+    }
+
+    async fn snapshot(&self) -> Job {
+        self.job.lock().await.clone()
+    }
+}
+
+impl Worker {
+    pub fn new(settings: WorkerSettings, config: &aws_config::SdkConfig) -> Self {
+        Worker {
+            store: DynamoJobStore::new(nommer_shared::aws::dynamodb_client(config), &settings.table),
+            objects: S3ObjectStore::new(nommer_shared::aws::s3_client(config)),
+            queue: SqsQueue::new(nommer_shared::aws::sqs_client(config)),
+            settings,
+            current: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// How old a running job's heartbeat may be before its worker counts as lost. A live
+    /// worker refreshes it every third of the visibility timeout; a message comes back
+    /// only after a whole timeout without refresh.
+    fn stale_after(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.settings.visibility_timeout / 2).unwrap_or(chrono::Duration::seconds(60))
+    }
+
+    /// Gives the job in hand back: its message visible again at once, the job `queued`.
+    async fn release_current(&self) {
+        let Some((receipt, job_id)) = self.current.lock().unwrap().take() else { return };
+        if let Ok(Some(job)) = self.store.get(&job_id).await {
+            if job.state.is_running() {
+                let note = format!("worker {} shut down", self.settings.worker_id);
+                match self.store.transition(&job, Transition::Requeue, Some(note)).await {
+                    Ok(_) => tracing::info!(job_id, "job given back to the queue"),
+                    Err(e) => tracing::warn!(job_id, error = %e, "could not requeue the job; its message will come back after the visibility timeout"),
+                }
+            }
+        }
+        if let Err(e) = self.queue.set_visibility(&self.settings.work_queue_url, &receipt, Duration::ZERO).await {
+            tracing::warn!(error = %e, "could not release the message; it comes back after its visibility timeout");
+        }
+    }
+
+    /// Runs until `shutdown` resolves. A job in progress at shutdown is given back to the
+    /// queue at once (message visible again, job `queued`).
+    pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut idle_backoff = Duration::from_millis(200);
+        tracing::info!(worker_id = %self.settings.worker_id, queue = %self.settings.work_queue_url, "worker polling");
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => {
+                    tracing::info!("shutting down");
+                    self.release_current().await;
+                    return;
+                }
+                r = self.try_execute_task() => match r {
+                    Ok(Outcome::Done) => idle_backoff = Duration::from_millis(200),
+                    Ok(Outcome::Empty) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "polling the work queue failed; backing off");
+                        tokio::time::sleep(idle_backoff).await;
+                        idle_backoff = (idle_backoff * 2).min(Duration::from_secs(20));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Receives at most one message and handles it.
+    pub async fn try_execute_task(&self) -> anyhow::Result<Outcome> {
+        let messages = self
+            .queue
+            .receive(&self.settings.work_queue_url, 1, self.settings.poll_wait, Some(self.settings.visibility_timeout))
+            .await?;
+        let Some(msg) = messages.into_iter().next() else { return Ok(Outcome::Empty) };
+        let span = tracing::info_span!("message", message_id = %msg.message_id, receive_count = msg.receive_count);
+        let _ = tracing::Instrument::instrument(self.handle_message(&msg), span).await;
+        Ok(Outcome::Done)
+    }
+
+    async fn handle_message(&self, msg: &Received) -> anyhow::Result<()> {
+        let m = match JobMessage::from_body(&msg.body) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e, "malformed work message; leaving it for the dead-letter queue");
+                return Ok(());
+            }
+        };
+        let url = &self.settings.work_queue_url;
+        let Some(job) = self.store.get(&m.job_id).await? else {
+            tracing::warn!(job_id = %m.job_id, "work message for a job that does not exist; deleted");
+            self.queue.delete(url, &msg.receipt_handle).await?;
+            return Ok(());
+        };
+        let now = Utc::now();
+        let stale = self.stale_after();
+        let job = match job.state {
+            s if s.is_terminal() => {
+                tracing::info!(job_id = %job.id, state = %s, "job already finished; message deleted");
+                self.queue.delete(url, &msg.receipt_handle).await?;
+                return Ok(());
+            }
+            JobState::Submitted => {
+                tracing::warn!(job_id = %job.id, "job not dispatched yet; will look again");
+                self.queue.set_visibility(url, &msg.receipt_handle, Duration::from_secs(5)).await?;
+                return Ok(());
+            }
+            s if s.is_running() && !job.is_abandoned(now, stale) => {
+                tracing::info!(job_id = %job.id, state = %s, worker = ?job.worker, "another worker is on this job; duplicate message deleted");
+                self.queue.delete(url, &msg.receipt_handle).await?;
+                return Ok(());
+            }
+            s if s.is_running() => {
+                let note = format!("worker {} stopped responding during {s}", job.worker.as_deref().unwrap_or("?"));
+                tracing::warn!(job_id = %job.id, "{note}; taking the job over");
+                self.store.transition(&job, Transition::Requeue, Some(note)).await?
+            }
+            _ => job,
+        };
+        if job.attempts >= self.settings.max_attempts {
+            let err = JobError::new(
+                JobErrorCode::AttemptsExhausted,
+                format!("gave up after {} attempts", job.attempts),
+            );
+            let mut next = job.clone();
+            next.fail(err, Utc::now())?;
+            self.store.replace(&job, next).await?;
+            self.queue.delete(url, &msg.receipt_handle).await?;
+            return Ok(());
+        }
+        self.run_job(job, msg).await
+    }
+
+    /// Runs one attempt of a `queued` job while keeping the message hidden.
+    async fn run_job(&self, job: Job, msg: &Received) -> anyhow::Result<()> {
+        let url = self.settings.work_queue_url.clone();
+        *self.current.lock().unwrap() = Some((msg.receipt_handle.clone(), job.id.clone()));
+        let held = Held { job: Arc::new(Mutex::new(job)), store: self.store.clone(), worker_id: self.settings.worker_id.clone() };
+        let heartbeat = {
+            let queue = self.queue.clone();
+            let receipt = msg.receipt_handle.clone();
+            let vt = self.settings.visibility_timeout;
+            let url = url.clone();
+            let held = held.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(vt / 3).await;
+                    if let Err(e) = queue.set_visibility(&url, &receipt, vt).await {
+                        tracing::warn!(error = %e, "could not extend the message's visibility");
+                    }
+                    if let Err(e) = held.update(|_| {}).await {
+                        tracing::warn!(error = %e, "could not record a heartbeat on the job");
+                    }
+                }
+            })
+        };
+        let dir = tempfile::Builder::new().prefix("nommer-job-").tempdir_in(&self.settings.work_dir)?;
+        let result = self.attempt(&held, dir.path()).await;
+        heartbeat.abort();
+        let _ = heartbeat.await;
+        self.current.lock().unwrap().take();
+        drop(dir);
+        let job = held.snapshot().await;
+        match result {
+            Ok(()) => {
+                self.queue.delete(&url, &msg.receipt_handle).await?;
+            }
+            Err(JobFailure::Permanent(code, message)) => {
+                tracing::warn!(job_id = %job.id, code = code.as_str(), %message, "job failed");
+                let mut next = job.clone();
+                next.fail(JobError::new(code, message), Utc::now())?;
+                match self.store.replace(&job, next).await {
+                    Ok(_) | Err(StoreError::Conflict { .. }) => self.queue.delete(&url, &msg.receipt_handle).await?,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(JobFailure::Retryable(reason)) => {
+                tracing::warn!(job_id = %job.id, %reason, "attempt failed; the job goes back to the queue");
+                if job.state.is_running() {
+                    self.store.transition(&job, Transition::Requeue, Some(format!("retrying: {reason}"))).await?;
+                }
+                let delay = Duration::from_secs(5 * u64::from(job.attempts.max(1)));
+                self.queue.set_visibility(&url, &msg.receipt_handle, delay).await?;
+            }
+            Err(JobFailure::Superseded(reason)) => {
+                let current = self.store.get(&job.id).await?;
+                tracing::info!(job_id = %job.id, %reason, state = ?current.as_ref().map(|j| j.state), "stopped: the job changed under us");
+                if current.map(|j| j.state.is_terminal()).unwrap_or(true) {
+                    self.queue.delete(&url, &msg.receipt_handle).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn attempt(&self, held: &Held, dir: &Path) -> Result<(), JobFailure> {
+        let job = held.transition(Transition::StartDownload, None).await?;
+        let outputs: Vec<(String, &'static Preset)> = job
+            .outputs
+            .iter()
+            .map(|o| {
+                presets::find(&o.preset)
+                    .map(|p| (o.name.clone(), p))
+                    .ok_or_else(|| JobFailure::Permanent(JobErrorCode::UnknownPreset, format!("`{}` is not a preset", o.preset)))
+            })
+            .collect::<Result<_, _>>()?;
+
+        // download (streamed to disk)
+        let ext = Path::new(job.source.file_name()).extension().and_then(|e| e.to_str()).filter(|e| e.len() <= 8 && e.chars().all(|c| c.is_ascii_alphanumeric()));
+        let input = dir.join(match ext { Some(e) => format!("source.{e}"), None => "source".into() });
+        let started = Instant::now();
+        let size = self.objects.download_to_file(&job.source.bucket, &job.source.key, &input).await?;
+        tracing::info!(job_id = %job.id, bytes = size, secs = started.elapsed().as_secs_f64(), "source downloaded");
+
+        // probe
+        let probe = self.probe(&input, size).await?;
+        for (name, p) in &outputs {
+            if p.video.is_some() && !probe.has("video") {
+                return Err(JobFailure::Permanent(JobErrorCode::MissingStream, format!("output {name} needs video but the source has no video stream")));
+            }
+        }
+        let has_audio = probe.has("audio");
+        let duration = probe.duration_seconds;
+        held.update(|j| j.probe = Some(probe.clone())).await?;
+
+        // encode
+        held.transition(Transition::StartEncode, None).await?;
+        let stem = Path::new(job.source.file_name()).file_stem().and_then(|s| s.to_str()).map(sanitize).unwrap_or_else(|| "output".into());
+        let mut produced: Vec<(String, &'static Preset, PathBuf)> = Vec::new();
+        let n = outputs.len();
+        for (i, (name, preset)) in outputs.iter().enumerate() {
+            let out = dir.join(format!("{i}-{stem}.{}", preset.extension()));
+            self.encode(held, preset, &input, &out, has_audio, duration, i, n).await?;
+            produced.push((name.clone(), preset, out));
+        }
+
+        // upload
+        held.transition(Transition::StartUpload, None).await?;
+        let mut manifest = Vec::new();
+        for (i, (name, preset, path)) in produced.iter().enumerate() {
+            let key = format!("{}{}/{}.{}", job.destination_prefix, name, stem, preset.extension());
+            let size = self.objects.upload_file(&self.settings.outbox_bucket, &key, path, preset.content_type()).await?;
+            let p = self.probe(path, size).await.map_err(|e| match e {
+                JobFailure::Permanent(_, m) => JobFailure::Permanent(JobErrorCode::EncodeFailed, format!("output {name} is not valid media: {m}")),
+                other => other,
+            })?;
+            let video = p.streams.iter().find(|s| s.kind == "video");
+            manifest.push(OutputFile {
+                output: name.clone(),
+                bucket: self.settings.outbox_bucket.clone(),
+                key,
+                size,
+                duration_seconds: p.duration_seconds,
+                width: video.and_then(|v| v.width),
+                height: video.and_then(|v| v.height),
+                bit_rate: p.bit_rate,
+            });
+            let pct = (((i + 1) * 100) / produced.len()).min(99) as u8;
+            held.update(|j| j.progress = pct).await?;
+        }
+        held.update(|j| j.manifest = manifest.clone()).await?;
+        held.transition(Transition::Finish, None).await?;
+        Ok(())
+    }
+
+    async fn probe(&self, path: &Path, size: u64) -> Result<Probe, JobFailure> {
+        let limit = Duration::from_secs(60);
+        let r = process::run(&self.settings.ffprobe, &ffmpeg::probe_args(path), limit, |_| {}).await;
+        match r {
+            Ok(f) if f.success => ffmpeg::parse_probe(&f.stdout, size).map_err(|e| JobFailure::Permanent(JobErrorCode::InvalidMedia, e)),
+            Ok(f) => Err(JobFailure::Permanent(
+                JobErrorCode::InvalidMedia,
+                format!("ffprobe could not read the source: {}", ffmpeg::reason_from_stderr(&f.stderr)),
+            )),
+            Err(e @ process::RunError::TimedOut { .. }) => Err(JobFailure::Permanent(JobErrorCode::InvalidMedia, e.to_string())),
+            Err(e) => Err(JobFailure::Retryable(e.to_string())),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn encode(&self, held: &Held, preset: &Preset, input: &Path, output: &Path, has_audio: bool, duration: Option<f64>, index: usize, count: usize) -> Result<(), JobFailure> {
+        let args = ffmpeg::encode_args(preset, input, output, has_audio);
+        tracing::info!(preset = preset.name, argv = %args.join(" "), "ffmpeg");
+        let (tx, mut rx) = tokio::sync::watch::channel(0u8);
+        let writer = {
+            let held = held.clone();
+            tokio::spawn(async move {
+                let mut last = 0u8;
+                while rx.changed().await.is_ok() {
+                    let pct = *rx.borrow_and_update();
+                    if pct != last {
+                        last = pct;
+                        if let Err(e) = held.update(|j| j.progress = pct).await {
+                            tracing::warn!(error = %e, "could not record progress");
+                            return;
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(1000)).await;
+                }
+            })
+        };
+        let started = Instant::now();
+        let r = process::run(&self.settings.ffmpeg, &args, self.settings.encode_timeout, |tick| {
+            let within = ffmpeg::percent(tick.out_time_seconds, duration) as usize;
+            let overall = ((index * 100 + within) / count).min(99) as u8;
+            let _ = tx.send(overall);
+        })
+        .await;
+        drop(tx);
+        let _ = writer.await;
+        match r {
+            Ok(f) if f.success => {
+                tracing::info!(preset = preset.name, secs = started.elapsed().as_secs_f64(), "encoded");
+                Ok(())
+            }
+            Ok(f) => Err(JobFailure::Permanent(
+                JobErrorCode::EncodeFailed,
+                format!("ffmpeg exited with {:?}: {}", f.code, ffmpeg::reason_from_stderr(&f.stderr)),
+            )),
+            Err(e @ process::RunError::TimedOut { .. }) => Err(JobFailure::Permanent(JobErrorCode::EncodeFailed, e.to_string())),
+            Err(e) => Err(JobFailure::Retryable(e.to_string())),
+        }
+    }
+}
+
+/// A file name stem safe in an S3 key and on disk.
+pub fn sanitize(stem: &str) -> String {
+    let s: String = stem
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+        .take(100)
+        .collect();
+    let s = s.trim_start_matches('.').to_string();
+    if s.is_empty() { "output".into() } else { s }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn names_are_sanitised() {
+        assert_eq!(sanitize("my clip (1)"), "my_clip__1_");
+        assert_eq!(sanitize("../../etc"), "_.._etc");
+        assert_eq!(sanitize("..."), "output");
+    }
+}

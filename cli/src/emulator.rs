@@ -1,0 +1,129 @@
+//! The local AWS emulator: moto's server mode from PyPI, installed into a project-local
+//! venv on first use and started on a free loopback port.
+
+use anyhow::{bail, Context};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+/// The emulator version the project is tested with.
+pub const MOTO_VERSION: &str = "5.2.5";
+pub const REGION: &str = "us-east-1";
+/// moto's default account id; bucket names embed it like the template's do.
+pub const ACCOUNT_ID: &str = "123456789012";
+
+/// The project's root (where `.nommer/` lives): `NOMMER_HOME`, else the workspace this
+/// binary was built from.
+pub fn project_root() -> PathBuf {
+    if let Ok(h) = std::env::var("NOMMER_HOME") {
+        return PathBuf::from(h);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn venv_dir() -> PathBuf {
+    project_root().join(".nommer").join("venv")
+}
+
+/// The `moto_server` to run: `NOMMER_MOTO_SERVER`, else the project venv's, installing
+/// it there first if needed (one process at a time, under a file lock).
+pub fn ensure_installed() -> anyhow::Result<PathBuf> {
+    if let Ok(p) = std::env::var("NOMMER_MOTO_SERVER") {
+        return Ok(PathBuf::from(p));
+    }
+    let venv = venv_dir();
+    let bin = venv.join("bin").join("moto_server");
+    let stamp = venv.join(format!(".moto-{MOTO_VERSION}"));
+    if bin.exists() && stamp.exists() {
+        return Ok(bin);
+    }
+    std::fs::create_dir_all(venv.parent().unwrap())?;
+    let lock = std::fs::File::create(venv.parent().unwrap().join("venv.lock"))?;
+    lock.lock().context("locking the emulator install")?;
+    if bin.exists() && stamp.exists() {
+        return Ok(bin);
+    }
+    eprintln!("nommer: installing the local AWS emulator (moto[server]=={MOTO_VERSION}) into {} ...", venv.display());
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let st = std::process::Command::new(&python)
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .with_context(|| format!("running {python} -m venv; install Python 3 (apt-get install python3 python3-venv)"))?;
+    if !st.success() {
+        bail!("{python} -m venv failed; install the venv module (apt-get install python3-venv)");
+    }
+    let st = std::process::Command::new(venv.join("bin").join("pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check", &format!("moto[server]=={MOTO_VERSION}")])
+        .status()
+        .context("running pip")?;
+    if !st.success() {
+        bail!("pip could not install moto[server]=={MOTO_VERSION}; check that PyPI is reachable");
+    }
+    std::fs::write(&stamp, MOTO_VERSION)?;
+    Ok(bin)
+}
+
+/// A running emulator; stopped when dropped.
+pub struct Emulator {
+    pub endpoint: String,
+    child: Child,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl Emulator {
+    /// Installs (if needed) and starts the emulator, and waits until it answers.
+    pub async fn start(log: Option<&Path>) -> anyhow::Result<Emulator> {
+        let bin = tokio::task::spawn_blocking(ensure_installed).await??;
+        let port = free_port()?;
+        let (out, err) = match log {
+            Some(p) => {
+                let f = std::fs::File::create(p)?;
+                (Stdio::from(f.try_clone()?), Stdio::from(f))
+            }
+            None => (Stdio::null(), Stdio::null()),
+        };
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let mut emu = Emulator { endpoint, child };
+        emu.wait_ready(Duration::from_secs(30)).await?;
+        Ok(emu)
+    }
+
+    async fn wait_ready(&mut self, limit: Duration) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let client = reqwest::Client::new();
+        let url = format!("{}/moto-api/", self.endpoint);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("the emulator exited at start ({status}); is port in use or the venv broken? remove .nommer/venv to reinstall");
+            }
+            if let Ok(r) = client.get(&url).timeout(Duration::from_secs(2)).send().await {
+                if r.status().is_success() {
+                    return Ok(());
+                }
+            }
+            if started.elapsed() > limit {
+                bail!("the emulator did not answer at {} within {limit:?}", self.endpoint);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// True while the emulator process runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
