@@ -6,7 +6,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use tokio::process::{Child, Command};
+use std::process::{Child, Command};
 
 /// The emulator version the project is tested with.
 pub const MOTO_VERSION: &str = "5.2.5";
@@ -66,10 +66,18 @@ pub fn ensure_installed() -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
-/// A running emulator; stopped when dropped.
+/// A running emulator; stopped when dropped, and also when the thread that started it
+/// ends (so a test binary never leaves one behind).
 pub struct Emulator {
     pub endpoint: String,
     child: Child,
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -88,14 +96,18 @@ impl Emulator {
             }
             None => (Stdio::null(), Stdio::null()),
         };
-        let child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
+        let mut cmd = Command::new(&bin);
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdin(Stdio::null()).stdout(out).stderr(err);
+        // SAFETY: prctl is async-signal-safe; it only asks the kernel to signal the child
+        // when the thread that started it ends.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;
         let endpoint = format!("http://127.0.0.1:{port}");
         let mut emu = Emulator { endpoint, child };
         emu.wait_ready(Duration::from_secs(30)).await?;

@@ -7,10 +7,17 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
     ScalarAttributeType,
 };
-use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+use aws_sdk_s3::types::{
+    Event, FilterRule, FilterRuleName, NotificationConfiguration, NotificationConfigurationFilter, QueueConfiguration,
+    S3KeyFilter,
+};
 use aws_sdk_sqs::types::QueueAttributeName;
 use nommer_shared::store::STATE_INDEX;
 use std::collections::HashMap;
+
+/// Only uploads under this prefix of the inbox bucket start jobs by themselves; other
+/// keys (e.g. sources for API jobs) do not.
+pub const INBOX_PREFIX: &str = ingest::INBOX_PREFIX;
 
 /// How many receives before a message is parked in its queue's dead-letter queue.
 pub const MAX_RECEIVES: u32 = 5;
@@ -114,6 +121,15 @@ pub async fn create(config: &SdkConfig, names: &StackNames) -> anyhow::Result<Qu
                         .id("nommer-ingest")
                         .queue_arn(ingest_arn)
                         .events(Event::from("s3:ObjectCreated:*"))
+                        .filter(
+                            NotificationConfigurationFilter::builder()
+                                .key(
+                                    S3KeyFilter::builder()
+                                        .filter_rules(FilterRule::builder().name(FilterRuleName::Prefix).value(INBOX_PREFIX).build())
+                                        .build(),
+                                )
+                                .build(),
+                        )
                         .build()?,
                 )
                 .build(),

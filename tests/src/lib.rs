@@ -1,0 +1,82 @@
+//! Helpers for the end-to-end tests (the `spawn_app` pattern): one emulator per test
+//! binary, and for each test its own uniquely named stack on it.
+
+use nommer::{LocalStack, StackOptions};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The emulator this test binary shares: started once, on a thread that lives as long
+/// as the process (the emulator dies with it).
+pub fn emulator_endpoint() -> String {
+    static ENDPOINT: OnceLock<String> = OnceLock::new();
+    ENDPOINT
+        .get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let log = std::env::temp_dir().join(format!("nommer-tests-emulator-{}.log", std::process::id()));
+                match rt.block_on(nommer::emulator::Emulator::start(Some(&log))) {
+                    Ok(emu) => {
+                        tx.send(Ok(emu.endpoint.clone())).unwrap();
+                        // keep the emulator (and this thread) alive for the whole run
+                        loop {
+                            std::thread::park();
+                        }
+                    }
+                    Err(e) => tx.send(Err(format!("{e:#}"))).unwrap(),
+                }
+            });
+            rx.recv().unwrap().unwrap_or_else(|e| panic!("the local AWS emulator did not start: {e}"))
+        })
+        .clone()
+}
+
+/// A unique stack name for a test (lowercase, bucket-name safe).
+pub fn unique_stack(test: &str) -> String {
+    let short: String = test.chars().filter(|c| c.is_ascii_alphanumeric()).take(12).collect::<String>().to_lowercase();
+    format!("t{}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8], short)
+}
+
+pub fn log_dir(stack: &str) -> PathBuf {
+    std::env::temp_dir().join("nommer-tests").join(stack)
+}
+
+/// A stack of the system for one test, with `workers` worker processes.
+pub async fn spawn_stack(test: &str, workers: usize) -> LocalStack {
+    let stack = unique_stack(test);
+    let mut opts = StackOptions::new(&stack, &log_dir(&stack));
+    opts.endpoint = Some(emulator_endpoint());
+    opts.workers = workers;
+    opts.worker_env.insert(nommer_shared::settings::VISIBILITY_TIMEOUT_SECS.into(), "30".into());
+    LocalStack::start(opts).await.expect("local stack starts")
+}
+
+/// Waits until `check` returns `Some`, polling, or panics with `what` after `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if started.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every job item in a stack's table.
+pub async fn all_jobs(stack: &LocalStack) -> Vec<nommer_shared::Job> {
+    let ddb = nommer_shared::aws::dynamodb_client(&stack.config);
+    let out = ddb.scan().table_name(&stack.names.table).send().await.expect("scan");
+    out.items()
+        .iter()
+        .filter(|i| i.get("kind").and_then(|k| k.as_s().ok()).map(|k| k == "job").unwrap_or(false))
+        .map(|i| serde_json::from_str(i["doc"].as_s().unwrap()).unwrap())
+        .collect()
+}

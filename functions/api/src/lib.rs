@@ -98,14 +98,18 @@ pub fn parse_request(body: &[u8], settings: &ApiSettings) -> Result<(CreateJobRe
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(invalid("", "the body is empty; send a JSON object such as {\"source\": \"s3://bucket/key\"}"));
     }
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    let req: CreateJobRequest = serde_path_to_error::deserialize(de).map_err(|e| {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| invalid("", format!("the body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(invalid("", "the body must be a JSON object such as {\"source\": \"s3://bucket/key\"}"));
+    }
+    let req: CreateJobRequest = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let msg = inner.to_string();
         // serde names an unknown or missing field in its message, not in the path
         let field = if let Some(f) = msg.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
-            join(&path, f)
+            if path.ends_with(f) { path } else { join(&path, f) }
         } else if let Some(f) = msg.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
             join(&path, f)
         } else if path == "." {
@@ -241,5 +245,53 @@ async fn get_job(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> 
     match state.store.get(&id).await.map_err(Problem::internal)? {
         Some(job) => Ok(Json(job)),
         None => Err(not_found()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> ApiSettings {
+        ApiSettings {
+            table: "t".into(),
+            jobs_queue_url: "q".into(),
+            default_preset: "mp4-720p".into(),
+            source_buckets: vec!["inbox".into()],
+        }
+    }
+
+    fn field_of(body: &str) -> Option<String> {
+        parse_request(body.as_bytes(), &settings()).err().map(|p| p.field.unwrap_or_default())
+    }
+
+    #[test]
+    fn refusals_name_the_field() {
+        assert_eq!(field_of(""), Some("".into()));
+        assert_eq!(field_of("[1]"), Some("".into()));
+        assert_eq!(field_of("{}"), Some("source".into()));
+        assert_eq!(field_of(r#"{"source":"s3://inbox/a","x":1}"#), Some("x".into()));
+        assert_eq!(field_of(r#"{"source":"s3://inbox/a","outputs":[{"preset":"mp4-720p","size":1}]}"#), Some("outputs[0].size".into()));
+        assert_eq!(field_of(r#"{"source":"s3://inbox/a","outputs":[]}"#), Some("outputs".into()));
+        assert_eq!(field_of(r#"{"source":"s3://inbox/a","preset":"mp4-720p","outputs":[{"preset":"mp4-720p"}]}"#), Some("outputs".into()));
+        assert_eq!(
+            field_of(r#"{"source":"s3://inbox/a","outputs":[{"preset":"mp4-720p"},{"preset":"mp4-720p"}]}"#),
+            Some("outputs[1].name".into())
+        );
+        assert_eq!(field_of(r#"{"source":"s3://inbox/a","outputs":[{"preset":"mp4-720p","name":"../x"}]}"#), Some("outputs[0].name".into()));
+        assert_eq!(field_of(r#"{"source":"s3://inbox/a","user_metadata":{"k":5}}"#), Some("user_metadata.k".into()));
+    }
+
+    #[test]
+    fn a_good_request_gets_its_outputs() {
+        let (_, src, outs) = parse_request(br#"{"source":"s3://inbox/a/b.mov"}"#, &settings()).unwrap();
+        assert_eq!(src.key, "a/b.mov");
+        assert_eq!(outs, [OutputSpec { name: "mp4-720p".into(), preset: "mp4-720p".into() }]);
+        let (_, _, outs) = parse_request(
+            br#"{"source":"s3://inbox/a","outputs":[{"preset":"mp4-360p","name":"small"},{"preset":"mp4-1080p"}]}"#,
+            &settings(),
+        )
+        .unwrap();
+        assert_eq!(outs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), ["small", "mp4-1080p"]);
     }
 }

@@ -1,8 +1,8 @@
 //! The ingest function: S3 `ObjectCreated` notifications (through the ingest SQS queue,
 //! or straight from S3) become jobs.
 
-use aws_lambda_events::event::s3::{S3Event, S3EventRecord};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use serde::Deserialize;
 use lambda_runtime::LambdaEvent;
 use nommer_shared::error::JobErrorCode;
 use nommer_shared::job::{Job, JobError, Origin, OutputSpec, S3Uri};
@@ -38,6 +38,48 @@ impl Ingest {
     }
 }
 
+/// An S3 event notification, read leniently: only the fields ingest uses are required,
+/// so notifications from S3-compatible emitters that leave out `userIdentity` and the
+/// like still work.
+#[derive(Debug, Clone, Deserialize)]
+pub struct S3Notification {
+    #[serde(rename = "Records")]
+    pub records: Vec<S3Record>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Record {
+    #[serde(default)]
+    pub event_name: Option<String>,
+    pub s3: S3Entity,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct S3Entity {
+    pub bucket: S3Bucket,
+    pub object: S3Object,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct S3Bucket {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Object {
+    pub key: String,
+    #[serde(default)]
+    pub size: Option<u64>,
+    #[serde(default, rename = "eTag")]
+    pub e_tag: Option<String>,
+    #[serde(default)]
+    pub version_id: Option<String>,
+    #[serde(default)]
+    pub sequencer: Option<String>,
+}
+
 /// What became of one S3 record.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RecordOutcome {
@@ -61,7 +103,7 @@ pub async fn function_handler(ctx: &Ingest, event: LambdaEvent<Value>) -> Result
             Ok(serde_json::to_value(handle_sqs(ctx, sqs).await)?)
         }
         "aws:s3" => {
-            let s3: S3Event = serde_json::from_value(payload)?;
+            let s3: S3Notification = serde_json::from_value(payload)?;
             let mut outcomes = Vec::new();
             for record in &s3.records {
                 outcomes.push(format!("{:?}", handle_record(ctx, record).await?));
@@ -109,7 +151,7 @@ pub async fn handle_sqs(ctx: &Ingest, event: SqsEvent) -> SqsBatchResponse {
 }
 
 /// Parses an S3 notification body; `None` for S3's `s3:TestEvent`.
-pub fn parse_notification(body: &str) -> Result<Option<S3Event>, String> {
+pub fn parse_notification(body: &str) -> Result<Option<S3Notification>, String> {
     let v: Value = serde_json::from_str(body)
         .map_err(|e| format!("message body is not JSON ({e}): {}", nommer_shared::telemetry::clip(body, 200)))?;
     if v.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
@@ -138,10 +180,10 @@ pub fn preset_from_key(key: &str) -> Option<&'static str> {
 }
 
 #[tracing::instrument(skip_all, fields(bucket, key))]
-pub async fn handle_record(ctx: &Ingest, record: &S3EventRecord) -> Result<RecordOutcome, lambda_runtime::Error> {
+pub async fn handle_record(ctx: &Ingest, record: &S3Record) -> Result<RecordOutcome, lambda_runtime::Error> {
     let event_name = record.event_name.as_deref().unwrap_or_default();
-    let bucket = record.s3.bucket.name.clone().unwrap_or_default();
-    let key = decode_key(record.s3.object.key.as_deref().unwrap_or_default());
+    let bucket = record.s3.bucket.name.clone();
+    let key = decode_key(&record.s3.object.key);
     tracing::Span::current().record("bucket", bucket.as_str()).record("key", key.as_str());
     if !event_name.starts_with("ObjectCreated:") {
         tracing::info!(event_name, "not an ObjectCreated event; skipped");
@@ -232,7 +274,8 @@ mod tests {
         let body = include_str!("../tests/fixtures/s3-notification.json");
         let ev = parse_notification(body).unwrap().unwrap();
         assert_eq!(ev.records.len(), 1);
-        assert_eq!(ev.records[0].s3.object.key.as_deref(), Some("inbox/mp4-720p/my+clip.mov"));
+        assert_eq!(ev.records[0].s3.object.key, "inbox/mp4-720p/my+clip.mov");
+        assert_eq!(ev.records[0].s3.object.size, Some(1024));
         assert!(parse_notification(r#"{"Service":"Amazon S3","Event":"s3:TestEvent"}"#).unwrap().is_none());
         assert!(parse_notification("not json").unwrap_err().contains("not JSON"));
         assert!(parse_notification(r#"{"hello":1}"#).unwrap_err().contains("not an S3 notification"));
