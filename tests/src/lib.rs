@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests (the `spawn_app` pattern): one emulator per test
 //! binary, and for each test its own uniquely named stack on it.
 
+pub mod runtime_api;
+
 use nommer::{LocalStack, StackOptions};
 use std::path::PathBuf;
 use std::sync::OnceLock;

@@ -1,0 +1,124 @@
+//! Each function's real bootstrap binary (its `main.rs`, config loading and all)
+//! answers one invocation through the Lambda Runtime API, against the emulator.
+
+use nommer::stack::locate_binary;
+use nommer_shared::job::{Job, Origin, OutputSpec, S3Uri};
+use nommer_shared::objects::S3ObjectStore;
+use nommer_shared::queue::SqsQueue;
+use nommer_shared::store::DynamoJobStore;
+use nommer_shared::{ids, JobState};
+use nommer_tests::runtime_api::{invoke_binary, Reply};
+use nommer_tests::spawn_stack;
+use serde_json::json;
+use std::collections::HashMap;
+
+fn lambda_env(stack: &nommer::LocalStack) -> HashMap<String, String> {
+    let mut env = stack.env.clone();
+    env.insert("AWS_ENDPOINT_URL".into(), stack.endpoint.clone());
+    env.insert("AWS_ACCESS_KEY_ID".into(), "testing".into());
+    env.insert("AWS_SECRET_ACCESS_KEY".into(), "testing".into());
+    env.insert("AWS_REGION".into(), "us-east-1".into());
+    env
+}
+
+fn sqs_event(body: &str) -> serde_json::Value {
+    json!({ "Records": [{
+        "messageId": "059f36b4-87a3-44ab-83d2-661975830a7d",
+        "receiptHandle": "AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a",
+        "body": body,
+        "attributes": { "ApproximateReceiveCount": "1", "SentTimestamp": "1545082649183",
+                        "SenderId": "AIDAIENQZJOLO23YVJ4VO", "ApproximateFirstReceiveTimestamp": "1545082649185" },
+        "messageAttributes": {},
+        "md5OfBody": "e4e68fb7bd0e697a0ae8f1bb342846b3",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:nommer-ingest",
+        "awsRegion": "us-east-1"
+    }]})
+}
+
+fn new_job(stack: &nommer::LocalStack) -> Job {
+    Job::new(
+        ids::random(),
+        Origin::Api,
+        S3Uri::new(&stack.names.inbox_bucket, "x.mp4"),
+        vec![OutputSpec { name: "mp4-720p".into(), preset: "mp4-720p".into() }],
+        chrono::Utc::now(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_bootstrap_turns_an_sqs_s3_notification_into_a_job() {
+    // no worker, no in-process dispatch interference: the binary alone makes the job
+    let stack = spawn_stack("bootingest", 0).await;
+    let o = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+    // outside inbox/: the emulator's own notification does not fire
+    o.put_bytes(&stack.names.inbox_bucket, "elsewhere/a.mov", b"not really a movie".to_vec(), "video/quicktime").await.unwrap();
+    let etag = o.head(&stack.names.inbox_bucket, "elsewhere/a.mov").await.unwrap().unwrap().etag.unwrap();
+    let notification = json!({ "Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1", "eventTime": "2026-11-25T08:00:00.000Z",
+        "eventName": "ObjectCreated:Put", "userIdentity": { "principalId": "X" },
+        "requestParameters": { "sourceIPAddress": "127.0.0.1" }, "responseElements": {},
+        "s3": { "s3SchemaVersion": "1.0", "configurationId": "c", "bucket": { "name": stack.names.inbox_bucket, "arn": "arn:aws:s3:::b", "ownerIdentity": { "principalId": "X" } },
+                "object": { "key": "elsewhere/a.mov", "size": 18, "eTag": etag, "sequencer": "01" } } }]});
+    let reply = invoke_binary(&locate_binary("ingest").unwrap(), &lambda_env(&stack), sqs_event(&notification.to_string())).await.unwrap();
+    let Reply::Response(r) = reply else { panic!("{reply:?}") };
+    assert_eq!(r, json!({ "batchItemFailures": [] }));
+    let store = DynamoJobStore::new(nommer_shared::aws::dynamodb_client(&stack.config), &stack.names.table);
+    let job = store.get(&ids::for_upload(&stack.names.inbox_bucket, "elsewhere/a.mov", &etag)).await.unwrap().expect("job created");
+    assert_eq!(job.outputs[0].preset, "mp4-720p", "the default preset");
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatch_bootstrap_queues_a_job_and_reports_bad_messages_alone() {
+    let stack = spawn_stack("bootdispatch", 0).await;
+    let store = DynamoJobStore::new(nommer_shared::aws::dynamodb_client(&stack.config), &stack.names.table);
+    let job = new_job(&stack);
+    store.create(&job).await.unwrap();
+    let mut event = sqs_event(&json!({ "job_id": job.id }).to_string());
+    let mut bad = event["Records"][0].clone();
+    bad["messageId"] = json!("bad-one");
+    bad["body"] = json!("{\"nope\": true}");
+    event["Records"].as_array_mut().unwrap().push(bad);
+    let reply = invoke_binary(&locate_binary("dispatch").unwrap(), &lambda_env(&stack), event).await.unwrap();
+    let Reply::Response(r) = reply else { panic!("{reply:?}") };
+    assert_eq!(r, json!({ "batchItemFailures": [{ "itemIdentifier": "bad-one" }] }));
+    let stored = store.require(&job.id).await.unwrap();
+    assert_eq!(stored.state, JobState::Queued);
+    assert_eq!(stored.backend.as_deref(), Some("ffmpeg"));
+    let q = SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config));
+    assert_eq!(q.depth(&stack.urls.work).await.unwrap().0, 1, "one work message");
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_bootstrap_answers_an_api_gateway_v2_event() {
+    let stack = spawn_stack("bootapi", 0).await;
+    let store = DynamoJobStore::new(nommer_shared::aws::dynamodb_client(&stack.config), &stack.names.table);
+    let job = new_job(&stack);
+    store.create(&job).await.unwrap();
+    let mut headers = http::HeaderMap::new();
+    headers.insert("accept", http::HeaderValue::from_static("application/json"));
+    let event = nommer::event_sources::apigw_v2_event("GET", &format!("/jobs/{}", job.id), &headers, b"", "203.0.113.9");
+    let reply = invoke_binary(&locate_binary("api").unwrap(), &lambda_env(&stack), event).await.unwrap();
+    let Reply::Response(r) = reply else { panic!("{reply:?}") };
+    assert_eq!(r["statusCode"], 200, "{r}");
+    let body: serde_json::Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["id"], job.id.as_str());
+    assert_eq!(body["state"], "submitted");
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bootstrap_without_its_config_says_which_variable_is_missing() {
+    let env = HashMap::from([("AWS_REGION".to_string(), "us-east-1".to_string())]);
+    for bin in ["ingest", "dispatch", "api"] {
+        let r = invoke_binary(&locate_binary(bin).unwrap(), &env, json!({})).await;
+        let msg = match r {
+            Err(stderr) => stderr,
+            Ok(Reply::InitError(v)) => v.to_string(),
+            Ok(other) => panic!("{bin} answered without its config: {other:?}"),
+        };
+        assert!(msg.contains("NOMMER_"), "{bin}: {msg}");
+    }
+}
