@@ -12,20 +12,35 @@ pub struct ApiClient {
 
 impl ApiClient {
     pub fn new(base: &str) -> Self {
-        ApiClient { base: base.trim_end_matches('/').to_string(), http: reqwest::Client::new() }
+        ApiClient {
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+        }
     }
 
     pub async fn get_job(&self, id: &str) -> anyhow::Result<Option<Job>> {
-        let r = self.http.get(format!("{}/jobs/{id}", self.base)).send().await.context("calling GET /jobs/{id}")?;
+        let r = self
+            .http
+            .get(format!("{}/jobs/{id}", self.base))
+            .send()
+            .await
+            .context("calling GET /jobs/{id}")?;
         match r.status().as_u16() {
             200 => Ok(Some(r.json().await?)),
             404 => Ok(None),
-            s => bail!("GET /jobs/{id} answered {s}: {}", r.text().await.unwrap_or_default()),
+            s => bail!(
+                "GET /jobs/{id} answered {s}: {}",
+                r.text().await.unwrap_or_default()
+            ),
         }
     }
 
     /// `POST /jobs`; returns the status and the JSON body.
-    pub async fn create_job(&self, body: &serde_json::Value, idempotency_key: Option<&str>) -> anyhow::Result<(u16, serde_json::Value)> {
+    pub async fn create_job(
+        &self,
+        body: &serde_json::Value,
+        idempotency_key: Option<&str>,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
         let mut req = self.http.post(format!("{}/jobs", self.base)).json(body);
         if let Some(k) = idempotency_key {
             req = req.header("Idempotency-Key", k);
@@ -37,7 +52,12 @@ impl ApiClient {
 
     /// Polls a job until it is terminal, calling `on_change` whenever its state or
     /// progress changes. A job that does not exist yet is waited for too.
-    pub async fn wait(&self, id: &str, limit: Duration, mut on_change: impl FnMut(&Job)) -> anyhow::Result<Job> {
+    pub async fn wait(
+        &self,
+        id: &str,
+        limit: Duration,
+        mut on_change: impl FnMut(&Job),
+    ) -> anyhow::Result<Job> {
         let started = Instant::now();
         let mut last: Option<(nommer_shared::JobState, u8)> = None;
         loop {

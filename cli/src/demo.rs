@@ -11,10 +11,15 @@ use std::time::{Duration, Instant};
 
 pub async fn run(file: Option<PathBuf>, preset: &str, keep_running: bool) -> anyhow::Result<()> {
     if nommer_shared::presets::find(preset).is_none() {
-        bail!("`{preset}` is not a preset; known: {}", nommer_shared::presets::names().join(", "));
+        bail!(
+            "`{preset}` is not a preset; known: {}",
+            nommer_shared::presets::names().join(", ")
+        );
     }
     let root = crate::emulator::project_root().join(".nommer");
-    let log_dir = root.join("logs").join(chrono::Utc::now().format("demo-%Y%m%d-%H%M%S").to_string());
+    let log_dir = root
+        .join("logs")
+        .join(chrono::Utc::now().format("demo-%Y%m%d-%H%M%S").to_string());
     let scratch = tempfile::tempdir()?;
     let source = match file {
         Some(f) => {
@@ -31,24 +36,61 @@ pub async fn run(file: Option<PathBuf>, preset: &str, keep_running: bool) -> any
         }
     };
 
-    println!("• starting the local stack (AWS emulator, functions, one worker); logs in {}", log_dir.display());
+    println!(
+        "• starting the local stack (AWS emulator, functions, one worker); logs in {}",
+        log_dir.display()
+    );
     let started = Instant::now();
     let stack = LocalStack::start(StackOptions::new("nommer-demo", &log_dir)).await?;
-    println!("  emulator {} · API {} · ready in {:.1} s", stack.endpoint, stack.api_url, started.elapsed().as_secs_f64());
+    println!(
+        "  emulator {} · API {} · ready in {:.1} s",
+        stack.endpoint,
+        stack.api_url,
+        started.elapsed().as_secs_f64()
+    );
 
-    let name = source.file_name().and_then(|n| n.to_str()).unwrap_or("upload.bin");
+    let name = source
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("upload.bin");
     let key = format!("inbox/{preset}/{name}");
     let objects = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
-    println!("• uploading {} to s3://{}/{key}", source.display(), stack.names.inbox_bucket);
-    objects.upload_file(&stack.names.inbox_bucket, &key, &source, "application/octet-stream").await?;
-    let info = objects.head(&stack.names.inbox_bucket, &key).await?.context("the upload is not in the inbox")?;
-    let id = ids::for_upload(&stack.names.inbox_bucket, &key, info.version_id.as_deref().or(info.etag.as_deref()).unwrap_or_default());
+    println!(
+        "• uploading {} to s3://{}/{key}",
+        source.display(),
+        stack.names.inbox_bucket
+    );
+    objects
+        .upload_file(
+            &stack.names.inbox_bucket,
+            &key,
+            &source,
+            "application/octet-stream",
+        )
+        .await?;
+    let info = objects
+        .head(&stack.names.inbox_bucket, &key)
+        .await?
+        .context("the upload is not in the inbox")?;
+    let id = ids::for_upload(
+        &stack.names.inbox_bucket,
+        &key,
+        info.version_id
+            .as_deref()
+            .or(info.etag.as_deref())
+            .unwrap_or_default(),
+    );
     println!("• job {id}");
 
     let client = ApiClient::new(&stack.api_url);
     let job = client
         .wait(&id, Duration::from_secs(1800), |j| {
-            print!("\r  {:<12} {:>3}% {:<40}", j.state.as_str(), j.progress, bar(j.progress));
+            print!(
+                "\r  {:<12} {:>3}% {:<40}",
+                j.state.as_str(),
+                j.progress,
+                bar(j.progress)
+            );
             let _ = std::io::stdout().flush();
             if j.state != JobState::Encoding {
                 println!();
@@ -60,11 +102,18 @@ pub async fn run(file: Option<PathBuf>, preset: &str, keep_running: bool) -> any
         println!("{}", serde_json::to_string_pretty(&job)?);
         bail!("the job ended {}: {:?}", job.state, job.error);
     }
-    println!("• complete in {:.1} s after upload", (job.updated_at - job.created_at).num_milliseconds() as f64 / 1000.0);
+    println!(
+        "• complete in {:.1} s after upload",
+        (job.updated_at - job.created_at).num_milliseconds() as f64 / 1000.0
+    );
     for out in &job.manifest {
         println!("  s3://{}/{} ({} bytes)", out.bucket, out.key, out.size);
-        let local = scratch.path().join(Path::new(&out.key).file_name().unwrap_or_default());
-        objects.download_to_file(&out.bucket, &out.key, &local).await?;
+        let local = scratch
+            .path()
+            .join(Path::new(&out.key).file_name().unwrap_or_default());
+        objects
+            .download_to_file(&out.bucket, &out.key, &local)
+            .await?;
         for line in media::summary(&media::probe(&local)?).lines() {
             println!("    {line}");
         }

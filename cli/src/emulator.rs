@@ -5,8 +5,8 @@ use anyhow::{bail, Context};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 use std::process::{Child, Command};
+use std::time::{Duration, Instant};
 
 /// The emulator version the project is tested with.
 pub const MOTO_VERSION: &str = "5.2.5";
@@ -20,7 +20,10 @@ pub fn project_root() -> PathBuf {
     if let Ok(h) = std::env::var("NOMMER_HOME") {
         return PathBuf::from(h);
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 fn venv_dir() -> PathBuf {
@@ -45,18 +48,30 @@ pub fn ensure_installed() -> anyhow::Result<PathBuf> {
     if bin.exists() && stamp.exists() {
         return Ok(bin);
     }
-    eprintln!("nommer: installing the local AWS emulator (moto[server]=={MOTO_VERSION}) into {} ...", venv.display());
+    eprintln!(
+        "nommer: installing the local AWS emulator (moto[server]=={MOTO_VERSION}) into {} ...",
+        venv.display()
+    );
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let st = std::process::Command::new(&python)
         .args(["-m", "venv"])
         .arg(&venv)
         .status()
-        .with_context(|| format!("running {python} -m venv; install Python 3 (apt-get install python3 python3-venv)"))?;
+        .with_context(|| {
+            format!(
+                "running {python} -m venv; install Python 3 (apt-get install python3 python3-venv)"
+            )
+        })?;
     if !st.success() {
         bail!("{python} -m venv failed; install the venv module (apt-get install python3-venv)");
     }
     let st = std::process::Command::new(venv.join("bin").join("pip"))
-        .args(["install", "--quiet", "--disable-pip-version-check", &format!("moto[server]=={MOTO_VERSION}")])
+        .args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            &format!("moto[server]=={MOTO_VERSION}"),
+        ])
         .status()
         .context("running pip")?;
     if !st.success() {
@@ -97,7 +112,10 @@ impl Emulator {
             None => (Stdio::null(), Stdio::null()),
         };
         let mut cmd = Command::new(&bin);
-        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdin(Stdio::null()).stdout(out).stderr(err);
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
         // SAFETY: prctl is async-signal-safe; it only asks the kernel to signal the child
         // when the thread that started it ends.
         unsafe {
@@ -107,7 +125,9 @@ impl Emulator {
                 Ok(())
             });
         }
-        let child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
         let endpoint = format!("http://127.0.0.1:{port}");
         let mut emu = Emulator { endpoint, child };
         emu.wait_ready(Duration::from_secs(30)).await?;
@@ -122,13 +142,21 @@ impl Emulator {
             if let Some(status) = self.child.try_wait()? {
                 bail!("the emulator exited at start ({status}); is port in use or the venv broken? remove .nommer/venv to reinstall");
             }
-            if let Ok(r) = client.get(&url).timeout(Duration::from_secs(2)).send().await {
+            if let Ok(r) = client
+                .get(&url)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+            {
                 if r.status().is_success() {
                     return Ok(());
                 }
             }
             if started.elapsed() > limit {
-                bail!("the emulator did not answer at {} within {limit:?}", self.endpoint);
+                bail!(
+                    "the emulator did not answer at {} within {limit:?}",
+                    self.endpoint
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 pub type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// A function that takes an SQS batch, like an SQS-triggered Lambda.
-pub type SqsHandler = Arc<dyn Fn(SqsEvent) -> BoxFut<Result<SqsBatchResponse, lambda_runtime::Error>> + Send + Sync>;
+pub type SqsHandler =
+    Arc<dyn Fn(SqsEvent) -> BoxFut<Result<SqsBatchResponse, lambda_runtime::Error>> + Send + Sync>;
 
 /// Builds the SQS event Lambda would deliver for these messages.
 pub fn sqs_event(queue_arn: &str, region: &str, messages: &[Received]) -> SqsEvent {
@@ -27,7 +28,11 @@ pub fn sqs_event(queue_arn: &str, region: &str, messages: &[Received]) -> SqsEve
             let attributes: serde_json::Map<String, Value> = m
                 .raw
                 .attributes()
-                .map(|a| a.iter().map(|(k, v)| (k.as_str().to_string(), Value::String(v.clone()))).collect())
+                .map(|a| {
+                    a.iter()
+                        .map(|(k, v)| (k.as_str().to_string(), Value::String(v.clone())))
+                        .collect()
+                })
                 .unwrap_or_default();
             json!({
                 "messageId": m.message_id,
@@ -49,10 +54,20 @@ pub fn sqs_event(queue_arn: &str, region: &str, messages: &[Received]) -> SqsEve
 /// `ReportBatchItemFailures`: messages the handler reports as failed (or all of them
 /// when it errors) stay on the queue and come back after the visibility timeout; the
 /// rest are deleted.
-pub async fn poll_sqs(queue: SqsQueue, queue_url: String, queue_arn: String, region: String, batch: i32, handler: SqsHandler) {
+pub async fn poll_sqs(
+    queue: SqsQueue,
+    queue_url: String,
+    queue_arn: String,
+    region: String,
+    batch: i32,
+    handler: SqsHandler,
+) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        let messages = match queue.receive(&queue_url, batch, Duration::from_secs(2), None).await {
+        let messages = match queue
+            .receive(&queue_url, batch, Duration::from_secs(2), None)
+            .await
+        {
             Ok(m) => {
                 backoff = Duration::from_millis(200);
                 m
@@ -69,7 +84,11 @@ pub async fn poll_sqs(queue: SqsQueue, queue_url: String, queue_arn: String, reg
         }
         let event = sqs_event(&queue_arn, &region, &messages);
         let failed: Vec<String> = match handler(event).await {
-            Ok(resp) => resp.batch_item_failures.into_iter().map(|f| f.item_identifier).collect(),
+            Ok(resp) => resp
+                .batch_item_failures
+                .into_iter()
+                .map(|f| f.item_identifier)
+                .collect(),
             Err(e) => {
                 tracing::error!(queue = %queue_url, error = %e, "function failed; the whole batch will be retried");
                 messages.iter().map(|m| m.message_id.clone()).collect()
@@ -84,8 +103,16 @@ pub async fn poll_sqs(queue: SqsQueue, queue_url: String, queue_arn: String, reg
 }
 
 /// Turns an HTTP request into the API Gateway HTTP API (payload v2.0) event.
-pub fn apigw_v2_event(method: &str, path_and_query: &str, headers: &http::HeaderMap, body: &[u8], source_ip: &str) -> Value {
-    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+pub fn apigw_v2_event(
+    method: &str,
+    path_and_query: &str,
+    headers: &http::HeaderMap,
+    body: &[u8],
+    source_ip: &str,
+) -> Value {
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
     let mut hmap = serde_json::Map::new();
     let mut cookies = Vec::new();
     for (k, v) in headers {
@@ -124,8 +151,14 @@ pub fn apigw_v2_event(method: &str, path_and_query: &str, headers: &http::Header
         Err(_) => (base64::engine::general_purpose::STANDARD.encode(body), true),
     };
     let now = chrono::Utc::now();
-    let ua = headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let host = headers.get(http::header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
+    let ua = headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost");
     let mut ev = json!({
         "version": "2.0",
         "routeKey": "$default",
@@ -159,39 +192,77 @@ pub fn apigw_v2_event(method: &str, path_and_query: &str, headers: &http::Header
 }
 
 fn percent_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Turns the function's API Gateway v2 response JSON back into an HTTP response.
 pub fn http_response(v: &Value) -> Response<Body> {
-    let status = v.get("statusCode").and_then(Value::as_u64).and_then(|s| StatusCode::from_u16(s as u16).ok()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let status = v
+        .get("statusCode")
+        .and_then(Value::as_u64)
+        .and_then(|s| StatusCode::from_u16(s as u16).ok())
+        .unwrap_or(StatusCode::BAD_GATEWAY);
     let mut resp = Response::builder().status(status);
     if let Some(h) = resp.headers_mut() {
-        for (k, val) in v.get("headers").and_then(Value::as_object).into_iter().flatten() {
-            if let (Ok(name), Some(Ok(value))) = (HeaderName::try_from(k.as_str()), val.as_str().map(HeaderValue::from_str)) {
+        for (k, val) in v
+            .get("headers")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            if let (Ok(name), Some(Ok(value))) = (
+                HeaderName::try_from(k.as_str()),
+                val.as_str().map(HeaderValue::from_str),
+            ) {
                 h.append(name, value);
             }
         }
-        for (k, vals) in v.get("multiValueHeaders").and_then(Value::as_object).into_iter().flatten() {
-            let Ok(name) = HeaderName::try_from(k.as_str()) else { continue };
+        for (k, vals) in v
+            .get("multiValueHeaders")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let Ok(name) = HeaderName::try_from(k.as_str()) else {
+                continue;
+            };
             if h.contains_key(&name) {
                 continue;
             }
-            for val in vals.as_array().into_iter().flatten().filter_map(Value::as_str) {
+            for val in vals
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
                 if let Ok(value) = HeaderValue::from_str(val) {
                     h.append(name.clone(), value);
                 }
             }
         }
-        for c in v.get("cookies").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+        for c in v
+            .get("cookies")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
             if let Ok(value) = HeaderValue::from_str(c) {
                 h.append(http::header::SET_COOKIE, value);
             }
         }
     }
     let body = v.get("body").and_then(Value::as_str).unwrap_or("");
-    let bytes = if v.get("isBase64Encoded").and_then(Value::as_bool).unwrap_or(false) {
-        base64::engine::general_purpose::STANDARD.decode(body).unwrap_or_default()
+    let bytes = if v
+        .get("isBase64Encoded")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap_or_default()
     } else {
         body.as_bytes().to_vec()
     };
@@ -201,28 +272,56 @@ pub fn http_response(v: &Value) -> Response<Body> {
 /// Serves `router` on `listener` the way API Gateway and Lambda would: each request
 /// becomes an API Gateway v2 event, goes through `lambda_http`'s adapter, and its
 /// response event becomes the HTTP response.
-pub async fn serve_api(listener: tokio::net::TcpListener, router: axum::Router) -> std::io::Result<()> {
+pub async fn serve_api(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+) -> std::io::Result<()> {
     let gateway = axum::Router::new().fallback(
-        move |axum::extract::ConnectInfo(addr): axum::extract::ConnectInfo<std::net::SocketAddr>, req: Request<Body>| {
+        move |axum::extract::ConnectInfo(addr): axum::extract::ConnectInfo<
+            std::net::SocketAddr,
+        >,
+              req: Request<Body>| {
             let router = router.clone();
             async move { invoke_api(router, addr, req).await }
         },
     );
-    axum::serve(listener, gateway.into_make_service_with_connect_info::<std::net::SocketAddr>()).await
+    axum::serve(
+        listener,
+        gateway.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .await
 }
 
-async fn invoke_api(router: axum::Router, addr: std::net::SocketAddr, req: Request<Body>) -> Response<Body> {
+async fn invoke_api(
+    router: axum::Router,
+    addr: std::net::SocketAddr,
+    req: Request<Body>,
+) -> Response<Body> {
     let (parts, body) = req.into_parts();
     // API Gateway's payload limit
     let bytes = match axum::body::to_bytes(body, 10 * 1024 * 1024).await {
         Ok(b) => b,
-        Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "request body over 10 MB").into_response_body(),
+        Err(_) => {
+            return (StatusCode::PAYLOAD_TOO_LARGE, "request body over 10 MB").into_response_body()
+        }
     };
-    let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let event = apigw_v2_event(parts.method.as_str(), pq, &parts.headers, &bytes, &addr.ip().to_string());
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let event = apigw_v2_event(
+        parts.method.as_str(),
+        pq,
+        &parts.headers,
+        &bytes,
+        &addr.ip().to_string(),
+    );
     let request: LambdaRequest = match serde_json::from_value(event) {
         Ok(r) => r,
-        Err(e) => return (StatusCode::BAD_GATEWAY, format!("event shape: {e}")).into_response_body(),
+        Err(e) => {
+            return (StatusCode::BAD_GATEWAY, format!("event shape: {e}")).into_response_body()
+        }
     };
     let mut ctx = Context::default();
     ctx.request_id = uuid::Uuid::new_v4().to_string();
@@ -233,7 +332,9 @@ async fn invoke_api(router: axum::Router, addr: std::net::SocketAddr, req: Reque
     match response.await {
         Ok(resp) => match serde_json::to_value(&resp) {
             Ok(v) => http_response(&v),
-            Err(e) => (StatusCode::BAD_GATEWAY, format!("response shape: {e}")).into_response_body(),
+            Err(e) => {
+                (StatusCode::BAD_GATEWAY, format!("response shape: {e}")).into_response_body()
+            }
         },
         Err(e) => (StatusCode::BAD_GATEWAY, format!("function error: {e:?}")).into_response_body(),
     }
@@ -244,7 +345,10 @@ trait IntoResponseBody {
 }
 impl<S: Into<String>> IntoResponseBody for (StatusCode, S) {
     fn into_response_body(self) -> Response<Body> {
-        Response::builder().status(self.0).body(Body::from(self.1.into())).expect("response")
+        Response::builder()
+            .status(self.0)
+            .body(Body::from(self.1.into()))
+            .expect("response")
     }
 }
 
@@ -257,7 +361,13 @@ mod tests {
         let mut h = http::HeaderMap::new();
         h.insert("content-type", HeaderValue::from_static("application/json"));
         h.insert("cookie", HeaderValue::from_static("a=1; b=2"));
-        let ev = apigw_v2_event("POST", "/jobs?x=1&y=a%20b&x=2", &h, b"{\"a\":1}", "127.0.0.1");
+        let ev = apigw_v2_event(
+            "POST",
+            "/jobs?x=1&y=a%20b&x=2",
+            &h,
+            b"{\"a\":1}",
+            "127.0.0.1",
+        );
         assert_eq!(ev["rawPath"], "/jobs");
         assert_eq!(ev["queryStringParameters"]["y"], "a b");
         assert_eq!(ev["queryStringParameters"]["x"], "1,2");
@@ -270,7 +380,9 @@ mod tests {
 
     #[test]
     fn response_event_becomes_http() {
-        let r = http_response(&json!({"statusCode": 201, "headers": {"location": "/jobs/x"}, "body": "{}", "isBase64Encoded": false, "cookies": []}));
+        let r = http_response(
+            &json!({"statusCode": 201, "headers": {"location": "/jobs/x"}, "body": "{}", "isBase64Encoded": false, "cookies": []}),
+        );
         assert_eq!(r.status(), 201);
         assert_eq!(r.headers()["location"], "/jobs/x");
     }

@@ -41,8 +41,16 @@ async fn main() {
     nommer_shared::telemetry::init();
     let cli = Cli::parse();
     let r = match cli.command {
-        Cmd::Demo { file, preset, keep_running } => demo::run(file, &preset, keep_running).await,
-        Cmd::Up { port, workers, stack } => up(port, workers, &stack).await,
+        Cmd::Demo {
+            file,
+            preset,
+            keep_running,
+        } => demo::run(file, &preset, keep_running).await,
+        Cmd::Up {
+            port,
+            workers,
+            stack,
+        } => up(port, workers, &stack).await,
         Cmd::Presets => {
             for p in nommer_shared::presets::catalog() {
                 println!("{:<12} {}", p.name, p.description);
@@ -57,13 +65,22 @@ async fn main() {
 }
 
 async fn up(port: u16, workers: usize, stack: &str) -> anyhow::Result<()> {
-    let log_dir = nommer::emulator::project_root().join(".nommer").join("logs").join(stack);
+    let log_dir = nommer::emulator::project_root()
+        .join(".nommer")
+        .join("logs")
+        .join(stack);
     let mut opts = StackOptions::new(stack, &log_dir);
     opts.api_port = port;
     opts.workers = workers;
     let s = LocalStack::start(opts).await?;
-    println!("nommer: local stack `{stack}` is up; logs in {}", log_dir.display());
-    println!("  inbox  s3://{}/inbox/<preset>/<file>", s.names.inbox_bucket);
+    println!(
+        "nommer: local stack `{stack}` is up; logs in {}",
+        log_dir.display()
+    );
+    println!(
+        "  inbox  s3://{}/inbox/<preset>/<file>",
+        s.names.inbox_bucket
+    );
     println!("  outbox s3://{}/", s.names.outbox_bucket);
     demo::print_env(&s);
     println!("Ctrl-C stops it.");

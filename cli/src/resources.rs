@@ -4,12 +4,12 @@
 use anyhow::Context;
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
-    ScalarAttributeType,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
 };
 use aws_sdk_s3::types::{
-    Event, FilterRule, FilterRuleName, NotificationConfiguration, NotificationConfigurationFilter, QueueConfiguration,
-    S3KeyFilter,
+    Event, FilterRule, FilterRuleName, NotificationConfiguration, NotificationConfigurationFilter,
+    QueueConfiguration, S3KeyFilter,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use nommer_shared::store::STATE_INDEX;
@@ -60,7 +60,11 @@ pub struct QueueUrls {
     pub work_dlq: String,
 }
 
-async fn queue_with_dlq(sqs: &aws_sdk_sqs::Client, name: &str, visibility_secs: u32) -> anyhow::Result<(String, String)> {
+async fn queue_with_dlq(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    visibility_secs: u32,
+) -> anyhow::Result<(String, String)> {
     let dlq = sqs
         .create_queue()
         .queue_name(format!("{name}-dlq"))
@@ -75,12 +79,21 @@ async fn queue_with_dlq(sqs: &aws_sdk_sqs::Client, name: &str, visibility_secs: 
         .attribute_names(QueueAttributeName::QueueArn)
         .send()
         .await?;
-    let dlq_arn = attrs.attributes().and_then(|a| a.get(&QueueAttributeName::QueueArn)).cloned().unwrap_or_default();
-    let redrive = serde_json::json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVES }).to_string();
+    let dlq_arn = attrs
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+        .cloned()
+        .unwrap_or_default();
+    let redrive =
+        serde_json::json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVES })
+            .to_string();
     let q = sqs
         .create_queue()
         .queue_name(name)
-        .attributes(QueueAttributeName::VisibilityTimeout, visibility_secs.to_string())
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            visibility_secs.to_string(),
+        )
         .attributes(QueueAttributeName::RedrivePolicy, redrive)
         .send()
         .await
@@ -96,7 +109,11 @@ pub async fn create(config: &SdkConfig, names: &StackNames) -> anyhow::Result<Qu
     let ddb = nommer_shared::aws::dynamodb_client(config);
 
     for b in [&names.inbox_bucket, &names.outbox_bucket] {
-        s3.create_bucket().bucket(b).send().await.with_context(|| format!("creating bucket {b}"))?;
+        s3.create_bucket()
+            .bucket(b)
+            .send()
+            .await
+            .with_context(|| format!("creating bucket {b}"))?;
     }
     let (ingest, ingest_dlq) = queue_with_dlq(&sqs, &names.ingest_queue, 30).await?;
     let (jobs, jobs_dlq) = queue_with_dlq(&sqs, &names.jobs_queue, 30).await?;
@@ -125,7 +142,12 @@ pub async fn create(config: &SdkConfig, names: &StackNames) -> anyhow::Result<Qu
                             NotificationConfigurationFilter::builder()
                                 .key(
                                     S3KeyFilter::builder()
-                                        .filter_rules(FilterRule::builder().name(FilterRuleName::Prefix).value(INBOX_PREFIX).build())
+                                        .filter_rules(
+                                            FilterRule::builder()
+                                                .name(FilterRuleName::Prefix)
+                                                .value(INBOX_PREFIX)
+                                                .build(),
+                                        )
                                         .build(),
                                 )
                                 .build(),
@@ -138,8 +160,18 @@ pub async fn create(config: &SdkConfig, names: &StackNames) -> anyhow::Result<Qu
         .await
         .context("configuring the inbox's S3→SQS notification")?;
 
-    let attr = |n: &str| AttributeDefinition::builder().attribute_name(n).attribute_type(ScalarAttributeType::S).build();
-    let key = |n: &str, t: KeyType| KeySchemaElement::builder().attribute_name(n).key_type(t).build();
+    let attr = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+    };
+    let key = |n: &str, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+    };
     ddb.create_table()
         .table_name(&names.table)
         .billing_mode(BillingMode::PayPerRequest)
@@ -152,14 +184,25 @@ pub async fn create(config: &SdkConfig, names: &StackNames) -> anyhow::Result<Qu
                 .index_name(STATE_INDEX)
                 .key_schema(key("state", KeyType::Hash)?)
                 .key_schema(key("created_at", KeyType::Range)?)
-                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
                 .build()?,
         )
         .send()
         .await
         .with_context(|| format!("creating table {}", names.table))?;
 
-    Ok(QueueUrls { ingest, jobs, work, ingest_dlq, jobs_dlq, work_dlq })
+    Ok(QueueUrls {
+        ingest,
+        jobs,
+        work,
+        ingest_dlq,
+        jobs_dlq,
+        work_dlq,
+    })
 }
 
 /// The environment each component reads, as the template sets it.

@@ -97,7 +97,11 @@ pub fn locate_binary(name: &str) -> anyhow::Result<PathBuf> {
 
 fn arn_of(url: &str) -> String {
     let name = url.rsplit('/').next().unwrap_or_default();
-    format!("arn:aws:sqs:{}:{}:{name}", emulator::REGION, emulator::ACCOUNT_ID)
+    format!(
+        "arn:aws:sqs:{}:{}:{name}",
+        emulator::REGION,
+        emulator::ACCOUNT_ID
+    )
 }
 
 impl LocalStack {
@@ -112,13 +116,18 @@ impl LocalStack {
         };
         let config = nommer_shared::aws::sdk_config_for_endpoint(&endpoint, emulator::REGION).await;
         let names = StackNames::new(&opts.stack, emulator::ACCOUNT_ID);
-        let urls = resources::create(&config, &names).await.context("creating the stack's resources on the emulator")?;
+        let urls = resources::create(&config, &names)
+            .await
+            .context("creating the stack's resources on the emulator")?;
         let env = resources::function_env(&names, &urls);
         let source = env.clone();
 
         let ingest = ingest::Ingest::new(IngestSettings::from_source(&source)?, &config);
         let dispatch = dispatch::Dispatch::new(DispatchSettings::from_source(&source)?, &config);
-        let api_state = Arc::new(api::ApiState::new(ApiSettings::from_source(&source)?, &config));
+        let api_state = Arc::new(api::ApiState::new(
+            ApiSettings::from_source(&source)?,
+            &config,
+        ));
 
         let queue = SqsQueue::new(nommer_shared::aws::sqs_client(&config));
         let region = emulator::REGION.to_string();
@@ -128,19 +137,38 @@ impl LocalStack {
             let ctx = ingest.clone();
             Box::pin(async move {
                 let v = serde_json::to_value(event)?;
-                let out = ingest::function_handler(&ctx, LambdaEvent::new(v, Default::default())).await?;
+                let out =
+                    ingest::function_handler(&ctx, LambdaEvent::new(v, Default::default())).await?;
                 Ok(serde_json::from_value(out)?)
             })
         });
-        tasks.push(tokio::spawn(event_sources::poll_sqs(queue.clone(), urls.ingest.clone(), arn_of(&urls.ingest), region.clone(), 10, ingest_handler)));
+        tasks.push(tokio::spawn(event_sources::poll_sqs(
+            queue.clone(),
+            urls.ingest.clone(),
+            arn_of(&urls.ingest),
+            region.clone(),
+            10,
+            ingest_handler,
+        )));
 
         let dispatch_handler: SqsHandler = Arc::new(move |event| {
             let ctx = dispatch.clone();
-            Box::pin(async move { dispatch::function_handler(&ctx, LambdaEvent::new(event, Default::default())).await })
+            Box::pin(async move {
+                dispatch::function_handler(&ctx, LambdaEvent::new(event, Default::default())).await
+            })
         });
-        tasks.push(tokio::spawn(event_sources::poll_sqs(queue.clone(), urls.jobs.clone(), arn_of(&urls.jobs), region.clone(), 10, dispatch_handler)));
+        tasks.push(tokio::spawn(event_sources::poll_sqs(
+            queue.clone(),
+            urls.jobs.clone(),
+            arn_of(&urls.jobs),
+            region.clone(),
+            10,
+            dispatch_handler,
+        )));
 
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.api_port)).await.context("binding the API port")?;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.api_port))
+            .await
+            .context("binding the API port")?;
         let api_url = format!("http://{}", listener.local_addr()?);
         let router = api::router(api_state);
         tasks.push(tokio::spawn(async move {
@@ -187,7 +215,10 @@ impl LocalStack {
             .env(s::WORKER_ID, &id)
             .env(s::WORK_DIR, &work_dir)
             .env(s::POLL_WAIT_SECS, "2")
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .envs(&self.worker_env)
             .stdin(Stdio::null())
             .stdout(Stdio::from(f.try_clone()?))
@@ -220,7 +251,10 @@ impl LocalStack {
             }
         }
         for w in &mut self.workers {
-            if tokio::time::timeout(Duration::from_secs(10), w.child.wait()).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(10), w.child.wait())
+                .await
+                .is_err()
+            {
                 let _ = w.child.kill().await;
             }
         }

@@ -9,9 +9,12 @@ use std::path::Path;
 /// other protocols, bounded probing.
 fn input_guard() -> Vec<String> {
     [
-        "-protocol_whitelist", "file",
-        "-probesize", "50000000",
-        "-analyzeduration", "30000000",
+        "-protocol_whitelist",
+        "file",
+        "-probesize",
+        "50000000",
+        "-analyzeduration",
+        "30000000",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -20,9 +23,16 @@ fn input_guard() -> Vec<String> {
 
 /// `ffprobe` argv for a local file, printing JSON.
 pub fn probe_args(input: &Path) -> Vec<String> {
-    let mut a: Vec<String> = ["-hide_banner", "-v", "error"].iter().map(|s| s.to_string()).collect();
+    let mut a: Vec<String> = ["-hide_banner", "-v", "error"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     a.extend(input_guard());
-    a.extend(["-show_format", "-show_streams", "-of", "json"].iter().map(|s| s.to_string()));
+    a.extend(
+        ["-show_format", "-show_streams", "-of", "json"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
     a.push(format!("file:{}", input.display()));
     a
 }
@@ -31,7 +41,10 @@ pub fn probe_args(input: &Path) -> Vec<String> {
 /// `key=value` lines on stdout. `has_audio` drops the audio part when the source has
 /// none.
 pub fn encode_args(preset: &Preset, input: &Path, output: &Path, has_audio: bool) -> Vec<String> {
-    let mut a: Vec<String> = ["-hide_banner", "-nostdin", "-y", "-loglevel", "error"].iter().map(|s| s.to_string()).collect();
+    let mut a: Vec<String> = ["-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     a.extend(input_guard());
     a.push("-i".into());
     a.push(format!("file:{}", input.display()));
@@ -48,7 +61,14 @@ pub fn encode_args(preset: &Preset, input: &Path, output: &Path, has_audio: bool
             );
             push(&["-vf", &vf]);
             match v.codec {
-                VideoCodec::H264 => push(&["-c:v", "libx264", "-preset", v.speed, "-profile:v", v.profile]),
+                VideoCodec::H264 => push(&[
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    v.speed,
+                    "-profile:v",
+                    v.profile,
+                ]),
             }
             let crf = v.crf.to_string();
             let maxrate = format!("{}k", v.max_bitrate_kbps);
@@ -70,7 +90,15 @@ pub fn encode_args(preset: &Preset, input: &Path, output: &Path, has_audio: bool
         }
         _ => push(&["-an"]),
     }
-    push(&["-sn", "-dn", "-movflags", "+faststart", "-progress", "pipe:1", "-nostats"]);
+    push(&[
+        "-sn",
+        "-dn",
+        "-movflags",
+        "+faststart",
+        "-progress",
+        "pipe:1",
+        "-nostats",
+    ]);
     a.push(format!("file:{}", output.display()));
     a
 }
@@ -120,28 +148,57 @@ pub fn percent(out_time_seconds: f64, duration_seconds: Option<f64>) -> u8 {
 
 /// Parses `ffprobe -show_format -show_streams -of json`.
 pub fn parse_probe(json: &str, size: u64) -> Result<Probe, String> {
-    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| format!("ffprobe printed no JSON: {e}"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("ffprobe printed no JSON: {e}"))?;
     let format = v.get("format").ok_or("ffprobe found no container format")?;
     let num = |x: Option<&serde_json::Value>| -> Option<f64> {
-        x.and_then(|x| x.as_str().and_then(|s| s.parse().ok()).or_else(|| x.as_f64()))
+        x.and_then(|x| {
+            x.as_str()
+                .and_then(|s| s.parse().ok())
+                .or_else(|| x.as_f64())
+        })
     };
     let mut streams = Vec::new();
-    for s in v.get("streams").and_then(|s| s.as_array()).into_iter().flatten() {
+    for s in v
+        .get("streams")
+        .and_then(|s| s.as_array())
+        .into_iter()
+        .flatten()
+    {
         let rotation = s
             .get("side_data_list")
             .and_then(|l| l.as_array())
-            .and_then(|l| l.iter().find_map(|d| d.get("rotation").and_then(|r| r.as_i64())))
-            .or_else(|| s.get("tags").and_then(|t| t.get("rotate")).and_then(|r| r.as_str()).and_then(|r| r.parse().ok()))
+            .and_then(|l| {
+                l.iter()
+                    .find_map(|d| d.get("rotation").and_then(|r| r.as_i64()))
+            })
+            .or_else(|| {
+                s.get("tags")
+                    .and_then(|t| t.get("rotate"))
+                    .and_then(|r| r.as_str())
+                    .and_then(|r| r.parse().ok())
+            })
             .map(|r| r as i32);
-        let frame_rate = s.get("avg_frame_rate").and_then(|r| r.as_str()).and_then(|r| {
-            let (n, d) = r.split_once('/')?;
-            let (n, d): (f64, f64) = (n.parse().ok()?, d.parse().ok()?);
-            (d > 0.0 && n > 0.0).then(|| n / d)
-        });
+        let frame_rate = s
+            .get("avg_frame_rate")
+            .and_then(|r| r.as_str())
+            .and_then(|r| {
+                let (n, d) = r.split_once('/')?;
+                let (n, d): (f64, f64) = (n.parse().ok()?, d.parse().ok()?);
+                (d > 0.0 && n > 0.0).then(|| n / d)
+            });
         streams.push(ProbeStream {
             index: s.get("index").and_then(|i| i.as_u64()).unwrap_or(0) as u32,
-            kind: s.get("codec_type").and_then(|c| c.as_str()).unwrap_or("unknown").to_string(),
-            codec: s.get("codec_name").and_then(|c| c.as_str()).unwrap_or("unknown").to_string(),
+            kind: s
+                .get("codec_type")
+                .and_then(|c| c.as_str())
+                .unwrap_or("unknown")
+                .to_string(),
+            codec: s
+                .get("codec_name")
+                .and_then(|c| c.as_str())
+                .unwrap_or("unknown")
+                .to_string(),
             width: s.get("width").and_then(|w| w.as_u64()).map(|w| w as u32),
             height: s.get("height").and_then(|w| w.as_u64()).map(|w| w as u32),
             frame_rate,
@@ -152,7 +209,11 @@ pub fn parse_probe(json: &str, size: u64) -> Result<Probe, String> {
         });
     }
     Ok(Probe {
-        container: format.get("format_name").and_then(|f| f.as_str()).unwrap_or("unknown").to_string(),
+        container: format
+            .get("format_name")
+            .and_then(|f| f.as_str())
+            .unwrap_or("unknown")
+            .to_string(),
         duration_seconds: num(format.get("duration")).filter(|d| d.is_finite() && *d >= 0.0),
         size,
         bit_rate: num(format.get("bit_rate")).map(|b| b as u64),
@@ -162,7 +223,11 @@ pub fn parse_probe(json: &str, size: u64) -> Result<Probe, String> {
 
 /// The last few meaningful lines FFmpeg wrote to stderr: its reason for failing.
 pub fn reason_from_stderr(stderr: &str) -> String {
-    let lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     let tail = &lines[lines.len().saturating_sub(3)..];
     let s = tail.join(" | ");
     if s.is_empty() {
@@ -179,7 +244,12 @@ mod tests {
 
     #[test]
     fn argv_for_720p_caps_height_and_guards_input() {
-        let a = encode_args(find("mp4-720p").unwrap(), Path::new("/w/in.mov"), Path::new("/w/out.mp4"), true);
+        let a = encode_args(
+            find("mp4-720p").unwrap(),
+            Path::new("/w/in.mov"),
+            Path::new("/w/out.mp4"),
+            true,
+        );
         let s = a.join(" ");
         assert!(s.contains("-protocol_whitelist file -probesize"), "{s}");
         assert!(s.contains("min(720,ih)"), "{s}");
@@ -187,9 +257,21 @@ mod tests {
         assert!(s.ends_with("file:/w/out.mp4"), "{s}");
         let i = a.iter().position(|x| x == "-i").unwrap();
         assert_eq!(a[i + 1], "file:/w/in.mov");
-        assert!(a.iter().position(|x| x == "-protocol_whitelist").unwrap() < i, "guard is an input option");
-        let no_audio = encode_args(find("mp4-720p").unwrap(), Path::new("in"), Path::new("out"), false).join(" ");
-        assert!(no_audio.contains("-an") && !no_audio.contains("0:a:0"), "{no_audio}");
+        assert!(
+            a.iter().position(|x| x == "-protocol_whitelist").unwrap() < i,
+            "guard is an input option"
+        );
+        let no_audio = encode_args(
+            find("mp4-720p").unwrap(),
+            Path::new("in"),
+            Path::new("out"),
+            false,
+        )
+        .join(" ");
+        assert!(
+            no_audio.contains("-an") && !no_audio.contains("0:a:0"),
+            "{no_audio}"
+        );
     }
 
     #[test]
@@ -200,7 +282,13 @@ mod tests {
             ticks.extend(p.line(l));
         }
         assert_eq!(ticks.len(), 3);
-        assert_eq!(ticks[0], ProgressTick { out_time_seconds: 1.5, done: false });
+        assert_eq!(
+            ticks[0],
+            ProgressTick {
+                out_time_seconds: 1.5,
+                done: false
+            }
+        );
         assert_eq!(ticks[1].out_time_seconds, 1.5, "N/A keeps the last time");
         assert!(ticks[2].done);
         assert_eq!(percent(1.5, Some(3.0)), 50);

@@ -17,7 +17,10 @@ pub struct S3Uri {
 
 impl S3Uri {
     pub fn new(bucket: impl Into<String>, key: impl Into<String>) -> Self {
-        S3Uri { bucket: bucket.into(), key: key.into() }
+        S3Uri {
+            bucket: bucket.into(),
+            key: key.into(),
+        }
     }
 
     /// Parses `s3://bucket/key`, with a message fit for a user when it is not one.
@@ -102,7 +105,10 @@ pub struct JobError {
 
 impl JobError {
     pub fn new(code: JobErrorCode, message: impl Into<String>) -> Self {
-        JobError { code, message: message.into() }
+        JobError {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -237,7 +243,11 @@ impl Job {
             heartbeat_at: None,
             created_at: now,
             updated_at: now,
-            history: vec![HistoryEntry { state: JobState::Submitted, at: now, note: None }],
+            history: vec![HistoryEntry {
+                state: JobState::Submitted,
+                at: now,
+                note: None,
+            }],
         }
     }
 
@@ -270,7 +280,11 @@ impl Job {
         }
         self.state = to;
         self.updated_at = now;
-        self.history.push(HistoryEntry { state: to, at: now, note });
+        self.history.push(HistoryEntry {
+            state: to,
+            at: now,
+            note,
+        });
         Ok(())
     }
 
@@ -284,8 +298,7 @@ impl Job {
 
     /// True when the worker holding a running job has not been heard from for `stale`.
     pub fn is_abandoned(&self, now: DateTime<Utc>, stale: chrono::Duration) -> bool {
-        self.state.is_running()
-            && self.heartbeat_at.map(|h| now - h > stale).unwrap_or(true)
+        self.state.is_running() && self.heartbeat_at.map(|h| now - h > stale).unwrap_or(true)
     }
 }
 
@@ -298,7 +311,10 @@ mod tests {
             crate::ids::random(),
             Origin::Api,
             S3Uri::new("inbox", "a.mov"),
-            vec![OutputSpec { name: "mp4-720p".into(), preset: "mp4-720p".into() }],
+            vec![OutputSpec {
+                name: "mp4-720p".into(),
+                preset: "mp4-720p".into(),
+            }],
             Utc::now(),
         )
     }
@@ -310,10 +326,18 @@ mod tests {
         assert_eq!(u.key, "path/to/clip.mov");
         assert_eq!(u.file_name(), "clip.mov");
         assert_eq!(u.to_string(), "s3://my-bucket/path/to/clip.mov");
-        assert!(S3Uri::parse("https://x/y").unwrap_err().contains("not an s3://"));
-        assert!(S3Uri::parse("s3://bucket").unwrap_err().contains("no object key"));
-        assert!(S3Uri::parse("s3://Bad_Bucket/x").unwrap_err().contains("bucket name"));
-        assert!(S3Uri::parse("s3://bucket/dir/").unwrap_err().contains("folder"));
+        assert!(S3Uri::parse("https://x/y")
+            .unwrap_err()
+            .contains("not an s3://"));
+        assert!(S3Uri::parse("s3://bucket")
+            .unwrap_err()
+            .contains("no object key"));
+        assert!(S3Uri::parse("s3://Bad_Bucket/x")
+            .unwrap_err()
+            .contains("bucket name"));
+        assert!(S3Uri::parse("s3://bucket/dir/")
+            .unwrap_err()
+            .contains("folder"));
     }
 
     #[test]
@@ -323,26 +347,47 @@ mod tests {
         j.apply(Transition::Dispatch, now, None).unwrap();
         j.apply(Transition::StartDownload, now, None).unwrap();
         assert_eq!(j.attempts, 1);
-        j.apply(Transition::Requeue, now, Some("worker lost".into())).unwrap();
+        j.apply(Transition::Requeue, now, Some("worker lost".into()))
+            .unwrap();
         j.apply(Transition::StartDownload, now, None).unwrap();
         assert_eq!(j.attempts, 2);
         let states: Vec<_> = j.history.iter().map(|h| h.state).collect();
         assert_eq!(
             states,
-            [JobState::Submitted, JobState::Queued, JobState::Downloading, JobState::Queued, JobState::Downloading]
+            [
+                JobState::Submitted,
+                JobState::Queued,
+                JobState::Downloading,
+                JobState::Queued,
+                JobState::Downloading
+            ]
         );
         assert!(j.apply(Transition::Finish, now, None).is_err());
-        assert_eq!(j.state, JobState::Downloading, "a refused transition changes nothing");
+        assert_eq!(
+            j.state,
+            JobState::Downloading,
+            "a refused transition changes nothing"
+        );
     }
 
     #[test]
     fn fail_keeps_the_reason() {
         let mut j = job();
-        j.fail(JobError::new(JobErrorCode::InvalidMedia, "moov atom not found"), Utc::now())
-            .unwrap();
+        j.fail(
+            JobError::new(JobErrorCode::InvalidMedia, "moov atom not found"),
+            Utc::now(),
+        )
+        .unwrap();
         assert_eq!(j.state, JobState::Failed);
         assert_eq!(j.error.as_ref().unwrap().code, JobErrorCode::InvalidMedia);
-        assert!(j.history.last().unwrap().note.as_ref().unwrap().contains("moov atom"));
+        assert!(j
+            .history
+            .last()
+            .unwrap()
+            .note
+            .as_ref()
+            .unwrap()
+            .contains("moov atom"));
     }
 
     #[test]

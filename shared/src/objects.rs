@@ -54,7 +54,14 @@ impl S3ObjectStore {
 
     /// HEAD; `None` when the object does not exist.
     pub async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>, ObjectError> {
-        match self.client.head_object().bucket(bucket).key(key).send().await {
+        match self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(o) => Ok(Some(ObjectInfo {
                 size: o.content_length().unwrap_or(0).max(0) as u64,
                 etag: o.e_tag().map(|e| e.trim_matches('"').to_string()),
@@ -62,18 +69,49 @@ impl S3ObjectStore {
                 content_type: o.content_type().map(str::to_string),
                 metadata: o.metadata().cloned().unwrap_or_default(),
             })),
-            Err(e) if e.as_service_error().map(|s| s.is_not_found()).unwrap_or(false) => Ok(None),
-            Err(e) if e.raw_response().map(|r| r.status().as_u16() == 404).unwrap_or(false) => Ok(None),
+            Err(e)
+                if e.as_service_error()
+                    .map(|s| s.is_not_found())
+                    .unwrap_or(false) =>
+            {
+                Ok(None)
+            }
+            Err(e)
+                if e.raw_response()
+                    .map(|r| r.status().as_u16() == 404)
+                    .unwrap_or(false) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(aws_err(e)),
         }
     }
 
     /// Streams an object to a local file; returns the bytes written.
-    pub async fn download_to_file(&self, bucket: &str, key: &str, path: &Path) -> Result<u64, ObjectError> {
-        let out = match self.client.get_object().bucket(bucket).key(key).send().await {
+    pub async fn download_to_file(
+        &self,
+        bucket: &str,
+        key: &str,
+        path: &Path,
+    ) -> Result<u64, ObjectError> {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(o) => o,
-            Err(e) if e.as_service_error().map(|s| s.is_no_such_key()).unwrap_or(false) => {
-                return Err(ObjectError::NotFound { bucket: bucket.into(), key: key.into() })
+            Err(e)
+                if e.as_service_error()
+                    .map(|s| s.is_no_such_key())
+                    .unwrap_or(false) =>
+            {
+                return Err(ObjectError::NotFound {
+                    bucket: bucket.into(),
+                    key: key.into(),
+                })
             }
             Err(e) => return Err(aws_err(e)),
         };
@@ -85,10 +123,18 @@ impl S3ObjectStore {
     }
 
     /// Uploads a local file, in parts when it is large. Returns its size.
-    pub async fn upload_file(&self, bucket: &str, key: &str, path: &Path, content_type: &str) -> Result<u64, ObjectError> {
+    pub async fn upload_file(
+        &self,
+        bucket: &str,
+        key: &str,
+        path: &Path,
+        content_type: &str,
+    ) -> Result<u64, ObjectError> {
         let size = tokio::fs::metadata(path).await?.len();
         if size <= MULTIPART_THRESHOLD {
-            let body = ByteStream::from_path(path).await.map_err(|e| ObjectError::Aws(e.to_string()))?;
+            let body = ByteStream::from_path(path)
+                .await
+                .map_err(|e| ObjectError::Aws(e.to_string()))?;
             self.client
                 .put_object()
                 .bucket(bucket)
@@ -109,7 +155,10 @@ impl S3ObjectStore {
             .send()
             .await
             .map_err(aws_err)?;
-        let upload_id = create.upload_id().ok_or_else(|| ObjectError::Aws("S3 returned no upload id".into()))?.to_string();
+        let upload_id = create
+            .upload_id()
+            .ok_or_else(|| ObjectError::Aws("S3 returned no upload id".into()))?
+            .to_string();
         match self.upload_parts(bucket, key, &upload_id, path).await {
             Ok(parts) => {
                 self.client
@@ -117,7 +166,11 @@ impl S3ObjectStore {
                     .bucket(bucket)
                     .key(key)
                     .upload_id(&upload_id)
-                    .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+                    .multipart_upload(
+                        CompletedMultipartUpload::builder()
+                            .set_parts(Some(parts))
+                            .build(),
+                    )
                     .send()
                     .await
                     .map_err(aws_err)?;
@@ -125,19 +178,35 @@ impl S3ObjectStore {
             }
             Err(e) => {
                 // leave no orphaned parts behind (they cost money)
-                let _ = self.client.abort_multipart_upload().bucket(bucket).key(key).upload_id(&upload_id).send().await;
+                let _ = self
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(bucket)
+                    .key(key)
+                    .upload_id(&upload_id)
+                    .send()
+                    .await;
                 Err(e)
             }
         }
     }
 
-    async fn upload_parts(&self, bucket: &str, key: &str, upload_id: &str, path: &Path) -> Result<Vec<CompletedPart>, ObjectError> {
+    async fn upload_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        path: &Path,
+    ) -> Result<Vec<CompletedPart>, ObjectError> {
         let mut file = tokio::fs::File::open(path).await?;
         let mut parts = Vec::new();
         let mut number = 1;
         loop {
             let mut buf = Vec::with_capacity(PART_SIZE);
-            let n = (&mut file).take(PART_SIZE as u64).read_to_end(&mut buf).await?;
+            let n = (&mut file)
+                .take(PART_SIZE as u64)
+                .read_to_end(&mut buf)
+                .await?;
             if n == 0 {
                 break;
             }
@@ -152,14 +221,25 @@ impl S3ObjectStore {
                 .send()
                 .await
                 .map_err(aws_err)?;
-            parts.push(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag().map(str::to_string)).build());
+            parts.push(
+                CompletedPart::builder()
+                    .part_number(number)
+                    .set_e_tag(out.e_tag().map(str::to_string))
+                    .build(),
+            );
             number += 1;
         }
         Ok(parts)
     }
 
     /// Puts a small object from memory.
-    pub async fn put_bytes(&self, bucket: &str, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), ObjectError> {
+    pub async fn put_bytes(
+        &self,
+        bucket: &str,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), ObjectError> {
         self.client
             .put_object()
             .bucket(bucket)

@@ -69,7 +69,14 @@ impl Preset {
     }
 }
 
-const fn mp4_h264(name: &'static str, description: &'static str, max_height: u32, crf: u8, max_kbps: u32, audio_kbps: u32) -> Preset {
+const fn mp4_h264(
+    name: &'static str,
+    description: &'static str,
+    max_height: u32,
+    crf: u8,
+    max_kbps: u32,
+    audio_kbps: u32,
+) -> Preset {
     Preset {
         name,
         description,
@@ -82,15 +89,48 @@ const fn mp4_h264(name: &'static str, description: &'static str, max_height: u32
             speed: "veryfast",
             profile: "high",
         }),
-        audio: Some(AudioSpec { codec: AudioCodec::Aac, bitrate_kbps: audio_kbps, channels: 2, sample_rate: 48_000 }),
+        audio: Some(AudioSpec {
+            codec: AudioCodec::Aac,
+            bitrate_kbps: audio_kbps,
+            channels: 2,
+            sample_rate: 48_000,
+        }),
     }
 }
 
 static CATALOG: [Preset; 4] = [
-    mp4_h264("mp4-1080p", "MP4, H.264 High up to 1080p, AAC 160 kbit/s", 1080, 22, 8_000, 160),
-    mp4_h264("mp4-720p", "MP4, H.264 High up to 720p, AAC 128 kbit/s", 720, 23, 5_000, 128),
-    mp4_h264("mp4-480p", "MP4, H.264 High up to 480p, AAC 128 kbit/s", 480, 24, 2_500, 128),
-    mp4_h264("mp4-360p", "MP4, H.264 High up to 360p, AAC 96 kbit/s", 360, 25, 1_200, 96),
+    mp4_h264(
+        "mp4-1080p",
+        "MP4, H.264 High up to 1080p, AAC 160 kbit/s",
+        1080,
+        22,
+        8_000,
+        160,
+    ),
+    mp4_h264(
+        "mp4-720p",
+        "MP4, H.264 High up to 720p, AAC 128 kbit/s",
+        720,
+        23,
+        5_000,
+        128,
+    ),
+    mp4_h264(
+        "mp4-480p",
+        "MP4, H.264 High up to 480p, AAC 128 kbit/s",
+        480,
+        24,
+        2_500,
+        128,
+    ),
+    mp4_h264(
+        "mp4-360p",
+        "MP4, H.264 High up to 360p, AAC 96 kbit/s",
+        360,
+        25,
+        1_200,
+        96,
+    ),
 ];
 
 pub fn catalog() -> &'static [Preset] {

@@ -39,12 +39,25 @@ impl SqsQueue {
     }
 
     pub async fn send(&self, queue_url: &str, body: &str) -> Result<String, QueueError> {
-        let out = self.client.send_message().queue_url(queue_url).message_body(body).send().await.map_err(aws_err)?;
+        let out = self
+            .client
+            .send_message()
+            .queue_url(queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(aws_err)?;
         Ok(out.message_id().unwrap_or_default().to_string())
     }
 
     /// Long-polls for up to `max` messages.
-    pub async fn receive(&self, queue_url: &str, max: i32, wait: Duration, visibility: Option<Duration>) -> Result<Vec<Received>, QueueError> {
+    pub async fn receive(
+        &self,
+        queue_url: &str,
+        max: i32,
+        wait: Duration,
+        visibility: Option<Duration>,
+    ) -> Result<Vec<Received>, QueueError> {
         let mut req = self
             .client
             .receive_message()
@@ -75,12 +88,23 @@ impl SqsQueue {
     }
 
     pub async fn delete(&self, queue_url: &str, receipt_handle: &str) -> Result<(), QueueError> {
-        self.client.delete_message().queue_url(queue_url).receipt_handle(receipt_handle).send().await.map_err(aws_err)?;
+        self.client
+            .delete_message()
+            .queue_url(queue_url)
+            .receipt_handle(receipt_handle)
+            .send()
+            .await
+            .map_err(aws_err)?;
         Ok(())
     }
 
     /// Hides the message for `timeout` from now (0 makes it visible again at once).
-    pub async fn set_visibility(&self, queue_url: &str, receipt_handle: &str, timeout: Duration) -> Result<(), QueueError> {
+    pub async fn set_visibility(
+        &self,
+        queue_url: &str,
+        receipt_handle: &str,
+        timeout: Duration,
+    ) -> Result<(), QueueError> {
         self.client
             .change_message_visibility()
             .queue_url(queue_url)
@@ -104,7 +128,15 @@ impl SqsQueue {
             .send()
             .await
             .map_err(aws_err)?;
-        let get = |k: A| out.attributes().and_then(|a| a.get(&k)).and_then(|v| v.parse().ok()).unwrap_or(0);
-        Ok((get(A::ApproximateNumberOfMessages), get(A::ApproximateNumberOfMessagesNotVisible)))
+        let get = |k: A| {
+            out.attributes()
+                .and_then(|a| a.get(&k))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok((
+            get(A::ApproximateNumberOfMessages),
+            get(A::ApproximateNumberOfMessagesNotVisible),
+        ))
     }
 }

@@ -79,7 +79,10 @@ impl JobState {
             (_, Cancel) => Some(Cancelled),
             _ => None,
         };
-        to.ok_or(InvalidTransition { from: self, transition: t })
+        to.ok_or(InvalidTransition {
+            from: self,
+            transition: t,
+        })
     }
 }
 

@@ -43,7 +43,10 @@ fn s(v: impl Into<String>) -> AttributeValue {
 
 impl DynamoJobStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoJobStore { client, table: table.into() }
+        DynamoJobStore {
+            client,
+            table: table.into(),
+        }
     }
 
     pub fn table(&self) -> &str {
@@ -51,21 +54,36 @@ impl DynamoJobStore {
     }
 
     fn item(job: &Job) -> Result<HashMap<String, AttributeValue>, StoreError> {
-        let doc = serde_json::to_string(job).map_err(|e| StoreError::Corrupt { id: job.id.clone(), reason: e.to_string() })?;
+        let doc = serde_json::to_string(job).map_err(|e| StoreError::Corrupt {
+            id: job.id.clone(),
+            reason: e.to_string(),
+        })?;
         Ok(HashMap::from([
             ("pk".to_string(), s(&job.id)),
             ("kind".to_string(), s("job")),
             ("state".to_string(), s(job.state.as_str())),
-            ("version".to_string(), AttributeValue::N(job.version.to_string())),
-            ("created_at".to_string(), s(format!("{}#{}", job.created_at.to_rfc3339(), job.id))),
+            (
+                "version".to_string(),
+                AttributeValue::N(job.version.to_string()),
+            ),
+            (
+                "created_at".to_string(),
+                s(format!("{}#{}", job.created_at.to_rfc3339(), job.id)),
+            ),
             ("updated_at".to_string(), s(job.updated_at.to_rfc3339())),
             ("doc".to_string(), s(doc)),
         ]))
     }
 
     fn from_item(id: &str, item: &HashMap<String, AttributeValue>) -> Result<Job, StoreError> {
-        let corrupt = |reason: String| StoreError::Corrupt { id: id.to_string(), reason };
-        let doc = item.get("doc").and_then(|d| d.as_s().ok()).ok_or_else(|| corrupt("no `doc` attribute".into()))?;
+        let corrupt = |reason: String| StoreError::Corrupt {
+            id: id.to_string(),
+            reason,
+        };
+        let doc = item
+            .get("doc")
+            .and_then(|d| d.as_s().ok())
+            .ok_or_else(|| corrupt("no `doc` attribute".into()))?;
         serde_json::from_str(doc).map_err(|e| corrupt(e.to_string()))
     }
 
@@ -82,8 +100,15 @@ impl DynamoJobStore {
             .await;
         match res {
             Ok(_) => Ok(Created::New(job.clone())),
-            Err(e) if e.as_service_error().map(|s| s.is_conditional_check_failed_exception()).unwrap_or(false) => {
-                let existing = self.get(&job.id).await?.ok_or_else(|| StoreError::NotFound(job.id.clone()))?;
+            Err(e)
+                if e.as_service_error()
+                    .map(|s| s.is_conditional_check_failed_exception())
+                    .unwrap_or(false) =>
+            {
+                let existing = self
+                    .get(&job.id)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(job.id.clone()))?;
                 Ok(Created::Existing(existing))
             }
             Err(e) => Err(aws_err(e)),
@@ -106,7 +131,9 @@ impl DynamoJobStore {
 
     /// Reads a job that must exist.
     pub async fn require(&self, id: &str) -> Result<Job, StoreError> {
-        self.get(id).await?.ok_or_else(|| StoreError::NotFound(id.to_string()))
+        self.get(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))
     }
 
     /// Writes `new` in place of `old`, on condition that the stored job is still at
@@ -127,15 +154,28 @@ impl DynamoJobStore {
             .await;
         match res {
             Ok(_) => Ok(new),
-            Err(e) if e.as_service_error().map(|s| s.is_conditional_check_failed_exception()).unwrap_or(false) => {
-                Err(StoreError::Conflict { id: old.id.clone(), expected_state: old.state, expected_version: old.version })
+            Err(e)
+                if e.as_service_error()
+                    .map(|s| s.is_conditional_check_failed_exception())
+                    .unwrap_or(false) =>
+            {
+                Err(StoreError::Conflict {
+                    id: old.id.clone(),
+                    expected_state: old.state,
+                    expected_version: old.version,
+                })
             }
             Err(e) => Err(aws_err(e)),
         }
     }
 
     /// Applies a transition to `job` (as read) and stores it conditionally.
-    pub async fn transition(&self, job: &Job, t: Transition, note: Option<String>) -> Result<Job, StoreError> {
+    pub async fn transition(
+        &self,
+        job: &Job,
+        t: Transition,
+        note: Option<String>,
+    ) -> Result<Job, StoreError> {
         let mut next = job.clone();
         next.apply(t, Utc::now(), note)?;
         let stored = self.replace(job, next).await?;
@@ -145,7 +185,11 @@ impl DynamoJobStore {
 
     /// Changes a job without changing its state (progress, heartbeat, probe), with the
     /// same conditional write.
-    pub async fn update(&self, job: &Job, change: impl FnOnce(&mut Job)) -> Result<Job, StoreError> {
+    pub async fn update(
+        &self,
+        job: &Job,
+        change: impl FnOnce(&mut Job),
+    ) -> Result<Job, StoreError> {
         let mut next = job.clone();
         change(&mut next);
         next.state = job.state;
@@ -179,7 +223,11 @@ impl DynamoJobStore {
         out.items()
             .iter()
             .map(|item| {
-                let id = item.get("pk").and_then(|p| p.as_s().ok()).cloned().unwrap_or_default();
+                let id = item
+                    .get("pk")
+                    .and_then(|p| p.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default();
                 Self::from_item(&id, item)
             })
             .collect()

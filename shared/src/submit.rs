@@ -37,7 +37,9 @@ pub async fn create_and_enqueue(
         }
     };
     if current.state == JobState::Submitted {
-        queue.send(jobs_queue_url, &JobMessage::new(&current.id).to_body()).await?;
+        queue
+            .send(jobs_queue_url, &JobMessage::new(&current.id).to_body())
+            .await?;
     }
     Ok(created)
 }

@@ -16,8 +16,12 @@ pub fn emulator_endpoint() -> String {
         .get_or_init(|| {
             let (tx, rx) = std::sync::mpsc::channel();
             std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                let log = std::env::temp_dir().join(format!("nommer-tests-emulator-{}.log", std::process::id()));
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let log = std::env::temp_dir()
+                    .join(format!("nommer-tests-emulator-{}.log", std::process::id()));
                 match rt.block_on(nommer::emulator::Emulator::start(Some(&log))) {
                     Ok(emu) => {
                         tx.send(Ok(emu.endpoint.clone())).unwrap();
@@ -29,15 +33,26 @@ pub fn emulator_endpoint() -> String {
                     Err(e) => tx.send(Err(format!("{e:#}"))).unwrap(),
                 }
             });
-            rx.recv().unwrap().unwrap_or_else(|e| panic!("the local AWS emulator did not start: {e}"))
+            rx.recv()
+                .unwrap()
+                .unwrap_or_else(|e| panic!("the local AWS emulator did not start: {e}"))
         })
         .clone()
 }
 
 /// A unique stack name for a test (lowercase, bucket-name safe).
 pub fn unique_stack(test: &str) -> String {
-    let short: String = test.chars().filter(|c| c.is_ascii_alphanumeric()).take(12).collect::<String>().to_lowercase();
-    format!("t{}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8], short)
+    let short: String = test
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(12)
+        .collect::<String>()
+        .to_lowercase();
+    format!(
+        "t{}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8],
+        short
+    )
 }
 
 pub fn log_dir(stack: &str) -> PathBuf {
@@ -50,7 +65,10 @@ pub async fn spawn_stack(test: &str, workers: usize) -> LocalStack {
     let mut opts = StackOptions::new(&stack, &log_dir(&stack));
     opts.endpoint = Some(emulator_endpoint());
     opts.workers = workers;
-    opts.worker_env.insert(nommer_shared::settings::VISIBILITY_TIMEOUT_SECS.into(), "30".into());
+    opts.worker_env.insert(
+        nommer_shared::settings::VISIBILITY_TIMEOUT_SECS.into(),
+        "30".into(),
+    );
     LocalStack::start(opts).await.expect("local stack starts")
 }
 
@@ -75,10 +93,20 @@ where
 /// Every job item in a stack's table.
 pub async fn all_jobs(stack: &LocalStack) -> Vec<nommer_shared::Job> {
     let ddb = nommer_shared::aws::dynamodb_client(&stack.config);
-    let out = ddb.scan().table_name(&stack.names.table).send().await.expect("scan");
+    let out = ddb
+        .scan()
+        .table_name(&stack.names.table)
+        .send()
+        .await
+        .expect("scan");
     out.items()
         .iter()
-        .filter(|i| i.get("kind").and_then(|k| k.as_s().ok()).map(|k| k == "job").unwrap_or(false))
+        .filter(|i| {
+            i.get("kind")
+                .and_then(|k| k.as_s().ok())
+                .map(|k| k == "job")
+                .unwrap_or(false)
+        })
         .map(|i| serde_json::from_str(i["doc"].as_s().unwrap()).unwrap())
         .collect()
 }

@@ -34,14 +34,25 @@ async fn next(State(s): State<Arc<Shared>>) -> impl IntoResponse {
     match event {
         Some((id, ev)) => {
             let mut h = HeaderMap::new();
-            h.insert("lambda-runtime-aws-request-id", HeaderValue::from_str(&id).unwrap());
+            h.insert(
+                "lambda-runtime-aws-request-id",
+                HeaderValue::from_str(&id).unwrap(),
+            );
             let deadline = chrono::Utc::now().timestamp_millis() + 30_000;
-            h.insert("lambda-runtime-deadline-ms", HeaderValue::from_str(&deadline.to_string()).unwrap());
+            h.insert(
+                "lambda-runtime-deadline-ms",
+                HeaderValue::from_str(&deadline.to_string()).unwrap(),
+            );
             h.insert(
                 "lambda-runtime-invoked-function-arn",
-                HeaderValue::from_static("arn:aws:lambda:us-east-1:123456789012:function:nommer-test"),
+                HeaderValue::from_static(
+                    "arn:aws:lambda:us-east-1:123456789012:function:nommer-test",
+                ),
             );
-            h.insert("lambda-runtime-trace-id", HeaderValue::from_static("Root=1-5e9f0c65-1de4d666d4dd26aced652b6c;Sampled=0"));
+            h.insert(
+                "lambda-runtime-trace-id",
+                HeaderValue::from_static("Root=1-5e9f0c65-1de4d666d4dd26aced652b6c;Sampled=0"),
+            );
             (StatusCode::OK, h, ev.to_string()).into_response()
         }
         None => {
@@ -53,10 +64,15 @@ async fn next(State(s): State<Arc<Shared>>) -> impl IntoResponse {
 }
 
 fn json(body: &Bytes) -> serde_json::Value {
-    serde_json::from_slice(body).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(body).into_owned()))
+    serde_json::from_slice(body)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(body).into_owned()))
 }
 
-async fn response(State(s): State<Arc<Shared>>, Path(_id): Path<String>, body: Bytes) -> StatusCode {
+async fn response(
+    State(s): State<Arc<Shared>>,
+    Path(_id): Path<String>,
+    body: Bytes,
+) -> StatusCode {
     let _ = s.tx.send(Reply::Response(json(&body)));
     StatusCode::ACCEPTED
 }
@@ -73,12 +89,22 @@ async fn init_error(State(s): State<Arc<Shared>>, body: Bytes) -> StatusCode {
 
 /// Runs `binary` as Lambda would, hands it `event`, and returns what it replied (or
 /// its exit and stderr if it died first).
-pub async fn invoke_binary(binary: &FsPath, env: &HashMap<String, String>, event: serde_json::Value) -> Result<Reply, String> {
+pub async fn invoke_binary(
+    binary: &FsPath,
+    env: &HashMap<String, String>,
+    event: serde_json::Value,
+) -> Result<Reply, String> {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let shared = Arc::new(Shared { pending: Mutex::new(Some((uuid::Uuid::new_v4().to_string(), event))), tx });
+    let shared = Arc::new(Shared {
+        pending: Mutex::new(Some((uuid::Uuid::new_v4().to_string(), event))),
+        tx,
+    });
     let app = Router::new()
         .route(&format!("{PREFIX}/invocation/next"), get(next))
-        .route(&format!("{PREFIX}/invocation/{{id}}/response"), post(response))
+        .route(
+            &format!("{PREFIX}/invocation/{{id}}/response"),
+            post(response),
+        )
         .route(&format!("{PREFIX}/invocation/{{id}}/error"), post(error))
         .route(&format!("{PREFIX}/init/error"), post(init_error))
         .with_state(shared);

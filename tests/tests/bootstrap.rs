@@ -41,7 +41,10 @@ fn new_job(stack: &nommer::LocalStack) -> Job {
         ids::random(),
         Origin::Api,
         S3Uri::new(&stack.names.inbox_bucket, "x.mp4"),
-        vec![OutputSpec { name: "mp4-720p".into(), preset: "mp4-720p".into() }],
+        vec![OutputSpec {
+            name: "mp4-720p".into(),
+            preset: "mp4-720p".into(),
+        }],
         chrono::Utc::now(),
     )
 }
@@ -52,19 +55,51 @@ async fn ingest_bootstrap_turns_an_sqs_s3_notification_into_a_job() {
     let stack = spawn_stack("bootingest", 0).await;
     let o = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
     // outside inbox/: the emulator's own notification does not fire
-    o.put_bytes(&stack.names.inbox_bucket, "elsewhere/a.mov", b"not really a movie".to_vec(), "video/quicktime").await.unwrap();
-    let etag = o.head(&stack.names.inbox_bucket, "elsewhere/a.mov").await.unwrap().unwrap().etag.unwrap();
+    o.put_bytes(
+        &stack.names.inbox_bucket,
+        "elsewhere/a.mov",
+        b"not really a movie".to_vec(),
+        "video/quicktime",
+    )
+    .await
+    .unwrap();
+    let etag = o
+        .head(&stack.names.inbox_bucket, "elsewhere/a.mov")
+        .await
+        .unwrap()
+        .unwrap()
+        .etag
+        .unwrap();
     let notification = json!({ "Records": [{
         "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1", "eventTime": "2026-11-25T08:00:00.000Z",
         "eventName": "ObjectCreated:Put", "userIdentity": { "principalId": "X" },
         "requestParameters": { "sourceIPAddress": "127.0.0.1" }, "responseElements": {},
         "s3": { "s3SchemaVersion": "1.0", "configurationId": "c", "bucket": { "name": stack.names.inbox_bucket, "arn": "arn:aws:s3:::b", "ownerIdentity": { "principalId": "X" } },
                 "object": { "key": "elsewhere/a.mov", "size": 18, "eTag": etag, "sequencer": "01" } } }]});
-    let reply = invoke_binary(&locate_binary("ingest").unwrap(), &lambda_env(&stack), sqs_event(&notification.to_string())).await.unwrap();
-    let Reply::Response(r) = reply else { panic!("{reply:?}") };
+    let reply = invoke_binary(
+        &locate_binary("ingest").unwrap(),
+        &lambda_env(&stack),
+        sqs_event(&notification.to_string()),
+    )
+    .await
+    .unwrap();
+    let Reply::Response(r) = reply else {
+        panic!("{reply:?}")
+    };
     assert_eq!(r, json!({ "batchItemFailures": [] }));
-    let store = DynamoJobStore::new(nommer_shared::aws::dynamodb_client(&stack.config), &stack.names.table);
-    let job = store.get(&ids::for_upload(&stack.names.inbox_bucket, "elsewhere/a.mov", &etag)).await.unwrap().expect("job created");
+    let store = DynamoJobStore::new(
+        nommer_shared::aws::dynamodb_client(&stack.config),
+        &stack.names.table,
+    );
+    let job = store
+        .get(&ids::for_upload(
+            &stack.names.inbox_bucket,
+            "elsewhere/a.mov",
+            &etag,
+        ))
+        .await
+        .unwrap()
+        .expect("job created");
     assert_eq!(job.outputs[0].preset, "mp4-720p", "the default preset");
     stack.shutdown().await;
 }
@@ -72,7 +107,10 @@ async fn ingest_bootstrap_turns_an_sqs_s3_notification_into_a_job() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dispatch_bootstrap_queues_a_job_and_reports_bad_messages_alone() {
     let stack = spawn_stack("bootdispatch", 0).await;
-    let store = DynamoJobStore::new(nommer_shared::aws::dynamodb_client(&stack.config), &stack.names.table);
+    let store = DynamoJobStore::new(
+        nommer_shared::aws::dynamodb_client(&stack.config),
+        &stack.names.table,
+    );
     let job = new_job(&stack);
     store.create(&job).await.unwrap();
     let mut event = sqs_event(&json!({ "job_id": job.id }).to_string());
@@ -80,28 +118,56 @@ async fn dispatch_bootstrap_queues_a_job_and_reports_bad_messages_alone() {
     bad["messageId"] = json!("bad-one");
     bad["body"] = json!("{\"nope\": true}");
     event["Records"].as_array_mut().unwrap().push(bad);
-    let reply = invoke_binary(&locate_binary("dispatch").unwrap(), &lambda_env(&stack), event).await.unwrap();
-    let Reply::Response(r) = reply else { panic!("{reply:?}") };
-    assert_eq!(r, json!({ "batchItemFailures": [{ "itemIdentifier": "bad-one" }] }));
+    let reply = invoke_binary(
+        &locate_binary("dispatch").unwrap(),
+        &lambda_env(&stack),
+        event,
+    )
+    .await
+    .unwrap();
+    let Reply::Response(r) = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(
+        r,
+        json!({ "batchItemFailures": [{ "itemIdentifier": "bad-one" }] })
+    );
     let stored = store.require(&job.id).await.unwrap();
     assert_eq!(stored.state, JobState::Queued);
     assert_eq!(stored.backend.as_deref(), Some("ffmpeg"));
     let q = SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config));
-    assert_eq!(q.depth(&stack.urls.work).await.unwrap().0, 1, "one work message");
+    assert_eq!(
+        q.depth(&stack.urls.work).await.unwrap().0,
+        1,
+        "one work message"
+    );
     stack.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_bootstrap_answers_an_api_gateway_v2_event() {
     let stack = spawn_stack("bootapi", 0).await;
-    let store = DynamoJobStore::new(nommer_shared::aws::dynamodb_client(&stack.config), &stack.names.table);
+    let store = DynamoJobStore::new(
+        nommer_shared::aws::dynamodb_client(&stack.config),
+        &stack.names.table,
+    );
     let job = new_job(&stack);
     store.create(&job).await.unwrap();
     let mut headers = http::HeaderMap::new();
     headers.insert("accept", http::HeaderValue::from_static("application/json"));
-    let event = nommer::event_sources::apigw_v2_event("GET", &format!("/jobs/{}", job.id), &headers, b"", "203.0.113.9");
-    let reply = invoke_binary(&locate_binary("api").unwrap(), &lambda_env(&stack), event).await.unwrap();
-    let Reply::Response(r) = reply else { panic!("{reply:?}") };
+    let event = nommer::event_sources::apigw_v2_event(
+        "GET",
+        &format!("/jobs/{}", job.id),
+        &headers,
+        b"",
+        "203.0.113.9",
+    );
+    let reply = invoke_binary(&locate_binary("api").unwrap(), &lambda_env(&stack), event)
+        .await
+        .unwrap();
+    let Reply::Response(r) = reply else {
+        panic!("{reply:?}")
+    };
     assert_eq!(r["statusCode"], 200, "{r}");
     let body: serde_json::Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["id"], job.id.as_str());

@@ -18,13 +18,26 @@ fn objects(stack: &nommer::LocalStack) -> S3ObjectStore {
 /// Uploads `path` to the inbox and returns the id of the job the upload makes.
 async fn upload(stack: &nommer::LocalStack, path: &std::path::Path, key: &str) -> String {
     let o = objects(stack);
-    o.upload_file(&stack.names.inbox_bucket, key, path, "video/mp4").await.unwrap();
-    let info = o.head(&stack.names.inbox_bucket, key).await.unwrap().unwrap();
-    ids::for_upload(&stack.names.inbox_bucket, key, info.etag.as_deref().unwrap())
+    o.upload_file(&stack.names.inbox_bucket, key, path, "video/mp4")
+        .await
+        .unwrap();
+    let info = o
+        .head(&stack.names.inbox_bucket, key)
+        .await
+        .unwrap()
+        .unwrap();
+    ids::for_upload(
+        &stack.names.inbox_bucket,
+        key,
+        info.etag.as_deref().unwrap(),
+    )
 }
 
 async fn wait_job(stack: &nommer::LocalStack, id: &str) -> Job {
-    match ApiClient::new(&stack.api_url).wait(id, JOB_LIMIT, |_| {}).await {
+    match ApiClient::new(&stack.api_url)
+        .wait(id, JOB_LIMIT, |_| {})
+        .await
+    {
         Ok(j) => j,
         Err(e) => panic!("{e:#}\n{}", stack.worker_logs(40)),
     }
@@ -38,7 +51,10 @@ fn states(job: &Job) -> Vec<JobState> {
 async fn probe_output(stack: &nommer::LocalStack, key: &str) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     let local = dir.path().join("out.mp4");
-    objects(stack).download_to_file(&stack.names.outbox_bucket, key, &local).await.unwrap();
+    objects(stack)
+        .download_to_file(&stack.names.outbox_bucket, key, &local)
+        .await
+        .unwrap();
     media::probe(&local).unwrap()
 }
 
@@ -47,7 +63,11 @@ fn duration(p: &serde_json::Value) -> f64 {
 }
 
 fn stream<'a>(p: &'a serde_json::Value, kind: &str) -> Option<&'a serde_json::Value> {
-    p["streams"].as_array().unwrap().iter().find(|s| s["codec_type"] == kind)
+    p["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["codec_type"] == kind)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,10 +79,22 @@ async fn an_upload_is_encoded_to_a_playable_mp4() {
     let id = upload(&stack, &src, "inbox/mp4-720p/my clip.mp4").await;
 
     let job = wait_job(&stack, &id).await;
-    assert_eq!(job.state, JobState::Complete, "{job:#?}\n{}", stack.worker_logs(40));
+    assert_eq!(
+        job.state,
+        JobState::Complete,
+        "{job:#?}\n{}",
+        stack.worker_logs(40)
+    );
     assert_eq!(
         states(&job),
-        [JobState::Submitted, JobState::Queued, JobState::Downloading, JobState::Encoding, JobState::Uploading, JobState::Complete]
+        [
+            JobState::Submitted,
+            JobState::Queued,
+            JobState::Downloading,
+            JobState::Encoding,
+            JobState::Uploading,
+            JobState::Complete
+        ]
     );
     assert_eq!(job.progress, 100);
     assert_eq!(job.attempts, 1);
@@ -75,13 +107,32 @@ async fn an_upload_is_encoded_to_a_playable_mp4() {
     assert_eq!(out.key, format!("{id}/mp4-720p/my_clip.mp4"));
 
     let p = probe_output(&stack, &out.key).await;
-    assert!((duration(&p) - 3.0).abs() < 0.3, "duration {}", duration(&p));
+    assert!(
+        (duration(&p) - 3.0).abs() < 0.3,
+        "duration {}",
+        duration(&p)
+    );
     let v = stream(&p, "video").expect("video stream");
     assert_eq!(v["codec_name"], "h264");
-    assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(640), Some(360)), "a smaller source is not upscaled");
-    assert_eq!(stream(&p, "audio").expect("audio stream")["codec_name"], "aac");
+    assert_eq!(
+        (v["width"].as_u64(), v["height"].as_u64()),
+        (Some(640), Some(360)),
+        "a smaller source is not upscaled"
+    );
+    assert_eq!(
+        stream(&p, "audio").expect("audio stream")["codec_name"],
+        "aac"
+    );
     assert_eq!(out.width, Some(640));
-    assert_eq!(out.size, objects(&stack).head(&out.bucket, &out.key).await.unwrap().unwrap().size);
+    assert_eq!(
+        out.size,
+        objects(&stack)
+            .head(&out.bucket, &out.key)
+            .await
+            .unwrap()
+            .unwrap()
+            .size
+    );
 
     // the work message was deleted once the job was complete
     let q = nommer_shared::queue::SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config));
@@ -96,11 +147,20 @@ async fn an_api_submission_completes_and_idempotency_keys_are_honoured() {
     let src = dir.path().join("talk.mp4");
     media::generate_clip(&src, 2, 854, 480, true).unwrap();
     // outside `inbox/`: no job starts by itself
-    objects(&stack).upload_file(&stack.names.inbox_bucket, "sources/talk.mp4", &src, "video/mp4").await.unwrap();
+    objects(&stack)
+        .upload_file(
+            &stack.names.inbox_bucket,
+            "sources/talk.mp4",
+            &src,
+            "video/mp4",
+        )
+        .await
+        .unwrap();
     let source = format!("s3://{}/sources/talk.mp4", stack.names.inbox_bucket);
 
     let api = ApiClient::new(&stack.api_url);
-    let body = json!({ "source": source, "preset": "mp4-360p", "user_metadata": { "customer": "acme" } });
+    let body =
+        json!({ "source": source, "preset": "mp4-360p", "user_metadata": { "customer": "acme" } });
     let (status, created) = api.create_job(&body, Some("order-42")).await.unwrap();
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().unwrap().to_string();
@@ -119,11 +179,17 @@ async fn an_api_submission_completes_and_idempotency_keys_are_honoured() {
 
     let job = wait_job(&stack, &id).await;
     assert_eq!(job.state, JobState::Complete, "{job:#?}");
-    assert_eq!(job.user_metadata.get("customer").map(String::as_str), Some("acme"));
+    assert_eq!(
+        job.user_metadata.get("customer").map(String::as_str),
+        Some("acme")
+    );
     let p = probe_output(&stack, &job.manifest[0].key).await;
     let v = stream(&p, "video").unwrap();
     assert_eq!(v["height"], 360);
-    assert_eq!(v["width"], 640, "854x480 scaled to 360 high keeps 16:9 with an even width");
+    assert_eq!(
+        v["width"], 640,
+        "854x480 scaled to 360 high keeps 16:9 with an even width"
+    );
     assert!((duration(&p) - 2.0).abs() < 0.3);
     assert_eq!(all_jobs(&stack).await.len(), 1, "only the API made a job");
     stack.shutdown().await;
@@ -137,7 +203,11 @@ async fn the_same_s3_event_delivered_three_times_makes_one_job() {
     media::generate_clip(&src, 1, 320, 240, false).unwrap();
     let key = "inbox/mp4-360p/dupe.mp4";
     let id = upload(&stack, &src, key).await;
-    let info = objects(&stack).head(&stack.names.inbox_bucket, key).await.unwrap().unwrap();
+    let info = objects(&stack)
+        .head(&stack.names.inbox_bucket, key)
+        .await
+        .unwrap()
+        .unwrap();
 
     // S3 delivered it once; deliver the same notification three more times
     let notification = json!({ "Records": [{
@@ -152,7 +222,9 @@ async fn the_same_s3_event_delivered_three_times_makes_one_job() {
     }]});
     let q = nommer_shared::queue::SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config));
     for _ in 0..3 {
-        q.send(&stack.urls.ingest, &notification.to_string()).await.unwrap();
+        q.send(&stack.urls.ingest, &notification.to_string())
+            .await
+            .unwrap();
     }
     let job = wait_job(&stack, &id).await;
     assert_eq!(job.state, JobState::Complete, "{job:#?}");
@@ -164,7 +236,15 @@ async fn the_same_s3_event_delivered_three_times_makes_one_job() {
     assert_eq!(jobs.len(), 1, "{jobs:#?}");
     let job = &jobs[0];
     assert_eq!(job.attempts, 1, "encoded once");
-    assert_eq!(states(job).iter().filter(|s| **s == JobState::Queued).count(), 1, "dispatched once: {:?}", states(job));
+    assert_eq!(
+        states(job)
+            .iter()
+            .filter(|s| **s == JobState::Queued)
+            .count(),
+        1,
+        "dispatched once: {:?}",
+        states(job)
+    );
     assert_eq!(q.depth(&stack.urls.ingest_dlq).await.unwrap(), (0, 0));
     stack.shutdown().await;
 }
@@ -177,16 +257,35 @@ async fn a_corrupt_file_fails_with_a_readable_error_and_is_not_retried() {
     // a real clip cut in half: the header promises what the file no longer has
     media::generate_clip(&src, 2, 320, 240, true).unwrap();
     let bytes = std::fs::read(&src).unwrap();
-    let junk: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
-    std::fs::write(&src, [&b"\x00\x00\x00\x18ftypmp42"[..], &junk, &bytes[bytes.len() / 2..]].concat()).unwrap();
+    let junk: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(
+        &src,
+        [
+            &b"\x00\x00\x00\x18ftypmp42"[..],
+            &junk,
+            &bytes[bytes.len() / 2..],
+        ]
+        .concat(),
+    )
+    .unwrap();
     let id = upload(&stack, &src, "inbox/mp4-720p/broken.mp4").await;
 
     let job = wait_job(&stack, &id).await;
     assert_eq!(job.state, JobState::Failed, "{job:#?}");
     let err = job.error.as_ref().expect("an error on the job");
     assert_eq!(err.code, JobErrorCode::InvalidMedia, "{err:?}");
-    assert!(err.message.contains("ffprobe could not read the source"), "{}", err.message);
-    assert!(err.message.len() > 40, "FFmpeg's own reason is kept: {}", err.message);
+    assert!(
+        err.message.contains("ffprobe could not read the source"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message.len() > 40,
+        "FFmpeg's own reason is kept: {}",
+        err.message
+    );
     assert_eq!(job.attempts, 1);
 
     // not retried: the message is gone, nothing in the dead-letter queue, no second attempt
@@ -197,7 +296,11 @@ async fn a_corrupt_file_fails_with_a_readable_error_and_is_not_retried() {
     .await;
     assert_eq!(q.depth(&stack.urls.work_dlq).await.unwrap(), (0, 0));
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let again = ApiClient::new(&stack.api_url).get_job(&id).await.unwrap().unwrap();
+    let again = ApiClient::new(&stack.api_url)
+        .get_job(&id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(again.version, job.version, "nothing touched the failed job");
     stack.shutdown().await;
 }
@@ -211,12 +314,32 @@ async fn invalid_api_bodies_get_a_400_naming_the_field() {
         ("not json".into(), ""),
         ("{}".into(), "source"),
         (r#"{"source": 5}"#.into(), "source"),
-        (r#"{"source": "https://example.com/a.mp4"}"#.into(), "source"),
-        (r#"{"source": "s3://someone-elses-bucket/a.mp4"}"#.into(), "source"),
-        (format!(r#"{{"source": "s3://{inbox}/a.mp4", "preset": "mp4-4k-hdr"}}"#), "preset"),
-        (format!(r#"{{"source": "s3://{inbox}/a.mp4", "colour": "blue"}}"#), "colour"),
-        (format!(r#"{{"source": "s3://{inbox}/a.mp4", "outputs": [{{"preset": "mp4-720p"}}, {{"preset": "nope"}}]}}"#), "outputs[1].preset"),
-        (format!(r#"{{"source": "s3://{inbox}/a.mp4", "notify_url": "ftp://x"}}"#), "notify_url"),
+        (
+            r#"{"source": "https://example.com/a.mp4"}"#.into(),
+            "source",
+        ),
+        (
+            r#"{"source": "s3://someone-elses-bucket/a.mp4"}"#.into(),
+            "source",
+        ),
+        (
+            format!(r#"{{"source": "s3://{inbox}/a.mp4", "preset": "mp4-4k-hdr"}}"#),
+            "preset",
+        ),
+        (
+            format!(r#"{{"source": "s3://{inbox}/a.mp4", "colour": "blue"}}"#),
+            "colour",
+        ),
+        (
+            format!(
+                r#"{{"source": "s3://{inbox}/a.mp4", "outputs": [{{"preset": "mp4-720p"}}, {{"preset": "nope"}}]}}"#
+            ),
+            "outputs[1].preset",
+        ),
+        (
+            format!(r#"{{"source": "s3://{inbox}/a.mp4", "notify_url": "ftp://x"}}"#),
+            "notify_url",
+        ),
     ];
     for (body, field) in cases {
         let r = client
@@ -235,15 +358,26 @@ async fn invalid_api_bodies_get_a_400_naming_the_field() {
     }
     // a well-formed request for an object that does not exist
     let (status, p) = ApiClient::new(&stack.api_url)
-        .create_job(&json!({ "source": format!("s3://{inbox}/missing.mp4") }), None)
+        .create_job(
+            &json!({ "source": format!("s3://{inbox}/missing.mp4") }),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(status, 422, "{p}");
     assert_eq!(p["field"], "source");
     // unknown jobs and routes
-    let r = client.get(format!("{}/jobs/{}", stack.api_url, ids::random())).send().await.unwrap();
+    let r = client
+        .get(format!("{}/jobs/{}", stack.api_url, ids::random()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
-    let r = client.get(format!("{}/nope", stack.api_url)).send().await.unwrap();
+    let r = client
+        .get(format!("{}/nope", stack.api_url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     assert!(all_jobs(&stack).await.is_empty());
     stack.shutdown().await;
@@ -253,8 +387,22 @@ async fn invalid_api_bodies_get_a_400_naming_the_field() {
 async fn folder_markers_and_empty_uploads_make_no_job() {
     let stack = spawn_stack("skips", 0).await;
     let o = objects(&stack);
-    o.put_bytes(&stack.names.inbox_bucket, "inbox/holiday/", vec![], "application/x-directory").await.unwrap();
-    o.put_bytes(&stack.names.inbox_bucket, "inbox/empty.mp4", vec![], "video/mp4").await.unwrap();
+    o.put_bytes(
+        &stack.names.inbox_bucket,
+        "inbox/holiday/",
+        vec![],
+        "application/x-directory",
+    )
+    .await
+    .unwrap();
+    o.put_bytes(
+        &stack.names.inbox_bucket,
+        "inbox/empty.mp4",
+        vec![],
+        "video/mp4",
+    )
+    .await
+    .unwrap();
     let q = nommer_shared::queue::SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config));
     // wait for both notifications to be handled (and deleted: a skip is not a failure)
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -277,11 +425,91 @@ async fn large_outputs_go_up_in_parts() {
     let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
     std::fs::write(&big, &data).unwrap();
     let o = objects(&stack);
-    assert_eq!(o.upload_file(&stack.names.outbox_bucket, "x/big.bin", &big, "application/octet-stream").await.unwrap(), size as u64);
+    assert_eq!(
+        o.upload_file(
+            &stack.names.outbox_bucket,
+            "x/big.bin",
+            &big,
+            "application/octet-stream"
+        )
+        .await
+        .unwrap(),
+        size as u64
+    );
     let back = dir.path().join("back.bin");
-    assert_eq!(o.download_to_file(&stack.names.outbox_bucket, "x/big.bin", &back).await.unwrap(), size as u64);
-    assert!(std::fs::read(&back).unwrap() == data, "round trip is byte-exact");
-    let head = o.head(&stack.names.outbox_bucket, "x/big.bin").await.unwrap().unwrap();
+    assert_eq!(
+        o.download_to_file(&stack.names.outbox_bucket, "x/big.bin", &back)
+            .await
+            .unwrap(),
+        size as u64
+    );
+    assert!(
+        std::fs::read(&back).unwrap() == data,
+        "round trip is byte-exact"
+    );
+    let head = o
+        .head(&stack.names.outbox_bucket, "x/big.bin")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(head.etag.unwrap().contains('-'), "a multipart ETag");
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_worker_dies_is_retried_on_another_and_completes() {
+    let stack_name = nommer_tests::unique_stack("killed");
+    let mut opts = nommer::StackOptions::new(&stack_name, &nommer_tests::log_dir(&stack_name));
+    opts.endpoint = Some(nommer_tests::emulator_endpoint());
+    opts.workers = 1;
+    // a short visibility timeout, so the lost job comes back quickly
+    opts.worker_env.insert(
+        nommer_shared::settings::VISIBILITY_TIMEOUT_SECS.into(),
+        "6".into(),
+    );
+    let mut stack = nommer::LocalStack::start(opts).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("long.mp4");
+    media::generate_clip(&src, 20, 640, 360, true).unwrap();
+    let id = upload(&stack, &src, "inbox/mp4-360p/long.mp4").await;
+
+    let api = ApiClient::new(&stack.api_url);
+    let first = eventually(
+        Duration::from_secs(60),
+        "the job to start encoding",
+        || async {
+            api.get_job(&id)
+                .await
+                .unwrap()
+                .filter(|j| j.state == JobState::Encoding)
+        },
+    )
+    .await;
+    assert_eq!(
+        first.worker.as_deref(),
+        Some(stack.workers()[0].id.as_str())
+    );
+    stack.kill_worker(0).await.unwrap();
+    stack.spawn_worker().await.unwrap();
+
+    let job = wait_job(&stack, &id).await;
+    assert_eq!(
+        job.state,
+        JobState::Complete,
+        "{job:#?}\n{}",
+        stack.worker_logs(40)
+    );
+    assert_eq!(job.attempts, 2, "the attempt count shows the retry");
+    assert_eq!(job.worker.as_deref(), Some(stack.workers()[1].id.as_str()));
+    let requeue = job.history.iter().find(|h| {
+        h.state == JobState::Queued
+            && h.note
+                .as_deref()
+                .unwrap_or("")
+                .contains("stopped responding")
+    });
+    assert!(requeue.is_some(), "{:#?}", job.history);
+    let p = probe_output(&stack, &job.manifest[0].key).await;
+    assert!((duration(&p) - 20.0).abs() < 0.5);
     stack.shutdown().await;
 }

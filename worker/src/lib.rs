@@ -47,8 +47,12 @@ pub enum JobFailure {
 impl From<StoreError> for JobFailure {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict { .. } | StoreError::InvalidTransition(_) => JobFailure::Superseded(e.to_string()),
-            StoreError::Corrupt { .. } => JobFailure::Permanent(JobErrorCode::Internal, e.to_string()),
+            StoreError::Conflict { .. } | StoreError::InvalidTransition(_) => {
+                JobFailure::Superseded(e.to_string())
+            }
+            StoreError::Corrupt { .. } => {
+                JobFailure::Permanent(JobErrorCode::Internal, e.to_string())
+            }
             StoreError::NotFound(_) | StoreError::Aws(_) => JobFailure::Retryable(e.to_string()),
         }
     }
@@ -57,7 +61,9 @@ impl From<StoreError> for JobFailure {
 impl From<ObjectError> for JobFailure {
     fn from(e: ObjectError) -> Self {
         match e {
-            ObjectError::NotFound { .. } => JobFailure::Permanent(JobErrorCode::SourceNotFound, e.to_string()),
+            ObjectError::NotFound { .. } => {
+                JobFailure::Permanent(JobErrorCode::SourceNotFound, e.to_string())
+            }
             _ => JobFailure::Retryable(e.to_string()),
         }
     }
@@ -115,7 +121,10 @@ impl Held {
 impl Worker {
     pub fn new(settings: WorkerSettings, config: &aws_config::SdkConfig) -> Self {
         Worker {
-            store: DynamoJobStore::new(nommer_shared::aws::dynamodb_client(config), &settings.table),
+            store: DynamoJobStore::new(
+                nommer_shared::aws::dynamodb_client(config),
+                &settings.table,
+            ),
             objects: S3ObjectStore::new(nommer_shared::aws::s3_client(config)),
             queue: SqsQueue::new(nommer_shared::aws::sqs_client(config)),
             settings,
@@ -127,22 +136,35 @@ impl Worker {
     /// worker refreshes it every third of the visibility timeout; a message comes back
     /// only after a whole timeout without refresh.
     fn stale_after(&self) -> chrono::Duration {
-        chrono::Duration::from_std(self.settings.visibility_timeout / 2).unwrap_or(chrono::Duration::seconds(60))
+        chrono::Duration::from_std(self.settings.visibility_timeout / 2)
+            .unwrap_or(chrono::Duration::seconds(60))
     }
 
     /// Gives the job in hand back: its message visible again at once, the job `queued`.
     async fn release_current(&self) {
-        let Some((receipt, job_id)) = self.current.lock().unwrap().take() else { return };
+        let Some((receipt, job_id)) = self.current.lock().unwrap().take() else {
+            return;
+        };
         if let Ok(Some(job)) = self.store.get(&job_id).await {
             if job.state.is_running() {
                 let note = format!("worker {} shut down", self.settings.worker_id);
-                match self.store.transition(&job, Transition::Requeue, Some(note)).await {
+                match self
+                    .store
+                    .transition(&job, Transition::Requeue, Some(note))
+                    .await
+                {
                     Ok(_) => tracing::info!(job_id, "job given back to the queue"),
-                    Err(e) => tracing::warn!(job_id, error = %e, "could not requeue the job; its message will come back after the visibility timeout"),
+                    Err(e) => {
+                        tracing::warn!(job_id, error = %e, "could not requeue the job; its message will come back after the visibility timeout")
+                    }
                 }
             }
         }
-        if let Err(e) = self.queue.set_visibility(&self.settings.work_queue_url, &receipt, Duration::ZERO).await {
+        if let Err(e) = self
+            .queue
+            .set_visibility(&self.settings.work_queue_url, &receipt, Duration::ZERO)
+            .await
+        {
             tracing::warn!(error = %e, "could not release the message; it comes back after its visibility timeout");
         }
     }
@@ -177,9 +199,16 @@ impl Worker {
     pub async fn try_execute_task(&self) -> anyhow::Result<Outcome> {
         let messages = self
             .queue
-            .receive(&self.settings.work_queue_url, 1, self.settings.poll_wait, Some(self.settings.visibility_timeout))
+            .receive(
+                &self.settings.work_queue_url,
+                1,
+                self.settings.poll_wait,
+                Some(self.settings.visibility_timeout),
+            )
             .await?;
-        let Some(msg) = messages.into_iter().next() else { return Ok(Outcome::Empty) };
+        let Some(msg) = messages.into_iter().next() else {
+            return Ok(Outcome::Empty);
+        };
         let span = tracing::info_span!("message", message_id = %msg.message_id, receive_count = msg.receive_count);
         let _ = tracing::Instrument::instrument(self.handle_message(&msg), span).await;
         Ok(Outcome::Done)
@@ -209,7 +238,9 @@ impl Worker {
             }
             JobState::Submitted => {
                 tracing::warn!(job_id = %job.id, "job not dispatched yet; will look again");
-                self.queue.set_visibility(url, &msg.receipt_handle, Duration::from_secs(5)).await?;
+                self.queue
+                    .set_visibility(url, &msg.receipt_handle, Duration::from_secs(5))
+                    .await?;
                 return Ok(());
             }
             s if s.is_running() && !job.is_abandoned(now, stale) => {
@@ -218,9 +249,14 @@ impl Worker {
                 return Ok(());
             }
             s if s.is_running() => {
-                let note = format!("worker {} stopped responding during {s}", job.worker.as_deref().unwrap_or("?"));
+                let note = format!(
+                    "worker {} stopped responding during {s}",
+                    job.worker.as_deref().unwrap_or("?")
+                );
                 tracing::warn!(job_id = %job.id, "{note}; taking the job over");
-                self.store.transition(&job, Transition::Requeue, Some(note)).await?
+                self.store
+                    .transition(&job, Transition::Requeue, Some(note))
+                    .await?
             }
             _ => job,
         };
@@ -242,7 +278,11 @@ impl Worker {
     async fn run_job(&self, job: Job, msg: &Received) -> anyhow::Result<()> {
         let url = self.settings.work_queue_url.clone();
         *self.current.lock().unwrap() = Some((msg.receipt_handle.clone(), job.id.clone()));
-        let held = Held { job: Arc::new(Mutex::new(job)), store: self.store.clone(), worker_id: self.settings.worker_id.clone() };
+        let held = Held {
+            job: Arc::new(Mutex::new(job)),
+            store: self.store.clone(),
+            worker_id: self.settings.worker_id.clone(),
+        };
         let heartbeat = {
             let queue = self.queue.clone();
             let receipt = msg.receipt_handle.clone();
@@ -261,7 +301,9 @@ impl Worker {
                 }
             })
         };
-        let dir = tempfile::Builder::new().prefix("nommer-job-").tempdir_in(&self.settings.work_dir)?;
+        let dir = tempfile::Builder::new()
+            .prefix("nommer-job-")
+            .tempdir_in(&self.settings.work_dir)?;
         let result = self.attempt(&held, dir.path()).await;
         heartbeat.abort();
         let _ = heartbeat.await;
@@ -277,17 +319,27 @@ impl Worker {
                 let mut next = job.clone();
                 next.fail(JobError::new(code, message), Utc::now())?;
                 match self.store.replace(&job, next).await {
-                    Ok(_) | Err(StoreError::Conflict { .. }) => self.queue.delete(&url, &msg.receipt_handle).await?,
+                    Ok(_) | Err(StoreError::Conflict { .. }) => {
+                        self.queue.delete(&url, &msg.receipt_handle).await?
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }
             Err(JobFailure::Retryable(reason)) => {
                 tracing::warn!(job_id = %job.id, %reason, "attempt failed; the job goes back to the queue");
                 if job.state.is_running() {
-                    self.store.transition(&job, Transition::Requeue, Some(format!("retrying: {reason}"))).await?;
+                    self.store
+                        .transition(
+                            &job,
+                            Transition::Requeue,
+                            Some(format!("retrying: {reason}")),
+                        )
+                        .await?;
                 }
                 let delay = Duration::from_secs(5 * u64::from(job.attempts.max(1)));
-                self.queue.set_visibility(&url, &msg.receipt_handle, delay).await?;
+                self.queue
+                    .set_visibility(&url, &msg.receipt_handle, delay)
+                    .await?;
             }
             Err(JobFailure::Superseded(reason)) => {
                 let current = self.store.get(&job.id).await?;
@@ -308,22 +360,39 @@ impl Worker {
             .map(|o| {
                 presets::find(&o.preset)
                     .map(|p| (o.name.clone(), p))
-                    .ok_or_else(|| JobFailure::Permanent(JobErrorCode::UnknownPreset, format!("`{}` is not a preset", o.preset)))
+                    .ok_or_else(|| {
+                        JobFailure::Permanent(
+                            JobErrorCode::UnknownPreset,
+                            format!("`{}` is not a preset", o.preset),
+                        )
+                    })
             })
             .collect::<Result<_, _>>()?;
 
         // download (streamed to disk)
-        let ext = Path::new(job.source.file_name()).extension().and_then(|e| e.to_str()).filter(|e| e.len() <= 8 && e.chars().all(|c| c.is_ascii_alphanumeric()));
-        let input = dir.join(match ext { Some(e) => format!("source.{e}"), None => "source".into() });
+        let ext = Path::new(job.source.file_name())
+            .extension()
+            .and_then(|e| e.to_str())
+            .filter(|e| e.len() <= 8 && e.chars().all(|c| c.is_ascii_alphanumeric()));
+        let input = dir.join(match ext {
+            Some(e) => format!("source.{e}"),
+            None => "source".into(),
+        });
         let started = Instant::now();
-        let size = self.objects.download_to_file(&job.source.bucket, &job.source.key, &input).await?;
+        let size = self
+            .objects
+            .download_to_file(&job.source.bucket, &job.source.key, &input)
+            .await?;
         tracing::info!(job_id = %job.id, bytes = size, secs = started.elapsed().as_secs_f64(), "source downloaded");
 
         // probe
         let probe = self.probe(&input, size).await?;
         for (name, p) in &outputs {
             if p.video.is_some() && !probe.has("video") {
-                return Err(JobFailure::Permanent(JobErrorCode::MissingStream, format!("output {name} needs video but the source has no video stream")));
+                return Err(JobFailure::Permanent(
+                    JobErrorCode::MissingStream,
+                    format!("output {name} needs video but the source has no video stream"),
+                ));
             }
         }
         let has_audio = probe.has("audio");
@@ -332,12 +401,17 @@ impl Worker {
 
         // encode
         held.transition(Transition::StartEncode, None).await?;
-        let stem = Path::new(job.source.file_name()).file_stem().and_then(|s| s.to_str()).map(sanitize).unwrap_or_else(|| "output".into());
+        let stem = Path::new(job.source.file_name())
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .map(sanitize)
+            .unwrap_or_else(|| "output".into());
         let mut produced: Vec<(String, &'static Preset, PathBuf)> = Vec::new();
         let n = outputs.len();
         for (i, (name, preset)) in outputs.iter().enumerate() {
             let out = dir.join(format!("{i}-{stem}.{}", preset.extension()));
-            self.encode(held, preset, &input, &out, has_audio, duration, i, n).await?;
+            self.encode(held, preset, &input, &out, has_audio, duration, i, n)
+                .await?;
             produced.push((name.clone(), preset, out));
         }
 
@@ -345,10 +419,27 @@ impl Worker {
         held.transition(Transition::StartUpload, None).await?;
         let mut manifest = Vec::new();
         for (i, (name, preset, path)) in produced.iter().enumerate() {
-            let key = format!("{}{}/{}.{}", job.destination_prefix, name, stem, preset.extension());
-            let size = self.objects.upload_file(&self.settings.outbox_bucket, &key, path, preset.content_type()).await?;
+            let key = format!(
+                "{}{}/{}.{}",
+                job.destination_prefix,
+                name,
+                stem,
+                preset.extension()
+            );
+            let size = self
+                .objects
+                .upload_file(
+                    &self.settings.outbox_bucket,
+                    &key,
+                    path,
+                    preset.content_type(),
+                )
+                .await?;
             let p = self.probe(path, size).await.map_err(|e| match e {
-                JobFailure::Permanent(_, m) => JobFailure::Permanent(JobErrorCode::EncodeFailed, format!("output {name} is not valid media: {m}")),
+                JobFailure::Permanent(_, m) => JobFailure::Permanent(
+                    JobErrorCode::EncodeFailed,
+                    format!("output {name} is not valid media: {m}"),
+                ),
                 other => other,
             })?;
             let video = p.streams.iter().find(|s| s.kind == "video");
@@ -372,20 +463,43 @@ impl Worker {
 
     async fn probe(&self, path: &Path, size: u64) -> Result<Probe, JobFailure> {
         let limit = Duration::from_secs(60);
-        let r = process::run(&self.settings.ffprobe, &ffmpeg::probe_args(path), limit, |_| {}).await;
+        let r = process::run(
+            &self.settings.ffprobe,
+            &ffmpeg::probe_args(path),
+            limit,
+            |_| {},
+        )
+        .await;
         match r {
-            Ok(f) if f.success => ffmpeg::parse_probe(&f.stdout, size).map_err(|e| JobFailure::Permanent(JobErrorCode::InvalidMedia, e)),
+            Ok(f) if f.success => ffmpeg::parse_probe(&f.stdout, size)
+                .map_err(|e| JobFailure::Permanent(JobErrorCode::InvalidMedia, e)),
             Ok(f) => Err(JobFailure::Permanent(
                 JobErrorCode::InvalidMedia,
-                format!("ffprobe could not read the source: {}", ffmpeg::reason_from_stderr(&f.stderr)),
+                format!(
+                    "ffprobe could not read the source: {}",
+                    ffmpeg::reason_from_stderr(&f.stderr)
+                ),
             )),
-            Err(e @ process::RunError::TimedOut { .. }) => Err(JobFailure::Permanent(JobErrorCode::InvalidMedia, e.to_string())),
+            Err(e @ process::RunError::TimedOut { .. }) => Err(JobFailure::Permanent(
+                JobErrorCode::InvalidMedia,
+                e.to_string(),
+            )),
             Err(e) => Err(JobFailure::Retryable(e.to_string())),
         }
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn encode(&self, held: &Held, preset: &Preset, input: &Path, output: &Path, has_audio: bool, duration: Option<f64>, index: usize, count: usize) -> Result<(), JobFailure> {
+    async fn encode(
+        &self,
+        held: &Held,
+        preset: &Preset,
+        input: &Path,
+        output: &Path,
+        has_audio: bool,
+        duration: Option<f64>,
+        index: usize,
+        count: usize,
+    ) -> Result<(), JobFailure> {
         let args = ffmpeg::encode_args(preset, input, output, has_audio);
         tracing::info!(preset = preset.name, argv = %args.join(" "), "ffmpeg");
         let (tx, mut rx) = tokio::sync::watch::channel(0u8);
@@ -407,24 +521,40 @@ impl Worker {
             })
         };
         let started = Instant::now();
-        let r = process::run(&self.settings.ffmpeg, &args, self.settings.encode_timeout, |tick| {
-            let within = ffmpeg::percent(tick.out_time_seconds, duration) as usize;
-            let overall = ((index * 100 + within) / count).min(99) as u8;
-            let _ = tx.send(overall);
-        })
+        let r = process::run(
+            &self.settings.ffmpeg,
+            &args,
+            self.settings.encode_timeout,
+            |tick| {
+                let within = ffmpeg::percent(tick.out_time_seconds, duration) as usize;
+                let overall = ((index * 100 + within) / count).min(99) as u8;
+                let _ = tx.send(overall);
+            },
+        )
         .await;
         drop(tx);
         let _ = writer.await;
         match r {
             Ok(f) if f.success => {
-                tracing::info!(preset = preset.name, secs = started.elapsed().as_secs_f64(), "encoded");
+                tracing::info!(
+                    preset = preset.name,
+                    secs = started.elapsed().as_secs_f64(),
+                    "encoded"
+                );
                 Ok(())
             }
             Ok(f) => Err(JobFailure::Permanent(
                 JobErrorCode::EncodeFailed,
-                format!("ffmpeg exited with {:?}: {}", f.code, ffmpeg::reason_from_stderr(&f.stderr)),
+                format!(
+                    "ffmpeg exited with {:?}: {}",
+                    f.code,
+                    ffmpeg::reason_from_stderr(&f.stderr)
+                ),
             )),
-            Err(e @ process::RunError::TimedOut { .. }) => Err(JobFailure::Permanent(JobErrorCode::EncodeFailed, e.to_string())),
+            Err(e @ process::RunError::TimedOut { .. }) => Err(JobFailure::Permanent(
+                JobErrorCode::EncodeFailed,
+                e.to_string(),
+            )),
             Err(e) => Err(JobFailure::Retryable(e.to_string())),
         }
     }
@@ -434,11 +564,21 @@ impl Worker {
 pub fn sanitize(stem: &str) -> String {
     let s: String = stem
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(100)
         .collect();
     let s = s.trim_start_matches('.').to_string();
-    if s.is_empty() { "output".into() } else { s }
+    if s.is_empty() {
+        "output".into()
+    } else {
+        s
+    }
 }
 
 #[cfg(test)]

@@ -22,7 +22,10 @@ pub struct Finished {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("could not start {program}: {source}; is FFmpeg installed (apt-get install ffmpeg)?")]
-    Spawn { program: String, source: std::io::Error },
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
     #[error("{program} ran longer than {limit:?} and was killed")]
     TimedOut { program: String, limit: Duration },
     #[error("reading {program}'s output: {0}", program = "ffmpeg")]
@@ -44,20 +47,36 @@ impl Drop for GroupGuard {
 }
 
 fn spawn(program: &str, args: &[String]) -> Result<Child, RunError> {
-    Command::new(program)
-        .args(args)
+    let mut cmd = Command::new(program);
+    // SAFETY: prctl is async-signal-safe; it asks the kernel to kill FFmpeg if the
+    // worker dies without cleaning up (SIGKILL, OOM), so no orphan keeps encoding.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true)
         .spawn()
-        .map_err(|source| RunError::Spawn { program: program.to_string(), source })
+        .map_err(|source| RunError::Spawn {
+            program: program.to_string(),
+            source,
+        })
 }
 
 /// Runs `program args`, feeding each `-progress` tick on stdout to `on_tick`, within
 /// `limit`.
-pub async fn run<F>(program: &str, args: &[String], limit: Duration, mut on_tick: F) -> Result<Finished, RunError>
+pub async fn run<F>(
+    program: &str,
+    args: &[String],
+    limit: Duration,
+    mut on_tick: F,
+) -> Result<Finished, RunError>
 where
     F: FnMut(ProgressTick),
 {
@@ -99,9 +118,19 @@ where
     };
     let (status, stdout) = match tokio::time::timeout(limit, work).await {
         Ok(r) => r?,
-        Err(_) => return Err(RunError::TimedOut { program: program.to_string(), limit }),
+        Err(_) => {
+            return Err(RunError::TimedOut {
+                program: program.to_string(),
+                limit,
+            })
+        }
     };
     guard.0 = None; // exited by itself
     let stderr = stderr_task.await.unwrap_or_default();
-    Ok(Finished { success: status.success(), code: status.code(), stdout, stderr })
+    Ok(Finished {
+        success: status.success(),
+        code: status.code(),
+        stdout,
+        stderr,
+    })
 }

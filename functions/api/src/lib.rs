@@ -40,7 +40,10 @@ pub struct ApiState {
 impl ApiState {
     pub fn new(settings: ApiSettings, config: &aws_config::SdkConfig) -> Self {
         ApiState {
-            store: DynamoJobStore::new(nommer_shared::aws::dynamodb_client(config), &settings.table),
+            store: DynamoJobStore::new(
+                nommer_shared::aws::dynamodb_client(config),
+                &settings.table,
+            ),
             objects: S3ObjectStore::new(nommer_shared::aws::s3_client(config)),
             queue: SqsQueue::new(nommer_shared::aws::sqs_client(config)),
             settings,
@@ -52,12 +55,21 @@ impl ApiState {
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .merge(jobs_router())
-        .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not-found", "No such route", "See the README for the API's routes.") })
+        .fallback(|| async {
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "No such route",
+                "See the README for the API's routes.",
+            )
+        })
         .with_state(state)
 }
 
 fn jobs_router() -> Router<Arc<ApiState>> {
-    Router::new().route("/jobs", post(create_job)).route("/jobs/{id}", get(get_job))
+    Router::new()
+        .route("/jobs", post(create_job))
+        .route("/jobs/{id}", get(get_job))
 }
 
 /// `POST /jobs` body.
@@ -91,26 +103,48 @@ fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Problem {
 }
 
 /// Parses and checks a body; every refusal names the field.
-pub fn parse_request(body: &[u8], settings: &ApiSettings) -> Result<(CreateJobRequest, S3Uri, Vec<OutputSpec>), Problem> {
+pub fn parse_request(
+    body: &[u8],
+    settings: &ApiSettings,
+) -> Result<(CreateJobRequest, S3Uri, Vec<OutputSpec>), Problem> {
     if body.len() > MAX_BODY {
-        return Err(invalid("", format!("the body is larger than {MAX_BODY} bytes")));
+        return Err(invalid(
+            "",
+            format!("the body is larger than {MAX_BODY} bytes"),
+        ));
     }
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(invalid("", "the body is empty; send a JSON object such as {\"source\": \"s3://bucket/key\"}"));
+        return Err(invalid(
+            "",
+            "the body is empty; send a JSON object such as {\"source\": \"s3://bucket/key\"}",
+        ));
     }
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| invalid("", format!("the body is not valid JSON: {e}")))?;
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| invalid("", format!("the body is not valid JSON: {e}")))?;
     if !value.is_object() {
-        return Err(invalid("", "the body must be a JSON object such as {\"source\": \"s3://bucket/key\"}"));
+        return Err(invalid(
+            "",
+            "the body must be a JSON object such as {\"source\": \"s3://bucket/key\"}",
+        ));
     }
     let req: CreateJobRequest = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let msg = inner.to_string();
         // serde names an unknown or missing field in its message, not in the path
-        let field = if let Some(f) = msg.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
-            if path.ends_with(f) { path } else { join(&path, f) }
-        } else if let Some(f) = msg.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
+        let field = if let Some(f) = msg
+            .strip_prefix("unknown field `")
+            .and_then(|r| r.split('`').next())
+        {
+            if path.ends_with(f) {
+                path
+            } else {
+                join(&path, f)
+            }
+        } else if let Some(f) = msg
+            .strip_prefix("missing field `")
+            .and_then(|r| r.split('`').next())
+        {
             join(&path, f)
         } else if path == "." {
             String::new()
@@ -123,11 +157,19 @@ pub fn parse_request(body: &[u8], settings: &ApiSettings) -> Result<(CreateJobRe
     if !settings.source_buckets.iter().any(|b| *b == source.bucket) {
         return Err(invalid(
             "source",
-            format!("sources are accepted only from these buckets: {}", settings.source_buckets.join(", ")),
+            format!(
+                "sources are accepted only from these buckets: {}",
+                settings.source_buckets.join(", ")
+            ),
         ));
     }
     let outputs = match (&req.preset, &req.outputs) {
-        (Some(_), Some(_)) => return Err(invalid("outputs", "give either `preset` or `outputs`, not both")),
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "outputs",
+                "give either `preset` or `outputs`, not both",
+            ))
+        }
         (None, None) => vec![output(&settings.default_preset, None, "preset")?],
         (Some(p), None) => vec![output(p, None, "preset")?],
         (None, Some(list)) => {
@@ -135,13 +177,22 @@ pub fn parse_request(body: &[u8], settings: &ApiSettings) -> Result<(CreateJobRe
                 return Err(invalid("outputs", "must list at least one output"));
             }
             if list.len() > MAX_OUTPUTS {
-                return Err(invalid("outputs", format!("at most {MAX_OUTPUTS} outputs per job")));
+                return Err(invalid(
+                    "outputs",
+                    format!("at most {MAX_OUTPUTS} outputs per job"),
+                ));
             }
             let mut v: Vec<OutputSpec> = Vec::new();
             for (i, o) in list.iter().enumerate() {
                 let spec = output(&o.preset, o.name.as_deref(), &format!("outputs[{i}]"))?;
                 if v.iter().any(|x| x.name == spec.name) {
-                    return Err(invalid(format!("outputs[{i}].name"), format!("`{}` is used by another output; names must be unique", spec.name)));
+                    return Err(invalid(
+                        format!("outputs[{i}].name"),
+                        format!(
+                            "`{}` is used by another output; names must be unique",
+                            spec.name
+                        ),
+                    ));
                 }
                 v.push(spec);
             }
@@ -149,18 +200,29 @@ pub fn parse_request(body: &[u8], settings: &ApiSettings) -> Result<(CreateJobRe
         }
     };
     if let Some(url) = &req.notify_url {
-        let ok = (url.starts_with("https://") || url.starts_with("http://")) && url.len() <= 2048 && !url.contains(char::is_whitespace);
+        let ok = (url.starts_with("https://") || url.starts_with("http://"))
+            && url.len() <= 2048
+            && !url.contains(char::is_whitespace);
         if !ok {
-            return Err(invalid("notify_url", "must be an http(s) URL of at most 2048 characters"));
+            return Err(invalid(
+                "notify_url",
+                "must be an http(s) URL of at most 2048 characters",
+            ));
         }
     }
     if let Some(meta) = &req.user_metadata {
         if meta.len() > MAX_METADATA_ENTRIES {
-            return Err(invalid("user_metadata", format!("at most {MAX_METADATA_ENTRIES} entries")));
+            return Err(invalid(
+                "user_metadata",
+                format!("at most {MAX_METADATA_ENTRIES} entries"),
+            ));
         }
         for (k, v) in meta {
             if k.is_empty() || k.len() > 128 || v.len() > 1024 {
-                return Err(invalid(format!("user_metadata.{k}"), "keys are 1-128 characters, values at most 1024"));
+                return Err(invalid(
+                    format!("user_metadata.{k}"),
+                    "keys are 1-128 characters, values at most 1024",
+                ));
             }
         }
     }
@@ -176,34 +238,65 @@ fn join(path: &str, field: &str) -> String {
 }
 
 fn output(preset: &str, name: Option<&str>, field: &str) -> Result<OutputSpec, Problem> {
-    let pfield = if field == "preset" { "preset".to_string() } else { format!("{field}.preset") };
+    let pfield = if field == "preset" {
+        "preset".to_string()
+    } else {
+        format!("{field}.preset")
+    };
     if presets::find(preset).is_none() {
-        return Err(invalid(pfield, format!("`{preset}` is not a preset; known: {}", presets::names().join(", "))));
+        return Err(invalid(
+            pfield,
+            format!(
+                "`{preset}` is not a preset; known: {}",
+                presets::names().join(", ")
+            ),
+        ));
     }
     let name = name.unwrap_or(preset).to_string();
     let safe = !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
         && !name.starts_with('.');
     if !safe {
-        return Err(invalid(format!("{field}.name"), "1-64 characters of A-Z a-z 0-9 - _ . (not starting with .)"));
+        return Err(invalid(
+            format!("{field}.name"),
+            "1-64 characters of A-Z a-z 0-9 - _ . (not starting with .)",
+        ));
     }
-    Ok(OutputSpec { name, preset: preset.to_string() })
+    Ok(OutputSpec {
+        name,
+        preset: preset.to_string(),
+    })
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
-    let Some(v) = headers.get(IDEMPOTENCY_KEY) else { return Ok(None) };
-    let s = v.to_str().map_err(|_| invalid("Idempotency-Key", "must be printable ASCII"))?.trim();
+    let Some(v) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let s = v
+        .to_str()
+        .map_err(|_| invalid("Idempotency-Key", "must be printable ASCII"))?
+        .trim();
     if s.is_empty() || s.len() > 255 {
         return Err(invalid("Idempotency-Key", "must be 1-255 characters"));
     }
     Ok(Some(s.to_string()))
 }
 
-async fn create_job(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
+async fn create_job(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
     let key = idempotency_key(&headers)?;
     let (req, source, outputs) = parse_request(&body, &state.settings)?;
-    let exists = state.objects.head(&source.bucket, &source.key).await.map_err(Problem::internal)?;
+    let exists = state
+        .objects
+        .head(&source.bucket, &source.key)
+        .await
+        .map_err(Problem::internal)?;
     if exists.is_none() {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -213,20 +306,37 @@ async fn create_job(State(state): State<Arc<ApiState>>, headers: HeaderMap, body
         )
         .with_field("source"));
     }
-    let id = key.as_deref().map(ids::for_idempotency_key).unwrap_or_else(ids::random);
+    let id = key
+        .as_deref()
+        .map(ids::for_idempotency_key)
+        .unwrap_or_else(ids::random);
     let mut job = Job::new(id, Origin::Api, source, outputs, chrono::Utc::now());
     job.notify_url = req.notify_url.clone();
     job.user_metadata = req.user_metadata.clone().unwrap_or_default();
-    job.request_fingerprint = Some(ids::fingerprint(&serde_json::to_vec(&req).expect("request serialises")));
-    let created = submit::create_and_enqueue(&state.store, &state.queue, &state.settings.jobs_queue_url, &job)
-        .await
-        .map_err(Problem::internal)?;
+    job.request_fingerprint = Some(ids::fingerprint(
+        &serde_json::to_vec(&req).expect("request serialises"),
+    ));
+    let created = submit::create_and_enqueue(
+        &state.store,
+        &state.queue,
+        &state.settings.jobs_queue_url,
+        &job,
+    )
+    .await
+    .map_err(Problem::internal)?;
     match created {
         Created::New(j) => {
             let location = format!("/jobs/{}", j.id);
-            Ok((StatusCode::CREATED, [(axum::http::header::LOCATION, location)], Json(j)).into_response())
+            Ok((
+                StatusCode::CREATED,
+                [(axum::http::header::LOCATION, location)],
+                Json(j),
+            )
+                .into_response())
         }
-        Created::Existing(j) if j.request_fingerprint == job.request_fingerprint => Ok((StatusCode::OK, Json(j)).into_response()),
+        Created::Existing(j) if j.request_fingerprint == job.request_fingerprint => {
+            Ok((StatusCode::OK, Json(j)).into_response())
+        }
         Created::Existing(_) => Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "idempotency-key-reused",
@@ -237,8 +347,18 @@ async fn create_job(State(state): State<Arc<ApiState>>, headers: HeaderMap, body
     }
 }
 
-async fn get_job(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Result<Json<Job>, Problem> {
-    let not_found = || Problem::new(StatusCode::NOT_FOUND, "job-not-found", "Job not found", format!("no job has id {id:?}"));
+async fn get_job(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Job>, Problem> {
+    let not_found = || {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "job-not-found",
+            "Job not found",
+            format!("no job has id {id:?}"),
+        )
+    };
     if !ids::looks_valid(&id) {
         return Err(not_found());
     }
@@ -262,7 +382,9 @@ mod tests {
     }
 
     fn field_of(body: &str) -> Option<String> {
-        parse_request(body.as_bytes(), &settings()).err().map(|p| p.field.unwrap_or_default())
+        parse_request(body.as_bytes(), &settings())
+            .err()
+            .map(|p| p.field.unwrap_or_default())
     }
 
     #[test]
@@ -270,28 +392,62 @@ mod tests {
         assert_eq!(field_of(""), Some("".into()));
         assert_eq!(field_of("[1]"), Some("".into()));
         assert_eq!(field_of("{}"), Some("source".into()));
-        assert_eq!(field_of(r#"{"source":"s3://inbox/a","x":1}"#), Some("x".into()));
-        assert_eq!(field_of(r#"{"source":"s3://inbox/a","outputs":[{"preset":"mp4-720p","size":1}]}"#), Some("outputs[0].size".into()));
-        assert_eq!(field_of(r#"{"source":"s3://inbox/a","outputs":[]}"#), Some("outputs".into()));
-        assert_eq!(field_of(r#"{"source":"s3://inbox/a","preset":"mp4-720p","outputs":[{"preset":"mp4-720p"}]}"#), Some("outputs".into()));
         assert_eq!(
-            field_of(r#"{"source":"s3://inbox/a","outputs":[{"preset":"mp4-720p"},{"preset":"mp4-720p"}]}"#),
+            field_of(r#"{"source":"s3://inbox/a","x":1}"#),
+            Some("x".into())
+        );
+        assert_eq!(
+            field_of(r#"{"source":"s3://inbox/a","outputs":[{"preset":"mp4-720p","size":1}]}"#),
+            Some("outputs[0].size".into())
+        );
+        assert_eq!(
+            field_of(r#"{"source":"s3://inbox/a","outputs":[]}"#),
+            Some("outputs".into())
+        );
+        assert_eq!(
+            field_of(
+                r#"{"source":"s3://inbox/a","preset":"mp4-720p","outputs":[{"preset":"mp4-720p"}]}"#
+            ),
+            Some("outputs".into())
+        );
+        assert_eq!(
+            field_of(
+                r#"{"source":"s3://inbox/a","outputs":[{"preset":"mp4-720p"},{"preset":"mp4-720p"}]}"#
+            ),
             Some("outputs[1].name".into())
         );
-        assert_eq!(field_of(r#"{"source":"s3://inbox/a","outputs":[{"preset":"mp4-720p","name":"../x"}]}"#), Some("outputs[0].name".into()));
-        assert_eq!(field_of(r#"{"source":"s3://inbox/a","user_metadata":{"k":5}}"#), Some("user_metadata.k".into()));
+        assert_eq!(
+            field_of(
+                r#"{"source":"s3://inbox/a","outputs":[{"preset":"mp4-720p","name":"../x"}]}"#
+            ),
+            Some("outputs[0].name".into())
+        );
+        assert_eq!(
+            field_of(r#"{"source":"s3://inbox/a","user_metadata":{"k":5}}"#),
+            Some("user_metadata.k".into())
+        );
     }
 
     #[test]
     fn a_good_request_gets_its_outputs() {
-        let (_, src, outs) = parse_request(br#"{"source":"s3://inbox/a/b.mov"}"#, &settings()).unwrap();
+        let (_, src, outs) =
+            parse_request(br#"{"source":"s3://inbox/a/b.mov"}"#, &settings()).unwrap();
         assert_eq!(src.key, "a/b.mov");
-        assert_eq!(outs, [OutputSpec { name: "mp4-720p".into(), preset: "mp4-720p".into() }]);
+        assert_eq!(
+            outs,
+            [OutputSpec {
+                name: "mp4-720p".into(),
+                preset: "mp4-720p".into()
+            }]
+        );
         let (_, _, outs) = parse_request(
             br#"{"source":"s3://inbox/a","outputs":[{"preset":"mp4-360p","name":"small"},{"preset":"mp4-1080p"}]}"#,
             &settings(),
         )
         .unwrap();
-        assert_eq!(outs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), ["small", "mp4-1080p"]);
+        assert_eq!(
+            outs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(),
+            ["small", "mp4-1080p"]
+        );
     }
 }

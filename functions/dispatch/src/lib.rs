@@ -22,7 +22,10 @@ pub struct Dispatch {
 impl Dispatch {
     pub fn new(settings: DispatchSettings, config: &aws_config::SdkConfig) -> Self {
         Dispatch {
-            store: DynamoJobStore::new(nommer_shared::aws::dynamodb_client(config), &settings.table),
+            store: DynamoJobStore::new(
+                nommer_shared::aws::dynamodb_client(config),
+                &settings.table,
+            ),
             queue: SqsQueue::new(nommer_shared::aws::sqs_client(config)),
             settings,
         }
@@ -30,7 +33,10 @@ impl Dispatch {
 }
 
 /// Handles a batch from the jobs queue; failed messages are reported alone.
-pub async fn function_handler(ctx: &Dispatch, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+pub async fn function_handler(
+    ctx: &Dispatch,
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, lambda_runtime::Error> {
     let mut response = SqsBatchResponse::default();
     for message in event.payload.records {
         let id = message.message_id.clone().unwrap_or_default();
@@ -56,7 +62,11 @@ pub async fn dispatch_job(ctx: &Dispatch, job_id: &str) -> Result<(), lambda_run
     let job = match job.state {
         JobState::Submitted => {
             let mut next = job.clone();
-            next.apply(Transition::Dispatch, chrono::Utc::now(), Some(format!("routed to {FFMPEG_BACKEND}: the only backend")))?;
+            next.apply(
+                Transition::Dispatch,
+                chrono::Utc::now(),
+                Some(format!("routed to {FFMPEG_BACKEND}: the only backend")),
+            )?;
             next.backend = Some(FFMPEG_BACKEND.to_string());
             let stored = ctx.store.replace(&job, next).await?;
             tracing::info!(job_id, state = %stored.state, backend = FFMPEG_BACKEND, "job dispatched");
@@ -68,6 +78,11 @@ pub async fn dispatch_job(ctx: &Dispatch, job_id: &str) -> Result<(), lambda_run
             return Ok(());
         }
     };
-    ctx.queue.send(&ctx.settings.work_queue_url, &JobMessage::new(&job.id).to_body()).await?;
+    ctx.queue
+        .send(
+            &ctx.settings.work_queue_url,
+            &JobMessage::new(&job.id).to_body(),
+        )
+        .await?;
     Ok(())
 }

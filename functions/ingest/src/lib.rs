@@ -2,7 +2,6 @@
 //! or straight from S3) become jobs.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use serde::Deserialize;
 use lambda_runtime::LambdaEvent;
 use nommer_shared::error::JobErrorCode;
 use nommer_shared::job::{Job, JobError, Origin, OutputSpec, S3Uri};
@@ -11,6 +10,7 @@ use nommer_shared::queue::SqsQueue;
 use nommer_shared::settings::IngestSettings;
 use nommer_shared::store::DynamoJobStore;
 use nommer_shared::{ids, presets, submit};
+use serde::Deserialize;
 use serde_json::Value;
 
 /// Object metadata key (`x-amz-meta-preset`) that picks a preset for an upload.
@@ -30,7 +30,10 @@ pub struct Ingest {
 impl Ingest {
     pub fn new(settings: IngestSettings, config: &aws_config::SdkConfig) -> Self {
         Ingest {
-            store: DynamoJobStore::new(nommer_shared::aws::dynamodb_client(config), &settings.table),
+            store: DynamoJobStore::new(
+                nommer_shared::aws::dynamodb_client(config),
+                &settings.table,
+            ),
             objects: S3ObjectStore::new(nommer_shared::aws::s3_client(config)),
             queue: SqsQueue::new(nommer_shared::aws::sqs_client(config)),
             settings,
@@ -90,7 +93,10 @@ pub enum RecordOutcome {
 
 /// Handles an SQS batch of S3 notifications (returning partial batch failures) or a
 /// direct S3 event.
-pub async fn function_handler(ctx: &Ingest, event: LambdaEvent<Value>) -> Result<Value, lambda_runtime::Error> {
+pub async fn function_handler(
+    ctx: &Ingest,
+    event: LambdaEvent<Value>,
+) -> Result<Value, lambda_runtime::Error> {
     let payload = event.payload;
     let source = payload
         .pointer("/Records/0/eventSource")
@@ -152,21 +158,32 @@ pub async fn handle_sqs(ctx: &Ingest, event: SqsEvent) -> SqsBatchResponse {
 
 /// Parses an S3 notification body; `None` for S3's `s3:TestEvent`.
 pub fn parse_notification(body: &str) -> Result<Option<S3Notification>, String> {
-    let v: Value = serde_json::from_str(body)
-        .map_err(|e| format!("message body is not JSON ({e}): {}", nommer_shared::telemetry::clip(body, 200)))?;
+    let v: Value = serde_json::from_str(body).map_err(|e| {
+        format!(
+            "message body is not JSON ({e}): {}",
+            nommer_shared::telemetry::clip(body, 200)
+        )
+    })?;
     if v.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
         return Ok(None);
     }
     if v.get("Records").is_none() {
-        return Err(format!("message body is not an S3 notification: {}", nommer_shared::telemetry::clip(body, 200)));
+        return Err(format!(
+            "message body is not an S3 notification: {}",
+            nommer_shared::telemetry::clip(body, 200)
+        ));
     }
-    serde_json::from_value(v).map(Some).map_err(|e| format!("malformed S3 notification: {e}"))
+    serde_json::from_value(v)
+        .map(Some)
+        .map_err(|e| format!("malformed S3 notification: {e}"))
 }
 
 /// Decodes an S3 event key (URL-encoded, `+` for space).
 pub fn decode_key(raw: &str) -> String {
     let plus = raw.replace('+', " ");
-    percent_encoding::percent_decode_str(&plus).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(&plus)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// The preset named by the key's `inbox/<preset>/` prefix, if it names one.
@@ -180,11 +197,16 @@ pub fn preset_from_key(key: &str) -> Option<&'static str> {
 }
 
 #[tracing::instrument(skip_all, fields(bucket, key))]
-pub async fn handle_record(ctx: &Ingest, record: &S3Record) -> Result<RecordOutcome, lambda_runtime::Error> {
+pub async fn handle_record(
+    ctx: &Ingest,
+    record: &S3Record,
+) -> Result<RecordOutcome, lambda_runtime::Error> {
     let event_name = record.event_name.as_deref().unwrap_or_default();
     let bucket = record.s3.bucket.name.clone();
     let key = decode_key(&record.s3.object.key);
-    tracing::Span::current().record("bucket", bucket.as_str()).record("key", key.as_str());
+    tracing::Span::current()
+        .record("bucket", bucket.as_str())
+        .record("key", key.as_str());
     if !event_name.starts_with("ObjectCreated:") {
         tracing::info!(event_name, "not an ObjectCreated event; skipped");
         return Ok(RecordOutcome::Skipped(format!("event {event_name}")));
@@ -221,7 +243,10 @@ pub async fn handle_record(ctx: &Ingest, record: &S3Record) -> Result<RecordOutc
     let id = ids::for_upload(&bucket, &key, &revision);
     let now = chrono::Utc::now();
 
-    let from_meta = info.metadata.get(PRESET_METADATA).map(|p| p.trim().to_string());
+    let from_meta = info
+        .metadata
+        .get(PRESET_METADATA)
+        .map(|p| p.trim().to_string());
     let preset = preset_from_key(&key)
         .map(str::to_string)
         .or(from_meta.clone())
@@ -230,20 +255,32 @@ pub async fn handle_record(ctx: &Ingest, record: &S3Record) -> Result<RecordOutc
         id.clone(),
         Origin::Upload,
         S3Uri::new(&bucket, &key),
-        vec![OutputSpec { name: preset.clone(), preset: preset.clone() }],
+        vec![OutputSpec {
+            name: preset.clone(),
+            preset: preset.clone(),
+        }],
         now,
     );
-    job.user_metadata = info.metadata.into_iter().filter(|(k, _)| k != PRESET_METADATA).collect();
+    job.user_metadata = info
+        .metadata
+        .into_iter()
+        .filter(|(k, _)| k != PRESET_METADATA)
+        .collect();
     if presets::find(&preset).is_none() {
         job.fail(
             JobError::new(
                 JobErrorCode::UnknownPreset,
-                format!("object metadata preset={preset:?} is not a preset; known: {}", presets::names().join(", ")),
+                format!(
+                    "object metadata preset={preset:?} is not a preset; known: {}",
+                    presets::names().join(", ")
+                ),
             ),
             now,
         )?;
     }
-    match submit::create_and_enqueue(&ctx.store, &ctx.queue, &ctx.settings.jobs_queue_url, &job).await? {
+    match submit::create_and_enqueue(&ctx.store, &ctx.queue, &ctx.settings.jobs_queue_url, &job)
+        .await?
+    {
         nommer_shared::store::Created::New(_) => Ok(RecordOutcome::Created(id)),
         nommer_shared::store::Created::Existing(_) => Ok(RecordOutcome::Duplicate(id)),
     }
@@ -255,7 +292,10 @@ mod tests {
 
     #[test]
     fn keys_decode_like_s3_encodes_them() {
-        assert_eq!(decode_key("inbox/my+clip%281%29.mov"), "inbox/my clip(1).mov");
+        assert_eq!(
+            decode_key("inbox/my+clip%281%29.mov"),
+            "inbox/my clip(1).mov"
+        );
         assert_eq!(decode_key("a%2Bb.mov"), "a+b.mov");
         assert_eq!(decode_key("bad%zz%"), "bad%zz%");
         assert_eq!(decode_key("caf%C3%A9.mp4"), "café.mp4");
@@ -276,8 +316,16 @@ mod tests {
         assert_eq!(ev.records.len(), 1);
         assert_eq!(ev.records[0].s3.object.key, "inbox/mp4-720p/my+clip.mov");
         assert_eq!(ev.records[0].s3.object.size, Some(1024));
-        assert!(parse_notification(r#"{"Service":"Amazon S3","Event":"s3:TestEvent"}"#).unwrap().is_none());
-        assert!(parse_notification("not json").unwrap_err().contains("not JSON"));
-        assert!(parse_notification(r#"{"hello":1}"#).unwrap_err().contains("not an S3 notification"));
+        assert!(
+            parse_notification(r#"{"Service":"Amazon S3","Event":"s3:TestEvent"}"#)
+                .unwrap()
+                .is_none()
+        );
+        assert!(parse_notification("not json")
+            .unwrap_err()
+            .contains("not JSON"));
+        assert!(parse_notification(r#"{"hello":1}"#)
+            .unwrap_err()
+            .contains("not an S3 notification"));
     }
 }
