@@ -28,10 +28,7 @@ impl ApiClient {
         match r.status().as_u16() {
             200 => Ok(Some(r.json().await?)),
             404 => Ok(None),
-            s => bail!(
-                "GET /jobs/{id} answered {s}: {}",
-                r.text().await.unwrap_or_default()
-            ),
+            s => bail!("GET /jobs/{id} answered {s}: {}", r.text().await.unwrap_or_default()),
         }
     }
 
@@ -52,12 +49,7 @@ impl ApiClient {
 
     /// Polls a job until it is terminal, calling `on_change` whenever its state or
     /// progress changes. A job that does not exist yet is waited for too.
-    pub async fn wait(
-        &self,
-        id: &str,
-        limit: Duration,
-        mut on_change: impl FnMut(&Job),
-    ) -> anyhow::Result<Job> {
+    pub async fn wait(&self, id: &str, limit: Duration, mut on_change: impl FnMut(&Job)) -> anyhow::Result<Job> {
         let started = Instant::now();
         let mut last: Option<(nommer_shared::JobState, u8)> = None;
         loop {

@@ -49,10 +49,7 @@ pub async fn run(file: Option<PathBuf>, preset: &str, keep_running: bool) -> any
         started.elapsed().as_secs_f64()
     );
 
-    let name = source
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("upload.bin");
+    let name = source.file_name().and_then(|n| n.to_str()).unwrap_or("upload.bin");
     let key = format!("inbox/{preset}/{name}");
     let objects = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
     println!(
@@ -61,12 +58,7 @@ pub async fn run(file: Option<PathBuf>, preset: &str, keep_running: bool) -> any
         stack.names.inbox_bucket
     );
     objects
-        .upload_file(
-            &stack.names.inbox_bucket,
-            &key,
-            &source,
-            "application/octet-stream",
-        )
+        .upload_file(&stack.names.inbox_bucket, &key, &source, "application/octet-stream")
         .await?;
     let info = objects
         .head(&stack.names.inbox_bucket, &key)
@@ -75,10 +67,7 @@ pub async fn run(file: Option<PathBuf>, preset: &str, keep_running: bool) -> any
     let id = ids::for_upload(
         &stack.names.inbox_bucket,
         &key,
-        info.version_id
-            .as_deref()
-            .or(info.etag.as_deref())
-            .unwrap_or_default(),
+        info.version_id.as_deref().or(info.etag.as_deref()).unwrap_or_default(),
     );
     println!("• job {id}");
 
@@ -108,12 +97,8 @@ pub async fn run(file: Option<PathBuf>, preset: &str, keep_running: bool) -> any
     );
     for out in &job.manifest {
         println!("  s3://{}/{} ({} bytes)", out.bucket, out.key, out.size);
-        let local = scratch
-            .path()
-            .join(Path::new(&out.key).file_name().unwrap_or_default());
-        objects
-            .download_to_file(&out.bucket, &out.key, &local)
-            .await?;
+        let local = scratch.path().join(Path::new(&out.key).file_name().unwrap_or_default());
+        objects.download_to_file(&out.bucket, &out.key, &local).await?;
         for line in media::summary(&media::probe(&local)?).lines() {
             println!("    {line}");
         }
@@ -128,7 +113,11 @@ pub async fn run(file: Option<PathBuf>, preset: &str, keep_running: bool) -> any
 }
 
 pub fn print_env(stack: &LocalStack) {
-    println!("  export AWS_ENDPOINT_URL={} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION={}", stack.endpoint, crate::emulator::REGION);
+    println!(
+        "  export AWS_ENDPOINT_URL={} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION={}",
+        stack.endpoint,
+        crate::emulator::REGION
+    );
     let mut env: Vec<_> = stack.env.iter().collect();
     env.sort();
     for (k, v) in env {

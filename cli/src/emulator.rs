@@ -58,9 +58,7 @@ pub fn ensure_installed() -> anyhow::Result<PathBuf> {
         .arg(&venv)
         .status()
         .with_context(|| {
-            format!(
-                "running {python} -m venv; install Python 3 (apt-get install python3 python3-venv)"
-            )
+            format!("running {python} -m venv; install Python 3 (apt-get install python3 python3-venv)")
         })?;
     if !st.success() {
         bail!("{python} -m venv failed; install the venv module (apt-get install python3-venv)");
@@ -125,9 +123,7 @@ impl Emulator {
                 Ok(())
             });
         }
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
+        let child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;
         let endpoint = format!("http://127.0.0.1:{port}");
         let mut emu = Emulator { endpoint, child };
         emu.wait_ready(Duration::from_secs(30)).await?;
@@ -142,21 +138,13 @@ impl Emulator {
             if let Some(status) = self.child.try_wait()? {
                 bail!("the emulator exited at start ({status}); is port in use or the venv broken? remove .nommer/venv to reinstall");
             }
-            if let Ok(r) = client
-                .get(&url)
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
-            {
+            if let Ok(r) = client.get(&url).timeout(Duration::from_secs(2)).send().await {
                 if r.status().is_success() {
                     return Ok(());
                 }
             }
             if started.elapsed() > limit {
-                bail!(
-                    "the emulator did not answer at {} within {limit:?}",
-                    self.endpoint
-                );
+                bail!("the emulator did not answer at {} within {limit:?}", self.endpoint);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

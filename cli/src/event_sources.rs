@@ -17,8 +17,7 @@ use std::time::Duration;
 
 pub type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// A function that takes an SQS batch, like an SQS-triggered Lambda.
-pub type SqsHandler =
-    Arc<dyn Fn(SqsEvent) -> BoxFut<Result<SqsBatchResponse, lambda_runtime::Error>> + Send + Sync>;
+pub type SqsHandler = Arc<dyn Fn(SqsEvent) -> BoxFut<Result<SqsBatchResponse, lambda_runtime::Error>> + Send + Sync>;
 
 /// Builds the SQS event Lambda would deliver for these messages.
 pub fn sqs_event(queue_arn: &str, region: &str, messages: &[Received]) -> SqsEvent {
@@ -64,10 +63,7 @@ pub async fn poll_sqs(
 ) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        let messages = match queue
-            .receive(&queue_url, batch, Duration::from_secs(2), None)
-            .await
-        {
+        let messages = match queue.receive(&queue_url, batch, Duration::from_secs(2), None).await {
             Ok(m) => {
                 backoff = Duration::from_millis(200);
                 m
@@ -110,9 +106,7 @@ pub fn apigw_v2_event(
     body: &[u8],
     source_ip: &str,
 ) -> Value {
-    let (path, query) = path_and_query
-        .split_once('?')
-        .unwrap_or((path_and_query, ""));
+    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
     let mut hmap = serde_json::Map::new();
     let mut cookies = Vec::new();
     for (k, v) in headers {
@@ -192,9 +186,7 @@ pub fn apigw_v2_event(
 }
 
 fn percent_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
 /// Turns the function's API Gateway v2 response JSON back into an HTTP response.
@@ -206,12 +198,7 @@ pub fn http_response(v: &Value) -> Response<Body> {
         .unwrap_or(StatusCode::BAD_GATEWAY);
     let mut resp = Response::builder().status(status);
     if let Some(h) = resp.headers_mut() {
-        for (k, val) in v
-            .get("headers")
-            .and_then(Value::as_object)
-            .into_iter()
-            .flatten()
-        {
+        for (k, val) in v.get("headers").and_then(Value::as_object).into_iter().flatten() {
             if let (Ok(name), Some(Ok(value))) = (
                 HeaderName::try_from(k.as_str()),
                 val.as_str().map(HeaderValue::from_str),
@@ -231,12 +218,7 @@ pub fn http_response(v: &Value) -> Response<Body> {
             if h.contains_key(&name) {
                 continue;
             }
-            for val in vals
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-            {
+            for val in vals.as_array().into_iter().flatten().filter_map(Value::as_str) {
                 if let Ok(value) = HeaderValue::from_str(val) {
                     h.append(name.clone(), value);
                 }
@@ -255,11 +237,7 @@ pub fn http_response(v: &Value) -> Response<Body> {
         }
     }
     let body = v.get("body").and_then(Value::as_str).unwrap_or("");
-    let bytes = if v
-        .get("isBase64Encoded")
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
-    {
+    let bytes = if v.get("isBase64Encoded").and_then(Value::as_bool).unwrap_or(false) {
         base64::engine::general_purpose::STANDARD
             .decode(body)
             .unwrap_or_default()
@@ -272,14 +250,9 @@ pub fn http_response(v: &Value) -> Response<Body> {
 /// Serves `router` on `listener` the way API Gateway and Lambda would: each request
 /// becomes an API Gateway v2 event, goes through `lambda_http`'s adapter, and its
 /// response event becomes the HTTP response.
-pub async fn serve_api(
-    listener: tokio::net::TcpListener,
-    router: axum::Router,
-) -> std::io::Result<()> {
+pub async fn serve_api(listener: tokio::net::TcpListener, router: axum::Router) -> std::io::Result<()> {
     let gateway = axum::Router::new().fallback(
-        move |axum::extract::ConnectInfo(addr): axum::extract::ConnectInfo<
-            std::net::SocketAddr,
-        >,
+        move |axum::extract::ConnectInfo(addr): axum::extract::ConnectInfo<std::net::SocketAddr>,
               req: Request<Body>| {
             let router = router.clone();
             async move { invoke_api(router, addr, req).await }
@@ -292,24 +265,14 @@ pub async fn serve_api(
     .await
 }
 
-async fn invoke_api(
-    router: axum::Router,
-    addr: std::net::SocketAddr,
-    req: Request<Body>,
-) -> Response<Body> {
+async fn invoke_api(router: axum::Router, addr: std::net::SocketAddr, req: Request<Body>) -> Response<Body> {
     let (parts, body) = req.into_parts();
     // API Gateway's payload limit
     let bytes = match axum::body::to_bytes(body, 10 * 1024 * 1024).await {
         Ok(b) => b,
-        Err(_) => {
-            return (StatusCode::PAYLOAD_TOO_LARGE, "request body over 10 MB").into_response_body()
-        }
+        Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "request body over 10 MB").into_response_body(),
     };
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
+    let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let event = apigw_v2_event(
         parts.method.as_str(),
         pq,
@@ -319,9 +282,7 @@ async fn invoke_api(
     );
     let request: LambdaRequest = match serde_json::from_value(event) {
         Ok(r) => r,
-        Err(e) => {
-            return (StatusCode::BAD_GATEWAY, format!("event shape: {e}")).into_response_body()
-        }
+        Err(e) => return (StatusCode::BAD_GATEWAY, format!("event shape: {e}")).into_response_body(),
     };
     let mut ctx = Context::default();
     ctx.request_id = uuid::Uuid::new_v4().to_string();
@@ -332,9 +293,7 @@ async fn invoke_api(
     match response.await {
         Ok(resp) => match serde_json::to_value(&resp) {
             Ok(v) => http_response(&v),
-            Err(e) => {
-                (StatusCode::BAD_GATEWAY, format!("response shape: {e}")).into_response_body()
-            }
+            Err(e) => (StatusCode::BAD_GATEWAY, format!("response shape: {e}")).into_response_body(),
         },
         Err(e) => (StatusCode::BAD_GATEWAY, format!("function error: {e:?}")).into_response_body(),
     }
@@ -361,13 +320,7 @@ mod tests {
         let mut h = http::HeaderMap::new();
         h.insert("content-type", HeaderValue::from_static("application/json"));
         h.insert("cookie", HeaderValue::from_static("a=1; b=2"));
-        let ev = apigw_v2_event(
-            "POST",
-            "/jobs?x=1&y=a%20b&x=2",
-            &h,
-            b"{\"a\":1}",
-            "127.0.0.1",
-        );
+        let ev = apigw_v2_event("POST", "/jobs?x=1&y=a%20b&x=2", &h, b"{\"a\":1}", "127.0.0.1");
         assert_eq!(ev["rawPath"], "/jobs");
         assert_eq!(ev["queryStringParameters"]["y"], "a b");
         assert_eq!(ev["queryStringParameters"]["x"], "1,2");

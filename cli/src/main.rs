@@ -38,19 +38,21 @@ enum Cmd {
 
 #[tokio::main]
 async fn main() {
-    nommer_shared::telemetry::init();
     let cli = Cli::parse();
+    // the demo shows its own progress; the functions' logs go to warnings only
+    let level = if matches!(cli.command, Cmd::Demo { .. }) {
+        "warn"
+    } else {
+        "info"
+    };
+    nommer_shared::telemetry::init_with_default(level);
     let r = match cli.command {
         Cmd::Demo {
             file,
             preset,
             keep_running,
         } => demo::run(file, &preset, keep_running).await,
-        Cmd::Up {
-            port,
-            workers,
-            stack,
-        } => up(port, workers, &stack).await,
+        Cmd::Up { port, workers, stack } => up(port, workers, &stack).await,
         Cmd::Presets => {
             for p in nommer_shared::presets::catalog() {
                 println!("{:<12} {}", p.name, p.description);
@@ -73,14 +75,8 @@ async fn up(port: u16, workers: usize, stack: &str) -> anyhow::Result<()> {
     opts.api_port = port;
     opts.workers = workers;
     let s = LocalStack::start(opts).await?;
-    println!(
-        "nommer: local stack `{stack}` is up; logs in {}",
-        log_dir.display()
-    );
-    println!(
-        "  inbox  s3://{}/inbox/<preset>/<file>",
-        s.names.inbox_bucket
-    );
+    println!("nommer: local stack `{stack}` is up; logs in {}", log_dir.display());
+    println!("  inbox  s3://{}/inbox/<preset>/<file>", s.names.inbox_bucket);
     println!("  outbox s3://{}/", s.names.outbox_bucket);
     demo::print_env(&s);
     println!("Ctrl-C stops it.");

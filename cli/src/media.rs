@@ -5,30 +5,13 @@ use std::path::Path;
 use std::process::Command;
 
 /// Makes an H.264/AAC MP4 clip of `seconds` at `width`x`height` (test pattern and tone).
-pub fn generate_clip(
-    path: &Path,
-    seconds: u32,
-    width: u32,
-    height: u32,
-    with_audio: bool,
-) -> anyhow::Result<()> {
+pub fn generate_clip(path: &Path, seconds: u32, width: u32, height: u32, with_audio: bool) -> anyhow::Result<()> {
     let mut cmd = Command::new("ffmpeg");
-    cmd.args([
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-y",
-        "-f",
-        "lavfi",
-        "-i",
-    ])
-    .arg(format!(
-        "testsrc2=size={width}x{height}:rate=25:duration={seconds}"
-    ));
+    cmd.args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size={width}x{height}:rate=25:duration={seconds}"));
     if with_audio {
-        cmd.args(["-f", "lavfi", "-i"]).arg(format!(
-            "sine=frequency=440:sample_rate=48000:duration={seconds}"
-        ));
+        cmd.args(["-f", "lavfi", "-i"])
+            .arg(format!("sine=frequency=440:sample_rate=48000:duration={seconds}"));
         cmd.args(["-c:a", "aac", "-b:a", "96k"]);
     }
     cmd.args([
@@ -56,14 +39,7 @@ pub fn generate_clip(
 /// ffprobe's view of a file, as JSON.
 pub fn probe(path: &Path) -> anyhow::Result<serde_json::Value> {
     let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_format",
-            "-show_streams",
-            "-of",
-            "json",
-        ])
+        .args(["-v", "error", "-show_format", "-show_streams", "-of", "json"])
         .arg(path)
         .output()
         .context("running ffprobe; install FFmpeg (apt-get install ffmpeg)")?;
@@ -105,10 +81,7 @@ pub fn summary(probe: &serde_json::Value) -> String {
                 s["sample_rate"].as_str().unwrap_or("?"),
                 s["channels"]
             )),
-            Some(other) => lines.push(format!(
-                "{other} {}",
-                s["codec_name"].as_str().unwrap_or("?")
-            )),
+            Some(other) => lines.push(format!("{other} {}", s["codec_name"].as_str().unwrap_or("?"))),
             None => {}
         }
     }

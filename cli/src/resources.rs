@@ -4,12 +4,12 @@
 use anyhow::Context;
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType,
 };
 use aws_sdk_s3::types::{
-    Event, FilterRule, FilterRuleName, NotificationConfiguration, NotificationConfigurationFilter,
-    QueueConfiguration, S3KeyFilter,
+    Event, FilterRule, FilterRuleName, NotificationConfiguration, NotificationConfigurationFilter, QueueConfiguration,
+    S3KeyFilter,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use nommer_shared::store::STATE_INDEX;
@@ -84,16 +84,11 @@ async fn queue_with_dlq(
         .and_then(|a| a.get(&QueueAttributeName::QueueArn))
         .cloned()
         .unwrap_or_default();
-    let redrive =
-        serde_json::json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVES })
-            .to_string();
+    let redrive = serde_json::json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVES }).to_string();
     let q = sqs
         .create_queue()
         .queue_name(name)
-        .attributes(
-            QueueAttributeName::VisibilityTimeout,
-            visibility_secs.to_string(),
-        )
+        .attributes(QueueAttributeName::VisibilityTimeout, visibility_secs.to_string())
         .attributes(QueueAttributeName::RedrivePolicy, redrive)
         .send()
         .await
@@ -166,12 +161,7 @@ pub async fn create(config: &SdkConfig, names: &StackNames) -> anyhow::Result<Qu
             .attribute_type(ScalarAttributeType::S)
             .build()
     };
-    let key = |n: &str, t: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(n)
-            .key_type(t)
-            .build()
-    };
+    let key = |n: &str, t: KeyType| KeySchemaElement::builder().attribute_name(n).key_type(t).build();
     ddb.create_table()
         .table_name(&names.table)
         .billing_mode(BillingMode::PayPerRequest)
@@ -184,11 +174,7 @@ pub async fn create(config: &SdkConfig, names: &StackNames) -> anyhow::Result<Qu
                 .index_name(STATE_INDEX)
                 .key_schema(key("state", KeyType::Hash)?)
                 .key_schema(key("created_at", KeyType::Range)?)
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::All)
-                        .build(),
-                )
+                .projection(Projection::builder().projection_type(ProjectionType::All).build())
                 .build()?,
         )
         .send()

@@ -92,16 +92,15 @@ pub fn locate_binary(name: &str) -> anyhow::Result<PathBuf> {
             return Ok(p);
         }
     }
-    anyhow::bail!("cannot find the `{name}` binary next to {}; build the workspace first (cargo build --workspace --bins)", exe.display())
+    anyhow::bail!(
+        "cannot find the `{name}` binary next to {}; build the workspace first (cargo build --workspace --bins)",
+        exe.display()
+    )
 }
 
 fn arn_of(url: &str) -> String {
     let name = url.rsplit('/').next().unwrap_or_default();
-    format!(
-        "arn:aws:sqs:{}:{}:{name}",
-        emulator::REGION,
-        emulator::ACCOUNT_ID
-    )
+    format!("arn:aws:sqs:{}:{}:{name}", emulator::REGION, emulator::ACCOUNT_ID)
 }
 
 impl LocalStack {
@@ -124,10 +123,7 @@ impl LocalStack {
 
         let ingest = ingest::Ingest::new(IngestSettings::from_source(&source)?, &config);
         let dispatch = dispatch::Dispatch::new(DispatchSettings::from_source(&source)?, &config);
-        let api_state = Arc::new(api::ApiState::new(
-            ApiSettings::from_source(&source)?,
-            &config,
-        ));
+        let api_state = Arc::new(api::ApiState::new(ApiSettings::from_source(&source)?, &config));
 
         let queue = SqsQueue::new(nommer_shared::aws::sqs_client(&config));
         let region = emulator::REGION.to_string();
@@ -137,8 +133,7 @@ impl LocalStack {
             let ctx = ingest.clone();
             Box::pin(async move {
                 let v = serde_json::to_value(event)?;
-                let out =
-                    ingest::function_handler(&ctx, LambdaEvent::new(v, Default::default())).await?;
+                let out = ingest::function_handler(&ctx, LambdaEvent::new(v, Default::default())).await?;
                 Ok(serde_json::from_value(out)?)
             })
         });
@@ -153,9 +148,7 @@ impl LocalStack {
 
         let dispatch_handler: SqsHandler = Arc::new(move |event| {
             let ctx = dispatch.clone();
-            Box::pin(async move {
-                dispatch::function_handler(&ctx, LambdaEvent::new(event, Default::default())).await
-            })
+            Box::pin(async move { dispatch::function_handler(&ctx, LambdaEvent::new(event, Default::default())).await })
         });
         tasks.push(tokio::spawn(event_sources::poll_sqs(
             queue.clone(),
@@ -215,10 +208,7 @@ impl LocalStack {
             .env(s::WORKER_ID, &id)
             .env(s::WORK_DIR, &work_dir)
             .env(s::POLL_WAIT_SECS, "2")
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .envs(&self.worker_env)
             .stdin(Stdio::null())
             .stdout(Stdio::from(f.try_clone()?))

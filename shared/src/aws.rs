@@ -11,8 +11,7 @@ pub async fn sdk_config() -> SdkConfig {
 /// The SDK config for a given endpoint with static credentials: what the local stack and
 /// its tests use against the emulator.
 pub async fn sdk_config_for_endpoint(endpoint: &str, region: &str) -> SdkConfig {
-    let creds =
-        aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "nommer-local");
+    let creds = aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "nommer-local");
     aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new(region.to_string()))

@@ -47,9 +47,7 @@ pub enum StoreError {
     NotFound(String),
     /// Another writer changed the job first (state or version moved on). Re-read and
     /// decide again; never overwrite.
-    #[error(
-        "job {id} changed under us (expected state {expected_state} at version {expected_version})"
-    )]
+    #[error("job {id} changed under us (expected state {expected_state} at version {expected_version})")]
     Conflict {
         id: String,
         expected_state: crate::JobState,

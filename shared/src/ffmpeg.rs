@@ -23,10 +23,7 @@ fn input_guard() -> Vec<String> {
 
 /// `ffprobe` argv for a local file, printing JSON.
 pub fn probe_args(input: &Path) -> Vec<String> {
-    let mut a: Vec<String> = ["-hide_banner", "-v", "error"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut a: Vec<String> = ["-hide_banner", "-v", "error"].iter().map(|s| s.to_string()).collect();
     a.extend(input_guard());
     a.extend(
         ["-show_format", "-show_streams", "-of", "json"]
@@ -61,14 +58,7 @@ pub fn encode_args(preset: &Preset, input: &Path, output: &Path, has_audio: bool
             );
             push(&["-vf", &vf]);
             match v.codec {
-                VideoCodec::H264 => push(&[
-                    "-c:v",
-                    "libx264",
-                    "-preset",
-                    v.speed,
-                    "-profile:v",
-                    v.profile,
-                ]),
+                VideoCodec::H264 => push(&["-c:v", "libx264", "-preset", v.speed, "-profile:v", v.profile]),
             }
             let crf = v.crf.to_string();
             let maxrate = format!("{}k", v.max_bitrate_kbps);
@@ -148,30 +138,17 @@ pub fn percent(out_time_seconds: f64, duration_seconds: Option<f64>) -> u8 {
 
 /// Parses `ffprobe -show_format -show_streams -of json`.
 pub fn parse_probe(json: &str, size: u64) -> Result<Probe, String> {
-    let v: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| format!("ffprobe printed no JSON: {e}"))?;
+    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| format!("ffprobe printed no JSON: {e}"))?;
     let format = v.get("format").ok_or("ffprobe found no container format")?;
     let num = |x: Option<&serde_json::Value>| -> Option<f64> {
-        x.and_then(|x| {
-            x.as_str()
-                .and_then(|s| s.parse().ok())
-                .or_else(|| x.as_f64())
-        })
+        x.and_then(|x| x.as_str().and_then(|s| s.parse().ok()).or_else(|| x.as_f64()))
     };
     let mut streams = Vec::new();
-    for s in v
-        .get("streams")
-        .and_then(|s| s.as_array())
-        .into_iter()
-        .flatten()
-    {
+    for s in v.get("streams").and_then(|s| s.as_array()).into_iter().flatten() {
         let rotation = s
             .get("side_data_list")
             .and_then(|l| l.as_array())
-            .and_then(|l| {
-                l.iter()
-                    .find_map(|d| d.get("rotation").and_then(|r| r.as_i64()))
-            })
+            .and_then(|l| l.iter().find_map(|d| d.get("rotation").and_then(|r| r.as_i64())))
             .or_else(|| {
                 s.get("tags")
                     .and_then(|t| t.get("rotate"))
@@ -179,14 +156,11 @@ pub fn parse_probe(json: &str, size: u64) -> Result<Probe, String> {
                     .and_then(|r| r.parse().ok())
             })
             .map(|r| r as i32);
-        let frame_rate = s
-            .get("avg_frame_rate")
-            .and_then(|r| r.as_str())
-            .and_then(|r| {
-                let (n, d) = r.split_once('/')?;
-                let (n, d): (f64, f64) = (n.parse().ok()?, d.parse().ok()?);
-                (d > 0.0 && n > 0.0).then(|| n / d)
-            });
+        let frame_rate = s.get("avg_frame_rate").and_then(|r| r.as_str()).and_then(|r| {
+            let (n, d) = r.split_once('/')?;
+            let (n, d): (f64, f64) = (n.parse().ok()?, d.parse().ok()?);
+            (d > 0.0 && n > 0.0).then(|| n / d)
+        });
         streams.push(ProbeStream {
             index: s.get("index").and_then(|i| i.as_u64()).unwrap_or(0) as u32,
             kind: s
@@ -223,11 +197,7 @@ pub fn parse_probe(json: &str, size: u64) -> Result<Probe, String> {
 
 /// The last few meaningful lines FFmpeg wrote to stderr: its reason for failing.
 pub fn reason_from_stderr(stderr: &str) -> String {
-    let lines: Vec<&str> = stderr
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
+    let lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     let tail = &lines[lines.len().saturating_sub(3)..];
     let s = tail.join(" | ");
     if s.is_empty() {
@@ -261,17 +231,8 @@ mod tests {
             a.iter().position(|x| x == "-protocol_whitelist").unwrap() < i,
             "guard is an input option"
         );
-        let no_audio = encode_args(
-            find("mp4-720p").unwrap(),
-            Path::new("in"),
-            Path::new("out"),
-            false,
-        )
-        .join(" ");
-        assert!(
-            no_audio.contains("-an") && !no_audio.contains("0:a:0"),
-            "{no_audio}"
-        );
+        let no_audio = encode_args(find("mp4-720p").unwrap(), Path::new("in"), Path::new("out"), false).join(" ");
+        assert!(no_audio.contains("-an") && !no_audio.contains("0:a:0"), "{no_audio}");
     }
 
     #[test]

@@ -215,13 +215,7 @@ pub struct Job {
 
 impl Job {
     /// A new job in `submitted`.
-    pub fn new(
-        id: String,
-        origin: Origin,
-        source: S3Uri,
-        outputs: Vec<OutputSpec>,
-        now: DateTime<Utc>,
-    ) -> Job {
+    pub fn new(id: String, origin: Origin, source: S3Uri, outputs: Vec<OutputSpec>, now: DateTime<Utc>) -> Job {
         Job {
             destination_prefix: format!("{id}/"),
             id,
@@ -253,12 +247,7 @@ impl Job {
 
     /// Moves the job along the state machine, with the bookkeeping each transition
     /// implies. Pure apart from the `now` it is given.
-    pub fn apply(
-        &mut self,
-        t: Transition,
-        now: DateTime<Utc>,
-        note: Option<String>,
-    ) -> Result<(), InvalidTransition> {
+    pub fn apply(&mut self, t: Transition, now: DateTime<Utc>, note: Option<String>) -> Result<(), InvalidTransition> {
         let to = self.state.next(t)?;
         match t {
             Transition::StartDownload => {
@@ -326,18 +315,10 @@ mod tests {
         assert_eq!(u.key, "path/to/clip.mov");
         assert_eq!(u.file_name(), "clip.mov");
         assert_eq!(u.to_string(), "s3://my-bucket/path/to/clip.mov");
-        assert!(S3Uri::parse("https://x/y")
-            .unwrap_err()
-            .contains("not an s3://"));
-        assert!(S3Uri::parse("s3://bucket")
-            .unwrap_err()
-            .contains("no object key"));
-        assert!(S3Uri::parse("s3://Bad_Bucket/x")
-            .unwrap_err()
-            .contains("bucket name"));
-        assert!(S3Uri::parse("s3://bucket/dir/")
-            .unwrap_err()
-            .contains("folder"));
+        assert!(S3Uri::parse("https://x/y").unwrap_err().contains("not an s3://"));
+        assert!(S3Uri::parse("s3://bucket").unwrap_err().contains("no object key"));
+        assert!(S3Uri::parse("s3://Bad_Bucket/x").unwrap_err().contains("bucket name"));
+        assert!(S3Uri::parse("s3://bucket/dir/").unwrap_err().contains("folder"));
     }
 
     #[test]
@@ -347,8 +328,7 @@ mod tests {
         j.apply(Transition::Dispatch, now, None).unwrap();
         j.apply(Transition::StartDownload, now, None).unwrap();
         assert_eq!(j.attempts, 1);
-        j.apply(Transition::Requeue, now, Some("worker lost".into()))
-            .unwrap();
+        j.apply(Transition::Requeue, now, Some("worker lost".into())).unwrap();
         j.apply(Transition::StartDownload, now, None).unwrap();
         assert_eq!(j.attempts, 2);
         let states: Vec<_> = j.history.iter().map(|h| h.state).collect();
@@ -363,11 +343,7 @@ mod tests {
             ]
         );
         assert!(j.apply(Transition::Finish, now, None).is_err());
-        assert_eq!(
-            j.state,
-            JobState::Downloading,
-            "a refused transition changes nothing"
-        );
+        assert_eq!(j.state, JobState::Downloading, "a refused transition changes nothing");
     }
 
     #[test]
@@ -380,14 +356,7 @@ mod tests {
         .unwrap();
         assert_eq!(j.state, JobState::Failed);
         assert_eq!(j.error.as_ref().unwrap().code, JobErrorCode::InvalidMedia);
-        assert!(j
-            .history
-            .last()
-            .unwrap()
-            .note
-            .as_ref()
-            .unwrap()
-            .contains("moov atom"));
+        assert!(j.history.last().unwrap().note.as_ref().unwrap().contains("moov atom"));
     }
 
     #[test]

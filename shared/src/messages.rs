@@ -13,9 +13,7 @@ pub struct JobMessage {
 
 impl JobMessage {
     pub fn new(job_id: impl Into<String>) -> Self {
-        JobMessage {
-            job_id: job_id.into(),
-        }
+        JobMessage { job_id: job_id.into() }
     }
 
     pub fn to_body(&self) -> String {
@@ -24,17 +22,10 @@ impl JobMessage {
 
     /// Parses a body, with an error that says what was wrong.
     pub fn from_body(body: &str) -> Result<JobMessage, String> {
-        let m: JobMessage = serde_json::from_str(body).map_err(|e| {
-            format!(
-                "not a job message ({e}): {}",
-                crate::telemetry::clip(body, 200)
-            )
-        })?;
+        let m: JobMessage = serde_json::from_str(body)
+            .map_err(|e| format!("not a job message ({e}): {}", crate::telemetry::clip(body, 200)))?;
         if !crate::ids::looks_valid(&m.job_id) {
-            return Err(format!(
-                "`{}` is not a job id",
-                crate::telemetry::clip(&m.job_id, 80)
-            ));
+            return Err(format!("`{}` is not a job id", crate::telemetry::clip(&m.job_id, 80)));
         }
         Ok(m)
     }
@@ -48,9 +39,7 @@ mod tests {
         let id = crate::ids::random();
         let m = JobMessage::new(id.clone());
         assert_eq!(JobMessage::from_body(&m.to_body()).unwrap().job_id, id);
-        assert!(JobMessage::from_body("{}")
-            .unwrap_err()
-            .contains("not a job message"));
+        assert!(JobMessage::from_body("{}").unwrap_err().contains("not a job message"));
         assert!(JobMessage::from_body(r#"{"job_id":"../x"}"#)
             .unwrap_err()
             .contains("not a job id"));

@@ -54,14 +54,7 @@ impl S3ObjectStore {
 
     /// HEAD; `None` when the object does not exist.
     pub async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>, ObjectError> {
-        match self
-            .client
-            .head_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-        {
+        match self.client.head_object().bucket(bucket).key(key).send().await {
             Ok(o) => Ok(Some(ObjectInfo {
                 size: o.content_length().unwrap_or(0).max(0) as u64,
                 etag: o.e_tag().map(|e| e.trim_matches('"').to_string()),
@@ -69,45 +62,17 @@ impl S3ObjectStore {
                 content_type: o.content_type().map(str::to_string),
                 metadata: o.metadata().cloned().unwrap_or_default(),
             })),
-            Err(e)
-                if e.as_service_error()
-                    .map(|s| s.is_not_found())
-                    .unwrap_or(false) =>
-            {
-                Ok(None)
-            }
-            Err(e)
-                if e.raw_response()
-                    .map(|r| r.status().as_u16() == 404)
-                    .unwrap_or(false) =>
-            {
-                Ok(None)
-            }
+            Err(e) if e.as_service_error().map(|s| s.is_not_found()).unwrap_or(false) => Ok(None),
+            Err(e) if e.raw_response().map(|r| r.status().as_u16() == 404).unwrap_or(false) => Ok(None),
             Err(e) => Err(aws_err(e)),
         }
     }
 
     /// Streams an object to a local file; returns the bytes written.
-    pub async fn download_to_file(
-        &self,
-        bucket: &str,
-        key: &str,
-        path: &Path,
-    ) -> Result<u64, ObjectError> {
-        let out = match self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-        {
+    pub async fn download_to_file(&self, bucket: &str, key: &str, path: &Path) -> Result<u64, ObjectError> {
+        let out = match self.client.get_object().bucket(bucket).key(key).send().await {
             Ok(o) => o,
-            Err(e)
-                if e.as_service_error()
-                    .map(|s| s.is_no_such_key())
-                    .unwrap_or(false) =>
-            {
+            Err(e) if e.as_service_error().map(|s| s.is_no_such_key()).unwrap_or(false) => {
                 return Err(ObjectError::NotFound {
                     bucket: bucket.into(),
                     key: key.into(),
@@ -166,11 +131,7 @@ impl S3ObjectStore {
                     .bucket(bucket)
                     .key(key)
                     .upload_id(&upload_id)
-                    .multipart_upload(
-                        CompletedMultipartUpload::builder()
-                            .set_parts(Some(parts))
-                            .build(),
-                    )
+                    .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
                     .send()
                     .await
                     .map_err(aws_err)?;
@@ -203,10 +164,7 @@ impl S3ObjectStore {
         let mut number = 1;
         loop {
             let mut buf = Vec::with_capacity(PART_SIZE);
-            let n = (&mut file)
-                .take(PART_SIZE as u64)
-                .read_to_end(&mut buf)
-                .await?;
+            let n = (&mut file).take(PART_SIZE as u64).read_to_end(&mut buf).await?;
             if n == 0 {
                 break;
             }

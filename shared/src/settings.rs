@@ -23,10 +23,7 @@ pub const FFPROBE: &str = "NOMMER_FFPROBE";
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SettingsError {
     #[error("environment variable {name} is not set: {hint}")]
-    Missing {
-        name: &'static str,
-        hint: &'static str,
-    },
+    Missing { name: &'static str, hint: &'static str },
     #[error("environment variable {name}={value:?} is invalid: {reason}")]
     Invalid {
         name: &'static str,
@@ -53,20 +50,11 @@ impl Source for std::collections::HashMap<String, String> {
     }
 }
 
-fn required(
-    src: &dyn Source,
-    name: &'static str,
-    hint: &'static str,
-) -> Result<String, SettingsError> {
+fn required(src: &dyn Source, name: &'static str, hint: &'static str) -> Result<String, SettingsError> {
     src.get(name).ok_or(SettingsError::Missing { name, hint })
 }
 
-fn number<T: std::str::FromStr>(
-    src: &dyn Source,
-    name: &'static str,
-    default: T,
-    min: T,
-) -> Result<T, SettingsError>
+fn number<T: std::str::FromStr>(src: &dyn Source, name: &'static str, default: T, min: T) -> Result<T, SettingsError>
 where
     T: PartialOrd + std::fmt::Display,
     T::Err: std::fmt::Display,
@@ -74,14 +62,11 @@ where
     match src.get(name) {
         None => Ok(default),
         Some(v) => {
-            let n: T = v
-                .trim()
-                .parse()
-                .map_err(|e: T::Err| SettingsError::Invalid {
-                    name,
-                    value: v.clone(),
-                    reason: e.to_string(),
-                })?;
+            let n: T = v.trim().parse().map_err(|e: T::Err| SettingsError::Invalid {
+                name,
+                value: v.clone(),
+                reason: e.to_string(),
+            })?;
             if n < min {
                 return Err(SettingsError::Invalid {
                     name,
@@ -102,10 +87,7 @@ fn preset_name(src: &dyn Source) -> Result<String, SettingsError> {
         return Err(SettingsError::Invalid {
             name: DEFAULT_PRESET,
             value: p,
-            reason: format!(
-                "not a preset; known: {}",
-                crate::presets::names().join(", ")
-            ),
+            reason: format!("not a preset; known: {}", crate::presets::names().join(", ")),
         });
     }
     Ok(p)
@@ -150,12 +132,7 @@ impl ApiSettings {
         let inbox = required(src, INBOX_BUCKET, "the S3 bucket users upload into")?;
         let mut source_buckets = vec![inbox];
         if let Some(extra) = src.get(SOURCE_BUCKETS) {
-            source_buckets.extend(
-                extra
-                    .split(',')
-                    .map(|b| b.trim().to_string())
-                    .filter(|b| !b.is_empty()),
-            );
+            source_buckets.extend(extra.split(',').map(|b| b.trim().to_string()).filter(|b| !b.is_empty()));
         }
         Ok(ApiSettings {
             table: required(src, TABLE, TABLE_HINT)?,
@@ -180,11 +157,7 @@ impl DispatchSettings {
     pub fn from_source(src: &dyn Source) -> Result<Self, SettingsError> {
         Ok(DispatchSettings {
             table: required(src, TABLE, TABLE_HINT)?,
-            work_queue_url: required(
-                src,
-                WORK_QUEUE_URL,
-                "the URL of the FFmpeg fleet's SQS work queue",
-            )?,
+            work_queue_url: required(src, WORK_QUEUE_URL, "the URL of the FFmpeg fleet's SQS work queue")?,
         })
     }
     pub fn from_env() -> Result<Self, SettingsError> {
@@ -217,17 +190,10 @@ impl WorkerSettings {
         });
         Ok(WorkerSettings {
             table: required(src, TABLE, TABLE_HINT)?,
-            work_queue_url: required(
-                src,
-                WORK_QUEUE_URL,
-                "the URL of the FFmpeg fleet's SQS work queue",
-            )?,
+            work_queue_url: required(src, WORK_QUEUE_URL, "the URL of the FFmpeg fleet's SQS work queue")?,
             outbox_bucket: required(src, OUTBOX_BUCKET, "the S3 bucket outputs are written to")?,
             worker_id,
-            work_dir: src
-                .get(WORK_DIR)
-                .map(PathBuf::from)
-                .unwrap_or_else(std::env::temp_dir),
+            work_dir: src.get(WORK_DIR).map(PathBuf::from).unwrap_or_else(std::env::temp_dir),
             visibility_timeout: Duration::from_secs(number(src, VISIBILITY_TIMEOUT_SECS, 120, 6)?),
             poll_wait: Duration::from_secs(number(src, POLL_WAIT_SECS, 20, 0)?),
             max_attempts: number(src, MAX_ATTEMPTS, 3, 1)?,
@@ -247,10 +213,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -278,27 +241,16 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("at least 6"));
-        let err = IngestSettings::from_source(&env(&[
-            (TABLE, "t"),
-            (JOBS_QUEUE_URL, "q"),
-            (DEFAULT_PRESET, "nope"),
-        ]))
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("not a preset") && err.contains("mp4-720p"),
-            "{err}"
-        );
+        let err = IngestSettings::from_source(&env(&[(TABLE, "t"), (JOBS_QUEUE_URL, "q"), (DEFAULT_PRESET, "nope")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a preset") && err.contains("mp4-720p"), "{err}");
     }
 
     #[test]
     fn defaults_apply() {
-        let w = WorkerSettings::from_source(&env(&[
-            (TABLE, "t"),
-            (WORK_QUEUE_URL, "q"),
-            (OUTBOX_BUCKET, "o"),
-        ]))
-        .unwrap();
+        let w =
+            WorkerSettings::from_source(&env(&[(TABLE, "t"), (WORK_QUEUE_URL, "q"), (OUTBOX_BUCKET, "o")])).unwrap();
         assert_eq!(w.max_attempts, 3);
         assert_eq!(w.visibility_timeout, Duration::from_secs(120));
         let a = ApiSettings::from_source(&env(&[

@@ -48,18 +48,12 @@ impl JobState {
     }
 
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            JobState::Complete | JobState::Failed | JobState::Cancelled
-        )
+        matches!(self, JobState::Complete | JobState::Failed | JobState::Cancelled)
     }
 
     /// A worker holds the job in one of these states.
     pub fn is_running(self) -> bool {
-        matches!(
-            self,
-            JobState::Downloading | JobState::Encoding | JobState::Uploading
-        )
+        matches!(self, JobState::Downloading | JobState::Encoding | JobState::Uploading)
     }
 
     /// The state a transition leads to from `self`, or why it is not allowed.

@@ -62,10 +62,7 @@ impl DynamoJobStore {
             ("pk".to_string(), s(&job.id)),
             ("kind".to_string(), s("job")),
             ("state".to_string(), s(job.state.as_str())),
-            (
-                "version".to_string(),
-                AttributeValue::N(job.version.to_string()),
-            ),
+            ("version".to_string(), AttributeValue::N(job.version.to_string())),
             (
                 "created_at".to_string(),
                 s(format!("{}#{}", job.created_at.to_rfc3339(), job.id)),
@@ -131,9 +128,7 @@ impl DynamoJobStore {
 
     /// Reads a job that must exist.
     pub async fn require(&self, id: &str) -> Result<Job, StoreError> {
-        self.get(id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(id.to_string()))
+        self.get(id).await?.ok_or_else(|| StoreError::NotFound(id.to_string()))
     }
 
     /// Writes `new` in place of `old`, on condition that the stored job is still at
@@ -170,12 +165,7 @@ impl DynamoJobStore {
     }
 
     /// Applies a transition to `job` (as read) and stores it conditionally.
-    pub async fn transition(
-        &self,
-        job: &Job,
-        t: Transition,
-        note: Option<String>,
-    ) -> Result<Job, StoreError> {
+    pub async fn transition(&self, job: &Job, t: Transition, note: Option<String>) -> Result<Job, StoreError> {
         let mut next = job.clone();
         next.apply(t, Utc::now(), note)?;
         let stored = self.replace(job, next).await?;
@@ -185,11 +175,7 @@ impl DynamoJobStore {
 
     /// Changes a job without changing its state (progress, heartbeat, probe), with the
     /// same conditional write.
-    pub async fn update(
-        &self,
-        job: &Job,
-        change: impl FnOnce(&mut Job),
-    ) -> Result<Job, StoreError> {
+    pub async fn update(&self, job: &Job, change: impl FnOnce(&mut Job)) -> Result<Job, StoreError> {
         let mut next = job.clone();
         change(&mut next);
         next.state = job.state;
@@ -223,11 +209,7 @@ impl DynamoJobStore {
         out.items()
             .iter()
             .map(|item| {
-                let id = item
-                    .get("pk")
-                    .and_then(|p| p.as_s().ok())
-                    .cloned()
-                    .unwrap_or_default();
+                let id = item.get("pk").and_then(|p| p.as_s().ok()).cloned().unwrap_or_default();
                 Self::from_item(&id, item)
             })
             .collect()

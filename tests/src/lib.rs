@@ -20,8 +20,7 @@ pub fn emulator_endpoint() -> String {
                     .enable_all()
                     .build()
                     .unwrap();
-                let log = std::env::temp_dir()
-                    .join(format!("nommer-tests-emulator-{}.log", std::process::id()));
+                let log = std::env::temp_dir().join(format!("nommer-tests-emulator-{}.log", std::process::id()));
                 match rt.block_on(nommer::emulator::Emulator::start(Some(&log))) {
                     Ok(emu) => {
                         tx.send(Ok(emu.endpoint.clone())).unwrap();
@@ -48,11 +47,7 @@ pub fn unique_stack(test: &str) -> String {
         .take(12)
         .collect::<String>()
         .to_lowercase();
-    format!(
-        "t{}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8],
-        short
-    )
+    format!("t{}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8], short)
 }
 
 pub fn log_dir(stack: &str) -> PathBuf {
@@ -65,10 +60,8 @@ pub async fn spawn_stack(test: &str, workers: usize) -> LocalStack {
     let mut opts = StackOptions::new(&stack, &log_dir(&stack));
     opts.endpoint = Some(emulator_endpoint());
     opts.workers = workers;
-    opts.worker_env.insert(
-        nommer_shared::settings::VISIBILITY_TIMEOUT_SECS.into(),
-        "30".into(),
-    );
+    opts.worker_env
+        .insert(nommer_shared::settings::VISIBILITY_TIMEOUT_SECS.into(), "30".into());
     LocalStack::start(opts).await.expect("local stack starts")
 }
 
@@ -93,12 +86,7 @@ where
 /// Every job item in a stack's table.
 pub async fn all_jobs(stack: &LocalStack) -> Vec<nommer_shared::Job> {
     let ddb = nommer_shared::aws::dynamodb_client(&stack.config);
-    let out = ddb
-        .scan()
-        .table_name(&stack.names.table)
-        .send()
-        .await
-        .expect("scan");
+    let out = ddb.scan().table_name(&stack.names.table).send().await.expect("scan");
     out.items()
         .iter()
         .filter(|i| {

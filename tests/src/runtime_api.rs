@@ -34,10 +34,7 @@ async fn next(State(s): State<Arc<Shared>>) -> impl IntoResponse {
     match event {
         Some((id, ev)) => {
             let mut h = HeaderMap::new();
-            h.insert(
-                "lambda-runtime-aws-request-id",
-                HeaderValue::from_str(&id).unwrap(),
-            );
+            h.insert("lambda-runtime-aws-request-id", HeaderValue::from_str(&id).unwrap());
             let deadline = chrono::Utc::now().timestamp_millis() + 30_000;
             h.insert(
                 "lambda-runtime-deadline-ms",
@@ -45,9 +42,7 @@ async fn next(State(s): State<Arc<Shared>>) -> impl IntoResponse {
             );
             h.insert(
                 "lambda-runtime-invoked-function-arn",
-                HeaderValue::from_static(
-                    "arn:aws:lambda:us-east-1:123456789012:function:nommer-test",
-                ),
+                HeaderValue::from_static("arn:aws:lambda:us-east-1:123456789012:function:nommer-test"),
             );
             h.insert(
                 "lambda-runtime-trace-id",
@@ -68,11 +63,7 @@ fn json(body: &Bytes) -> serde_json::Value {
         .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(body).into_owned()))
 }
 
-async fn response(
-    State(s): State<Arc<Shared>>,
-    Path(_id): Path<String>,
-    body: Bytes,
-) -> StatusCode {
+async fn response(State(s): State<Arc<Shared>>, Path(_id): Path<String>, body: Bytes) -> StatusCode {
     let _ = s.tx.send(Reply::Response(json(&body)));
     StatusCode::ACCEPTED
 }
@@ -101,10 +92,7 @@ pub async fn invoke_binary(
     });
     let app = Router::new()
         .route(&format!("{PREFIX}/invocation/next"), get(next))
-        .route(
-            &format!("{PREFIX}/invocation/{{id}}/response"),
-            post(response),
-        )
+        .route(&format!("{PREFIX}/invocation/{{id}}/response"), post(response))
         .route(&format!("{PREFIX}/invocation/{{id}}/error"), post(error))
         .route(&format!("{PREFIX}/init/error"), post(init_error))
         .with_state(shared);

@@ -83,20 +83,11 @@ async fn ingest_bootstrap_turns_an_sqs_s3_notification_into_a_job() {
     )
     .await
     .unwrap();
-    let Reply::Response(r) = reply else {
-        panic!("{reply:?}")
-    };
+    let Reply::Response(r) = reply else { panic!("{reply:?}") };
     assert_eq!(r, json!({ "batchItemFailures": [] }));
-    let store = DynamoJobStore::new(
-        nommer_shared::aws::dynamodb_client(&stack.config),
-        &stack.names.table,
-    );
+    let store = DynamoJobStore::new(nommer_shared::aws::dynamodb_client(&stack.config), &stack.names.table);
     let job = store
-        .get(&ids::for_upload(
-            &stack.names.inbox_bucket,
-            "elsewhere/a.mov",
-            &etag,
-        ))
+        .get(&ids::for_upload(&stack.names.inbox_bucket, "elsewhere/a.mov", &etag))
         .await
         .unwrap()
         .expect("job created");
@@ -107,10 +98,7 @@ async fn ingest_bootstrap_turns_an_sqs_s3_notification_into_a_job() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dispatch_bootstrap_queues_a_job_and_reports_bad_messages_alone() {
     let stack = spawn_stack("bootdispatch", 0).await;
-    let store = DynamoJobStore::new(
-        nommer_shared::aws::dynamodb_client(&stack.config),
-        &stack.names.table,
-    );
+    let store = DynamoJobStore::new(nommer_shared::aws::dynamodb_client(&stack.config), &stack.names.table);
     let job = new_job(&stack);
     store.create(&job).await.unwrap();
     let mut event = sqs_event(&json!({ "job_id": job.id }).to_string());
@@ -118,56 +106,33 @@ async fn dispatch_bootstrap_queues_a_job_and_reports_bad_messages_alone() {
     bad["messageId"] = json!("bad-one");
     bad["body"] = json!("{\"nope\": true}");
     event["Records"].as_array_mut().unwrap().push(bad);
-    let reply = invoke_binary(
-        &locate_binary("dispatch").unwrap(),
-        &lambda_env(&stack),
-        event,
-    )
-    .await
-    .unwrap();
-    let Reply::Response(r) = reply else {
-        panic!("{reply:?}")
-    };
-    assert_eq!(
-        r,
-        json!({ "batchItemFailures": [{ "itemIdentifier": "bad-one" }] })
-    );
+    let reply = invoke_binary(&locate_binary("dispatch").unwrap(), &lambda_env(&stack), event)
+        .await
+        .unwrap();
+    let Reply::Response(r) = reply else { panic!("{reply:?}") };
+    assert_eq!(r, json!({ "batchItemFailures": [{ "itemIdentifier": "bad-one" }] }));
     let stored = store.require(&job.id).await.unwrap();
     assert_eq!(stored.state, JobState::Queued);
     assert_eq!(stored.backend.as_deref(), Some("ffmpeg"));
     let q = SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config));
-    assert_eq!(
-        q.depth(&stack.urls.work).await.unwrap().0,
-        1,
-        "one work message"
-    );
+    assert_eq!(q.depth(&stack.urls.work).await.unwrap().0, 1, "one work message");
     stack.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_bootstrap_answers_an_api_gateway_v2_event() {
     let stack = spawn_stack("bootapi", 0).await;
-    let store = DynamoJobStore::new(
-        nommer_shared::aws::dynamodb_client(&stack.config),
-        &stack.names.table,
-    );
+    let store = DynamoJobStore::new(nommer_shared::aws::dynamodb_client(&stack.config), &stack.names.table);
     let job = new_job(&stack);
     store.create(&job).await.unwrap();
     let mut headers = http::HeaderMap::new();
     headers.insert("accept", http::HeaderValue::from_static("application/json"));
-    let event = nommer::event_sources::apigw_v2_event(
-        "GET",
-        &format!("/jobs/{}", job.id),
-        &headers,
-        b"",
-        "203.0.113.9",
-    );
+    let event =
+        nommer::event_sources::apigw_v2_event("GET", &format!("/jobs/{}", job.id), &headers, b"", "203.0.113.9");
     let reply = invoke_binary(&locate_binary("api").unwrap(), &lambda_env(&stack), event)
         .await
         .unwrap();
-    let Reply::Response(r) = reply else {
-        panic!("{reply:?}")
-    };
+    let Reply::Response(r) = reply else { panic!("{reply:?}") };
     assert_eq!(r["statusCode"], 200, "{r}");
     let body: serde_json::Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["id"], job.id.as_str());

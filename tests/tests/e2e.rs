@@ -21,23 +21,12 @@ async fn upload(stack: &nommer::LocalStack, path: &std::path::Path, key: &str) -
     o.upload_file(&stack.names.inbox_bucket, key, path, "video/mp4")
         .await
         .unwrap();
-    let info = o
-        .head(&stack.names.inbox_bucket, key)
-        .await
-        .unwrap()
-        .unwrap();
-    ids::for_upload(
-        &stack.names.inbox_bucket,
-        key,
-        info.etag.as_deref().unwrap(),
-    )
+    let info = o.head(&stack.names.inbox_bucket, key).await.unwrap().unwrap();
+    ids::for_upload(&stack.names.inbox_bucket, key, info.etag.as_deref().unwrap())
 }
 
 async fn wait_job(stack: &nommer::LocalStack, id: &str) -> Job {
-    match ApiClient::new(&stack.api_url)
-        .wait(id, JOB_LIMIT, |_| {})
-        .await
-    {
+    match ApiClient::new(&stack.api_url).wait(id, JOB_LIMIT, |_| {}).await {
         Ok(j) => j,
         Err(e) => panic!("{e:#}\n{}", stack.worker_logs(40)),
     }
@@ -79,12 +68,7 @@ async fn an_upload_is_encoded_to_a_playable_mp4() {
     let id = upload(&stack, &src, "inbox/mp4-720p/my clip.mp4").await;
 
     let job = wait_job(&stack, &id).await;
-    assert_eq!(
-        job.state,
-        JobState::Complete,
-        "{job:#?}\n{}",
-        stack.worker_logs(40)
-    );
+    assert_eq!(job.state, JobState::Complete, "{job:#?}\n{}", stack.worker_logs(40));
     assert_eq!(
         states(&job),
         [
@@ -107,11 +91,7 @@ async fn an_upload_is_encoded_to_a_playable_mp4() {
     assert_eq!(out.key, format!("{id}/mp4-720p/my_clip.mp4"));
 
     let p = probe_output(&stack, &out.key).await;
-    assert!(
-        (duration(&p) - 3.0).abs() < 0.3,
-        "duration {}",
-        duration(&p)
-    );
+    assert!((duration(&p) - 3.0).abs() < 0.3, "duration {}", duration(&p));
     let v = stream(&p, "video").expect("video stream");
     assert_eq!(v["codec_name"], "h264");
     assert_eq!(
@@ -119,19 +99,11 @@ async fn an_upload_is_encoded_to_a_playable_mp4() {
         (Some(640), Some(360)),
         "a smaller source is not upscaled"
     );
-    assert_eq!(
-        stream(&p, "audio").expect("audio stream")["codec_name"],
-        "aac"
-    );
+    assert_eq!(stream(&p, "audio").expect("audio stream")["codec_name"], "aac");
     assert_eq!(out.width, Some(640));
     assert_eq!(
         out.size,
-        objects(&stack)
-            .head(&out.bucket, &out.key)
-            .await
-            .unwrap()
-            .unwrap()
-            .size
+        objects(&stack).head(&out.bucket, &out.key).await.unwrap().unwrap().size
     );
 
     // the work message was deleted once the job was complete
@@ -148,19 +120,13 @@ async fn an_api_submission_completes_and_idempotency_keys_are_honoured() {
     media::generate_clip(&src, 2, 854, 480, true).unwrap();
     // outside `inbox/`: no job starts by itself
     objects(&stack)
-        .upload_file(
-            &stack.names.inbox_bucket,
-            "sources/talk.mp4",
-            &src,
-            "video/mp4",
-        )
+        .upload_file(&stack.names.inbox_bucket, "sources/talk.mp4", &src, "video/mp4")
         .await
         .unwrap();
     let source = format!("s3://{}/sources/talk.mp4", stack.names.inbox_bucket);
 
     let api = ApiClient::new(&stack.api_url);
-    let body =
-        json!({ "source": source, "preset": "mp4-360p", "user_metadata": { "customer": "acme" } });
+    let body = json!({ "source": source, "preset": "mp4-360p", "user_metadata": { "customer": "acme" } });
     let (status, created) = api.create_job(&body, Some("order-42")).await.unwrap();
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().unwrap().to_string();
@@ -179,10 +145,7 @@ async fn an_api_submission_completes_and_idempotency_keys_are_honoured() {
 
     let job = wait_job(&stack, &id).await;
     assert_eq!(job.state, JobState::Complete, "{job:#?}");
-    assert_eq!(
-        job.user_metadata.get("customer").map(String::as_str),
-        Some("acme")
-    );
+    assert_eq!(job.user_metadata.get("customer").map(String::as_str), Some("acme"));
     let p = probe_output(&stack, &job.manifest[0].key).await;
     let v = stream(&p, "video").unwrap();
     assert_eq!(v["height"], 360);
@@ -222,9 +185,7 @@ async fn the_same_s3_event_delivered_three_times_makes_one_job() {
     }]});
     let q = nommer_shared::queue::SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config));
     for _ in 0..3 {
-        q.send(&stack.urls.ingest, &notification.to_string())
-            .await
-            .unwrap();
+        q.send(&stack.urls.ingest, &notification.to_string()).await.unwrap();
     }
     let job = wait_job(&stack, &id).await;
     assert_eq!(job.state, JobState::Complete, "{job:#?}");
@@ -237,10 +198,7 @@ async fn the_same_s3_event_delivered_three_times_makes_one_job() {
     let job = &jobs[0];
     assert_eq!(job.attempts, 1, "encoded once");
     assert_eq!(
-        states(job)
-            .iter()
-            .filter(|s| **s == JobState::Queued)
-            .count(),
+        states(job).iter().filter(|s| **s == JobState::Queued).count(),
         1,
         "dispatched once: {:?}",
         states(job)
@@ -262,12 +220,7 @@ async fn a_corrupt_file_fails_with_a_readable_error_and_is_not_retried() {
         .collect();
     std::fs::write(
         &src,
-        [
-            &b"\x00\x00\x00\x18ftypmp42"[..],
-            &junk,
-            &bytes[bytes.len() / 2..],
-        ]
-        .concat(),
+        [&b"\x00\x00\x00\x18ftypmp42"[..], &junk, &bytes[bytes.len() / 2..]].concat(),
     )
     .unwrap();
     let id = upload(&stack, &src, "inbox/mp4-720p/broken.mp4").await;
@@ -281,11 +234,7 @@ async fn a_corrupt_file_fails_with_a_readable_error_and_is_not_retried() {
         "{}",
         err.message
     );
-    assert!(
-        err.message.len() > 40,
-        "FFmpeg's own reason is kept: {}",
-        err.message
-    );
+    assert!(err.message.len() > 40, "FFmpeg's own reason is kept: {}", err.message);
     assert_eq!(job.attempts, 1);
 
     // not retried: the message is gone, nothing in the dead-letter queue, no second attempt
@@ -296,11 +245,7 @@ async fn a_corrupt_file_fails_with_a_readable_error_and_is_not_retried() {
     .await;
     assert_eq!(q.depth(&stack.urls.work_dlq).await.unwrap(), (0, 0));
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let again = ApiClient::new(&stack.api_url)
-        .get_job(&id)
-        .await
-        .unwrap()
-        .unwrap();
+    let again = ApiClient::new(&stack.api_url).get_job(&id).await.unwrap().unwrap();
     assert_eq!(again.version, job.version, "nothing touched the failed job");
     stack.shutdown().await;
 }
@@ -314,14 +259,8 @@ async fn invalid_api_bodies_get_a_400_naming_the_field() {
         ("not json".into(), ""),
         ("{}".into(), "source"),
         (r#"{"source": 5}"#.into(), "source"),
-        (
-            r#"{"source": "https://example.com/a.mp4"}"#.into(),
-            "source",
-        ),
-        (
-            r#"{"source": "s3://someone-elses-bucket/a.mp4"}"#.into(),
-            "source",
-        ),
+        (r#"{"source": "https://example.com/a.mp4"}"#.into(), "source"),
+        (r#"{"source": "s3://someone-elses-bucket/a.mp4"}"#.into(), "source"),
         (
             format!(r#"{{"source": "s3://{inbox}/a.mp4", "preset": "mp4-4k-hdr"}}"#),
             "preset",
@@ -358,10 +297,7 @@ async fn invalid_api_bodies_get_a_400_naming_the_field() {
     }
     // a well-formed request for an object that does not exist
     let (status, p) = ApiClient::new(&stack.api_url)
-        .create_job(
-            &json!({ "source": format!("s3://{inbox}/missing.mp4") }),
-            None,
-        )
+        .create_job(&json!({ "source": format!("s3://{inbox}/missing.mp4") }), None)
         .await
         .unwrap();
     assert_eq!(status, 422, "{p}");
@@ -373,11 +309,7 @@ async fn invalid_api_bodies_get_a_400_naming_the_field() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
-    let r = client
-        .get(format!("{}/nope", stack.api_url))
-        .send()
-        .await
-        .unwrap();
+    let r = client.get(format!("{}/nope", stack.api_url)).send().await.unwrap();
     assert_eq!(r.status(), 404);
     assert!(all_jobs(&stack).await.is_empty());
     stack.shutdown().await;
@@ -395,14 +327,9 @@ async fn folder_markers_and_empty_uploads_make_no_job() {
     )
     .await
     .unwrap();
-    o.put_bytes(
-        &stack.names.inbox_bucket,
-        "inbox/empty.mp4",
-        vec![],
-        "video/mp4",
-    )
-    .await
-    .unwrap();
+    o.put_bytes(&stack.names.inbox_bucket, "inbox/empty.mp4", vec![], "video/mp4")
+        .await
+        .unwrap();
     let q = nommer_shared::queue::SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config));
     // wait for both notifications to be handled (and deleted: a skip is not a failure)
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -443,15 +370,8 @@ async fn large_outputs_go_up_in_parts() {
             .unwrap(),
         size as u64
     );
-    assert!(
-        std::fs::read(&back).unwrap() == data,
-        "round trip is byte-exact"
-    );
-    let head = o
-        .head(&stack.names.outbox_bucket, "x/big.bin")
-        .await
-        .unwrap()
-        .unwrap();
+    assert!(std::fs::read(&back).unwrap() == data, "round trip is byte-exact");
+    let head = o.head(&stack.names.outbox_bucket, "x/big.bin").await.unwrap().unwrap();
     assert!(head.etag.unwrap().contains('-'), "a multipart ETag");
     stack.shutdown().await;
 }
@@ -463,53 +383,67 @@ async fn a_job_whose_worker_dies_is_retried_on_another_and_completes() {
     opts.endpoint = Some(nommer_tests::emulator_endpoint());
     opts.workers = 1;
     // a short visibility timeout, so the lost job comes back quickly
-    opts.worker_env.insert(
-        nommer_shared::settings::VISIBILITY_TIMEOUT_SECS.into(),
-        "6".into(),
-    );
+    opts.worker_env
+        .insert(nommer_shared::settings::VISIBILITY_TIMEOUT_SECS.into(), "6".into());
     let mut stack = nommer::LocalStack::start(opts).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("long.mp4");
-    media::generate_clip(&src, 20, 640, 360, true).unwrap();
+    media::generate_clip(&src, 30, 640, 360, true).unwrap();
     let id = upload(&stack, &src, "inbox/mp4-360p/long.mp4").await;
 
     let api = ApiClient::new(&stack.api_url);
-    let first = eventually(
-        Duration::from_secs(60),
-        "the job to start encoding",
-        || async {
-            api.get_job(&id)
-                .await
-                .unwrap()
-                .filter(|j| j.state == JobState::Encoding)
-        },
-    )
+    // FFmpeg's -progress reaches the job while it encodes
+    let first = eventually(Duration::from_secs(60), "encoding progress on the job", || async {
+        api.get_job(&id)
+            .await
+            .unwrap()
+            .filter(|j| j.state == JobState::Encoding && j.progress > 0)
+    })
     .await;
-    assert_eq!(
-        first.worker.as_deref(),
-        Some(stack.workers()[0].id.as_str())
-    );
+    assert!(first.progress < 100);
+    assert_eq!(first.worker.as_deref(), Some(stack.workers()[0].id.as_str()));
     stack.kill_worker(0).await.unwrap();
     stack.spawn_worker().await.unwrap();
 
     let job = wait_job(&stack, &id).await;
-    assert_eq!(
-        job.state,
-        JobState::Complete,
-        "{job:#?}\n{}",
-        stack.worker_logs(40)
-    );
+    assert_eq!(job.state, JobState::Complete, "{job:#?}\n{}", stack.worker_logs(40));
     assert_eq!(job.attempts, 2, "the attempt count shows the retry");
     assert_eq!(job.worker.as_deref(), Some(stack.workers()[1].id.as_str()));
-    let requeue = job.history.iter().find(|h| {
-        h.state == JobState::Queued
-            && h.note
-                .as_deref()
-                .unwrap_or("")
-                .contains("stopped responding")
-    });
+    let requeue = job
+        .history
+        .iter()
+        .find(|h| h.state == JobState::Queued && h.note.as_deref().unwrap_or("").contains("stopped responding"));
     assert!(requeue.is_some(), "{:#?}", job.history);
     let p = probe_output(&stack, &job.manifest[0].key).await;
-    assert!((duration(&p) - 20.0).abs() < 0.5);
+    assert!((duration(&p) - 30.0).abs() < 0.5, "{p}");
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_longer_than_the_visibility_timeout_keeps_its_message_hidden() {
+    let stack_name = nommer_tests::unique_stack("longjob");
+    let mut opts = nommer::StackOptions::new(&stack_name, &nommer_tests::log_dir(&stack_name));
+    opts.endpoint = Some(nommer_tests::emulator_endpoint());
+    opts.workers = 2;
+    opts.worker_env
+        .insert(nommer_shared::settings::VISIBILITY_TIMEOUT_SECS.into(), "6".into());
+    let stack = nommer::LocalStack::start(opts).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("long.mp4");
+    media::generate_clip(&src, 40, 1280, 720, false).unwrap();
+    let id = upload(&stack, &src, "inbox/mp4-720p/long.mp4").await;
+    let job = wait_job(&stack, &id).await;
+    assert_eq!(job.state, JobState::Complete, "{job:#?}");
+    let took = job.updated_at - job.created_at;
+    assert!(
+        took > chrono::Duration::seconds(7),
+        "the job outlasted the 6 s visibility timeout ({took})"
+    );
+    assert_eq!(
+        job.attempts, 1,
+        "the idle second worker never got the message: {:#?}",
+        job.history
+    );
+    assert_eq!(states(&job).len(), 6, "{:?}", states(&job));
     stack.shutdown().await;
 }

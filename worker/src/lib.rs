@@ -47,12 +47,8 @@ pub enum JobFailure {
 impl From<StoreError> for JobFailure {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict { .. } | StoreError::InvalidTransition(_) => {
-                JobFailure::Superseded(e.to_string())
-            }
-            StoreError::Corrupt { .. } => {
-                JobFailure::Permanent(JobErrorCode::Internal, e.to_string())
-            }
+            StoreError::Conflict { .. } | StoreError::InvalidTransition(_) => JobFailure::Superseded(e.to_string()),
+            StoreError::Corrupt { .. } => JobFailure::Permanent(JobErrorCode::Internal, e.to_string()),
             StoreError::NotFound(_) | StoreError::Aws(_) => JobFailure::Retryable(e.to_string()),
         }
     }
@@ -61,9 +57,7 @@ impl From<StoreError> for JobFailure {
 impl From<ObjectError> for JobFailure {
     fn from(e: ObjectError) -> Self {
         match e {
-            ObjectError::NotFound { .. } => {
-                JobFailure::Permanent(JobErrorCode::SourceNotFound, e.to_string())
-            }
+            ObjectError::NotFound { .. } => JobFailure::Permanent(JobErrorCode::SourceNotFound, e.to_string()),
             _ => JobFailure::Retryable(e.to_string()),
         }
     }
@@ -121,10 +115,7 @@ impl Held {
 impl Worker {
     pub fn new(settings: WorkerSettings, config: &aws_config::SdkConfig) -> Self {
         Worker {
-            store: DynamoJobStore::new(
-                nommer_shared::aws::dynamodb_client(config),
-                &settings.table,
-            ),
+            store: DynamoJobStore::new(nommer_shared::aws::dynamodb_client(config), &settings.table),
             objects: S3ObjectStore::new(nommer_shared::aws::s3_client(config)),
             queue: SqsQueue::new(nommer_shared::aws::sqs_client(config)),
             settings,
@@ -136,8 +127,7 @@ impl Worker {
     /// worker refreshes it every third of the visibility timeout; a message comes back
     /// only after a whole timeout without refresh.
     fn stale_after(&self) -> chrono::Duration {
-        chrono::Duration::from_std(self.settings.visibility_timeout / 2)
-            .unwrap_or(chrono::Duration::seconds(60))
+        chrono::Duration::from_std(self.settings.visibility_timeout / 2).unwrap_or(chrono::Duration::seconds(60))
     }
 
     /// Gives the job in hand back: its message visible again at once, the job `queued`.
@@ -148,11 +138,7 @@ impl Worker {
         if let Ok(Some(job)) = self.store.get(&job_id).await {
             if job.state.is_running() {
                 let note = format!("worker {} shut down", self.settings.worker_id);
-                match self
-                    .store
-                    .transition(&job, Transition::Requeue, Some(note))
-                    .await
-                {
+                match self.store.transition(&job, Transition::Requeue, Some(note)).await {
                     Ok(_) => tracing::info!(job_id, "job given back to the queue"),
                     Err(e) => {
                         tracing::warn!(job_id, error = %e, "could not requeue the job; its message will come back after the visibility timeout")
@@ -254,9 +240,7 @@ impl Worker {
                     job.worker.as_deref().unwrap_or("?")
                 );
                 tracing::warn!(job_id = %job.id, "{note}; taking the job over");
-                self.store
-                    .transition(&job, Transition::Requeue, Some(note))
-                    .await?
+                self.store.transition(&job, Transition::Requeue, Some(note)).await?
             }
             _ => job,
         };
@@ -319,9 +303,7 @@ impl Worker {
                 let mut next = job.clone();
                 next.fail(JobError::new(code, message), Utc::now())?;
                 match self.store.replace(&job, next).await {
-                    Ok(_) | Err(StoreError::Conflict { .. }) => {
-                        self.queue.delete(&url, &msg.receipt_handle).await?
-                    }
+                    Ok(_) | Err(StoreError::Conflict { .. }) => self.queue.delete(&url, &msg.receipt_handle).await?,
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -329,17 +311,11 @@ impl Worker {
                 tracing::warn!(job_id = %job.id, %reason, "attempt failed; the job goes back to the queue");
                 if job.state.is_running() {
                     self.store
-                        .transition(
-                            &job,
-                            Transition::Requeue,
-                            Some(format!("retrying: {reason}")),
-                        )
+                        .transition(&job, Transition::Requeue, Some(format!("retrying: {reason}")))
                         .await?;
                 }
                 let delay = Duration::from_secs(5 * u64::from(job.attempts.max(1)));
-                self.queue
-                    .set_visibility(&url, &msg.receipt_handle, delay)
-                    .await?;
+                self.queue.set_visibility(&url, &msg.receipt_handle, delay).await?;
             }
             Err(JobFailure::Superseded(reason)) => {
                 let current = self.store.get(&job.id).await?;
@@ -358,14 +334,9 @@ impl Worker {
             .outputs
             .iter()
             .map(|o| {
-                presets::find(&o.preset)
-                    .map(|p| (o.name.clone(), p))
-                    .ok_or_else(|| {
-                        JobFailure::Permanent(
-                            JobErrorCode::UnknownPreset,
-                            format!("`{}` is not a preset", o.preset),
-                        )
-                    })
+                presets::find(&o.preset).map(|p| (o.name.clone(), p)).ok_or_else(|| {
+                    JobFailure::Permanent(JobErrorCode::UnknownPreset, format!("`{}` is not a preset", o.preset))
+                })
             })
             .collect::<Result<_, _>>()?;
 
@@ -419,21 +390,10 @@ impl Worker {
         held.transition(Transition::StartUpload, None).await?;
         let mut manifest = Vec::new();
         for (i, (name, preset, path)) in produced.iter().enumerate() {
-            let key = format!(
-                "{}{}/{}.{}",
-                job.destination_prefix,
-                name,
-                stem,
-                preset.extension()
-            );
+            let key = format!("{}{}/{}.{}", job.destination_prefix, name, stem, preset.extension());
             let size = self
                 .objects
-                .upload_file(
-                    &self.settings.outbox_bucket,
-                    &key,
-                    path,
-                    preset.content_type(),
-                )
+                .upload_file(&self.settings.outbox_bucket, &key, path, preset.content_type())
                 .await?;
             let p = self.probe(path, size).await.map_err(|e| match e {
                 JobFailure::Permanent(_, m) => JobFailure::Permanent(
@@ -463,16 +423,11 @@ impl Worker {
 
     async fn probe(&self, path: &Path, size: u64) -> Result<Probe, JobFailure> {
         let limit = Duration::from_secs(60);
-        let r = process::run(
-            &self.settings.ffprobe,
-            &ffmpeg::probe_args(path),
-            limit,
-            |_| {},
-        )
-        .await;
+        let r = process::run(&self.settings.ffprobe, &ffmpeg::probe_args(path), limit, |_| {}).await;
         match r {
-            Ok(f) if f.success => ffmpeg::parse_probe(&f.stdout, size)
-                .map_err(|e| JobFailure::Permanent(JobErrorCode::InvalidMedia, e)),
+            Ok(f) if f.success => {
+                ffmpeg::parse_probe(&f.stdout, size).map_err(|e| JobFailure::Permanent(JobErrorCode::InvalidMedia, e))
+            }
             Ok(f) => Err(JobFailure::Permanent(
                 JobErrorCode::InvalidMedia,
                 format!(
@@ -480,10 +435,9 @@ impl Worker {
                     ffmpeg::reason_from_stderr(&f.stderr)
                 ),
             )),
-            Err(e @ process::RunError::TimedOut { .. }) => Err(JobFailure::Permanent(
-                JobErrorCode::InvalidMedia,
-                e.to_string(),
-            )),
+            Err(e @ process::RunError::TimedOut { .. }) => {
+                Err(JobFailure::Permanent(JobErrorCode::InvalidMedia, e.to_string()))
+            }
             Err(e) => Err(JobFailure::Retryable(e.to_string())),
         }
     }
@@ -521,26 +475,17 @@ impl Worker {
             })
         };
         let started = Instant::now();
-        let r = process::run(
-            &self.settings.ffmpeg,
-            &args,
-            self.settings.encode_timeout,
-            |tick| {
-                let within = ffmpeg::percent(tick.out_time_seconds, duration) as usize;
-                let overall = ((index * 100 + within) / count).min(99) as u8;
-                let _ = tx.send(overall);
-            },
-        )
+        let r = process::run(&self.settings.ffmpeg, &args, self.settings.encode_timeout, |tick| {
+            let within = ffmpeg::percent(tick.out_time_seconds, duration) as usize;
+            let overall = ((index * 100 + within) / count).min(99) as u8;
+            let _ = tx.send(overall);
+        })
         .await;
         drop(tx);
         let _ = writer.await;
         match r {
             Ok(f) if f.success => {
-                tracing::info!(
-                    preset = preset.name,
-                    secs = started.elapsed().as_secs_f64(),
-                    "encoded"
-                );
+                tracing::info!(preset = preset.name, secs = started.elapsed().as_secs_f64(), "encoded");
                 Ok(())
             }
             Ok(f) => Err(JobFailure::Permanent(
@@ -551,10 +496,9 @@ impl Worker {
                     ffmpeg::reason_from_stderr(&f.stderr)
                 ),
             )),
-            Err(e @ process::RunError::TimedOut { .. }) => Err(JobFailure::Permanent(
-                JobErrorCode::EncodeFailed,
-                e.to_string(),
-            )),
+            Err(e @ process::RunError::TimedOut { .. }) => {
+                Err(JobFailure::Permanent(JobErrorCode::EncodeFailed, e.to_string()))
+            }
             Err(e) => Err(JobFailure::Retryable(e.to_string())),
         }
     }

@@ -22,10 +22,7 @@ pub struct Finished {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("could not start {program}: {source}; is FFmpeg installed (apt-get install ffmpeg)?")]
-    Spawn {
-        program: String,
-        source: std::io::Error,
-    },
+    Spawn { program: String, source: std::io::Error },
     #[error("{program} ran longer than {limit:?} and was killed")]
     TimedOut { program: String, limit: Duration },
     #[error("reading {program}'s output: {0}", program = "ffmpeg")]
@@ -71,12 +68,7 @@ fn spawn(program: &str, args: &[String]) -> Result<Child, RunError> {
 
 /// Runs `program args`, feeding each `-progress` tick on stdout to `on_tick`, within
 /// `limit`.
-pub async fn run<F>(
-    program: &str,
-    args: &[String],
-    limit: Duration,
-    mut on_tick: F,
-) -> Result<Finished, RunError>
+pub async fn run<F>(program: &str, args: &[String], limit: Duration, mut on_tick: F) -> Result<Finished, RunError>
 where
     F: FnMut(ProgressTick),
 {

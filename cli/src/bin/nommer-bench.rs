@@ -26,11 +26,7 @@ struct Args {
 }
 
 /// Wall-clock and CPU seconds (user+sys of children) of a plain FFmpeg run.
-fn plain_ffmpeg(
-    preset: &presets::Preset,
-    input: &Path,
-    output: &Path,
-) -> anyhow::Result<(f64, f64)> {
+fn plain_ffmpeg(preset: &presets::Preset, input: &Path, output: &Path) -> anyhow::Result<(f64, f64)> {
     let args = ffmpeg::encode_args(preset, input, output, true);
     let before = child_cpu();
     let t = Instant::now();
@@ -63,8 +59,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let preset =
-        presets::find(&args.preset).with_context(|| format!("no preset {}", args.preset))?;
+    let preset = presets::find(&args.preset).with_context(|| format!("no preset {}", args.preset))?;
     let dir = tempfile::tempdir()?;
     let src = dir.path().join("bench-source.mp4");
     println!("generating a {} s 1280x720 source ...", args.seconds);
@@ -109,10 +104,7 @@ async fn main() -> anyhow::Result<()> {
         for h in &job.history {
             if let Some((state, at)) = prev {
                 let d: chrono::TimeDelta = h.at - at;
-                stages.push(format!(
-                    "{state} {:.2} s",
-                    d.num_milliseconds() as f64 / 1000.0
-                ));
+                stages.push(format!("{state} {:.2} s", d.num_milliseconds() as f64 / 1000.0));
             }
             prev = Some((h.state, h.at));
         }
@@ -128,13 +120,9 @@ async fn main() -> anyhow::Result<()> {
         src_size,
         preset.name,
         args.rounds,
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     );
-    println!(
-        "local stack start-up (emulator + resources + worker): {startup:.2} s (not counted below)"
-    );
+    println!("local stack start-up (emulator + resources + worker): {startup:.2} s (not counted below)");
     println!("plain ffmpeg (median):            {pw:.2} s wall, {pc:.2} s CPU");
     println!("end-to-end job on the local stack: {ee:.2} s (upload → complete)");
     println!("ratio end-to-end / plain ffmpeg:   {:.3}", ee / pw);

@@ -40,10 +40,7 @@ pub struct ApiState {
 impl ApiState {
     pub fn new(settings: ApiSettings, config: &aws_config::SdkConfig) -> Self {
         ApiState {
-            store: DynamoJobStore::new(
-                nommer_shared::aws::dynamodb_client(config),
-                &settings.table,
-            ),
+            store: DynamoJobStore::new(nommer_shared::aws::dynamodb_client(config), &settings.table),
             objects: S3ObjectStore::new(nommer_shared::aws::s3_client(config)),
             queue: SqsQueue::new(nommer_shared::aws::sqs_client(config)),
             settings,
@@ -108,10 +105,7 @@ pub fn parse_request(
     settings: &ApiSettings,
 ) -> Result<(CreateJobRequest, S3Uri, Vec<OutputSpec>), Problem> {
     if body.len() > MAX_BODY {
-        return Err(invalid(
-            "",
-            format!("the body is larger than {MAX_BODY} bytes"),
-        ));
+        return Err(invalid("", format!("the body is larger than {MAX_BODY} bytes")));
     }
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(invalid(
@@ -119,8 +113,8 @@ pub fn parse_request(
             "the body is empty; send a JSON object such as {\"source\": \"s3://bucket/key\"}",
         ));
     }
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| invalid("", format!("the body is not valid JSON: {e}")))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| invalid("", format!("the body is not valid JSON: {e}")))?;
     if !value.is_object() {
         return Err(invalid(
             "",
@@ -132,19 +126,13 @@ pub fn parse_request(
         let inner = e.into_inner();
         let msg = inner.to_string();
         // serde names an unknown or missing field in its message, not in the path
-        let field = if let Some(f) = msg
-            .strip_prefix("unknown field `")
-            .and_then(|r| r.split('`').next())
-        {
+        let field = if let Some(f) = msg.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
             if path.ends_with(f) {
                 path
             } else {
                 join(&path, f)
             }
-        } else if let Some(f) = msg
-            .strip_prefix("missing field `")
-            .and_then(|r| r.split('`').next())
-        {
+        } else if let Some(f) = msg.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
             join(&path, f)
         } else if path == "." {
             String::new()
@@ -164,12 +152,7 @@ pub fn parse_request(
         ));
     }
     let outputs = match (&req.preset, &req.outputs) {
-        (Some(_), Some(_)) => {
-            return Err(invalid(
-                "outputs",
-                "give either `preset` or `outputs`, not both",
-            ))
-        }
+        (Some(_), Some(_)) => return Err(invalid("outputs", "give either `preset` or `outputs`, not both")),
         (None, None) => vec![output(&settings.default_preset, None, "preset")?],
         (Some(p), None) => vec![output(p, None, "preset")?],
         (None, Some(list)) => {
@@ -177,10 +160,7 @@ pub fn parse_request(
                 return Err(invalid("outputs", "must list at least one output"));
             }
             if list.len() > MAX_OUTPUTS {
-                return Err(invalid(
-                    "outputs",
-                    format!("at most {MAX_OUTPUTS} outputs per job"),
-                ));
+                return Err(invalid("outputs", format!("at most {MAX_OUTPUTS} outputs per job")));
             }
             let mut v: Vec<OutputSpec> = Vec::new();
             for (i, o) in list.iter().enumerate() {
@@ -188,10 +168,7 @@ pub fn parse_request(
                 if v.iter().any(|x| x.name == spec.name) {
                     return Err(invalid(
                         format!("outputs[{i}].name"),
-                        format!(
-                            "`{}` is used by another output; names must be unique",
-                            spec.name
-                        ),
+                        format!("`{}` is used by another output; names must be unique", spec.name),
                     ));
                 }
                 v.push(spec);
@@ -246,10 +223,7 @@ fn output(preset: &str, name: Option<&str>, field: &str) -> Result<OutputSpec, P
     if presets::find(preset).is_none() {
         return Err(invalid(
             pfield,
-            format!(
-                "`{preset}` is not a preset; known: {}",
-                presets::names().join(", ")
-            ),
+            format!("`{preset}` is not a preset; known: {}", presets::names().join(", ")),
         ));
     }
     let name = name.unwrap_or(preset).to_string();
@@ -285,11 +259,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
     Ok(Some(s.to_string()))
 }
 
-async fn create_job(
-    State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Problem> {
+async fn create_job(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
     let key = idempotency_key(&headers)?;
     let (req, source, outputs) = parse_request(&body, &state.settings)?;
     let exists = state
@@ -306,33 +276,18 @@ async fn create_job(
         )
         .with_field("source"));
     }
-    let id = key
-        .as_deref()
-        .map(ids::for_idempotency_key)
-        .unwrap_or_else(ids::random);
+    let id = key.as_deref().map(ids::for_idempotency_key).unwrap_or_else(ids::random);
     let mut job = Job::new(id, Origin::Api, source, outputs, chrono::Utc::now());
     job.notify_url = req.notify_url.clone();
     job.user_metadata = req.user_metadata.clone().unwrap_or_default();
-    job.request_fingerprint = Some(ids::fingerprint(
-        &serde_json::to_vec(&req).expect("request serialises"),
-    ));
-    let created = submit::create_and_enqueue(
-        &state.store,
-        &state.queue,
-        &state.settings.jobs_queue_url,
-        &job,
-    )
-    .await
-    .map_err(Problem::internal)?;
+    job.request_fingerprint = Some(ids::fingerprint(&serde_json::to_vec(&req).expect("request serialises")));
+    let created = submit::create_and_enqueue(&state.store, &state.queue, &state.settings.jobs_queue_url, &job)
+        .await
+        .map_err(Problem::internal)?;
     match created {
         Created::New(j) => {
             let location = format!("/jobs/{}", j.id);
-            Ok((
-                StatusCode::CREATED,
-                [(axum::http::header::LOCATION, location)],
-                Json(j),
-            )
-                .into_response())
+            Ok((StatusCode::CREATED, [(axum::http::header::LOCATION, location)], Json(j)).into_response())
         }
         Created::Existing(j) if j.request_fingerprint == job.request_fingerprint => {
             Ok((StatusCode::OK, Json(j)).into_response())
@@ -347,10 +302,7 @@ async fn create_job(
     }
 }
 
-async fn get_job(
-    State(state): State<Arc<ApiState>>,
-    Path(id): Path<String>,
-) -> Result<Json<Job>, Problem> {
+async fn get_job(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Result<Json<Job>, Problem> {
     let not_found = || {
         Problem::new(
             StatusCode::NOT_FOUND,
@@ -392,10 +344,7 @@ mod tests {
         assert_eq!(field_of(""), Some("".into()));
         assert_eq!(field_of("[1]"), Some("".into()));
         assert_eq!(field_of("{}"), Some("source".into()));
-        assert_eq!(
-            field_of(r#"{"source":"s3://inbox/a","x":1}"#),
-            Some("x".into())
-        );
+        assert_eq!(field_of(r#"{"source":"s3://inbox/a","x":1}"#), Some("x".into()));
         assert_eq!(
             field_of(r#"{"source":"s3://inbox/a","outputs":[{"preset":"mp4-720p","size":1}]}"#),
             Some("outputs[0].size".into())
@@ -405,21 +354,15 @@ mod tests {
             Some("outputs".into())
         );
         assert_eq!(
-            field_of(
-                r#"{"source":"s3://inbox/a","preset":"mp4-720p","outputs":[{"preset":"mp4-720p"}]}"#
-            ),
+            field_of(r#"{"source":"s3://inbox/a","preset":"mp4-720p","outputs":[{"preset":"mp4-720p"}]}"#),
             Some("outputs".into())
         );
         assert_eq!(
-            field_of(
-                r#"{"source":"s3://inbox/a","outputs":[{"preset":"mp4-720p"},{"preset":"mp4-720p"}]}"#
-            ),
+            field_of(r#"{"source":"s3://inbox/a","outputs":[{"preset":"mp4-720p"},{"preset":"mp4-720p"}]}"#),
             Some("outputs[1].name".into())
         );
         assert_eq!(
-            field_of(
-                r#"{"source":"s3://inbox/a","outputs":[{"preset":"mp4-720p","name":"../x"}]}"#
-            ),
+            field_of(r#"{"source":"s3://inbox/a","outputs":[{"preset":"mp4-720p","name":"../x"}]}"#),
             Some("outputs[0].name".into())
         );
         assert_eq!(
@@ -430,8 +373,7 @@ mod tests {
 
     #[test]
     fn a_good_request_gets_its_outputs() {
-        let (_, src, outs) =
-            parse_request(br#"{"source":"s3://inbox/a/b.mov"}"#, &settings()).unwrap();
+        let (_, src, outs) = parse_request(br#"{"source":"s3://inbox/a/b.mov"}"#, &settings()).unwrap();
         assert_eq!(src.key, "a/b.mov");
         assert_eq!(
             outs,

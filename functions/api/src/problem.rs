@@ -34,13 +34,7 @@ impl Problem {
     }
 
     pub fn invalid_field(field: impl Into<String>, detail: impl Into<String>) -> Self {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-request",
-            "Invalid request",
-            detail,
-        )
-        .with_field(field)
+        Problem::new(StatusCode::BAD_REQUEST, "invalid-request", "Invalid request", detail).with_field(field)
     }
 
     /// Logs the internal error and returns a 500 that does not leak it.
@@ -64,11 +58,6 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&self).expect("problem serialises");
-        (
-            status,
-            [(header::CONTENT_TYPE, "application/problem+json")],
-            body,
-        )
-            .into_response()
+        (status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response()
     }
 }

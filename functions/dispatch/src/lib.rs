@@ -22,10 +22,7 @@ pub struct Dispatch {
 impl Dispatch {
     pub fn new(settings: DispatchSettings, config: &aws_config::SdkConfig) -> Self {
         Dispatch {
-            store: DynamoJobStore::new(
-                nommer_shared::aws::dynamodb_client(config),
-                &settings.table,
-            ),
+            store: DynamoJobStore::new(nommer_shared::aws::dynamodb_client(config), &settings.table),
             queue: SqsQueue::new(nommer_shared::aws::sqs_client(config)),
             settings,
         }
@@ -79,10 +76,7 @@ pub async fn dispatch_job(ctx: &Dispatch, job_id: &str) -> Result<(), lambda_run
         }
     };
     ctx.queue
-        .send(
-            &ctx.settings.work_queue_url,
-            &JobMessage::new(&job.id).to_body(),
-        )
+        .send(&ctx.settings.work_queue_url, &JobMessage::new(&job.id).to_body())
         .await?;
     Ok(())
 }

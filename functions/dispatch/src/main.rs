@@ -9,8 +9,5 @@ async fn main() -> Result<(), Error> {
     let settings = DispatchSettings::from_env()?;
     let config = nommer_shared::aws::sdk_config().await;
     let ctx = Dispatch::new(settings, &config);
-    run(service_fn(|event: LambdaEvent<SqsEvent>| {
-        function_handler(&ctx, event)
-    }))
-    .await
+    run(service_fn(|event: LambdaEvent<SqsEvent>| function_handler(&ctx, event))).await
 }

@@ -30,10 +30,7 @@ pub struct Ingest {
 impl Ingest {
     pub fn new(settings: IngestSettings, config: &aws_config::SdkConfig) -> Self {
         Ingest {
-            store: DynamoJobStore::new(
-                nommer_shared::aws::dynamodb_client(config),
-                &settings.table,
-            ),
+            store: DynamoJobStore::new(nommer_shared::aws::dynamodb_client(config), &settings.table),
             objects: S3ObjectStore::new(nommer_shared::aws::s3_client(config)),
             queue: SqsQueue::new(nommer_shared::aws::sqs_client(config)),
             settings,
@@ -93,10 +90,7 @@ pub enum RecordOutcome {
 
 /// Handles an SQS batch of S3 notifications (returning partial batch failures) or a
 /// direct S3 event.
-pub async fn function_handler(
-    ctx: &Ingest,
-    event: LambdaEvent<Value>,
-) -> Result<Value, lambda_runtime::Error> {
+pub async fn function_handler(ctx: &Ingest, event: LambdaEvent<Value>) -> Result<Value, lambda_runtime::Error> {
     let payload = event.payload;
     let source = payload
         .pointer("/Records/0/eventSource")
@@ -197,10 +191,7 @@ pub fn preset_from_key(key: &str) -> Option<&'static str> {
 }
 
 #[tracing::instrument(skip_all, fields(bucket, key))]
-pub async fn handle_record(
-    ctx: &Ingest,
-    record: &S3Record,
-) -> Result<RecordOutcome, lambda_runtime::Error> {
+pub async fn handle_record(ctx: &Ingest, record: &S3Record) -> Result<RecordOutcome, lambda_runtime::Error> {
     let event_name = record.event_name.as_deref().unwrap_or_default();
     let bucket = record.s3.bucket.name.clone();
     let key = decode_key(&record.s3.object.key);
@@ -243,10 +234,7 @@ pub async fn handle_record(
     let id = ids::for_upload(&bucket, &key, &revision);
     let now = chrono::Utc::now();
 
-    let from_meta = info
-        .metadata
-        .get(PRESET_METADATA)
-        .map(|p| p.trim().to_string());
+    let from_meta = info.metadata.get(PRESET_METADATA).map(|p| p.trim().to_string());
     let preset = preset_from_key(&key)
         .map(str::to_string)
         .or(from_meta.clone())
@@ -278,9 +266,7 @@ pub async fn handle_record(
             now,
         )?;
     }
-    match submit::create_and_enqueue(&ctx.store, &ctx.queue, &ctx.settings.jobs_queue_url, &job)
-        .await?
-    {
+    match submit::create_and_enqueue(&ctx.store, &ctx.queue, &ctx.settings.jobs_queue_url, &job).await? {
         nommer_shared::store::Created::New(_) => Ok(RecordOutcome::Created(id)),
         nommer_shared::store::Created::Existing(_) => Ok(RecordOutcome::Duplicate(id)),
     }
@@ -292,10 +278,7 @@ mod tests {
 
     #[test]
     fn keys_decode_like_s3_encodes_them() {
-        assert_eq!(
-            decode_key("inbox/my+clip%281%29.mov"),
-            "inbox/my clip(1).mov"
-        );
+        assert_eq!(decode_key("inbox/my+clip%281%29.mov"), "inbox/my clip(1).mov");
         assert_eq!(decode_key("a%2Bb.mov"), "a+b.mov");
         assert_eq!(decode_key("bad%zz%"), "bad%zz%");
         assert_eq!(decode_key("caf%C3%A9.mp4"), "café.mp4");
@@ -316,14 +299,10 @@ mod tests {
         assert_eq!(ev.records.len(), 1);
         assert_eq!(ev.records[0].s3.object.key, "inbox/mp4-720p/my+clip.mov");
         assert_eq!(ev.records[0].s3.object.size, Some(1024));
-        assert!(
-            parse_notification(r#"{"Service":"Amazon S3","Event":"s3:TestEvent"}"#)
-                .unwrap()
-                .is_none()
-        );
-        assert!(parse_notification("not json")
-            .unwrap_err()
-            .contains("not JSON"));
+        assert!(parse_notification(r#"{"Service":"Amazon S3","Event":"s3:TestEvent"}"#)
+            .unwrap()
+            .is_none());
+        assert!(parse_notification("not json").unwrap_err().contains("not JSON"));
         assert!(parse_notification(r#"{"hello":1}"#)
             .unwrap_err()
             .contains("not an S3 notification"));

@@ -9,8 +9,5 @@ async fn main() -> Result<(), Error> {
     let settings = IngestSettings::from_env()?;
     let config = nommer_shared::aws::sdk_config().await;
     let ctx = Ingest::new(settings, &config);
-    run(service_fn(|event: LambdaEvent<Value>| {
-        function_handler(&ctx, event)
-    }))
-    .await
+    run(service_fn(|event: LambdaEvent<Value>| function_handler(&ctx, event))).await
 }

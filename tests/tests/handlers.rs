@@ -1,0 +1,233 @@
+//! The handlers and the job store, called in-process against the emulator.
+
+use lambda_runtime::LambdaEvent;
+use nommer_shared::error::JobErrorCode;
+use nommer_shared::job::{Job, Origin, OutputSpec, S3Uri};
+use nommer_shared::objects::S3ObjectStore;
+use nommer_shared::settings::IngestSettings;
+use nommer_shared::store::{Created, DynamoJobStore};
+use nommer_shared::{ids, JobState, StoreError, Transition};
+use nommer_tests::spawn_stack;
+use serde_json::json;
+
+fn store(stack: &nommer::LocalStack) -> DynamoJobStore {
+    DynamoJobStore::new(nommer_shared::aws::dynamodb_client(&stack.config), &stack.names.table)
+}
+
+fn job(bucket: &str) -> Job {
+    Job::new(
+        ids::random(),
+        Origin::Api,
+        S3Uri::new(bucket, "a.mp4"),
+        vec![OutputSpec {
+            name: "mp4-720p".into(),
+            preset: "mp4-720p".into(),
+        }],
+        chrono::Utc::now(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflicting_writer_gets_a_typed_error_not_an_overwrite() {
+    let stack = spawn_stack("conflict", 0).await;
+    let s = store(&stack);
+    let j = job(&stack.names.inbox_bucket);
+    assert!(matches!(s.create(&j).await.unwrap(), Created::New(_)));
+    assert!(
+        matches!(s.create(&j).await.unwrap(), Created::Existing(_)),
+        "a second create finds the first"
+    );
+
+    // two writers read the same version
+    let a = s.require(&j.id).await.unwrap();
+    let b = a.clone();
+    let won = s
+        .transition(&a, Transition::Dispatch, Some("writer a".into()))
+        .await
+        .unwrap();
+    assert_eq!((won.state, won.version), (JobState::Queued, 1));
+    let lost = s
+        .transition(&b, Transition::Cancel, Some("writer b".into()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            lost,
+            StoreError::Conflict {
+                expected_version: 0,
+                expected_state: JobState::Submitted,
+                ..
+            }
+        ),
+        "{lost:?}"
+    );
+    let stored = s.require(&j.id).await.unwrap();
+    assert_eq!(stored.state, JobState::Queued, "the loser changed nothing");
+    assert_eq!(stored.history.last().unwrap().note.as_deref(), Some("writer a"));
+
+    // an illegal transition never reaches the table
+    let err = s.transition(&stored, Transition::Finish, None).await.unwrap_err();
+    assert!(matches!(err, StoreError::InvalidTransition(_)), "{err:?}");
+    assert_eq!(s.require(&j.id).await.unwrap().version, 1);
+
+    // a progress write on a stale copy is refused too
+    let err = s.update(&b, |j| j.progress = 50).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }));
+
+    // listed by state through the index
+    let queued = s
+        .list_by_state(
+            JobState::Queued,
+            chrono::Utc::now() - chrono::Duration::hours(1),
+            chrono::Utc::now() + chrono::Duration::hours(1),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        queued.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+        [j.id.as_str()]
+    );
+    stack.shutdown().await;
+}
+
+fn s3_event(bucket: &str, key: &str, event: &str, size: u64, etag: &str) -> serde_json::Value {
+    json!({ "Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1", "eventTime": "2026-11-25T08:00:00.000Z",
+        "eventName": event, "userIdentity": { "principalId": "X" }, "requestParameters": { "sourceIPAddress": "127.0.0.1" },
+        "responseElements": {}, "s3": { "s3SchemaVersion": "1.0", "configurationId": "c",
+            "bucket": { "name": bucket, "arn": format!("arn:aws:s3:::{bucket}"), "ownerIdentity": { "principalId": "X" } },
+            "object": { "key": key, "size": size, "eTag": etag, "sequencer": "01" } } }]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_s3_events_take_the_preset_from_metadata_and_refuse_unknown_ones() {
+    let stack = spawn_stack("direct", 0).await;
+    let ctx = ingest::Ingest::new(IngestSettings::from_source(&stack.env).unwrap(), &stack.config);
+    let o = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+    let bucket = stack.names.inbox_bucket.clone();
+    let s3 = o.client();
+    for (key, preset) in [("elsewhere/meta.mp4", "mp4-480p"), ("elsewhere/bad.mp4", "mp4-8k")] {
+        s3.put_object()
+            .bucket(&bucket)
+            .key(key)
+            .metadata("preset", preset)
+            .metadata("customer", "acme")
+            .body(b"some bytes".to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    }
+    let head = |k: &'static str| {
+        let o = o.clone();
+        let b = bucket.clone();
+        async move { o.head(&b, k).await.unwrap().unwrap().etag.unwrap() }
+    };
+    let (e1, e2) = (head("elsewhere/meta.mp4").await, head("elsewhere/bad.mp4").await);
+
+    let out = ingest::function_handler(
+        &ctx,
+        LambdaEvent::new(
+            s3_event(&bucket, "elsewhere/meta.mp4", "ObjectCreated:Put", 10, &e1),
+            Default::default(),
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(out["outcomes"][0].as_str().unwrap().starts_with("Created"), "{out}");
+    let j = store(&stack)
+        .require(&ids::for_upload(&bucket, "elsewhere/meta.mp4", &e1))
+        .await
+        .unwrap();
+    assert_eq!(j.outputs[0].preset, "mp4-480p");
+    assert_eq!(j.user_metadata.get("customer").map(String::as_str), Some("acme"));
+    assert_eq!(j.state, JobState::Submitted);
+
+    ingest::function_handler(
+        &ctx,
+        LambdaEvent::new(
+            s3_event(&bucket, "elsewhere/bad.mp4", "ObjectCreated:Put", 10, &e2),
+            Default::default(),
+        ),
+    )
+    .await
+    .unwrap();
+    let j = store(&stack)
+        .require(&ids::for_upload(&bucket, "elsewhere/bad.mp4", &e2))
+        .await
+        .unwrap();
+    assert_eq!(j.state, JobState::Failed);
+    let err = j.error.unwrap();
+    assert_eq!(err.code, JobErrorCode::UnknownPreset);
+    assert!(
+        err.message.contains("mp4-8k") && err.message.contains("mp4-720p"),
+        "{}",
+        err.message
+    );
+
+    // deletions are not uploads; other event sources are refused with a reason
+    let out = ingest::function_handler(
+        &ctx,
+        LambdaEvent::new(
+            s3_event(&bucket, "elsewhere/x.mp4", "ObjectRemoved:Delete", 0, ""),
+            Default::default(),
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(out["outcomes"][0].as_str().unwrap().starts_with("Skipped"), "{out}");
+    let err = ingest::function_handler(
+        &ctx,
+        LambdaEvent::new(json!({"detail-type": "Scheduled Event"}), Default::default()),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("eventSource"), "{err}");
+    // the good job goes on to dispatch (the stack's dispatch function queues it); the
+    // failed one is left alone
+    let s = store(&stack);
+    let good = ids::for_upload(&bucket, "elsewhere/meta.mp4", &e1);
+    nommer_tests::eventually(std::time::Duration::from_secs(20), "the good job queued", || async {
+        (s.require(&good).await.unwrap().state == JobState::Queued).then_some(())
+    })
+    .await;
+    let bad = s
+        .require(&ids::for_upload(&bucket, "elsewhere/bad.mp4", &e2))
+        .await
+        .unwrap();
+    assert_eq!((bad.state, bad.version), (JobState::Failed, 0));
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatch_is_safe_to_repeat() {
+    let stack = spawn_stack("redispatch", 0).await;
+    let ctx = dispatch::Dispatch::new(
+        nommer_shared::settings::DispatchSettings::from_source(&stack.env).unwrap(),
+        &stack.config,
+    );
+    let s = store(&stack);
+    let j = job(&stack.names.inbox_bucket);
+    s.create(&j).await.unwrap();
+    dispatch::dispatch_job(&ctx, &j.id).await.unwrap();
+    dispatch::dispatch_job(&ctx, &j.id).await.unwrap();
+    let stored = s.require(&j.id).await.unwrap();
+    assert_eq!(stored.version, 1, "dispatched once");
+    let q = nommer_shared::queue::SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config));
+    assert_eq!(
+        q.depth(&stack.urls.work).await.unwrap().0,
+        2,
+        "a queued job is handed out again (the worker drops duplicates)"
+    );
+    // a job that is already past dispatch is left alone
+    let mut done = stored.clone();
+    done.apply(Transition::Cancel, chrono::Utc::now(), None).unwrap();
+    s.replace(&stored, done).await.unwrap();
+    dispatch::dispatch_job(&ctx, &j.id).await.unwrap();
+    assert_eq!(q.depth(&stack.urls.work).await.unwrap().0, 2);
+    assert!(
+        dispatch::dispatch_job(&ctx, &ids::random()).await.is_err(),
+        "a missing job is an error (retried, then dead-lettered)"
+    );
+    stack.shutdown().await;
+}
