@@ -98,3 +98,33 @@ pub async fn all_jobs(stack: &LocalStack) -> Vec<nommer_shared::Job> {
         .map(|i| serde_json::from_str(i["doc"].as_s().unwrap()).unwrap())
         .collect()
 }
+
+/// A job in `submitted` for a source in `bucket` (written straight to the store by tests
+/// that drive one handler alone).
+pub fn submitted_job(bucket: &str) -> nommer_shared::Job {
+    use nommer_shared::job::{Job, Origin, OutputSpec, S3Uri};
+    Job::new(
+        nommer_shared::ids::random(),
+        Origin::Api,
+        S3Uri::new(bucket, "a.mp4"),
+        vec![OutputSpec {
+            name: "mp4-720p".into(),
+            preset: "mp4-720p".into(),
+        }],
+        chrono::Utc::now(),
+    )
+}
+
+/// An S3 event notification as S3 sends it (event name e.g. `ObjectCreated:Put`).
+pub fn s3_notification(bucket: &str, key: &str, event: &str, size: u64, etag: &str) -> serde_json::Value {
+    serde_json::json!({ "Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventTime": "2026-11-25T08:00:00.000Z", "eventName": event,
+        "userIdentity": { "principalId": "AWS:AIDAEXAMPLE" },
+        "requestParameters": { "sourceIPAddress": "127.0.0.1" },
+        "responseElements": { "x-amz-request-id": "C3D13FE58DE4C810", "x-amz-id-2": "FMyUVURIY8/IgAtTv8xRjskZQpcIZ9KG4V5Wp6S7S" },
+        "s3": { "s3SchemaVersion": "1.0", "configurationId": "nommer-ingest",
+            "bucket": { "name": bucket, "ownerIdentity": { "principalId": "A3NL1KOZZKExample" }, "arn": format!("arn:aws:s3:::{bucket}") },
+            "object": { "key": key, "size": size, "eTag": etag, "sequencer": "0055AED6DCD90281E5" } }
+    }]})
+}

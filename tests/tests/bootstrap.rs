@@ -2,7 +2,6 @@
 //! answers one invocation through the Lambda Runtime API, against the emulator.
 
 use nommer::stack::locate_binary;
-use nommer_shared::job::{Job, Origin, OutputSpec, S3Uri};
 use nommer_shared::objects::S3ObjectStore;
 use nommer_shared::queue::SqsQueue;
 use nommer_shared::store::DynamoJobStore;
@@ -36,19 +35,6 @@ fn sqs_event(body: &str) -> serde_json::Value {
     }]})
 }
 
-fn new_job(stack: &nommer::LocalStack) -> Job {
-    Job::new(
-        ids::random(),
-        Origin::Api,
-        S3Uri::new(&stack.names.inbox_bucket, "x.mp4"),
-        vec![OutputSpec {
-            name: "mp4-720p".into(),
-            preset: "mp4-720p".into(),
-        }],
-        chrono::Utc::now(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_bootstrap_turns_an_sqs_s3_notification_into_a_job() {
     // no worker, no in-process dispatch interference: the binary alone makes the job
@@ -70,12 +56,13 @@ async fn ingest_bootstrap_turns_an_sqs_s3_notification_into_a_job() {
         .unwrap()
         .etag
         .unwrap();
-    let notification = json!({ "Records": [{
-        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1", "eventTime": "2026-11-25T08:00:00.000Z",
-        "eventName": "ObjectCreated:Put", "userIdentity": { "principalId": "X" },
-        "requestParameters": { "sourceIPAddress": "127.0.0.1" }, "responseElements": {},
-        "s3": { "s3SchemaVersion": "1.0", "configurationId": "c", "bucket": { "name": stack.names.inbox_bucket, "arn": "arn:aws:s3:::b", "ownerIdentity": { "principalId": "X" } },
-                "object": { "key": "elsewhere/a.mov", "size": 18, "eTag": etag, "sequencer": "01" } } }]});
+    let notification = nommer_tests::s3_notification(
+        &stack.names.inbox_bucket,
+        "elsewhere/a.mov",
+        "ObjectCreated:Put",
+        18,
+        &etag,
+    );
     let reply = invoke_binary(
         &locate_binary("ingest").unwrap(),
         &lambda_env(&stack),
@@ -99,7 +86,7 @@ async fn ingest_bootstrap_turns_an_sqs_s3_notification_into_a_job() {
 async fn dispatch_bootstrap_queues_a_job_and_reports_bad_messages_alone() {
     let stack = spawn_stack("bootdispatch", 0).await;
     let store = DynamoJobStore::new(nommer_shared::aws::dynamodb_client(&stack.config), &stack.names.table);
-    let job = new_job(&stack);
+    let job = nommer_tests::submitted_job(&stack.names.inbox_bucket);
     store.create(&job).await.unwrap();
     let mut event = sqs_event(&json!({ "job_id": job.id }).to_string());
     let mut bad = event["Records"][0].clone();
@@ -123,7 +110,7 @@ async fn dispatch_bootstrap_queues_a_job_and_reports_bad_messages_alone() {
 async fn api_bootstrap_answers_an_api_gateway_v2_event() {
     let stack = spawn_stack("bootapi", 0).await;
     let store = DynamoJobStore::new(nommer_shared::aws::dynamodb_client(&stack.config), &stack.names.table);
-    let job = new_job(&stack);
+    let job = nommer_tests::submitted_job(&stack.names.inbox_bucket);
     store.create(&job).await.unwrap();
     let mut headers = http::HeaderMap::new();
     headers.insert("accept", http::HeaderValue::from_static("application/json"));

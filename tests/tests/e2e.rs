@@ -173,16 +173,13 @@ async fn the_same_s3_event_delivered_three_times_makes_one_job() {
         .unwrap();
 
     // S3 delivered it once; deliver the same notification three more times
-    let notification = json!({ "Records": [{
-        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
-        "eventTime": "2026-11-25T08:00:00.000Z", "eventName": "ObjectCreated:Put",
-        "userIdentity": { "principalId": "AWS:TEST" },
-        "requestParameters": { "sourceIPAddress": "127.0.0.1" },
-        "responseElements": { "x-amz-request-id": "1", "x-amz-id-2": "2" },
-        "s3": { "s3SchemaVersion": "1.0", "configurationId": "nommer-ingest",
-            "bucket": { "name": stack.names.inbox_bucket, "ownerIdentity": { "principalId": "X" }, "arn": format!("arn:aws:s3:::{}", stack.names.inbox_bucket) },
-            "object": { "key": "inbox/mp4-360p/dupe.mp4", "size": info.size, "eTag": info.etag, "sequencer": "0055AED6DCD90281E5" } }
-    }]});
+    let notification = nommer_tests::s3_notification(
+        &stack.names.inbox_bucket,
+        key,
+        "ObjectCreated:Put",
+        info.size,
+        info.etag.as_deref().unwrap(),
+    );
     let q = nommer_shared::queue::SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config));
     for _ in 0..3 {
         q.send(&stack.urls.ingest, &notification.to_string()).await.unwrap();

@@ -2,7 +2,6 @@
 
 use lambda_runtime::LambdaEvent;
 use nommer_shared::error::JobErrorCode;
-use nommer_shared::job::{Job, Origin, OutputSpec, S3Uri};
 use nommer_shared::objects::S3ObjectStore;
 use nommer_shared::settings::IngestSettings;
 use nommer_shared::store::{Created, DynamoJobStore};
@@ -14,24 +13,11 @@ fn store(stack: &nommer::LocalStack) -> DynamoJobStore {
     DynamoJobStore::new(nommer_shared::aws::dynamodb_client(&stack.config), &stack.names.table)
 }
 
-fn job(bucket: &str) -> Job {
-    Job::new(
-        ids::random(),
-        Origin::Api,
-        S3Uri::new(bucket, "a.mp4"),
-        vec![OutputSpec {
-            name: "mp4-720p".into(),
-            preset: "mp4-720p".into(),
-        }],
-        chrono::Utc::now(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conflicting_writer_gets_a_typed_error_not_an_overwrite() {
     let stack = spawn_stack("conflict", 0).await;
     let s = store(&stack);
-    let j = job(&stack.names.inbox_bucket);
+    let j = nommer_tests::submitted_job(&stack.names.inbox_bucket);
     assert!(matches!(s.create(&j).await.unwrap(), Created::New(_)));
     assert!(
         matches!(s.create(&j).await.unwrap(), Created::Existing(_)),
@@ -91,15 +77,6 @@ async fn a_conflicting_writer_gets_a_typed_error_not_an_overwrite() {
     stack.shutdown().await;
 }
 
-fn s3_event(bucket: &str, key: &str, event: &str, size: u64, etag: &str) -> serde_json::Value {
-    json!({ "Records": [{
-        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1", "eventTime": "2026-11-25T08:00:00.000Z",
-        "eventName": event, "userIdentity": { "principalId": "X" }, "requestParameters": { "sourceIPAddress": "127.0.0.1" },
-        "responseElements": {}, "s3": { "s3SchemaVersion": "1.0", "configurationId": "c",
-            "bucket": { "name": bucket, "arn": format!("arn:aws:s3:::{bucket}"), "ownerIdentity": { "principalId": "X" } },
-            "object": { "key": key, "size": size, "eTag": etag, "sequencer": "01" } } }]})
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_s3_events_take_the_preset_from_metadata_and_refuse_unknown_ones() {
     let stack = spawn_stack("direct", 0).await;
@@ -128,7 +105,7 @@ async fn direct_s3_events_take_the_preset_from_metadata_and_refuse_unknown_ones(
     let out = ingest::function_handler(
         &ctx,
         LambdaEvent::new(
-            s3_event(&bucket, "elsewhere/meta.mp4", "ObjectCreated:Put", 10, &e1),
+            nommer_tests::s3_notification(&bucket, "elsewhere/meta.mp4", "ObjectCreated:Put", 10, &e1),
             Default::default(),
         ),
     )
@@ -146,7 +123,7 @@ async fn direct_s3_events_take_the_preset_from_metadata_and_refuse_unknown_ones(
     ingest::function_handler(
         &ctx,
         LambdaEvent::new(
-            s3_event(&bucket, "elsewhere/bad.mp4", "ObjectCreated:Put", 10, &e2),
+            nommer_tests::s3_notification(&bucket, "elsewhere/bad.mp4", "ObjectCreated:Put", 10, &e2),
             Default::default(),
         ),
     )
@@ -169,7 +146,7 @@ async fn direct_s3_events_take_the_preset_from_metadata_and_refuse_unknown_ones(
     let out = ingest::function_handler(
         &ctx,
         LambdaEvent::new(
-            s3_event(&bucket, "elsewhere/x.mp4", "ObjectRemoved:Delete", 0, ""),
+            nommer_tests::s3_notification(&bucket, "elsewhere/x.mp4", "ObjectRemoved:Delete", 0, ""),
             Default::default(),
         ),
     )
@@ -207,7 +184,7 @@ async fn dispatch_is_safe_to_repeat() {
         &stack.config,
     );
     let s = store(&stack);
-    let j = job(&stack.names.inbox_bucket);
+    let j = nommer_tests::submitted_job(&stack.names.inbox_bucket);
     s.create(&j).await.unwrap();
     dispatch::dispatch_job(&ctx, &j.id).await.unwrap();
     dispatch::dispatch_job(&ctx, &j.id).await.unwrap();
