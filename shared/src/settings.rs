@@ -54,9 +54,9 @@ fn required(src: &dyn Source, name: &'static str, hint: &'static str) -> Result<
     src.get(name).ok_or(SettingsError::Missing { name, hint })
 }
 
-fn number<T: std::str::FromStr>(src: &dyn Source, name: &'static str, default: T, min: T) -> Result<T, SettingsError>
+fn number<T>(src: &dyn Source, name: &'static str, default: T, min: T) -> Result<T, SettingsError>
 where
-    T: PartialOrd + std::fmt::Display,
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
     T::Err: std::fmt::Display,
 {
     match src.get(name) {

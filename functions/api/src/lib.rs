@@ -142,7 +142,7 @@ pub fn parse_request(
         invalid(field, msg)
     })?;
     let source = S3Uri::parse(req.source.trim()).map_err(|e| invalid("source", e))?;
-    if !settings.source_buckets.iter().any(|b| *b == source.bucket) {
+    if !settings.source_buckets.contains(&source.bucket) {
         return Err(invalid(
             "source",
             format!(
