@@ -11,6 +11,11 @@ pub enum JobErrorCode {
     InvalidMedia,
     /// The source has no stream the requested outputs need (e.g. no video).
     MissingStream,
+    /// The source is not allowed: a playlist or script, or over a limit (duration,
+    /// pixels, streams). The message says which.
+    RefusedSource,
+    /// An output failed validation after encoding.
+    InvalidOutput,
     /// The source object does not exist (any more).
     SourceNotFound,
     /// FFmpeg failed on a source it could read.
@@ -30,6 +35,8 @@ impl JobErrorCode {
         match self {
             JobErrorCode::InvalidMedia => "invalid_media",
             JobErrorCode::MissingStream => "missing_stream",
+            JobErrorCode::RefusedSource => "refused_source",
+            JobErrorCode::InvalidOutput => "invalid_output",
             JobErrorCode::SourceNotFound => "source_not_found",
             JobErrorCode::EncodeFailed => "encode_failed",
             JobErrorCode::UnknownPreset => "unknown_preset",

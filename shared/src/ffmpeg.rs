@@ -5,26 +5,114 @@ use crate::job::{Probe, ProbeStream};
 use crate::presets::{AudioCodec, Preset, VideoCodec};
 use std::path::Path;
 
-/// Input options that keep FFmpeg to the local file it was given: no network, no
-/// other protocols, bounded probing.
-fn input_guard() -> Vec<String> {
-    [
-        "-protocol_whitelist",
-        "file",
-        "-probesize",
-        "50000000",
-        "-analyzeduration",
-        "30000000",
+/// The demuxers a source may be read with: real media containers only. Playlists and
+/// scripts that make FFmpeg open other files or URLs (hls, dash, concat, ffconcat, sdp,
+/// image2 patterns, tee, ...) are not on it, and nested demuxers inherit the list (an
+/// AVI that smuggles in an HLS playlist is refused too).
+pub const DEFAULT_FORMAT_WHITELIST: &str = "mov,matroska,webm,avi,mpegts,flv,mpeg,mpegvideo,ogg,wav,mp3,aac,flac,\
+asf,mxf,gif,h264,hevc,m4v,dv,w64,aiff,ivf,obu,caf,amr,ac3,eac3,dts,truehd,wv,nut,gxf,yuv4mpegpipe";
+
+/// What a source may be, and how hard FFmpeg may look at it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub max_duration_seconds: f64,
+    /// Width × height of the largest video stream.
+    pub max_pixels: u64,
+    pub max_streams: usize,
+    /// Bytes FFmpeg may read to find the streams.
+    pub probe_size: u64,
+    /// Media time FFmpeg may analyse to find the streams, in microseconds.
+    pub analyze_duration_us: u64,
+    pub format_whitelist: String,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_duration_seconds: 6.0 * 3600.0,
+            max_pixels: 8192 * 4320,
+            max_streams: 16,
+            probe_size: 50_000_000,
+            analyze_duration_us: 30_000_000,
+            format_whitelist: DEFAULT_FORMAT_WHITELIST.to_string(),
+        }
+    }
+}
+
+/// Input options that keep FFmpeg to the one local file it was given: only the `file`
+/// protocol, only media demuxers, bounded probing.
+fn input_guard(limits: &Limits) -> Vec<String> {
+    vec![
+        "-protocol_whitelist".into(),
+        "file".into(),
+        "-format_whitelist".into(),
+        limits.format_whitelist.clone(),
+        "-probesize".into(),
+        limits.probe_size.to_string(),
+        "-analyzeduration".into(),
+        limits.analyze_duration_us.to_string(),
     ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+}
+
+/// Refuses sources that are really playlists or scripts, from their first bytes, before
+/// any FFmpeg process sees them.
+pub fn sniff(head: &[u8]) -> Result<(), String> {
+    let text = String::from_utf8_lossy(&head[..head.len().min(4096)]);
+    let t = text.trim_start_matches('\u{feff}').trim_start();
+    let lower = t.to_ascii_lowercase();
+    if t.starts_with("#EXTM3U") || lower.starts_with("#extm3u") {
+        return Err("the source is an HLS playlist (#EXTM3U), not a media file; playlists can make FFmpeg read other files or URLs, so they are refused".into());
+    }
+    if lower.starts_with("ffconcat") {
+        return Err("the source is an FFmpeg concat script, not a media file; refused".into());
+    }
+    if lower.starts_with("<?xml") || lower.starts_with("<mpd") {
+        if lower.contains("<mpd") {
+            return Err("the source is a DASH manifest (MPD), not a media file; refused".into());
+        }
+        return Err("the source is an XML document, not a media file; refused".into());
+    }
+    if lower.starts_with("v=0") && lower.contains("\nm=") {
+        return Err("the source is an SDP session description, not a media file; refused".into());
+    }
+    Ok(())
+}
+
+/// Checks a probed source against the limits; the error says which one it broke.
+pub fn check_limits(probe: &Probe, limits: &Limits) -> Result<(), String> {
+    if probe.streams.len() > limits.max_streams {
+        return Err(format!(
+            "the source has {} streams; the limit is {}",
+            probe.streams.len(),
+            limits.max_streams
+        ));
+    }
+    if let Some(d) = probe.duration_seconds {
+        if d > limits.max_duration_seconds {
+            return Err(format!(
+                "the source lasts {d:.0} s; the limit is {:.0} s",
+                limits.max_duration_seconds
+            ));
+        }
+    }
+    for s in &probe.streams {
+        if let (Some(w), Some(h)) = (s.width, s.height) {
+            let px = u64::from(w) * u64::from(h);
+            if px > limits.max_pixels {
+                return Err(format!(
+                    "stream {} is {w}x{h} ({px} pixels); the limit is {} pixels",
+                    s.index, limits.max_pixels
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `ffprobe` argv for a local file, printing JSON.
-pub fn probe_args(input: &Path) -> Vec<String> {
+pub fn probe_args(input: &Path, limits: &Limits) -> Vec<String> {
     let mut a: Vec<String> = ["-hide_banner", "-v", "error"].iter().map(|s| s.to_string()).collect();
-    a.extend(input_guard());
+    a.extend(input_guard(limits));
     a.extend(
         ["-show_format", "-show_streams", "-of", "json"]
             .iter()
@@ -37,12 +125,12 @@ pub fn probe_args(input: &Path) -> Vec<String> {
 /// `ffmpeg` argv that encodes `input` to `output` with `preset`, reporting progress as
 /// `key=value` lines on stdout. `has_audio` drops the audio part when the source has
 /// none.
-pub fn encode_args(preset: &Preset, input: &Path, output: &Path, has_audio: bool) -> Vec<String> {
+pub fn encode_args(preset: &Preset, input: &Path, output: &Path, has_audio: bool, limits: &Limits) -> Vec<String> {
     let mut a: Vec<String> = ["-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
         .iter()
         .map(|s| s.to_string())
         .collect();
-    a.extend(input_guard());
+    a.extend(input_guard(limits));
     a.push("-i".into());
     a.push(format!("file:{}", input.display()));
     a.push("-map_metadata".into());
@@ -219,9 +307,11 @@ mod tests {
             Path::new("/w/in.mov"),
             Path::new("/w/out.mp4"),
             true,
+            &Limits::default(),
         );
         let s = a.join(" ");
-        assert!(s.contains("-protocol_whitelist file -probesize"), "{s}");
+        assert!(s.contains("-protocol_whitelist file -format_whitelist mov,"), "{s}");
+        assert!(!s.contains("hls") && !s.contains("concat"), "{s}");
         assert!(s.contains("min(720,ih)"), "{s}");
         assert!(s.contains("-c:v libx264") && s.contains("-c:a aac"), "{s}");
         assert!(s.ends_with("file:/w/out.mp4"), "{s}");
@@ -231,7 +321,14 @@ mod tests {
             a.iter().position(|x| x == "-protocol_whitelist").unwrap() < i,
             "guard is an input option"
         );
-        let no_audio = encode_args(find("mp4-720p").unwrap(), Path::new("in"), Path::new("out"), false).join(" ");
+        let no_audio = encode_args(
+            find("mp4-720p").unwrap(),
+            Path::new("in"),
+            Path::new("out"),
+            false,
+            &Limits::default(),
+        )
+        .join(" ");
         assert!(no_audio.contains("-an") && !no_audio.contains("0:a:0"), "{no_audio}");
     }
 
@@ -269,6 +366,53 @@ mod tests {
         assert_eq!(p.streams[1].sample_rate, Some(48000));
         assert!(p.has("audio") && !p.has("subtitle"));
         assert!(parse_probe("{}", 0).is_err());
+    }
+
+    #[test]
+    fn playlists_and_scripts_are_sniffed_out() {
+        assert!(sniff(b"#EXTM3U\n#EXTINF:1,\nfile:///etc/passwd\n")
+            .unwrap_err()
+            .contains("HLS playlist"));
+        assert!(sniff(b"\xef\xbb\xbf  #extm3u\n").unwrap_err().contains("HLS playlist"));
+        assert!(sniff(b"ffconcat version 1.0\nfile 'concat:/etc/passwd'\n")
+            .unwrap_err()
+            .contains("concat script"));
+        assert!(sniff(b"<?xml version=\"1.0\"?><MPD>").unwrap_err().contains("DASH"));
+        assert!(sniff(b"v=0\no=- 0 0 IN IP4 127.0.0.1\nm=video 5004 RTP/AVP 96\n")
+            .unwrap_err()
+            .contains("SDP"));
+        assert!(sniff(b"\x00\x00\x00\x18ftypmp42").is_ok());
+        assert!(sniff(b"").is_ok());
+    }
+
+    #[test]
+    fn limits_name_what_they_refuse() {
+        let l = Limits {
+            max_duration_seconds: 60.0,
+            max_pixels: 1920 * 1080,
+            max_streams: 2,
+            ..Limits::default()
+        };
+        let mut p = Probe {
+            duration_seconds: Some(30.0),
+            ..Probe::default()
+        };
+        p.streams.push(ProbeStream {
+            index: 0,
+            kind: "video".into(),
+            width: Some(1920),
+            height: Some(1080),
+            ..Default::default()
+        });
+        assert!(check_limits(&p, &l).is_ok());
+        p.streams[0].width = Some(3840);
+        assert!(check_limits(&p, &l).unwrap_err().contains("3840x1080"));
+        p.streams[0].width = Some(1920);
+        p.duration_seconds = Some(61.0);
+        assert!(check_limits(&p, &l).unwrap_err().contains("lasts 61 s"));
+        p.duration_seconds = None;
+        p.streams.extend([ProbeStream::default(), ProbeStream::default()]);
+        assert!(check_limits(&p, &l).unwrap_err().contains("3 streams"));
     }
 
     #[test]

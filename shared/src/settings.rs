@@ -19,6 +19,10 @@ pub const POLL_WAIT_SECS: &str = "NOMMER_POLL_WAIT_SECS";
 pub const ENCODE_TIMEOUT_SECS: &str = "NOMMER_ENCODE_TIMEOUT_SECS";
 pub const FFMPEG: &str = "NOMMER_FFMPEG";
 pub const FFPROBE: &str = "NOMMER_FFPROBE";
+pub const MAX_DURATION_SECS: &str = "NOMMER_MAX_DURATION_SECS";
+pub const MAX_PIXELS: &str = "NOMMER_MAX_PIXELS";
+pub const MAX_STREAMS: &str = "NOMMER_MAX_STREAMS";
+pub const FORMAT_WHITELIST: &str = "NOMMER_FORMAT_WHITELIST";
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SettingsError {
@@ -180,6 +184,8 @@ pub struct WorkerSettings {
     pub encode_timeout: Duration,
     pub ffmpeg: String,
     pub ffprobe: String,
+    /// What a source may be (duration, pixels, streams, demuxers).
+    pub limits: crate::ffmpeg::Limits,
 }
 
 impl WorkerSettings {
@@ -200,11 +206,39 @@ impl WorkerSettings {
             encode_timeout: Duration::from_secs(number(src, ENCODE_TIMEOUT_SECS, 6 * 3600, 1)?),
             ffmpeg: src.get(FFMPEG).unwrap_or_else(|| "ffmpeg".into()),
             ffprobe: src.get(FFPROBE).unwrap_or_else(|| "ffprobe".into()),
+            limits: limits(src)?,
         })
     }
     pub fn from_env() -> Result<Self, SettingsError> {
         Self::from_source(&ProcessEnv)
     }
+}
+
+fn limits(src: &dyn Source) -> Result<crate::ffmpeg::Limits, SettingsError> {
+    let d = crate::ffmpeg::Limits::default();
+    let format_whitelist = match src.get(FORMAT_WHITELIST) {
+        None => d.format_whitelist.clone(),
+        Some(v) => {
+            let bad = [
+                "hls", "dash", "concat", "ffconcat", "sdp", "rtp", "rtsp", "image2", "tee", "lavfi",
+            ];
+            if let Some(b) = v.split(',').map(str::trim).find(|f| bad.contains(f)) {
+                return Err(SettingsError::Invalid {
+                    name: FORMAT_WHITELIST,
+                    value: v.clone(),
+                    reason: format!("`{b}` can make FFmpeg open other files or URLs and may not be allowed"),
+                });
+            }
+            v
+        }
+    };
+    Ok(crate::ffmpeg::Limits {
+        max_duration_seconds: number(src, MAX_DURATION_SECS, d.max_duration_seconds, 1.0)?,
+        max_pixels: number(src, MAX_PIXELS, d.max_pixels, 64 * 64)?,
+        max_streams: number(src, MAX_STREAMS, d.max_streams, 1)?,
+        format_whitelist,
+        ..d
+    })
 }
 
 #[cfg(test)]
@@ -253,6 +287,24 @@ mod tests {
             WorkerSettings::from_source(&env(&[(TABLE, "t"), (WORK_QUEUE_URL, "q"), (OUTBOX_BUCKET, "o")])).unwrap();
         assert_eq!(w.max_attempts, 3);
         assert_eq!(w.visibility_timeout, Duration::from_secs(120));
+        assert_eq!(w.limits, crate::ffmpeg::Limits::default());
+        let mut e = env(&[
+            (TABLE, "t"),
+            (WORK_QUEUE_URL, "q"),
+            (OUTBOX_BUCKET, "o"),
+            (FORMAT_WHITELIST, "mov, hls"),
+        ]);
+        assert!(WorkerSettings::from_source(&e)
+            .unwrap_err()
+            .to_string()
+            .contains("`hls`"));
+        e.insert(FORMAT_WHITELIST.into(), "mov,matroska".into());
+        e.insert(MAX_STREAMS.into(), "4".into());
+        let w = WorkerSettings::from_source(&e).unwrap();
+        assert_eq!(
+            (w.limits.format_whitelist.as_str(), w.limits.max_streams),
+            ("mov,matroska", 4)
+        );
         let a = ApiSettings::from_source(&env(&[
             (TABLE, "t"),
             (JOBS_QUEUE_URL, "q"),

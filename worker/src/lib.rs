@@ -356,8 +356,21 @@ impl Worker {
             .await?;
         tracing::info!(job_id = %job.id, bytes = size, secs = started.elapsed().as_secs_f64(), "source downloaded");
 
-        // probe
+        // refuse playlists and scripts before FFmpeg sees them, then probe within limits
+        let mut head = vec![0u8; 4096];
+        let n = {
+            use tokio::io::AsyncReadExt;
+            let mut f = tokio::fs::File::open(&input)
+                .await
+                .map_err(|e| JobFailure::Retryable(e.to_string()))?;
+            f.read(&mut head)
+                .await
+                .map_err(|e| JobFailure::Retryable(e.to_string()))?
+        };
+        ffmpeg::sniff(&head[..n]).map_err(|e| JobFailure::Permanent(JobErrorCode::RefusedSource, e))?;
         let probe = self.probe(&input, size).await?;
+        ffmpeg::check_limits(&probe, &self.settings.limits)
+            .map_err(|e| JobFailure::Permanent(JobErrorCode::RefusedSource, e))?;
         for (name, p) in &outputs {
             if p.video.is_some() && !probe.has("video") {
                 return Err(JobFailure::Permanent(
@@ -423,7 +436,13 @@ impl Worker {
 
     async fn probe(&self, path: &Path, size: u64) -> Result<Probe, JobFailure> {
         let limit = Duration::from_secs(60);
-        let r = process::run(&self.settings.ffprobe, &ffmpeg::probe_args(path), limit, |_| {}).await;
+        let r = process::run(
+            &self.settings.ffprobe,
+            &ffmpeg::probe_args(path, &self.settings.limits),
+            limit,
+            |_| {},
+        )
+        .await;
         match r {
             Ok(f) if f.success => {
                 ffmpeg::parse_probe(&f.stdout, size).map_err(|e| JobFailure::Permanent(JobErrorCode::InvalidMedia, e))
@@ -454,7 +473,7 @@ impl Worker {
         index: usize,
         count: usize,
     ) -> Result<(), JobFailure> {
-        let args = ffmpeg::encode_args(preset, input, output, has_audio);
+        let args = ffmpeg::encode_args(preset, input, output, has_audio, &self.settings.limits);
         tracing::info!(preset = preset.name, argv = %args.join(" "), "ffmpeg");
         let (tx, mut rx) = tokio::sync::watch::channel(0u8);
         let writer = {

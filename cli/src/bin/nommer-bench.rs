@@ -27,7 +27,7 @@ struct Args {
 
 /// Wall-clock and CPU seconds (user+sys of children) of a plain FFmpeg run.
 fn plain_ffmpeg(preset: &presets::Preset, input: &Path, output: &Path) -> anyhow::Result<(f64, f64)> {
-    let args = ffmpeg::encode_args(preset, input, output, true);
+    let args = ffmpeg::encode_args(preset, input, output, true, &ffmpeg::Limits::default());
     let before = child_cpu();
     let t = Instant::now();
     let out = std::process::Command::new("ffmpeg")

@@ -1,0 +1,194 @@
+//! Hostile sources are refused with a reason, without FFmpeg reading what they point at
+//! or opening a connection.
+
+use nommer::client::ApiClient;
+use nommer::media;
+use nommer_shared::error::JobErrorCode;
+use nommer_shared::ffmpeg::{self, Limits};
+use nommer_shared::objects::S3ObjectStore;
+use nommer_shared::{ids, Job, JobState};
+use nommer_tests::spawn_stack;
+use std::net::TcpListener;
+use std::time::Duration;
+
+/// A loopback listener that records whether anything connected.
+struct Canary(TcpListener);
+
+impl Canary {
+    fn new() -> Canary {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        Canary(l)
+    }
+    fn url(&self, path: &str) -> String {
+        format!("http://{}/{path}", self.0.local_addr().unwrap())
+    }
+    fn assert_untouched(&self) {
+        match self.0.accept() {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Ok((_, peer)) => panic!("something connected to the canary from {peer}"),
+            Err(e) => panic!("canary: {e}"),
+        }
+    }
+}
+
+async fn submit_bytes(stack: &nommer::LocalStack, key: &str, bytes: Vec<u8>) -> Job {
+    let o = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+    o.put_bytes(&stack.names.inbox_bucket, key, bytes, "video/mp4")
+        .await
+        .unwrap();
+    let etag = o
+        .head(&stack.names.inbox_bucket, key)
+        .await
+        .unwrap()
+        .unwrap()
+        .etag
+        .unwrap();
+    let id = ids::for_upload(&stack.names.inbox_bucket, key, &etag);
+    ApiClient::new(&stack.api_url)
+        .wait(&id, Duration::from_secs(120), |_| {})
+        .await
+        .unwrap()
+}
+
+fn refused(job: &Job, reason: &str) {
+    assert_eq!(job.state, JobState::Failed, "{job:#?}");
+    let e = job.error.as_ref().unwrap();
+    assert_eq!(e.code, JobErrorCode::RefusedSource, "{e:?}");
+    assert!(e.message.contains(reason), "{} should say {reason:?}", e.message);
+    assert_eq!(job.attempts, 1, "a refusal is final");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn playlists_and_concat_scripts_uploaded_as_media_are_refused() {
+    let stack = spawn_stack("hostile", 1).await;
+    let canary = Canary::new();
+    let passwd = "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:10.0,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n";
+    let job = submit_bytes(&stack, "inbox/mp4-720p/passwd.mp4", passwd.into()).await;
+    refused(&job, "HLS playlist");
+
+    let remote = format!(
+        "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:10.0,\n{}\n#EXT-X-ENDLIST\n",
+        canary.url("seg.ts")
+    );
+    let job = submit_bytes(&stack, "inbox/mp4-720p/remote.mp4", remote.into()).await;
+    refused(&job, "HLS playlist");
+
+    let concat = format!("ffconcat version 1.0\nfile 'concat:/etc/passwd|{}'\n", canary.url("x"));
+    let job = submit_bytes(&stack, "inbox/mp4-720p/concat.mp4", concat.into()).await;
+    refused(&job, "concat script");
+    canary.assert_untouched();
+    stack.shutdown().await;
+}
+
+/// The second line of defence, without the sniffing: FFmpeg itself, run with the
+/// worker's input options, refuses playlists and scripts and opens nothing.
+#[tokio::test]
+async fn ffprobe_with_the_input_guard_opens_nothing_a_playlist_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let canary = Canary::new();
+    let secret = dir.path().join("secret.ts");
+    media::generate_clip(&dir.path().join("real.mp4"), 1, 160, 120, false).unwrap();
+    std::fs::copy(dir.path().join("real.mp4"), &secret).unwrap();
+    let cases = [
+        // without the guard, FFmpeg follows this one (checked below)
+        (
+            "relative.m3u8",
+            "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:1.0,\nsecret.ts\n#EXT-X-ENDLIST\n".to_string(),
+        ),
+        (
+            "absolute.mp4",
+            format!(
+                "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:1.0,\n{}\n#EXT-X-ENDLIST\n",
+                secret.display()
+            ),
+        ),
+        (
+            "local.m3u8",
+            format!("#EXTM3U\n#EXTINF:1.0,\nfile://{}\n#EXT-X-ENDLIST\n", secret.display()),
+        ),
+        (
+            "remote.m3u8",
+            format!("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:1.0,\n{}\n#EXT-X-ENDLIST\n", canary.url("a.ts")),
+        ),
+        (
+            "concat.m3u8",
+            format!(
+                "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:1.0,\nconcat:{}|{}\n#EXT-X-ENDLIST\n",
+                secret.display(),
+                canary.url("b.ts")
+            ),
+        ),
+        (
+            "script.txt",
+            format!(
+                "ffconcat version 1.0\nfile '{}'\nfile '{}'\n",
+                secret.display(),
+                canary.url("c.ts")
+            ),
+        ),
+    ];
+    for (name, body) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, body).unwrap();
+        let out = tokio::process::Command::new("ffprobe")
+            .args(ffmpeg::probe_args(&path, &Limits::default()))
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}: ffprobe accepted it");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !stdout.contains("\"codec_type\""),
+            "{name}: ffprobe found streams through it: {stdout}"
+        );
+        assert!(!stderr.is_empty(), "{name}: a reason");
+        if name != "local.m3u8" {
+            assert!(stderr.contains("not on whitelist"), "{name}: {stderr}");
+        }
+    }
+    canary.assert_untouched();
+    // control: the playlist the guard refused is one FFmpeg follows when unguarded
+    let plain = tokio::process::Command::new("ffprobe")
+        .args(["-v", "error", "-show_streams"])
+        .arg(dir.path().join("relative.m3u8"))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&plain.stdout).contains("codec_type=video"),
+        "unguarded FFmpeg reads the segment"
+    );
+    // and the same guard lets a real file through
+    let real = dir.path().join("real.mp4");
+    let out = tokio::process::Command::new("ffprobe")
+        .args(ffmpeg::probe_args(&real, &Limits::default()))
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sources_over_the_limits_are_refused_with_the_limit_named() {
+    let name = nommer_tests::unique_stack("limits");
+    let mut opts = nommer::StackOptions::new(&name, &nommer_tests::log_dir(&name));
+    opts.endpoint = Some(nommer_tests::emulator_endpoint());
+    opts.worker_env
+        .insert(nommer_shared::settings::MAX_DURATION_SECS.into(), "2".into());
+    opts.worker_env
+        .insert(nommer_shared::settings::MAX_PIXELS.into(), (640 * 480).to_string());
+    let stack = nommer::LocalStack::start(opts).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let long = dir.path().join("long.mp4");
+    media::generate_clip(&long, 3, 320, 240, true).unwrap();
+    let job = submit_bytes(&stack, "inbox/mp4-360p/long.mp4", std::fs::read(&long).unwrap()).await;
+    refused(&job, "lasts 3 s; the limit is 2 s");
+    let big = dir.path().join("big.mp4");
+    media::generate_clip(&big, 1, 1280, 720, false).unwrap();
+    let job = submit_bytes(&stack, "inbox/mp4-360p/big.mp4", std::fs::read(&big).unwrap()).await;
+    refused(&job, "1280x720");
+    assert!(job.probe.is_none() || job.manifest.is_empty());
+    stack.shutdown().await;
+}
