@@ -2,7 +2,7 @@
 //! worker's business; everything here is pure.
 
 use crate::job::{Probe, ProbeStream};
-use crate::presets::{AudioCodec, Preset, VideoCodec};
+use crate::presets::{AudioCodec, Container, Preset, VideoCodec};
 use std::path::Path;
 
 /// The demuxers a source may be read with: real media containers only. Playlists and
@@ -141,17 +141,61 @@ pub fn encode_args(preset: &Preset, input: &Path, output: &Path, has_audio: bool
             push(&["-map", "0:v:0"]);
             let vf = format!(
                 // never upscale, keep the aspect ratio, keep both dimensions even
+                // (FFmpeg applies the source's rotation before this filter)
                 "scale=w=-2:h='trunc(min({h},ih)/2)*2':flags=bicubic,format=yuv420p",
                 h = v.max_height
             );
             push(&["-vf", &vf]);
-            match v.codec {
-                VideoCodec::H264 => push(&["-c:v", "libx264", "-preset", v.speed, "-profile:v", v.profile]),
-            }
             let crf = v.crf.to_string();
             let maxrate = format!("{}k", v.max_bitrate_kbps);
             let bufsize = format!("{}k", v.max_bitrate_kbps * 2);
-            push(&["-crf", &crf, "-maxrate", &maxrate, "-bufsize", &bufsize]);
+            match v.codec {
+                VideoCodec::H264 => push(&[
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    v.speed,
+                    "-profile:v",
+                    "high",
+                    "-crf",
+                    &crf,
+                    "-maxrate",
+                    &maxrate,
+                    "-bufsize",
+                    &bufsize,
+                ]),
+                VideoCodec::H265 => push(&[
+                    "-c:v",
+                    "libx265",
+                    "-preset",
+                    v.speed,
+                    "-crf",
+                    &crf,
+                    "-maxrate",
+                    &maxrate,
+                    "-bufsize",
+                    &bufsize,
+                    "-tag:v",
+                    "hvc1",
+                    "-x265-params",
+                    "log-level=error",
+                ]),
+                VideoCodec::Vp9 => push(&[
+                    "-c:v",
+                    "libvpx-vp9",
+                    "-crf",
+                    &crf,
+                    "-b:v",
+                    &maxrate,
+                    "-deadline",
+                    "good",
+                    "-cpu-used",
+                    v.speed,
+                    "-row-mt",
+                    "1",
+                ]),
+                VideoCodec::Av1 => push(&["-c:v", "libsvtav1", "-preset", v.speed, "-crf", &crf, "-g", "240"]),
+            }
         }
         None => push(&["-vn"]),
     }
@@ -160,6 +204,8 @@ pub fn encode_args(preset: &Preset, input: &Path, output: &Path, has_audio: bool
             push(&["-map", "0:a:0"]);
             match au.codec {
                 AudioCodec::Aac => push(&["-c:a", "aac"]),
+                AudioCodec::Opus => push(&["-c:a", "libopus"]),
+                AudioCodec::Mp3 => push(&["-c:a", "libmp3lame"]),
             }
             let br = format!("{}k", au.bitrate_kbps);
             let ch = au.channels.to_string();
@@ -168,17 +214,54 @@ pub fn encode_args(preset: &Preset, input: &Path, output: &Path, has_audio: bool
         }
         _ => push(&["-an"]),
     }
-    push(&[
-        "-sn",
-        "-dn",
-        "-movflags",
-        "+faststart",
-        "-progress",
-        "pipe:1",
-        "-nostats",
-    ]);
+    push(&["-sn", "-dn"]);
+    if matches!(preset.container, Container::Mp4 | Container::M4a) {
+        push(&["-movflags", "+faststart"]);
+    }
+    push(&["-f", preset.container.muxer(), "-progress", "pipe:1", "-nostats"]);
     a.push(format!("file:{}", output.display()));
     a
+}
+
+/// Checks an encoded output against what its preset promised: the expected streams with
+/// the expected codecs, and a duration within tolerance of the source's.
+pub fn validate_output(preset: &Preset, source: &Probe, output: &Probe) -> Result<(), String> {
+    let find = |kind: &str| output.streams.iter().find(|s| s.kind == kind);
+    match (&preset.video, find("video")) {
+        (Some(v), Some(s)) if s.codec != v.codec.probe_name() => {
+            return Err(format!(
+                "video is {} but the preset makes {}",
+                s.codec,
+                v.codec.probe_name()
+            ))
+        }
+        (Some(_), None) => return Err("the output has no video stream".into()),
+        (None, Some(s)) if s.codec != "mjpeg" && s.codec != "png" => {
+            return Err(format!("an audio-only output has a {} video stream", s.codec))
+        }
+        _ => {}
+    }
+    match (&preset.audio, find("audio")) {
+        (Some(a), Some(s)) if s.codec != a.codec.probe_name() => {
+            return Err(format!(
+                "audio is {} but the preset makes {}",
+                s.codec,
+                a.codec.probe_name()
+            ))
+        }
+        (Some(_), None) if source.has("audio") => return Err("the output lost the source's audio".into()),
+        _ => {}
+    }
+    if let (Some(want), got) = (source.duration_seconds, output.duration_seconds) {
+        let got = got.ok_or("the output has no duration")?;
+        let tolerance = (want * 0.05).max(0.5);
+        if (got - want).abs() > tolerance {
+            return Err(format!(
+                "it lasts {got:.2} s but the source lasts {want:.2} s (tolerance {tolerance:.2} s)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Reads FFmpeg's `-progress` output line by line.
@@ -413,6 +496,61 @@ mod tests {
         p.duration_seconds = None;
         p.streams.extend([ProbeStream::default(), ProbeStream::default()]);
         assert!(check_limits(&p, &l).unwrap_err().contains("3 streams"));
+    }
+
+    #[test]
+    fn outputs_are_checked_against_their_preset() {
+        let stream = |kind: &str, codec: &str| ProbeStream {
+            kind: kind.into(),
+            codec: codec.into(),
+            ..Default::default()
+        };
+        let src = Probe {
+            duration_seconds: Some(10.0),
+            streams: vec![stream("video", "h264"), stream("audio", "aac")],
+            ..Probe::default()
+        };
+        let good = Probe {
+            duration_seconds: Some(10.02),
+            streams: vec![stream("video", "vp9"), stream("audio", "opus")],
+            ..Probe::default()
+        };
+        let vp9 = find("webm-vp9-720p").unwrap();
+        assert_eq!(validate_output(vp9, &src, &good), Ok(()));
+        let short = Probe {
+            duration_seconds: Some(8.0),
+            ..good.clone()
+        };
+        assert!(validate_output(vp9, &src, &short).unwrap_err().contains("lasts 8.00 s"));
+        let wrong = Probe {
+            streams: vec![stream("video", "h264"), stream("audio", "opus")],
+            ..good.clone()
+        };
+        assert!(validate_output(vp9, &src, &wrong)
+            .unwrap_err()
+            .contains("video is h264"));
+        let mute = Probe {
+            streams: vec![stream("video", "vp9")],
+            ..good.clone()
+        };
+        assert!(validate_output(vp9, &src, &mute)
+            .unwrap_err()
+            .contains("lost the source's audio"));
+        let silent_src = Probe {
+            streams: vec![stream("video", "h264")],
+            ..src.clone()
+        };
+        assert_eq!(validate_output(vp9, &silent_src, &mute), Ok(()));
+        let mp3 = find("audio-mp3").unwrap();
+        let audio = Probe {
+            duration_seconds: Some(10.0),
+            streams: vec![stream("audio", "mp3")],
+            ..Probe::default()
+        };
+        assert_eq!(validate_output(mp3, &src, &audio), Ok(()));
+        assert!(validate_output(mp3, &src, &good)
+            .unwrap_err()
+            .contains("audio-only output has a vp9"));
     }
 
     #[test]

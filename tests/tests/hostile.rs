@@ -109,7 +109,10 @@ async fn ffprobe_with_the_input_guard_opens_nothing_a_playlist_names() {
         ),
         (
             "remote.m3u8",
-            format!("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:1.0,\n{}\n#EXT-X-ENDLIST\n", canary.url("a.ts")),
+            format!(
+                "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:1.0,\n{}\n#EXT-X-ENDLIST\n",
+                canary.url("a.ts")
+            ),
         ),
         (
             "concat.m3u8",

@@ -372,10 +372,22 @@ impl Worker {
         ffmpeg::check_limits(&probe, &self.settings.limits)
             .map_err(|e| JobFailure::Permanent(JobErrorCode::RefusedSource, e))?;
         for (name, p) in &outputs {
-            if p.video.is_some() && !probe.has("video") {
+            if p.needs_video() && !probe.has("video") {
                 return Err(JobFailure::Permanent(
                     JobErrorCode::MissingStream,
-                    format!("output {name} needs video but the source has no video stream"),
+                    format!(
+                        "output {name} ({}) needs video but the source has no video stream",
+                        p.name
+                    ),
+                ));
+            }
+            if p.needs_audio() && !probe.has("audio") {
+                return Err(JobFailure::Permanent(
+                    JobErrorCode::MissingStream,
+                    format!(
+                        "output {name} ({}) is audio only but the source has no audio stream",
+                        p.name
+                    ),
                 ));
             }
         }
@@ -390,31 +402,36 @@ impl Worker {
             .and_then(|s| s.to_str())
             .map(sanitize)
             .unwrap_or_else(|| "output".into());
-        let mut produced: Vec<(String, &'static Preset, PathBuf)> = Vec::new();
+        let mut produced: Vec<(String, &'static Preset, PathBuf, Probe)> = Vec::new();
         let n = outputs.len();
         for (i, (name, preset)) in outputs.iter().enumerate() {
             let out = dir.join(format!("{i}-{stem}.{}", preset.extension()));
             self.encode(held, preset, &input, &out, has_audio, duration, i, n)
                 .await?;
-            produced.push((name.clone(), preset, out));
+            let size = tokio::fs::metadata(&out)
+                .await
+                .map_err(|e| JobFailure::Retryable(e.to_string()))?
+                .len();
+            let out_probe = self.probe(&out, size).await.map_err(|e| match e {
+                JobFailure::Permanent(_, m) => {
+                    JobFailure::Permanent(JobErrorCode::InvalidOutput, format!("output {name}: {m}"))
+                }
+                other => other,
+            })?;
+            ffmpeg::validate_output(preset, &probe, &out_probe)
+                .map_err(|m| JobFailure::Permanent(JobErrorCode::InvalidOutput, format!("output {name}: {m}")))?;
+            produced.push((name.clone(), preset, out, out_probe));
         }
 
         // upload
         held.transition(Transition::StartUpload, None).await?;
         let mut manifest = Vec::new();
-        for (i, (name, preset, path)) in produced.iter().enumerate() {
+        for (i, (name, preset, path, p)) in produced.iter().enumerate() {
             let key = format!("{}{}/{}.{}", job.destination_prefix, name, stem, preset.extension());
             let size = self
                 .objects
                 .upload_file(&self.settings.outbox_bucket, &key, path, preset.content_type())
                 .await?;
-            let p = self.probe(path, size).await.map_err(|e| match e {
-                JobFailure::Permanent(_, m) => JobFailure::Permanent(
-                    JobErrorCode::EncodeFailed,
-                    format!("output {name} is not valid media: {m}"),
-                ),
-                other => other,
-            })?;
             let video = p.streams.iter().find(|s| s.kind == "video");
             manifest.push(OutputFile {
                 output: name.clone(),

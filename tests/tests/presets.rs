@@ -1,0 +1,179 @@
+//! Every preset encodes and validates on the local stack, several per job, on sources of
+//! different shapes made with lavfi.
+
+use nommer::client::ApiClient;
+use nommer::media;
+use nommer_shared::error::JobErrorCode;
+use nommer_shared::objects::S3ObjectStore;
+use nommer_shared::{presets, JobState};
+use nommer_tests::spawn_stack;
+use serde_json::json;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+fn lavfi(path: &Path, inputs: &[&str], extra: &[&str]) {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-y"]);
+    for i in inputs {
+        cmd.args(["-f", "lavfi", "-i", i]);
+    }
+    cmd.args(extra).arg(path);
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+async fn run_job(stack: &nommer::LocalStack, src: &Path, name: &str, outputs: serde_json::Value) -> nommer_shared::Job {
+    let o = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+    let key = format!("sources/{name}");
+    o.upload_file(&stack.names.inbox_bucket, &key, src, "application/octet-stream")
+        .await
+        .unwrap();
+    let api = ApiClient::new(&stack.api_url);
+    let body = json!({ "source": format!("s3://{}/{key}", stack.names.inbox_bucket), "outputs": outputs });
+    let (status, job) = api.create_job(&body, None).await.unwrap();
+    assert_eq!(status, 201, "{job}");
+    match api
+        .wait(job["id"].as_str().unwrap(), Duration::from_secs(300), |_| {})
+        .await
+    {
+        Ok(j) => j,
+        Err(e) => panic!("{e:#}\n{}", stack.worker_logs(30)),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_preset_encodes_and_validates_in_one_job() {
+    let stack = spawn_stack("allpresets", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("landscape.mp4");
+    media::generate_clip(&src, 2, 480, 270, true).unwrap();
+    let outputs: Vec<_> = presets::catalog().iter().map(|p| json!({ "preset": p.name })).collect();
+    let job = run_job(&stack, &src, "landscape.mp4", json!(outputs)).await;
+    assert_eq!(
+        job.state,
+        JobState::Complete,
+        "{:#?}\n{}",
+        job.error,
+        stack.worker_logs(30)
+    );
+    assert_eq!(job.manifest.len(), presets::catalog().len());
+    for p in presets::catalog() {
+        let f = job
+            .manifest
+            .iter()
+            .find(|f| f.output == p.name)
+            .unwrap_or_else(|| panic!("{} missing", p.name));
+        assert!(
+            f.key.ends_with(&format!("/{}/landscape.{}", p.name, p.extension())),
+            "{}",
+            f.key
+        );
+        assert!(
+            (f.duration_seconds.unwrap() - 2.0).abs() < 0.5,
+            "{}: {:?}",
+            p.name,
+            f.duration_seconds
+        );
+        match &p.video {
+            Some(_) => assert_eq!(
+                (f.width, f.height),
+                (Some(480), Some(270)),
+                "{}: never upscaled",
+                p.name
+            ),
+            None => assert_eq!(f.width, None, "{} is audio only", p.name),
+        }
+        assert!(f.size > 1000, "{}: {} bytes", p.name, f.size);
+    }
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_portrait_silent_and_audio_only_sources() {
+    let stack = spawn_stack("shapes", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+
+    // odd dimensions, no audio: even output dimensions, no audio stream
+    let odd = dir.path().join("odd.mp4");
+    lavfi(
+        &odd,
+        &["testsrc2=size=333x199:rate=25:duration=1"],
+        &["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv444p"],
+    );
+    let job = run_job(
+        &stack,
+        &odd,
+        "odd.mp4",
+        json!([{ "preset": "mp4-720p" }, { "preset": "webm-vp9-720p" }]),
+    )
+    .await;
+    assert_eq!(job.state, JobState::Complete, "{:#?}", job.error);
+    for f in &job.manifest {
+        let (w, h) = (f.width.unwrap(), f.height.unwrap());
+        assert!(w % 2 == 0 && h % 2 == 0 && h <= 199, "{}: {w}x{h}", f.output);
+    }
+
+    // portrait phone video: 1280x720 stored with 90° rotation metadata → upright 720x1280,
+    // capped to 720 high for mp4-720p: 406x720 (even, aspect kept)
+    let upright = dir.path().join("landscape.mp4");
+    lavfi(
+        &upright,
+        &["testsrc2=size=1280x720:rate=25:duration=1"],
+        &["-c:v", "libx264", "-preset", "ultrafast"],
+    );
+    let rotated = dir.path().join("portrait.mp4");
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+        .arg(&upright)
+        .args(["-c", "copy", "-metadata:s:v:0", "rotate=90"])
+        .arg(&rotated)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let job = run_job(&stack, &rotated, "portrait.mp4", json!([{ "preset": "mp4-720p" }])).await;
+    assert_eq!(job.state, JobState::Complete, "{:#?}", job.error);
+    let probe = job.probe.as_ref().unwrap();
+    assert_eq!(probe.streams[0].rotation.map(|r| r.abs()), Some(90), "{probe:?}");
+    let f = &job.manifest[0];
+    assert_eq!((f.width, f.height), (Some(406), Some(720)), "portrait kept upright");
+
+    // audio only: audio presets work, a video preset is refused with the reason
+    let sound = dir.path().join("sound.m4a");
+    lavfi(
+        &sound,
+        &["sine=frequency=220:sample_rate=44100:duration=2"],
+        &["-c:a", "aac"],
+    );
+    let job = run_job(
+        &stack,
+        &sound,
+        "sound.m4a",
+        json!([{ "preset": "audio-mp3" }, { "preset": "audio-aac" }]),
+    )
+    .await;
+    assert_eq!(job.state, JobState::Complete, "{:#?}", job.error);
+    assert_eq!(job.manifest.len(), 2);
+    let job = run_job(&stack, &sound, "sound2.m4a", json!([{ "preset": "mp4-360p" }])).await;
+    assert_eq!(job.state, JobState::Failed);
+    let e = job.error.unwrap();
+    assert_eq!(e.code, JobErrorCode::MissingStream);
+    assert!(e.message.contains("needs video"), "{}", e.message);
+
+    // very short: a quarter of a second
+    let short = dir.path().join("short.mp4");
+    lavfi(
+        &short,
+        &["testsrc2=size=320x240:rate=25:duration=0.24", "sine=duration=0.24"],
+        &["-c:v", "libx264", "-c:a", "aac", "-shortest"],
+    );
+    let job = run_job(
+        &stack,
+        &short,
+        "short.mp4",
+        json!([{ "preset": "mp4-360p" }, { "preset": "audio-aac" }]),
+    )
+    .await;
+    assert_eq!(job.state, JobState::Complete, "{:#?}", job.error);
+    stack.shutdown().await;
+}
