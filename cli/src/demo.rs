@@ -98,7 +98,7 @@ pub async fn run(file: Option<PathBuf>, preset: &str, keep_running: bool) -> any
     for out in &job.manifest {
         println!("  s3://{}/{} ({} bytes)", out.bucket, out.key, out.size);
         let local = scratch.path().join(Path::new(&out.key).file_name().unwrap_or_default());
-        objects.download_to_file(&out.bucket, &out.key, &local).await?;
+        objects.download_to_file(&out.bucket, &out.key, &local, None).await?;
         for line in media::summary(&media::probe(&local)?).lines() {
             println!("    {line}");
         }

@@ -79,7 +79,18 @@ pub async fn poll_sqs(
             continue;
         }
         let event = sqs_event(&queue_arn, &region, &messages);
+        let all: Vec<String> = messages.iter().map(|m| m.message_id.clone()).collect();
         let failed: Vec<String> = match handler(event).await {
+            // as Lambda does: a failure naming no message of the batch fails the whole batch
+            Ok(resp)
+                if resp
+                    .batch_item_failures
+                    .iter()
+                    .any(|f| !all.contains(&f.item_identifier)) =>
+            {
+                tracing::error!(queue = %queue_url, "the function reported a failure for an unknown message id; the whole batch will be retried");
+                all.clone()
+            }
             Ok(resp) => resp
                 .batch_item_failures
                 .into_iter()
@@ -238,9 +249,15 @@ pub fn http_response(v: &Value) -> Response<Body> {
     }
     let body = v.get("body").and_then(Value::as_str).unwrap_or("");
     let bytes = if v.get("isBase64Encoded").and_then(Value::as_bool).unwrap_or(false) {
-        base64::engine::general_purpose::STANDARD
-            .decode(body)
-            .unwrap_or_default()
+        match base64::engine::general_purpose::STANDARD.decode(body) {
+            Ok(b) => b,
+            Err(_) => {
+                return Response::builder()
+                    .status(StatusCode::BAD_GATEWAY)
+                    .body(Body::from("the function returned a body that is not valid base64"))
+                    .expect("response")
+            }
+        }
     } else {
         body.as_bytes().to_vec()
     };
@@ -295,7 +312,15 @@ async fn invoke_api(router: axum::Router, addr: std::net::SocketAddr, req: Reque
             Ok(v) => http_response(&v),
             Err(e) => (StatusCode::BAD_GATEWAY, format!("response shape: {e}")).into_response_body(),
         },
-        Err(e) => (StatusCode::BAD_GATEWAY, format!("function error: {e:?}")).into_response_body(),
+        Err(e) => {
+            // API Gateway hides the function's error from the client, as here; it is logged
+            tracing::error!(error = ?e, "the API function failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                r#"{"message":"Internal Server Error"}"#,
+            )
+                .into_response_body()
+        }
     }
 }
 

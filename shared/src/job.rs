@@ -207,6 +207,14 @@ pub struct Job {
     /// Last sign of life from the worker holding it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub heartbeat_at: Option<DateTime<Utc>>,
+    /// The work-queue message the holding worker took it from (its own message coming
+    /// back is not a duplicate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// The ETag of the source object the job was made for; the worker downloads that
+    /// revision only, never a later upload to the same key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_etag: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     #[serde(default)]
@@ -235,6 +243,8 @@ impl Job {
             request_fingerprint: None,
             worker: None,
             heartbeat_at: None,
+            message_id: None,
+            source_etag: None,
             created_at: now,
             updated_at: now,
             history: vec![HistoryEntry {
@@ -258,6 +268,7 @@ impl Job {
             Transition::Requeue => {
                 self.worker = None;
                 self.heartbeat_at = None;
+                self.message_id = None;
             }
             _ => {}
         }

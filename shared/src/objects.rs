@@ -18,6 +18,8 @@ pub const PART_SIZE: usize = 8 * 1024 * 1024;
 pub enum ObjectError {
     #[error("s3://{bucket}/{key} does not exist")]
     NotFound { bucket: String, key: String },
+    #[error("s3://{bucket}/{key} was replaced after the job was made (its ETag is no longer {etag})")]
+    Replaced { bucket: String, key: String, etag: String },
     #[error("S3: {0}")]
     Aws(String),
     #[error("local file: {0}")]
@@ -68,14 +70,32 @@ impl S3ObjectStore {
         }
     }
 
-    /// Streams an object to a local file; returns the bytes written.
-    pub async fn download_to_file(&self, bucket: &str, key: &str, path: &Path) -> Result<u64, ObjectError> {
-        let out = match self.client.get_object().bucket(bucket).key(key).send().await {
+    /// Streams an object to a local file; returns the bytes written. With `etag`, only
+    /// that revision of the object is accepted.
+    pub async fn download_to_file(
+        &self,
+        bucket: &str,
+        key: &str,
+        path: &Path,
+        etag: Option<&str>,
+    ) -> Result<u64, ObjectError> {
+        let mut req = self.client.get_object().bucket(bucket).key(key);
+        if let Some(e) = etag {
+            req = req.if_match(format!("\"{e}\""));
+        }
+        let out = match req.send().await {
             Ok(o) => o,
             Err(e) if e.as_service_error().map(|s| s.is_no_such_key()).unwrap_or(false) => {
                 return Err(ObjectError::NotFound {
                     bucket: bucket.into(),
                     key: key.into(),
+                })
+            }
+            Err(e) if e.raw_response().map(|r| r.status().as_u16() == 412).unwrap_or(false) => {
+                return Err(ObjectError::Replaced {
+                    bucket: bucket.into(),
+                    key: key.into(),
+                    etag: etag.unwrap_or_default().into(),
                 })
             }
             Err(e) => return Err(aws_err(e)),

@@ -11,7 +11,7 @@ use crate::error::StoreError;
 use crate::job::Job;
 use crate::state::{JobState, Transition};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -135,32 +135,44 @@ impl DynamoJobStore {
     /// `old`'s state and version. Returns the job as stored (version bumped).
     pub async fn replace(&self, old: &Job, mut new: Job) -> Result<Job, StoreError> {
         new.version = old.version + 1;
+        let item = Self::item(&new)?;
         let res = self
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(Self::item(&new)?))
+            .set_item(Some(item.clone()))
             .condition_expression("#state = :state AND #version = :version")
             .expression_attribute_names("#state", "state")
             .expression_attribute_names("#version", "version")
             .expression_attribute_values(":state", s(old.state.as_str()))
             .expression_attribute_values(":version", AttributeValue::N(old.version.to_string()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match res {
             Ok(_) => Ok(new),
-            Err(e)
-                if e.as_service_error()
-                    .map(|s| s.is_conditional_check_failed_exception())
-                    .unwrap_or(false) =>
-            {
-                Err(StoreError::Conflict {
-                    id: old.id.clone(),
-                    expected_state: old.state,
-                    expected_version: old.version,
-                })
-            }
-            Err(e) => Err(aws_err(e)),
+            Err(e) => match e.as_service_error() {
+                Some(se) if se.is_conditional_check_failed_exception() => {
+                    // The SDK may have retried a write that had in fact landed: then the
+                    // stored item is exactly ours, and this is no conflict.
+                    let ours = match se {
+                        aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => {
+                            c.item().and_then(|i| i.get("doc")) == item.get("doc")
+                        }
+                        _ => false,
+                    };
+                    if ours {
+                        Ok(new)
+                    } else {
+                        Err(StoreError::Conflict {
+                            id: old.id.clone(),
+                            expected_state: old.state,
+                            expected_version: old.version,
+                        })
+                    }
+                }
+                _ => Err(aws_err(e)),
+            },
         }
     }
 

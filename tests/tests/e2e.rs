@@ -41,7 +41,7 @@ async fn probe_output(stack: &nommer::LocalStack, key: &str) -> serde_json::Valu
     let dir = tempfile::tempdir().unwrap();
     let local = dir.path().join("out.mp4");
     objects(stack)
-        .download_to_file(&stack.names.outbox_bucket, key, &local)
+        .download_to_file(&stack.names.outbox_bucket, key, &local, None)
         .await
         .unwrap();
     media::probe(&local).unwrap()
@@ -362,7 +362,7 @@ async fn large_outputs_go_up_in_parts() {
     );
     let back = dir.path().join("back.bin");
     assert_eq!(
-        o.download_to_file(&stack.names.outbox_bucket, "x/big.bin", &back)
+        o.download_to_file(&stack.names.outbox_bucket, "x/big.bin", &back, None)
             .await
             .unwrap(),
         size as u64

@@ -57,7 +57,9 @@ impl From<StoreError> for JobFailure {
 impl From<ObjectError> for JobFailure {
     fn from(e: ObjectError) -> Self {
         match e {
-            ObjectError::NotFound { .. } => JobFailure::Permanent(JobErrorCode::SourceNotFound, e.to_string()),
+            ObjectError::NotFound { .. } | ObjectError::Replaced { .. } => {
+                JobFailure::Permanent(JobErrorCode::SourceNotFound, e.to_string())
+            }
             _ => JobFailure::Retryable(e.to_string()),
         }
     }
@@ -79,6 +81,7 @@ struct Held {
     job: Arc<Mutex<Job>>,
     store: DynamoJobStore,
     worker_id: String,
+    message_id: String,
 }
 
 impl Held {
@@ -88,6 +91,7 @@ impl Held {
         next.apply(t, Utc::now(), note)?;
         next.heartbeat_at = Some(Utc::now());
         next.worker = Some(self.worker_id.clone());
+        next.message_id = Some(self.message_id.clone());
         let stored = self.store.replace(&guard, next).await?;
         tracing::info!(job_id = %stored.id, state = %stored.state, "job state changed");
         *guard = stored.clone();
@@ -112,6 +116,54 @@ impl Held {
     }
 }
 
+/// Keeps the message hidden and the job's heartbeat fresh while a job runs; stopped
+/// between writes (never halfway through one), or aborted if dropped.
+struct Heartbeat {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Heartbeat {
+    fn start(queue: SqsQueue, url: String, receipt: String, vt: Duration, held: Held) -> Heartbeat {
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut rx => return,
+                    _ = tokio::time::sleep(vt / 3) => {}
+                }
+                if let Err(e) = queue.set_visibility(&url, &receipt, vt).await {
+                    tracing::warn!(error = %e, "could not extend the message's visibility");
+                }
+                if let Err(e) = held.update(|_| {}).await {
+                    tracing::warn!(error = %e, "could not record a heartbeat on the job");
+                }
+            }
+        });
+        Heartbeat {
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        if let Some(t) = &self.task {
+            t.abort();
+        }
+    }
+}
+
 impl Worker {
     pub fn new(settings: WorkerSettings, config: &aws_config::SdkConfig) -> Self {
         Worker {
@@ -130,28 +182,40 @@ impl Worker {
         chrono::Duration::from_std(self.settings.visibility_timeout / 2).unwrap_or(chrono::Duration::seconds(60))
     }
 
-    /// Gives the job in hand back: its message visible again at once, the job `queued`.
+    /// Gives the job in hand back at shutdown: the job `queued`, and only then its message
+    /// visible again at once. If the job cannot be requeued, the message stays hidden and
+    /// comes back after the visibility timeout, when the next worker sees this one's
+    /// heartbeat stale and takes the job over.
     async fn release_current(&self) {
         let Some((receipt, job_id)) = self.current.lock().unwrap().take() else {
             return;
         };
-        if let Ok(Some(job)) = self.store.get(&job_id).await {
-            if job.state.is_running() {
+        let released = match self.store.get(&job_id).await {
+            Ok(Some(job)) if job.state.is_running() && job.worker.as_deref() == Some(&self.settings.worker_id) => {
                 let note = format!("worker {} shut down", self.settings.worker_id);
                 match self.store.transition(&job, Transition::Requeue, Some(note)).await {
-                    Ok(_) => tracing::info!(job_id, "job given back to the queue"),
+                    Ok(_) => {
+                        tracing::info!(job_id, "job given back to the queue");
+                        true
+                    }
                     Err(e) => {
-                        tracing::warn!(job_id, error = %e, "could not requeue the job; its message will come back after the visibility timeout")
+                        tracing::warn!(job_id, error = %e, "could not requeue the job; its message comes back after the visibility timeout");
+                        false
                     }
                 }
             }
-        }
-        if let Err(e) = self
-            .queue
-            .set_visibility(&self.settings.work_queue_url, &receipt, Duration::ZERO)
-            .await
-        {
-            tracing::warn!(error = %e, "could not release the message; it comes back after its visibility timeout");
+            // not started yet, or no longer ours: the message can go back as it is
+            Ok(Some(job)) => !job.state.is_running(),
+            _ => false,
+        };
+        if released {
+            if let Err(e) = self
+                .queue
+                .set_visibility(&self.settings.work_queue_url, &receipt, Duration::ZERO)
+                .await
+            {
+                tracing::warn!(error = %e, "could not release the message; it comes back after its visibility timeout");
+            }
         }
     }
 
@@ -181,6 +245,26 @@ impl Worker {
         }
     }
 
+    /// Checks that FFmpeg and ffprobe run, so a misconfigured worker stops at start
+    /// instead of failing every job it takes.
+    pub async fn preflight(&self) -> anyhow::Result<()> {
+        for program in [&self.settings.ffmpeg, &self.settings.ffprobe] {
+            let out = tokio::process::Command::new(program)
+                .arg("-version")
+                .output()
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot run {program}: {e}; install FFmpeg (apt-get install ffmpeg) or set NOMMER_FFMPEG/NOMMER_FFPROBE"))?;
+            anyhow::ensure!(
+                out.status.success(),
+                "{program} -version failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::fs::create_dir_all(&self.settings.work_dir)
+            .map_err(|e| anyhow::anyhow!("work dir {}: {e}", self.settings.work_dir.display()))?;
+        Ok(())
+    }
+
     /// Receives at most one message and handles it.
     pub async fn try_execute_task(&self) -> anyhow::Result<Outcome> {
         let messages = self
@@ -196,7 +280,11 @@ impl Worker {
             return Ok(Outcome::Empty);
         };
         let span = tracing::info_span!("message", message_id = %msg.message_id, receive_count = msg.receive_count);
-        let _ = tracing::Instrument::instrument(self.handle_message(&msg), span).await;
+        if let Err(e) = tracing::Instrument::instrument(self.handle_message(&msg), span).await {
+            // the message comes back after its visibility timeout; pause before the next
+            tracing::error!(message_id = %msg.message_id, error = %e, "handling the work message failed; it will be retried");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
         Ok(Outcome::Done)
     }
 
@@ -230,8 +318,16 @@ impl Worker {
                 return Ok(());
             }
             s if s.is_running() && !job.is_abandoned(now, stale) => {
-                tracing::info!(job_id = %job.id, state = %s, worker = ?job.worker, "another worker is on this job; duplicate message deleted");
-                self.queue.delete(url, &msg.receipt_handle).await?;
+                if job.message_id.as_deref() == Some(msg.message_id.as_str()) {
+                    // the holder is alive but could not extend its message: hide it again
+                    tracing::warn!(job_id = %job.id, state = %s, worker = ?job.worker, "the running job's own message came back; hidden again");
+                    self.queue
+                        .set_visibility(url, &msg.receipt_handle, self.settings.visibility_timeout)
+                        .await?;
+                } else {
+                    tracing::info!(job_id = %job.id, state = %s, worker = ?job.worker, "another worker is on this job; duplicate message deleted");
+                    self.queue.delete(url, &msg.receipt_handle).await?;
+                }
                 return Ok(());
             }
             s if s.is_running() => {
@@ -261,57 +357,48 @@ impl Worker {
     /// Runs one attempt of a `queued` job while keeping the message hidden.
     async fn run_job(&self, job: Job, msg: &Received) -> anyhow::Result<()> {
         let url = self.settings.work_queue_url.clone();
+        let dir = tempfile::Builder::new()
+            .prefix("nommer-job-")
+            .tempdir_in(&self.settings.work_dir)?;
         *self.current.lock().unwrap() = Some((msg.receipt_handle.clone(), job.id.clone()));
         let held = Held {
             job: Arc::new(Mutex::new(job)),
             store: self.store.clone(),
             worker_id: self.settings.worker_id.clone(),
+            message_id: msg.message_id.clone(),
         };
-        let heartbeat = {
-            let queue = self.queue.clone();
-            let receipt = msg.receipt_handle.clone();
-            let vt = self.settings.visibility_timeout;
-            let url = url.clone();
-            let held = held.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(vt / 3).await;
-                    if let Err(e) = queue.set_visibility(&url, &receipt, vt).await {
-                        tracing::warn!(error = %e, "could not extend the message's visibility");
-                    }
-                    if let Err(e) = held.update(|_| {}).await {
-                        tracing::warn!(error = %e, "could not record a heartbeat on the job");
-                    }
-                }
-            })
-        };
-        let dir = tempfile::Builder::new()
-            .prefix("nommer-job-")
-            .tempdir_in(&self.settings.work_dir)?;
+        let heartbeat = Heartbeat::start(
+            self.queue.clone(),
+            url.clone(),
+            msg.receipt_handle.clone(),
+            self.settings.visibility_timeout,
+            held.clone(),
+        );
         let result = self.attempt(&held, dir.path()).await;
-        heartbeat.abort();
-        let _ = heartbeat.await;
+        heartbeat.stop().await;
         self.current.lock().unwrap().take();
-        drop(dir);
         let job = held.snapshot().await;
+        let scrub = |m: String| m.replace(&dir.path().display().to_string(), "");
         match result {
             Ok(()) => {
                 self.queue.delete(&url, &msg.receipt_handle).await?;
             }
             Err(JobFailure::Permanent(code, message)) => {
+                let message = scrub(message);
                 tracing::warn!(job_id = %job.id, code = code.as_str(), %message, "job failed");
-                let mut next = job.clone();
-                next.fail(JobError::new(code, message), Utc::now())?;
-                match self.store.replace(&job, next).await {
-                    Ok(_) | Err(StoreError::Conflict { .. }) => self.queue.delete(&url, &msg.receipt_handle).await?,
-                    Err(e) => return Err(e.into()),
+                if self.fail_held(&job, JobError::new(code, message)).await? {
+                    self.queue.delete(&url, &msg.receipt_handle).await?;
                 }
             }
             Err(JobFailure::Retryable(reason)) => {
-                tracing::warn!(job_id = %job.id, %reason, "attempt failed; the job goes back to the queue");
+                tracing::warn!(job_id = %job.id, reason = %scrub(reason), "attempt failed; the job goes back to the queue");
                 if job.state.is_running() {
                     self.store
-                        .transition(&job, Transition::Requeue, Some(format!("retrying: {reason}")))
+                        .transition(
+                            &job,
+                            Transition::Requeue,
+                            Some("retrying after a transient error".into()),
+                        )
                         .await?;
                 }
                 let delay = Duration::from_secs(5 * u64::from(job.attempts.max(1)));
@@ -325,7 +412,31 @@ impl Worker {
                 }
             }
         }
+        drop(dir);
         Ok(())
+    }
+
+    /// Fails a job this worker holds, re-reading it if another write came first. True
+    /// when the job is now terminal (so its message may go), false when it is someone
+    /// else's now.
+    async fn fail_held(&self, job: &Job, error: JobError) -> anyhow::Result<bool> {
+        let mut current = job.clone();
+        for _ in 0..5 {
+            if current.state.is_terminal() {
+                return Ok(true);
+            }
+            if current.worker.as_deref() != Some(&self.settings.worker_id) {
+                return Ok(false);
+            }
+            let mut next = current.clone();
+            next.fail(error.clone(), Utc::now())?;
+            match self.store.replace(&current, next).await {
+                Ok(_) => return Ok(true),
+                Err(StoreError::Conflict { .. }) => current = self.store.require(&job.id).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        anyhow::bail!("job {} kept changing while being failed", job.id)
     }
 
     async fn attempt(&self, held: &Held, dir: &Path) -> Result<(), JobFailure> {
@@ -352,7 +463,7 @@ impl Worker {
         let started = Instant::now();
         let size = self
             .objects
-            .download_to_file(&job.source.bucket, &job.source.key, &input)
+            .download_to_file(&job.source.bucket, &job.source.key, &input, job.source_etag.as_deref())
             .await?;
         tracing::info!(job_id = %job.id, bytes = size, secs = started.elapsed().as_secs_f64(), "source downloaded");
 
@@ -524,14 +635,19 @@ impl Worker {
                 tracing::info!(preset = preset.name, secs = started.elapsed().as_secs_f64(), "encoded");
                 Ok(())
             }
-            Ok(f) => Err(JobFailure::Permanent(
-                JobErrorCode::EncodeFailed,
-                format!(
+            Ok(f) => {
+                let reason = format!(
                     "ffmpeg exited with {:?}: {}",
                     f.code,
                     ffmpeg::reason_from_stderr(&f.stderr)
-                ),
-            )),
+                );
+                // killed by a signal (OOM killer) or out of disk: the machine's fault, not the media's
+                if f.code.is_none() || f.stderr.contains("No space left on device") {
+                    Err(JobFailure::Retryable(reason))
+                } else {
+                    Err(JobFailure::Permanent(JobErrorCode::EncodeFailed, reason))
+                }
+            }
             Err(e @ process::RunError::TimedOut { .. }) => {
                 Err(JobFailure::Permanent(JobErrorCode::EncodeFailed, e.to_string()))
             }

@@ -7,6 +7,7 @@ async fn main() -> anyhow::Result<()> {
     let settings = WorkerSettings::from_env()?;
     let config = nommer_shared::aws::sdk_config().await;
     let worker = Worker::new(settings, &config);
+    worker.preflight().await?;
     worker.run(shutdown_signal()).await;
     Ok(())
 }

@@ -245,6 +245,14 @@ fn output(preset: &str, name: Option<&str>, field: &str) -> Result<OutputSpec, P
     })
 }
 
+/// The job as users see it: without the request fingerprint and the queue message id,
+/// which are bookkeeping.
+pub fn public(mut job: Job) -> Job {
+    job.request_fingerprint = None;
+    job.message_id = None;
+    job
+}
+
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
     let Some(v) = headers.get(IDEMPOTENCY_KEY) else {
         return Ok(None);
@@ -262,12 +270,12 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
 async fn create_job(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
     let key = idempotency_key(&headers)?;
     let (req, source, outputs) = parse_request(&body, &state.settings)?;
-    let exists = state
+    let head = state
         .objects
         .head(&source.bucket, &source.key)
         .await
         .map_err(Problem::internal)?;
-    if exists.is_none() {
+    let Some(head) = head else {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "source-not-found",
@@ -275,10 +283,11 @@ async fn create_job(State(state): State<Arc<ApiState>>, headers: HeaderMap, body
             format!("{source} does not exist; upload it first"),
         )
         .with_field("source"));
-    }
+    };
     let id = key.as_deref().map(ids::for_idempotency_key).unwrap_or_else(ids::random);
     let mut job = Job::new(id, Origin::Api, source, outputs, chrono::Utc::now());
     job.notify_url = req.notify_url.clone();
+    job.source_etag = head.etag.clone();
     job.user_metadata = req.user_metadata.clone().unwrap_or_default();
     job.request_fingerprint = Some(ids::fingerprint(&serde_json::to_vec(&req).expect("request serialises")));
     let created = submit::create_and_enqueue(&state.store, &state.queue, &state.settings.jobs_queue_url, &job)
@@ -287,10 +296,15 @@ async fn create_job(State(state): State<Arc<ApiState>>, headers: HeaderMap, body
     match created {
         Created::New(j) => {
             let location = format!("/jobs/{}", j.id);
-            Ok((StatusCode::CREATED, [(axum::http::header::LOCATION, location)], Json(j)).into_response())
+            Ok((
+                StatusCode::CREATED,
+                [(axum::http::header::LOCATION, location)],
+                Json(public(j)),
+            )
+                .into_response())
         }
         Created::Existing(j) if j.request_fingerprint == job.request_fingerprint => {
-            Ok((StatusCode::OK, Json(j)).into_response())
+            Ok((StatusCode::OK, Json(public(j))).into_response())
         }
         Created::Existing(_) => Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -315,7 +329,7 @@ async fn get_job(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> 
         return Err(not_found());
     }
     match state.store.get(&id).await.map_err(Problem::internal)? {
-        Some(job) => Ok(Json(job)),
+        Some(job) => Ok(Json(public(job))),
         None => Err(not_found()),
     }
 }

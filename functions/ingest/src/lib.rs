@@ -249,6 +249,13 @@ pub async fn handle_record(ctx: &Ingest, record: &S3Record) -> Result<RecordOutc
         }],
         now,
     );
+    job.source_etag = record
+        .s3
+        .object
+        .e_tag
+        .clone()
+        .filter(|e| !e.is_empty())
+        .or(info.etag.clone());
     job.user_metadata = info
         .metadata
         .into_iter()
