@@ -230,6 +230,18 @@ impl LocalStack {
         Ok(())
     }
 
+    /// Stops a worker as EC2 would before terminating it (SIGTERM), and waits for it.
+    pub async fn stop_worker(&mut self, index: usize) -> anyhow::Result<std::process::ExitStatus> {
+        let w = &mut self.workers[index];
+        if let Some(pid) = w.child.id() {
+            // SAFETY: sends a signal to our own child.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGTERM);
+            }
+        }
+        Ok(tokio::time::timeout(Duration::from_secs(20), w.child.wait()).await??)
+    }
+
     /// Stops everything: workers get SIGTERM and a few seconds to give their jobs back.
     pub async fn shutdown(mut self) {
         for w in &mut self.workers {

@@ -327,16 +327,30 @@ async fn folder_markers_and_empty_uploads_make_no_job() {
     o.put_bytes(&stack.names.inbox_bucket, "inbox/empty.mp4", vec![], "video/mp4")
         .await
         .unwrap();
+    // a positive control: a real upload next to them does make a job (no worker here)
+    o.put_bytes(
+        &stack.names.inbox_bucket,
+        "inbox/real.mp4",
+        b"bytes".to_vec(),
+        "video/mp4",
+    )
+    .await
+    .unwrap();
     let q = nommer_shared::queue::SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config));
+    eventually(Duration::from_secs(30), "the control job", || async {
+        (all_jobs(&stack).await.len() == 1).then_some(())
+    })
+    .await;
     // wait for both notifications to be handled (and deleted: a skip is not a failure)
     tokio::time::sleep(Duration::from_secs(2)).await;
     eventually(Duration::from_secs(30), "ingest queue drained", || async {
         (q.depth(&stack.urls.ingest).await.unwrap() == (0, 0)).then_some(())
     })
     .await;
-    assert!(all_jobs(&stack).await.is_empty());
+    let jobs = all_jobs(&stack).await;
+    assert_eq!(jobs.len(), 1, "only the control made a job: {jobs:#?}");
+    assert_eq!(jobs[0].source.key, "inbox/real.mp4");
     assert_eq!(q.depth(&stack.urls.ingest_dlq).await.unwrap(), (0, 0));
-    assert_eq!(q.depth(&stack.urls.jobs).await.unwrap(), (0, 0));
     stack.shutdown().await;
 }
 
@@ -429,8 +443,34 @@ async fn a_job_longer_than_the_visibility_timeout_keeps_its_message_hidden() {
     let src = dir.path().join("long.mp4");
     media::generate_clip(&src, 40, 1280, 720, false).unwrap();
     let id = upload(&stack, &src, "inbox/mp4-720p/long.mp4").await;
+    // while it encodes, a duplicate work message for it arrives (as SQS may deliver one)
+    let api = ApiClient::new(&stack.api_url);
+    eventually(Duration::from_secs(60), "encoding", || async {
+        api.get_job(&id)
+            .await
+            .unwrap()
+            .filter(|j| j.state == JobState::Encoding)
+    })
+    .await;
+    let q = nommer_shared::queue::SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config));
+    q.send(
+        &stack.urls.work,
+        &nommer_shared::messages::JobMessage::new(&id).to_body(),
+    )
+    .await
+    .unwrap();
     let job = wait_job(&stack, &id).await;
     assert_eq!(job.state, JobState::Complete, "{job:#?}");
+    let logs = stack.worker_logs(400);
+    assert_eq!(
+        logs.matches("duplicate message deleted").count(),
+        1,
+        "the duplicate was dropped:\n{logs}"
+    );
+    assert!(
+        !logs.contains("own message came back") && !logs.contains("taking the job over"),
+        "the holder kept its message hidden:\n{logs}"
+    );
     let took = job.updated_at - job.created_at;
     assert!(
         took > chrono::Duration::seconds(7),
@@ -442,5 +482,51 @@ async fn a_job_longer_than_the_visibility_timeout_keeps_its_message_hidden() {
         job.history
     );
     assert_eq!(states(&job).len(), 6, "{:?}", states(&job));
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stopped_with_sigterm_gives_its_job_back_at_once() {
+    let stack_name = nommer_tests::unique_stack("sigterm");
+    let mut opts = nommer::StackOptions::new(&stack_name, &nommer_tests::log_dir(&stack_name));
+    opts.endpoint = Some(nommer_tests::emulator_endpoint());
+    opts.workers = 1;
+    // a long visibility timeout: only an explicit release brings the job back quickly
+    opts.worker_env
+        .insert(nommer_shared::settings::VISIBILITY_TIMEOUT_SECS.into(), "300".into());
+    let mut stack = nommer::LocalStack::start(opts).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("talk.mp4");
+    media::generate_clip(&src, 30, 640, 360, true).unwrap();
+    let id = upload(&stack, &src, "inbox/mp4-360p/talk.mp4").await;
+    let api = ApiClient::new(&stack.api_url);
+    eventually(Duration::from_secs(60), "encoding", || async {
+        api.get_job(&id)
+            .await
+            .unwrap()
+            .filter(|j| j.state == JobState::Encoding)
+    })
+    .await;
+    let status = stack.stop_worker(0).await.unwrap();
+    assert!(status.success(), "a clean exit: {status}");
+    let back = api.get_job(&id).await.unwrap().unwrap();
+    assert_eq!(back.state, JobState::Queued, "{:#?}", back.history);
+    assert!(back
+        .history
+        .last()
+        .unwrap()
+        .note
+        .as_deref()
+        .unwrap()
+        .contains("shut down"));
+    stack.spawn_worker().await.unwrap();
+    let started = std::time::Instant::now();
+    let job = wait_job(&stack, &id).await;
+    assert_eq!(job.state, JobState::Complete, "{job:#?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "not held back by the 300 s visibility timeout"
+    );
+    assert_eq!(job.attempts, 2);
     stack.shutdown().await;
 }

@@ -208,3 +208,35 @@ async fn dispatch_is_safe_to_repeat() {
     );
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_replaced_after_upload_is_not_encoded_in_its_place() {
+    let stack = spawn_stack("replaced", 0).await;
+    let o = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+    let b = &stack.names.inbox_bucket;
+    o.put_bytes(b, "sources/a.mp4", b"first".to_vec(), "video/mp4")
+        .await
+        .unwrap();
+    let first = o.head(b, "sources/a.mp4").await.unwrap().unwrap().etag.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a");
+    assert_eq!(
+        o.download_to_file(b, "sources/a.mp4", &path, Some(&first))
+            .await
+            .unwrap(),
+        5
+    );
+    o.put_bytes(b, "sources/a.mp4", b"second!".to_vec(), "video/mp4")
+        .await
+        .unwrap();
+    let err = o
+        .download_to_file(b, "sources/a.mp4", &path, Some(&first))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, nommer_shared::objects::ObjectError::Replaced { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("replaced"));
+    stack.shutdown().await;
+}
