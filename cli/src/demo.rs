@@ -10,11 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub async fn run(file: Option<PathBuf>, preset: &str, keep_running: bool) -> anyhow::Result<()> {
-    if nommer_shared::presets::find(preset).is_none() {
-        bail!(
-            "`{preset}` is not a preset; known: {}",
-            nommer_shared::presets::names().join(", ")
-        );
+    let catalog = nommer_shared::presets::Catalog::builtin();
+    if catalog.find(preset).is_none() {
+        bail!("{}", catalog.unknown(preset));
     }
     let root = crate::emulator::project_root().join(".nommer");
     let log_dir = root

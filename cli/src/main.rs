@@ -54,7 +54,7 @@ async fn main() {
         } => demo::run(file, &preset, keep_running).await,
         Cmd::Up { port, workers, stack } => up(port, workers, &stack).await,
         Cmd::Presets => {
-            for p in nommer_shared::presets::catalog() {
+            for p in nommer_shared::presets::Catalog::builtin().iter() {
                 println!("{:<12} {}", p.name, p.description);
             }
             Ok(())

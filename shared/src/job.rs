@@ -72,11 +72,145 @@ impl fmt::Display for S3Uri {
 }
 
 /// One output a job asks for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutputSpec {
     /// Unique within the job; names the output's folder in the outbox.
     pub name: String,
     pub preset: String,
+    #[serde(default, skip_serializing_if = "OutputOptions::is_empty")]
+    pub options: OutputOptions,
+}
+
+impl OutputSpec {
+    pub fn new(name: impl Into<String>, preset: impl Into<String>) -> Self {
+        OutputSpec {
+            name: name.into(),
+            preset: preset.into(),
+            options: OutputOptions::default(),
+        }
+    }
+}
+
+/// Per-output options on top of the preset. Every field is typed and range-checked by the
+/// API; nothing here is passed to FFmpeg as free text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct OutputOptions {
+    /// Encode only this part of the source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trim: Option<Trim>,
+    /// Cap on the output frame rate (a 60 fps source becomes 30 with `30`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_frame_rate: Option<f64>,
+    /// Average video bit rate (kbit/s) instead of the preset's constant quality.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video_bitrate_kbps: Option<u32>,
+    /// Constant-quality target instead of the preset's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crf: Option<u8>,
+    /// Two-pass encoding (needs `video_bitrate_kbps`; file presets only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub two_pass: bool,
+    /// EBU R128 loudness normalisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loudness: Option<Loudness>,
+    /// An image laid over the video.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<Watermark>,
+    /// Thumbnails: the poster's time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_seconds: Option<f64>,
+    /// Thumbnails: how many frames.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    /// Thumbnails: image width.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    /// Extra FFmpeg options per pass, for parity with media-nommer: only flags on the
+    /// allow list, each value checked (see `crate::advanced`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub advanced: Vec<PassOptions>,
+}
+
+impl OutputOptions {
+    pub fn is_empty(&self) -> bool {
+        *self == OutputOptions::default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trim {
+    #[serde(default)]
+    pub start_seconds: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Loudness {
+    /// Integrated loudness target, LUFS (EBU R128: -23).
+    #[serde(default = "minus_23")]
+    pub integrated_lufs: f64,
+    /// True-peak ceiling, dBTP.
+    #[serde(default = "minus_1")]
+    pub true_peak_db: f64,
+    /// Loudness range target, LU.
+    #[serde(default = "seven")]
+    pub range_lu: f64,
+}
+
+fn minus_23() -> f64 {
+    -23.0
+}
+fn minus_1() -> f64 {
+    -1.0
+}
+fn seven() -> f64 {
+    7.0
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Corner {
+    TopLeft,
+    TopRight,
+    BottomLeft,
+    #[default]
+    BottomRight,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Watermark {
+    /// A PNG or JPEG in a bucket sources may come from.
+    pub image: S3Uri,
+    #[serde(default)]
+    pub corner: Corner,
+    /// Width of the image as a fraction of the video's width.
+    #[serde(default = "tenth")]
+    pub width_fraction: f64,
+    /// Distance from the edges, pixels.
+    #[serde(default = "sixteen")]
+    pub margin: u32,
+}
+
+fn tenth() -> f64 {
+    0.1
+}
+fn sixteen() -> u32 {
+    16
+}
+
+/// Extra options for one FFmpeg pass: `input` before `-i`, `output` before the output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PassOptions {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub input: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub output: Vec<String>,
 }
 
 /// One file a job produced.
@@ -311,10 +445,7 @@ mod tests {
             crate::ids::random(),
             Origin::Api,
             S3Uri::new("inbox", "a.mov"),
-            vec![OutputSpec {
-                name: "mp4-720p".into(),
-                preset: "mp4-720p".into(),
-            }],
+            vec![OutputSpec::new("mp4-720p", "mp4-720p")],
             Utc::now(),
         )
     }

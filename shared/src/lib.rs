@@ -2,13 +2,16 @@
 //! settings, the one SDK config factory, and the AWS adapters every function and the
 //! worker use.
 
+pub mod advanced;
 pub mod aws;
+pub mod config;
 pub mod error;
 pub mod ffmpeg;
 pub mod ids;
 pub mod job;
 pub mod messages;
 pub mod objects;
+pub mod plan;
 pub mod presets;
 pub mod queue;
 pub mod settings;

@@ -1,15 +1,20 @@
-//! The preset catalog: each preset is a typed description of an output, turned into
-//! FFmpeg argv by one builder ([`crate::ffmpeg::encode_args`]), never a string of flags.
+//! The preset catalog: each preset is a typed description of an output (a file, an
+//! adaptive-streaming ladder, or thumbnails), turned into FFmpeg argv by one builder
+//! ([`crate::ffmpeg::plan`]), never a string of flags. Built-in presets can be extended
+//! (or replaced by name) from the config file.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The preset a job gets when nothing names one.
 pub const DEFAULT: &str = "mp4-720p";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Container {
     Mp4,
+    #[serde(rename = "webm")]
     WebM,
     /// MPEG-4 audio (AAC in an MP4 box)
     M4a,
@@ -25,14 +30,6 @@ impl Container {
             Container::Mp3 => "mp3",
         }
     }
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Container::Mp4 => "video/mp4",
-            Container::WebM => "video/webm",
-            Container::M4a => "audio/mp4",
-            Container::Mp3 => "audio/mpeg",
-        }
-    }
     /// FFmpeg's muxer name.
     pub fn muxer(self) -> &'static str {
         match self {
@@ -44,7 +41,7 @@ impl Container {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VideoCodec {
     H264,
@@ -63,9 +60,17 @@ impl VideoCodec {
             VideoCodec::Av1 => "av1",
         }
     }
+    pub fn default_speed(self) -> &'static str {
+        match self {
+            VideoCodec::H264 => "veryfast",
+            VideoCodec::H265 => "fast",
+            VideoCodec::Vp9 => "4",
+            VideoCodec::Av1 => "8",
+        }
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AudioCodec {
     Aac,
@@ -83,7 +88,8 @@ impl AudioCodec {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct VideoSpec {
     pub codec: VideoCodec,
     /// The output is at most this tall; smaller sources are never upscaled.
@@ -93,63 +99,268 @@ pub struct VideoSpec {
     /// Cap on the bit rate, kbit/s.
     pub max_bitrate_kbps: u32,
     /// Encoder speed/quality trade-off (x264/x265 `-preset`, SVT-AV1 preset number,
-    /// libvpx `-cpu-used`).
-    pub speed: &'static str,
+    /// libvpx `-cpu-used`); the codec's default when absent.
+    #[serde(default)]
+    pub speed: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AudioSpec {
     pub codec: AudioCodec,
     pub bitrate_kbps: u32,
+    #[serde(default = "two")]
     pub channels: u32,
+    #[serde(default = "khz48")]
     pub sample_rate: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+fn two() -> u32 {
+    2
+}
+fn khz48() -> u32 {
+    48_000
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LadderFormat {
+    /// HLS with fMP4 (CMAF) segments and a master playlist.
+    Hls,
+    /// MPEG-DASH with fMP4 segments and an MPD.
+    Dash,
+}
+
+/// One rendition of a ladder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rung {
+    pub height: u32,
+    pub video_kbps: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThumbnailMode {
+    /// One frame at `at_seconds` (default: a tenth of the way in).
+    Poster,
+    /// `count` frames spread evenly over the source.
+    Frames,
+    /// `count` frames tiled into one image, with a WebVTT index for scrubbing.
+    Sprite,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThumbnailSpec {
+    pub mode: ThumbnailMode,
+    #[serde(default = "one")]
+    pub count: u32,
+    /// Width of each image; the height keeps the aspect ratio.
+    pub width: u32,
+    /// Images per row of a sprite sheet.
+    #[serde(default = "ten")]
+    pub columns: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+fn ten() -> u32 {
+    10
+}
+
+/// What a preset makes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PresetKind {
+    /// One media file.
+    File {
+        container: Container,
+        /// `None` for audio-only presets.
+        #[serde(default)]
+        video: Option<VideoSpec>,
+        /// A source without audio gives an output without audio (except audio-only
+        /// presets, which need it).
+        #[serde(default)]
+        audio: Option<AudioSpec>,
+    },
+    /// An adaptive-streaming ladder, every rendition from one decode of the source.
+    Ladder {
+        format: LadderFormat,
+        codec: VideoCodec,
+        rungs: Vec<Rung>,
+        audio: AudioSpec,
+        segment_seconds: u32,
+    },
+    /// Still images.
+    Thumbnails(ThumbnailSpec),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Preset {
-    pub name: &'static str,
-    pub description: &'static str,
-    pub container: Container,
-    /// `None` for audio-only presets.
-    pub video: Option<VideoSpec>,
-    /// A source without audio gives an output without audio (except audio-only presets,
-    /// which need it).
-    pub audio: Option<AudioSpec>,
+    pub name: String,
+    pub description: String,
+    #[serde(flatten)]
+    pub kind: PresetKind,
 }
 
 impl Preset {
-    pub fn extension(&self) -> &'static str {
-        self.container.extension()
-    }
-    pub fn content_type(&self) -> &'static str {
-        self.container.content_type()
-    }
     /// The source streams this preset cannot do without.
     pub fn needs_video(&self) -> bool {
-        self.video.is_some()
+        match &self.kind {
+            PresetKind::File { video, .. } => video.is_some(),
+            PresetKind::Ladder { .. } | PresetKind::Thumbnails(_) => true,
+        }
     }
     pub fn needs_audio(&self) -> bool {
-        self.video.is_none() && self.audio.is_some()
+        matches!(
+            &self.kind,
+            PresetKind::File {
+                video: None,
+                audio: Some(_),
+                ..
+            }
+        )
+    }
+
+    /// Checks a preset (from the config file) for values FFmpeg would choke on.
+    pub fn check(&self) -> Result<(), String> {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !name_ok {
+            return Err(format!("preset name `{}`: use 1-64 of a-z 0-9 - _", self.name));
+        }
+        let video = |v: &VideoSpec| -> Result<(), String> {
+            if !(16..=8640).contains(&v.max_height) {
+                return Err(format!("max_height {} is not within 16-8640", v.max_height));
+            }
+            if v.crf > 63 {
+                return Err(format!("crf {} is above 63", v.crf));
+            }
+            if !(50..=200_000).contains(&v.max_bitrate_kbps) {
+                return Err(format!(
+                    "max_bitrate_kbps {} is not within 50-200000",
+                    v.max_bitrate_kbps
+                ));
+            }
+            if let Some(s) = &v.speed {
+                if s.is_empty() || s.len() > 12 || !s.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                    return Err(format!("speed `{s}` is not a plain word or number"));
+                }
+            }
+            Ok(())
+        };
+        let audio = |a: &AudioSpec| -> Result<(), String> {
+            if !(8..=1024).contains(&a.bitrate_kbps)
+                || !(1..=8).contains(&a.channels)
+                || !(8000..=96000).contains(&a.sample_rate)
+            {
+                return Err("audio: bitrate_kbps 8-1024, channels 1-8, sample_rate 8000-96000".into());
+            }
+            Ok(())
+        };
+        match &self.kind {
+            PresetKind::File {
+                container,
+                video: v,
+                audio: a,
+            } => {
+                if v.is_none() && a.is_none() {
+                    return Err("a file preset needs video, audio or both".into());
+                }
+                if let Some(v) = v {
+                    video(v)?;
+                    let ok = match container {
+                        Container::Mp4 => true,
+                        Container::WebM => matches!(v.codec, VideoCodec::Vp9 | VideoCodec::Av1),
+                        Container::M4a | Container::Mp3 => false,
+                    };
+                    if !ok {
+                        return Err(format!("{:?} video cannot go in a {:?} file", v.codec, container));
+                    }
+                }
+                if let Some(a) = a {
+                    audio(a)?;
+                    let ok = match container {
+                        Container::Mp4 => matches!(a.codec, AudioCodec::Aac | AudioCodec::Mp3 | AudioCodec::Opus),
+                        Container::WebM => a.codec == AudioCodec::Opus,
+                        Container::M4a => a.codec == AudioCodec::Aac,
+                        Container::Mp3 => a.codec == AudioCodec::Mp3,
+                    };
+                    if !ok {
+                        return Err(format!("{:?} audio cannot go in a {:?} file", a.codec, container));
+                    }
+                }
+            }
+            PresetKind::Ladder {
+                codec,
+                rungs,
+                audio: a,
+                segment_seconds,
+                ..
+            } => {
+                if rungs.is_empty() || rungs.len() > 8 {
+                    return Err("a ladder has 1-8 rungs".into());
+                }
+                if *codec != VideoCodec::H264 && *codec != VideoCodec::H265 {
+                    return Err("ladders are H.264 or H.265".into());
+                }
+                for r in rungs {
+                    if !(16..=4320).contains(&r.height) || !(50..=100_000).contains(&r.video_kbps) {
+                        return Err(format!("rung {}p at {} kbit/s is out of range", r.height, r.video_kbps));
+                    }
+                }
+                audio(a)?;
+                if a.codec != AudioCodec::Aac {
+                    return Err("ladder audio is AAC".into());
+                }
+                if !(1..=30).contains(segment_seconds) {
+                    return Err("segment_seconds is 1-30".into());
+                }
+            }
+            PresetKind::Thumbnails(t) => {
+                if !(16..=3840).contains(&t.width) || !(1..=500).contains(&t.count) || !(1..=50).contains(&t.columns) {
+                    return Err("thumbnails: width 16-3840, count 1-500, columns 1-50".into());
+                }
+            }
+        }
+        Ok(())
     }
 }
 
-const fn video(
-    codec: VideoCodec,
-    max_height: u32,
-    crf: u8,
-    max_bitrate_kbps: u32,
-    speed: &'static str,
-) -> Option<VideoSpec> {
+fn file(
+    name: &str,
+    description: &str,
+    container: Container,
+    video: Option<VideoSpec>,
+    audio: Option<AudioSpec>,
+) -> Preset {
+    Preset {
+        name: name.into(),
+        description: description.into(),
+        kind: PresetKind::File {
+            container,
+            video,
+            audio,
+        },
+    }
+}
+
+fn v(codec: VideoCodec, max_height: u32, crf: u8, max_bitrate_kbps: u32) -> Option<VideoSpec> {
     Some(VideoSpec {
         codec,
         max_height,
         crf,
         max_bitrate_kbps,
-        speed,
+        speed: None,
     })
 }
 
-const fn audio(codec: AudioCodec, bitrate_kbps: u32) -> Option<AudioSpec> {
+fn a(codec: AudioCodec, bitrate_kbps: u32) -> Option<AudioSpec> {
     Some(AudioSpec {
         codec,
         bitrate_kbps,
@@ -158,124 +369,153 @@ const fn audio(codec: AudioCodec, bitrate_kbps: u32) -> Option<AudioSpec> {
     })
 }
 
-const fn mp4_h264(
-    name: &'static str,
-    description: &'static str,
-    max_height: u32,
-    crf: u8,
-    max_kbps: u32,
-    audio_kbps: u32,
-) -> Preset {
+fn ladder_rungs() -> Vec<Rung> {
+    [(1080, 5000), (720, 3000), (480, 1400), (360, 800), (240, 400)]
+        .into_iter()
+        .map(|(height, video_kbps)| Rung { height, video_kbps })
+        .collect()
+}
+
+fn thumbs(name: &str, description: &str, mode: ThumbnailMode, count: u32, width: u32) -> Preset {
     Preset {
-        name,
-        description,
-        container: Container::Mp4,
-        video: video(VideoCodec::H264, max_height, crf, max_kbps, "veryfast"),
-        audio: audio(AudioCodec::Aac, audio_kbps),
+        name: name.into(),
+        description: description.into(),
+        kind: PresetKind::Thumbnails(ThumbnailSpec {
+            mode,
+            count,
+            width,
+            columns: 10,
+        }),
     }
 }
 
-static CATALOG: [Preset; 9] = [
-    mp4_h264(
-        "mp4-1080p",
-        "MP4, H.264 High up to 1080p, AAC 160 kbit/s",
-        1080,
-        22,
-        8_000,
-        160,
-    ),
-    mp4_h264(
-        "mp4-720p",
-        "MP4, H.264 High up to 720p, AAC 128 kbit/s",
-        720,
-        23,
-        5_000,
-        128,
-    ),
-    mp4_h264(
-        "mp4-480p",
-        "MP4, H.264 High up to 480p, AAC 128 kbit/s",
-        480,
-        24,
-        2_500,
-        128,
-    ),
-    mp4_h264(
-        "mp4-360p",
-        "MP4, H.264 High up to 360p, AAC 96 kbit/s",
-        360,
-        25,
-        1_200,
-        96,
-    ),
-    Preset {
-        name: "mp4-h265-1080p",
-        description: "MP4, H.265/HEVC up to 1080p (hvc1, plays in Apple players), AAC 160 kbit/s",
-        container: Container::Mp4,
-        video: video(VideoCodec::H265, 1080, 26, 5_000, "fast"),
-        audio: audio(AudioCodec::Aac, 160),
-    },
-    Preset {
-        name: "webm-vp9-720p",
-        description: "WebM, VP9 up to 720p (constrained quality), Opus 128 kbit/s",
-        container: Container::WebM,
-        video: video(VideoCodec::Vp9, 720, 32, 2_500, "4"),
-        audio: audio(AudioCodec::Opus, 128),
-    },
-    Preset {
-        name: "mp4-av1-720p",
-        description: "MP4, AV1 (SVT-AV1) up to 720p, AAC 128 kbit/s",
-        container: Container::Mp4,
-        video: video(VideoCodec::Av1, 720, 35, 2_000, "8"),
-        audio: audio(AudioCodec::Aac, 128),
-    },
-    Preset {
-        name: "audio-aac",
-        description: "Audio only: AAC 128 kbit/s stereo in M4A",
-        container: Container::M4a,
-        video: None,
-        audio: audio(AudioCodec::Aac, 128),
-    },
-    Preset {
-        name: "audio-mp3",
-        description: "Audio only: MP3 192 kbit/s stereo",
-        container: Container::Mp3,
-        video: None,
-        audio: audio(AudioCodec::Mp3, 192),
-    },
-];
-
-pub fn catalog() -> &'static [Preset] {
-    &CATALOG
+/// The presets Nommer ships with.
+pub fn builtin() -> Vec<Preset> {
+    use AudioCodec::{Aac, Opus};
+    use Container::{M4a, Mp4, WebM};
+    use VideoCodec::*;
+    vec![
+        file("mp4-1080p", "MP4, H.264 High up to 1080p, AAC 160 kbit/s", Mp4, v(H264, 1080, 22, 8_000), a(Aac, 160)),
+        file("mp4-720p", "MP4, H.264 High up to 720p, AAC 128 kbit/s", Mp4, v(H264, 720, 23, 5_000), a(Aac, 128)),
+        file("mp4-480p", "MP4, H.264 High up to 480p, AAC 128 kbit/s", Mp4, v(H264, 480, 24, 2_500), a(Aac, 128)),
+        file("mp4-360p", "MP4, H.264 High up to 360p, AAC 96 kbit/s", Mp4, v(H264, 360, 25, 1_200), a(Aac, 96)),
+        file(
+            "mp4-h265-1080p",
+            "MP4, H.265/HEVC up to 1080p (hvc1, plays in Apple players), AAC 160 kbit/s",
+            Mp4,
+            v(H265, 1080, 26, 5_000),
+            a(Aac, 160),
+        ),
+        file("webm-vp9-720p", "WebM, VP9 up to 720p (constrained quality), Opus 128 kbit/s", WebM, v(Vp9, 720, 32, 2_500), a(Opus, 128)),
+        file("mp4-av1-720p", "MP4, AV1 (SVT-AV1) up to 720p, AAC 128 kbit/s", Mp4, v(Av1, 720, 35, 2_000), a(Aac, 128)),
+        file("audio-aac", "Audio only: AAC 128 kbit/s stereo in M4A", M4a, None, a(Aac, 128)),
+        file("audio-mp3", "Audio only: MP3 192 kbit/s stereo", Container::Mp3, None, a(AudioCodec::Mp3, 192)),
+        Preset {
+            name: "hls".into(),
+            description: "HLS ladder (fMP4/CMAF): H.264 1080p/720p/480p/360p/240p up to the source's height, AAC, master playlist".into(),
+            kind: PresetKind::Ladder { format: LadderFormat::Hls, codec: H264, rungs: ladder_rungs(), audio: a(Aac, 128).unwrap(), segment_seconds: 4 },
+        },
+        Preset {
+            name: "dash".into(),
+            description: "DASH ladder (fMP4): H.264 1080p/720p/480p/360p/240p up to the source's height, AAC, MPD".into(),
+            kind: PresetKind::Ladder { format: LadderFormat::Dash, codec: H264, rungs: ladder_rungs(), audio: a(Aac, 128).unwrap(), segment_seconds: 4 },
+        },
+        thumbs("poster", "One JPEG poster frame, 1280 wide, a tenth of the way in (or at `at_seconds`)", ThumbnailMode::Poster, 1, 1280),
+        thumbs("thumbnails", "10 JPEG frames spread evenly over the source, 320 wide", ThumbnailMode::Frames, 10, 320),
+        thumbs("sprite", "A sprite sheet of 50 frames, 160 wide, with a WebVTT index for scrubbing", ThumbnailMode::Sprite, 50, 160),
+    ]
 }
 
-pub fn find(name: &str) -> Option<&'static Preset> {
-    CATALOG.iter().find(|p| p.name == name)
+/// The presets a deployment knows: the built-in ones, extended or overridden by the
+/// config file's. Cheap to clone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Catalog(Arc<BTreeMap<String, Preset>>);
+
+impl Catalog {
+    pub fn builtin() -> Catalog {
+        Catalog::with(Vec::new()).expect("built-in presets are valid")
+    }
+
+    /// The built-in presets plus `extra` (same name replaces).
+    pub fn with(extra: Vec<Preset>) -> Result<Catalog, String> {
+        let mut map = BTreeMap::new();
+        for p in builtin().into_iter().chain(extra) {
+            p.check().map_err(|e| format!("preset `{}`: {e}", p.name))?;
+            map.insert(p.name.clone(), p);
+        }
+        Ok(Catalog(Arc::new(map)))
+    }
+
+    pub fn find(&self, name: &str) -> Option<&Preset> {
+        self.0.get(name)
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Preset> {
+        self.0.values()
+    }
+
+    /// "`x` is not a preset; known: …" for error messages.
+    pub fn unknown(&self, name: &str) -> String {
+        format!("`{name}` is not a preset; known: {}", self.names().join(", "))
+    }
 }
 
-pub fn names() -> Vec<&'static str> {
-    CATALOG.iter().map(|p| p.name).collect()
+impl Default for Catalog {
+    fn default() -> Self {
+        Catalog::builtin()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
     #[test]
-    fn catalog_names_are_unique_and_default_exists() {
-        let mut n = names();
-        n.sort();
-        n.dedup();
-        assert_eq!(n.len(), catalog().len());
-        assert!(find(DEFAULT).is_some());
-        assert!(find("mp4-9000p").is_none());
+    fn builtin_catalog_is_valid_and_has_the_default() {
+        let c = Catalog::builtin();
+        assert_eq!(c.names().len(), builtin().len(), "names are unique");
+        assert!(c.find(DEFAULT).is_some());
+        assert!(c.find("mp4-9000p").is_none());
+        assert!(c.unknown("x").contains("mp4-720p"));
     }
 
     #[test]
-    fn audio_presets_need_audio_and_video_presets_need_video() {
-        let a = find("audio-mp3").unwrap();
+    fn stream_needs() {
+        let c = Catalog::builtin();
+        let a = c.find("audio-mp3").unwrap();
         assert!(a.needs_audio() && !a.needs_video());
-        let v = find("webm-vp9-720p").unwrap();
-        assert!(v.needs_video() && !v.needs_audio());
-        assert_eq!(v.extension(), "webm");
+        assert!(c.find("webm-vp9-720p").unwrap().needs_video());
+        assert!(c.find("hls").unwrap().needs_video() && !c.find("hls").unwrap().needs_audio());
+        assert!(c.find("sprite").unwrap().needs_video());
+    }
+
+    #[test]
+    fn bad_presets_are_refused_with_a_reason() {
+        let bad = |p: Preset| Catalog::with(vec![p]).unwrap_err();
+        let mut p = file("x", "", Container::WebM, v(VideoCodec::H264, 720, 23, 1000), None);
+        assert!(bad(p.clone()).contains("cannot go in a WebM"));
+        p.name = "Bad Name".into();
+        assert!(bad(p).contains("preset name"));
+        assert!(bad(file("y", "", Container::Mp4, None, None)).contains("needs video, audio or both"));
+        assert!(bad(file("z", "", Container::Mp4, v(VideoCodec::H264, 720, 99, 1000), None)).contains("crf 99"));
+        let mut s = file("s", "", Container::Mp4, v(VideoCodec::H264, 720, 23, 1000), None);
+        if let PresetKind::File { video: Some(v), .. } = &mut s.kind {
+            v.speed = Some("fast; rm -rf".into());
+        }
+        assert!(bad(s).contains("speed"));
+        // a config preset replaces a built-in one of the same name
+        let c = Catalog::with(vec![file(
+            "mp4-720p",
+            "mine",
+            Container::Mp4,
+            v(VideoCodec::H264, 700, 20, 900),
+            a(AudioCodec::Aac, 96),
+        )])
+        .unwrap();
+        assert_eq!(c.find("mp4-720p").unwrap().description, "mine");
     }
 }

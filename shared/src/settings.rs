@@ -23,6 +23,7 @@ pub const MAX_DURATION_SECS: &str = "NOMMER_MAX_DURATION_SECS";
 pub const MAX_PIXELS: &str = "NOMMER_MAX_PIXELS";
 pub const MAX_STREAMS: &str = "NOMMER_MAX_STREAMS";
 pub const FORMAT_WHITELIST: &str = "NOMMER_FORMAT_WHITELIST";
+pub const CONFIG: &str = "NOMMER_CONFIG";
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SettingsError {
@@ -34,6 +35,9 @@ pub enum SettingsError {
         value: String,
         reason: String,
     },
+    /// The config file is unreadable or wrong (the message has its path and line).
+    #[error("{0}")]
+    Config(String),
 }
 
 /// Where settings come from: the process environment, or a map in tests.
@@ -83,15 +87,23 @@ where
     }
 }
 
-fn preset_name(src: &dyn Source) -> Result<String, SettingsError> {
+/// The config file named by `NOMMER_CONFIG`, or the defaults.
+fn config(src: &dyn Source) -> Result<crate::config::Config, SettingsError> {
+    match src.get(CONFIG) {
+        None => Ok(crate::config::Config::default()),
+        Some(path) => crate::config::Config::load(std::path::Path::new(&path)).map_err(SettingsError::Config),
+    }
+}
+
+fn preset_name(src: &dyn Source, catalog: &crate::presets::Catalog) -> Result<String, SettingsError> {
     let p = src
         .get(DEFAULT_PRESET)
         .unwrap_or_else(|| crate::presets::DEFAULT.to_string());
-    if crate::presets::find(&p).is_none() {
+    if catalog.find(&p).is_none() {
         return Err(SettingsError::Invalid {
             name: DEFAULT_PRESET,
+            reason: catalog.unknown(&p),
             value: p,
-            reason: format!("not a preset; known: {}", crate::presets::names().join(", ")),
         });
     }
     Ok(p)
@@ -106,14 +118,17 @@ pub struct IngestSettings {
     pub table: String,
     pub jobs_queue_url: String,
     pub default_preset: String,
+    pub config: crate::config::Config,
 }
 
 impl IngestSettings {
     pub fn from_source(src: &dyn Source) -> Result<Self, SettingsError> {
+        let config = config(src)?;
         Ok(IngestSettings {
             table: required(src, TABLE, TABLE_HINT)?,
             jobs_queue_url: required(src, JOBS_QUEUE_URL, JOBS_HINT)?,
-            default_preset: preset_name(src)?,
+            default_preset: preset_name(src, &config.catalog)?,
+            config,
         })
     }
     pub fn from_env() -> Result<Self, SettingsError> {
@@ -129,6 +144,7 @@ pub struct ApiSettings {
     pub default_preset: String,
     /// Buckets a job's source may come from (the inbox, plus `NOMMER_SOURCE_BUCKETS`).
     pub source_buckets: Vec<String>,
+    pub config: crate::config::Config,
 }
 
 impl ApiSettings {
@@ -138,11 +154,13 @@ impl ApiSettings {
         if let Some(extra) = src.get(SOURCE_BUCKETS) {
             source_buckets.extend(extra.split(',').map(|b| b.trim().to_string()).filter(|b| !b.is_empty()));
         }
+        let config = config(src)?;
         Ok(ApiSettings {
             table: required(src, TABLE, TABLE_HINT)?,
             jobs_queue_url: required(src, JOBS_QUEUE_URL, JOBS_HINT)?,
-            default_preset: preset_name(src)?,
+            default_preset: preset_name(src, &config.catalog)?,
             source_buckets,
+            config,
         })
     }
     pub fn from_env() -> Result<Self, SettingsError> {
@@ -186,6 +204,7 @@ pub struct WorkerSettings {
     pub ffprobe: String,
     /// What a source may be (duration, pixels, streams, demuxers).
     pub limits: crate::ffmpeg::Limits,
+    pub config: crate::config::Config,
 }
 
 impl WorkerSettings {
@@ -207,6 +226,7 @@ impl WorkerSettings {
             ffmpeg: src.get(FFMPEG).unwrap_or_else(|| "ffmpeg".into()),
             ffprobe: src.get(FFPROBE).unwrap_or_else(|| "ffprobe".into()),
             limits: limits(src)?,
+            config: config(src)?,
         })
     }
     pub fn from_env() -> Result<Self, SettingsError> {

@@ -107,10 +107,7 @@ pub fn submitted_job(bucket: &str) -> nommer_shared::Job {
         nommer_shared::ids::random(),
         Origin::Api,
         S3Uri::new(bucket, "a.mp4"),
-        vec![OutputSpec {
-            name: "mp4-720p".into(),
-            preset: "mp4-720p".into(),
-        }],
+        vec![OutputSpec::new("mp4-720p", "mp4-720p")],
         chrono::Utc::now(),
     )
 }

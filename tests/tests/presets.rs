@@ -5,7 +5,8 @@ use nommer::client::ApiClient;
 use nommer::media;
 use nommer_shared::error::JobErrorCode;
 use nommer_shared::objects::S3ObjectStore;
-use nommer_shared::{presets, JobState};
+use nommer_shared::presets::{Catalog, Preset, PresetKind};
+use nommer_shared::JobState;
 use nommer_tests::spawn_stack;
 use serde_json::json;
 use std::path::Path;
@@ -42,13 +43,22 @@ async fn run_job(stack: &nommer::LocalStack, src: &Path, name: &str, outputs: se
     }
 }
 
+fn file_presets() -> Vec<Preset> {
+    Catalog::builtin()
+        .iter()
+        .filter(|p| matches!(p.kind, PresetKind::File { .. }))
+        .cloned()
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_preset_encodes_and_validates_in_one_job() {
+async fn every_file_preset_encodes_and_validates_in_one_job() {
     let stack = spawn_stack("allpresets", 1).await;
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("landscape.mp4");
     media::generate_clip(&src, 2, 480, 270, true).unwrap();
-    let outputs: Vec<_> = presets::catalog().iter().map(|p| json!({ "preset": p.name })).collect();
+    let presets = file_presets();
+    let outputs: Vec<_> = presets.iter().map(|p| json!({ "preset": p.name })).collect();
     let job = run_job(&stack, &src, "landscape.mp4", json!(outputs)).await;
     assert_eq!(
         job.state,
@@ -57,15 +67,19 @@ async fn every_preset_encodes_and_validates_in_one_job() {
         job.error,
         stack.worker_logs(30)
     );
-    assert_eq!(job.manifest.len(), presets::catalog().len());
-    for p in presets::catalog() {
+    assert_eq!(job.manifest.len(), presets.len());
+    for p in &presets {
+        let PresetKind::File { container, video, .. } = &p.kind else {
+            unreachable!()
+        };
         let f = job
             .manifest
             .iter()
             .find(|f| f.output == p.name)
             .unwrap_or_else(|| panic!("{} missing", p.name));
         assert!(
-            f.key.ends_with(&format!("/{}/landscape.{}", p.name, p.extension())),
+            f.key
+                .ends_with(&format!("/{}/landscape.{}", p.name, container.extension())),
             "{}",
             f.key
         );
@@ -75,7 +89,7 @@ async fn every_preset_encodes_and_validates_in_one_job() {
             p.name,
             f.duration_seconds
         );
-        match &p.video {
+        match video {
             Some(_) => assert_eq!(
                 (f.width, f.height),
                 (Some(480), Some(270)),
@@ -86,6 +100,110 @@ async fn every_preset_encodes_and_validates_in_one_job() {
         }
         assert!(f.size > 1000, "{}: {} bytes", p.name, f.size);
     }
+    stack.shutdown().await;
+}
+
+async fn text(stack: &nommer::LocalStack, key: &str) -> String {
+    let o = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("f");
+    o.download_to_file(&stack.names.outbox_bucket, key, &p, None)
+        .await
+        .unwrap();
+    std::fs::read_to_string(p).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hls_ladder_an_mp4_and_thumbnails_in_one_job() {
+    let stack = spawn_stack("ladder", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("talk.mp4");
+    // 640x360: the ladder gets its 360p and 240p rungs only
+    media::generate_clip(&src, 6, 640, 360, true).unwrap();
+    let outputs = json!([
+        { "preset": "hls" },
+        { "preset": "dash" },
+        { "preset": "mp4-480p", "name": "web" },
+        { "preset": "poster", "options": { "at_seconds": 2.5 } },
+        { "preset": "thumbnails", "options": { "count": 4, "width": 160 } },
+        { "preset": "sprite", "options": { "count": 12, "width": 80 } }
+    ]);
+    let job = run_job(&stack, &src, "talk.mp4", outputs).await;
+    assert_eq!(
+        job.state,
+        JobState::Complete,
+        "{:#?}\n{}",
+        job.error,
+        stack.worker_logs(30)
+    );
+    let of = |name: &str| job.manifest.iter().filter(|f| f.output == name).collect::<Vec<_>>();
+
+    // HLS: master + one entry per rendition, only at or below the source's height
+    let hls = of("hls");
+    let master = hls
+        .iter()
+        .find(|f| f.key.ends_with("/hls/master.m3u8"))
+        .expect("master in the manifest");
+    let variants: Vec<_> = hls.iter().filter(|f| f.key.ends_with("/index.m3u8")).collect();
+    assert_eq!(
+        variants.iter().map(|v| v.height.unwrap()).collect::<Vec<_>>(),
+        [360, 240]
+    );
+    assert!(variants
+        .iter()
+        .all(|v| v.bit_rate.unwrap() > 100_000 && (v.duration_seconds.unwrap() - 6.0).abs() < 0.5));
+    let m = text(&stack, &master.key).await;
+    assert_eq!(m.matches("#EXT-X-STREAM-INF").count(), 2, "{m}");
+    for line in m.lines().filter(|l| l.starts_with("#EXT-X-STREAM-INF")) {
+        assert!(
+            line.contains("BANDWIDTH=") && line.contains("RESOLUTION=") && line.contains("CODECS=\"avc1."),
+            "{line}"
+        );
+    }
+    assert!(
+        m.contains("RESOLUTION=640x360") && m.contains("RESOLUTION=426x240"),
+        "{m}"
+    );
+    let v = text(&stack, &variants[0].key).await;
+    assert!(v.contains("#EXT-X-MAP:URI=") && v.contains("#EXT-X-ENDLIST"), "{v}");
+
+    // DASH
+    let dash = of("dash");
+    assert_eq!(dash.len(), 1);
+    let mpd = text(&stack, &dash[0].key).await;
+    assert!(
+        mpd.contains("height=\"360\"") && mpd.contains("height=\"240\"") && !mpd.contains("height=\"480\""),
+        "{mpd}"
+    );
+
+    // the MP4
+    let web = of("web");
+    assert_eq!(web.len(), 1);
+    assert_eq!((web[0].width, web[0].height), (Some(640), Some(360)));
+
+    // thumbnails: what was asked
+    let poster = of("poster");
+    assert_eq!(poster.len(), 1);
+    assert_eq!(
+        (poster[0].width, poster[0].height),
+        (Some(640), Some(360)),
+        "a poster is never upscaled"
+    );
+    let thumbs = of("thumbnails");
+    assert_eq!(thumbs.len(), 4);
+    assert!(thumbs.iter().all(|t| t.width == Some(160) && t.height == Some(90)));
+    let sprite = of("sprite");
+    let sheet = sprite.iter().find(|f| f.key.ends_with("sprite.jpg")).unwrap();
+    assert_eq!(
+        (sheet.width, sheet.height),
+        (Some(800), Some(92)),
+        "10 columns of 80x46 (even), 2 rows"
+    );
+    let vtt_key = &sprite.iter().find(|f| f.key.ends_with("sprite.vtt")).unwrap().key;
+    let vtt = text(&stack, vtt_key).await;
+    assert!(vtt.starts_with("WEBVTT"));
+    assert_eq!(vtt.matches("sprite.jpg#xywh=").count(), 12);
+    assert!(vtt.contains("sprite.jpg#xywh=80,46,80,46"), "{vtt}");
     stack.shutdown().await;
 }
 

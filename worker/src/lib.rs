@@ -8,10 +8,12 @@ pub mod process;
 use chrono::Utc;
 use nommer_shared::error::JobErrorCode;
 use nommer_shared::ffmpeg;
+use nommer_shared::job::OutputSpec;
 use nommer_shared::job::{Job, JobError, OutputFile, Probe};
 use nommer_shared::messages::JobMessage;
 use nommer_shared::objects::{ObjectError, S3ObjectStore};
-use nommer_shared::presets::{self, Preset};
+use nommer_shared::plan;
+use nommer_shared::presets::{LadderFormat, Preset, PresetKind};
 use nommer_shared::queue::{Received, SqsQueue};
 use nommer_shared::settings::WorkerSettings;
 use nommer_shared::store::DynamoJobStore;
@@ -441,17 +443,19 @@ impl Worker {
 
     async fn attempt(&self, held: &Held, dir: &Path) -> Result<(), JobFailure> {
         let job = held.transition(Transition::StartDownload, None).await?;
-        let outputs: Vec<(String, &'static Preset)> = job
+        let catalog = &self.settings.config.catalog;
+        let outputs: Vec<(OutputSpec, Preset)> = job
             .outputs
             .iter()
             .map(|o| {
-                presets::find(&o.preset).map(|p| (o.name.clone(), p)).ok_or_else(|| {
-                    JobFailure::Permanent(JobErrorCode::UnknownPreset, format!("`{}` is not a preset", o.preset))
-                })
+                catalog
+                    .find(&o.preset)
+                    .map(|p| (o.clone(), p.clone()))
+                    .ok_or_else(|| JobFailure::Permanent(JobErrorCode::UnknownPreset, catalog.unknown(&o.preset)))
             })
             .collect::<Result<_, _>>()?;
 
-        // download (streamed to disk)
+        // download (streamed to disk), only the revision the job was made for
         let ext = Path::new(job.source.file_name())
             .extension()
             .and_then(|e| e.to_str())
@@ -468,27 +472,20 @@ impl Worker {
         tracing::info!(job_id = %job.id, bytes = size, secs = started.elapsed().as_secs_f64(), "source downloaded");
 
         // refuse playlists and scripts before FFmpeg sees them, then probe within limits
-        let mut head = vec![0u8; 4096];
-        let n = {
-            use tokio::io::AsyncReadExt;
-            let mut f = tokio::fs::File::open(&input)
-                .await
-                .map_err(|e| JobFailure::Retryable(e.to_string()))?;
-            f.read(&mut head)
-                .await
-                .map_err(|e| JobFailure::Retryable(e.to_string()))?
-        };
-        ffmpeg::sniff(&head[..n]).map_err(|e| JobFailure::Permanent(JobErrorCode::RefusedSource, e))?;
+        let head = read_head(&input)
+            .await
+            .map_err(|e| JobFailure::Retryable(e.to_string()))?;
+        ffmpeg::sniff(&head).map_err(|e| JobFailure::Permanent(JobErrorCode::RefusedSource, e))?;
         let probe = self.probe(&input, size).await?;
         ffmpeg::check_limits(&probe, &self.settings.limits)
             .map_err(|e| JobFailure::Permanent(JobErrorCode::RefusedSource, e))?;
-        for (name, p) in &outputs {
+        for (o, p) in &outputs {
             if p.needs_video() && !probe.has("video") {
                 return Err(JobFailure::Permanent(
                     JobErrorCode::MissingStream,
                     format!(
-                        "output {name} ({}) needs video but the source has no video stream",
-                        p.name
+                        "output {} ({}) needs video but the source has no video stream",
+                        o.name, p.name
                     ),
                 ));
             }
@@ -496,81 +493,284 @@ impl Worker {
                 return Err(JobFailure::Permanent(
                     JobErrorCode::MissingStream,
                     format!(
-                        "output {name} ({}) is audio only but the source has no audio stream",
-                        p.name
+                        "output {} ({}) is audio only but the source has no audio stream",
+                        o.name, p.name
                     ),
                 ));
             }
         }
-        let has_audio = probe.has("audio");
-        let duration = probe.duration_seconds;
         held.update(|j| j.probe = Some(probe.clone())).await?;
 
-        // encode
+        // watermark images, each checked to be a picture
+        let mut marks: Vec<Option<PathBuf>> = Vec::new();
+        for (i, (o, _)) in outputs.iter().enumerate() {
+            marks.push(match &o.options.watermark {
+                None => None,
+                Some(w) => Some(
+                    self.fetch_watermark(&w.image, &dir.join(format!("watermark-{i}")))
+                        .await?,
+                ),
+            });
+        }
+
+        // encode, each output into its own folder
         held.transition(Transition::StartEncode, None).await?;
         let stem = Path::new(job.source.file_name())
             .file_stem()
             .and_then(|s| s.to_str())
             .map(sanitize)
             .unwrap_or_else(|| "output".into());
-        let mut produced: Vec<(String, &'static Preset, PathBuf, Probe)> = Vec::new();
         let n = outputs.len();
-        for (i, (name, preset)) in outputs.iter().enumerate() {
-            let out = dir.join(format!("{i}-{stem}.{}", preset.extension()));
-            self.encode(held, preset, &input, &out, has_audio, duration, i, n)
-                .await?;
-            let size = tokio::fs::metadata(&out)
+        let mut done: Vec<(usize, PathBuf, plan::Plan)> = Vec::new();
+        for (i, (o, preset)) in outputs.iter().enumerate() {
+            let out_dir = dir.join(format!("out-{i}"));
+            tokio::fs::create_dir_all(&out_dir)
                 .await
-                .map_err(|e| JobFailure::Retryable(e.to_string()))?
-                .len();
-            let out_probe = self.probe(&out, size).await.map_err(|e| match e {
-                JobFailure::Permanent(_, m) => {
-                    JobFailure::Permanent(JobErrorCode::InvalidOutput, format!("output {name}: {m}"))
-                }
-                other => other,
-            })?;
-            ffmpeg::validate_output(preset, &probe, &out_probe)
-                .map_err(|m| JobFailure::Permanent(JobErrorCode::InvalidOutput, format!("output {name}: {m}")))?;
-            produced.push((name.clone(), preset, out, out_probe));
+                .map_err(|e| JobFailure::Retryable(e.to_string()))?;
+            let pl = plan::plan(&plan::PlanInput {
+                preset,
+                options: &o.options,
+                probe: &probe,
+                input: &input,
+                watermark: marks[i].as_deref(),
+                out_dir: &out_dir,
+                stem: &stem,
+                limits: &self.settings.limits,
+            })
+            .map_err(|e| JobFailure::Permanent(JobErrorCode::EncodeFailed, format!("output {}: {e}", o.name)))?;
+            let passes = pl.passes.len();
+            for (k, args) in pl.passes.iter().enumerate() {
+                let span = pl.expected_duration.or(probe.duration_seconds);
+                self.run_ffmpeg(held, &preset.name, args, span, (i * passes + k, n * passes))
+                    .await?;
+            }
+            if let Some(layout) = &pl.sprite {
+                let vtt = plan::sprite_vtt(layout, "sprite.jpg");
+                tokio::fs::write(out_dir.join("sprite.vtt"), vtt)
+                    .await
+                    .map_err(|e| JobFailure::Retryable(e.to_string()))?;
+            }
+            done.push((i, out_dir, pl));
+        }
+
+        // validate every output before anything is uploaded
+        let date = job.created_at.format("%Y-%m-%d").to_string();
+        let mut manifest = Vec::new();
+        let mut uploads: Vec<(PathBuf, String)> = Vec::new();
+        for (i, out_dir, pl) in &done {
+            let (o, preset) = &outputs[*i];
+            let prefix = nommer_shared::config::render_key_template(
+                &self.settings.config.key_template,
+                &job.id,
+                &o.name,
+                &preset.name,
+                &stem,
+                &date,
+            );
+            let files = list_files(out_dir).map_err(|e| JobFailure::Retryable(e.to_string()))?;
+            let entries = self
+                .validate(preset, &probe, out_dir, pl, &files)
+                .await
+                .map_err(|m| match m {
+                    JobFailure::Permanent(_, m) => {
+                        JobFailure::Permanent(JobErrorCode::InvalidOutput, format!("output {}: {m}", o.name))
+                    }
+                    other => other,
+                })?;
+            for (rel, mut entry) in entries {
+                entry.output = o.name.clone();
+                entry.bucket = self.settings.outbox_bucket.clone();
+                entry.key = format!("{prefix}{rel}");
+                manifest.push(entry);
+            }
+            for (rel, _) in files {
+                uploads.push((out_dir.join(&rel), format!("{prefix}{rel}")));
+            }
         }
 
         // upload
         held.transition(Transition::StartUpload, None).await?;
-        let mut manifest = Vec::new();
-        for (i, (name, preset, path, p)) in produced.iter().enumerate() {
-            let key = format!("{}{}/{}.{}", job.destination_prefix, name, stem, preset.extension());
-            let size = self
-                .objects
-                .upload_file(&self.settings.outbox_bucket, &key, path, preset.content_type())
+        let total = uploads.len().max(1);
+        let mut last = 0u8;
+        for (k, (path, key)) in uploads.iter().enumerate() {
+            self.objects
+                .upload_file(&self.settings.outbox_bucket, key, path, plan::content_type(key))
                 .await?;
-            let video = p.streams.iter().find(|s| s.kind == "video");
-            manifest.push(OutputFile {
-                output: name.clone(),
-                bucket: self.settings.outbox_bucket.clone(),
-                key,
-                size,
-                duration_seconds: p.duration_seconds,
-                width: video.and_then(|v| v.width),
-                height: video.and_then(|v| v.height),
-                bit_rate: p.bit_rate,
-            });
-            let pct = (((i + 1) * 100) / produced.len()).min(99) as u8;
-            held.update(|j| j.progress = pct).await?;
+            let pct = (((k + 1) * 100) / total).min(99) as u8;
+            if pct >= last.saturating_add(10) {
+                last = pct;
+                held.update(|j| j.progress = pct).await?;
+            }
         }
         held.update(|j| j.manifest = manifest.clone()).await?;
         held.transition(Transition::Finish, None).await?;
         Ok(())
     }
 
+    /// Checks one output's files against its plan; returns its manifest entries (with
+    /// their paths relative to the output folder).
+    async fn validate(
+        &self,
+        preset: &Preset,
+        source: &Probe,
+        out_dir: &Path,
+        pl: &plan::Plan,
+        files: &[(String, u64)],
+    ) -> Result<Vec<(String, OutputFile)>, JobFailure> {
+        let bad = |m: String| JobFailure::Permanent(JobErrorCode::InvalidOutput, m);
+        let size_of = |rel: &str| files.iter().find(|(r, _)| r == rel).map(|(_, s)| *s).unwrap_or(0);
+        let entry = |size: u64| OutputFile {
+            output: String::new(),
+            bucket: String::new(),
+            key: String::new(),
+            size,
+            duration_seconds: None,
+            width: None,
+            height: None,
+            bit_rate: None,
+        };
+        match &preset.kind {
+            PresetKind::File { .. } => {
+                let p = self.probe_own(&out_dir.join(&pl.main), size_of(&pl.main)).await?;
+                plan::validate_file(preset, source, pl.expected_duration, &p).map_err(bad)?;
+                let video = p.streams.iter().find(|s| s.kind == "video");
+                let mut e = entry(p.size);
+                e.duration_seconds = p.duration_seconds;
+                e.width = video.and_then(|v| v.width);
+                e.height = video.and_then(|v| v.height);
+                e.bit_rate = p.bit_rate;
+                Ok(vec![(pl.main.clone(), e)])
+            }
+            PresetKind::Ladder {
+                format: LadderFormat::Hls,
+                ..
+            } => {
+                let variants = plan::validate_hls(out_dir, pl).map_err(bad)?;
+                let total: u64 = files.iter().map(|(_, s)| s).sum();
+                let mut master = entry(total);
+                master.duration_seconds = variants.first().map(|(_, d)| *d);
+                let mut out = vec![(pl.main.clone(), master)];
+                for (v, d) in variants {
+                    let dir = v.uri.rsplit_once('/').map(|(d, _)| format!("{d}/")).unwrap_or_default();
+                    let mut e = entry(files.iter().filter(|(r, _)| r.starts_with(&dir)).map(|(_, s)| s).sum());
+                    e.duration_seconds = Some(d);
+                    e.width = Some(v.width);
+                    e.height = Some(v.height);
+                    e.bit_rate = Some(v.bandwidth);
+                    out.push((v.uri, e));
+                }
+                Ok(out)
+            }
+            PresetKind::Ladder {
+                format: LadderFormat::Dash,
+                ..
+            } => {
+                let text = tokio::fs::read_to_string(out_dir.join(&pl.main))
+                    .await
+                    .map_err(|e| bad(format!("no MPD: {e}")))?;
+                let mpd = plan::parse_mpd(&text).map_err(bad)?;
+                let planned: Vec<u32> = pl.rungs.iter().map(|r| r.height).collect();
+                if mpd.heights != planned {
+                    return Err(bad(format!(
+                        "the MPD lists heights {:?}, planned {planned:?}",
+                        mpd.heights
+                    )));
+                }
+                let p = self.probe_own(&out_dir.join(&pl.main), 0).await?;
+                if p.streams.iter().filter(|s| s.kind == "video").count() != planned.len() {
+                    return Err(bad("the MPD's video representations do not all decode".into()));
+                }
+                let mut e = entry(files.iter().map(|(_, s)| s).sum());
+                e.duration_seconds = mpd.duration_seconds;
+                e.width = p.streams.iter().find(|s| s.kind == "video").and_then(|v| v.width);
+                e.height = planned.first().copied();
+                Ok(vec![(pl.main.clone(), e)])
+            }
+            PresetKind::Thumbnails(_) => {
+                let images: Vec<&(String, u64)> = files.iter().filter(|(r, _)| r.ends_with(".jpg")).collect();
+                if images.len() as u32 != pl.images {
+                    return Err(bad(format!("{} images made, {} asked for", images.len(), pl.images)));
+                }
+                let mut out = Vec::new();
+                for (rel, size) in images {
+                    let p = self.probe_own(&out_dir.join(rel), *size).await?;
+                    let v = p
+                        .streams
+                        .iter()
+                        .find(|s| s.kind == "video")
+                        .ok_or_else(|| bad(format!("{rel} is not a picture")))?;
+                    let mut e = entry(*size);
+                    e.width = v.width;
+                    e.height = v.height;
+                    out.push((rel.clone(), e));
+                }
+                if let Some(layout) = &pl.sprite {
+                    let rows = layout.count.div_ceil(layout.columns);
+                    let (w, h) = (out[0].1.width, out[0].1.height);
+                    if (w, h)
+                        != (
+                            Some(layout.columns * layout.tile_width),
+                            Some(rows * layout.tile_height),
+                        )
+                    {
+                        return Err(bad(format!(
+                            "the sprite is {w:?}x{h:?}, not {} tiles of {}x{}",
+                            layout.count, layout.tile_width, layout.tile_height
+                        )));
+                    }
+                    out.push(("sprite.vtt".to_string(), entry(size_of("sprite.vtt"))));
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Downloads a watermark image and checks it is a single PNG or JPEG picture.
+    async fn fetch_watermark(&self, image: &nommer_shared::S3Uri, dest: &Path) -> Result<PathBuf, JobFailure> {
+        let size = self
+            .objects
+            .download_to_file(&image.bucket, &image.key, dest, None)
+            .await
+            .map_err(|e| match e {
+                nommer_shared::objects::ObjectError::NotFound { .. } => JobFailure::Permanent(
+                    JobErrorCode::SourceNotFound,
+                    format!("watermark image {image} does not exist"),
+                ),
+                other => other.into(),
+            })?;
+        let head = read_head(dest)
+            .await
+            .map_err(|e| JobFailure::Retryable(e.to_string()))?;
+        let is_png = head.starts_with(b"\x89PNG\r\n\x1a\n");
+        let is_jpeg = head.starts_with(&[0xff, 0xd8, 0xff]);
+        if !(is_png || is_jpeg) || size > 20 * 1024 * 1024 {
+            return Err(JobFailure::Permanent(
+                JobErrorCode::RefusedSource,
+                format!("watermark image {image} is not a PNG or JPEG of at most 20 MB"),
+            ));
+        }
+        let named = dest.with_extension(if is_png { "png" } else { "jpg" });
+        tokio::fs::rename(dest, &named)
+            .await
+            .map_err(|e| JobFailure::Retryable(e.to_string()))?;
+        Ok(named)
+    }
+
     async fn probe(&self, path: &Path, size: u64) -> Result<Probe, JobFailure> {
-        let limit = Duration::from_secs(60);
-        let r = process::run(
-            &self.settings.ffprobe,
-            &ffmpeg::probe_args(path, &self.settings.limits),
-            limit,
-            |_| {},
-        )
-        .await;
+        self.run_probe(&ffmpeg::probe_args(path, &self.settings.limits), size, "the source")
+            .await
+    }
+
+    async fn probe_own(&self, path: &Path, size: u64) -> Result<Probe, JobFailure> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.run_probe(&ffmpeg::own_output_probe_args(path), size, &name).await
+    }
+
+    async fn run_probe(&self, args: &[String], size: u64, what: &str) -> Result<Probe, JobFailure> {
+        let r = process::run(&self.settings.ffprobe, args, Duration::from_secs(60), |_| {}).await;
         match r {
             Ok(f) if f.success => {
                 ffmpeg::parse_probe(&f.stdout, size).map_err(|e| JobFailure::Permanent(JobErrorCode::InvalidMedia, e))
@@ -578,7 +778,7 @@ impl Worker {
             Ok(f) => Err(JobFailure::Permanent(
                 JobErrorCode::InvalidMedia,
                 format!(
-                    "ffprobe could not read the source: {}",
+                    "ffprobe could not read {what}: {}",
                     ffmpeg::reason_from_stderr(&f.stderr)
                 ),
             )),
@@ -589,20 +789,17 @@ impl Worker {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn encode(
+    /// Runs one FFmpeg pass, turning its `-progress` into the job's progress: step
+    /// `step.0` of `step.1` for the whole job.
+    async fn run_ffmpeg(
         &self,
         held: &Held,
-        preset: &Preset,
-        input: &Path,
-        output: &Path,
-        has_audio: bool,
+        preset: &str,
+        args: &[String],
         duration: Option<f64>,
-        index: usize,
-        count: usize,
+        step: (usize, usize),
     ) -> Result<(), JobFailure> {
-        let args = ffmpeg::encode_args(preset, input, output, has_audio, &self.settings.limits);
-        tracing::info!(preset = preset.name, argv = %args.join(" "), "ffmpeg");
+        tracing::info!(preset, argv = %args.join(" "), "ffmpeg");
         let (tx, mut rx) = tokio::sync::watch::channel(0u8);
         let writer = {
             let held = held.clone();
@@ -622,9 +819,10 @@ impl Worker {
             })
         };
         let started = Instant::now();
-        let r = process::run(&self.settings.ffmpeg, &args, self.settings.encode_timeout, |tick| {
+        let (index, count) = step;
+        let r = process::run(&self.settings.ffmpeg, args, self.settings.encode_timeout, |tick| {
             let within = ffmpeg::percent(tick.out_time_seconds, duration) as usize;
-            let overall = ((index * 100 + within) / count).min(99) as u8;
+            let overall = ((index * 100 + within) / count.max(1)).min(99) as u8;
             let _ = tx.send(overall);
         })
         .await;
@@ -632,7 +830,7 @@ impl Worker {
         let _ = writer.await;
         match r {
             Ok(f) if f.success => {
-                tracing::info!(preset = preset.name, secs = started.elapsed().as_secs_f64(), "encoded");
+                tracing::info!(preset, secs = started.elapsed().as_secs_f64(), "encoded");
                 Ok(())
             }
             Ok(f) => {
@@ -654,6 +852,52 @@ impl Worker {
             Err(e) => Err(JobFailure::Retryable(e.to_string())),
         }
     }
+}
+
+/// The first 4 KiB of a file.
+async fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut f = tokio::fs::File::open(path).await?;
+    let mut head = vec![0u8; 4096];
+    let mut n = 0;
+    while n < head.len() {
+        let k = f.read(&mut head[n..]).await?;
+        if k == 0 {
+            break;
+        }
+        n += k;
+    }
+    head.truncate(n);
+    Ok(head)
+}
+
+/// Every file under `dir` (relative path with `/`, size), sorted; no symlinks followed.
+pub fn list_files(dir: &Path) -> std::io::Result<Vec<(String, u64)>> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, u64)>) -> std::io::Result<()> {
+        for e in std::fs::read_dir(dir)? {
+            let e = e?;
+            let t = e.file_type()?;
+            if t.is_dir() {
+                walk(base, &e.path(), out)?;
+            } else if t.is_file() {
+                let rel = e
+                    .path()
+                    .strip_prefix(base)
+                    .expect("under base")
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                // FFmpeg's two-pass logs stay on the worker
+                if !rel.starts_with("ffmpeg2pass") {
+                    out.push((rel, e.metadata()?.len()));
+                }
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out)?;
+    out.sort();
+    Ok(out)
 }
 
 /// A file name stem safe in an S3 key and on disk.

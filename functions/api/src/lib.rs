@@ -13,12 +13,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use nommer_shared::job::{Job, Origin, OutputSpec, S3Uri};
+use nommer_shared::job::{Job, Origin, OutputOptions, OutputSpec, S3Uri};
 use nommer_shared::objects::S3ObjectStore;
+use nommer_shared::presets::{Preset, PresetKind, VideoCodec};
 use nommer_shared::queue::SqsQueue;
 use nommer_shared::settings::ApiSettings;
 use nommer_shared::store::{Created, DynamoJobStore};
-use nommer_shared::{ids, presets, submit};
+use nommer_shared::{ids, submit};
 pub use problem::Problem;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -93,6 +94,11 @@ pub struct OutputRequest {
     pub preset: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Typed options on top of the preset (trim, frame-rate cap, bit rate or quality,
+    /// two-pass, loudness, watermark, thumbnail count/time/width, allow-listed advanced
+    /// flags).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<OutputOptions>,
 }
 
 fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Problem {
@@ -153,8 +159,8 @@ pub fn parse_request(
     }
     let outputs = match (&req.preset, &req.outputs) {
         (Some(_), Some(_)) => return Err(invalid("outputs", "give either `preset` or `outputs`, not both")),
-        (None, None) => vec![output(&settings.default_preset, None, "preset")?],
-        (Some(p), None) => vec![output(p, None, "preset")?],
+        (None, None) => vec![output(settings, &settings.default_preset, None, None, "preset")?],
+        (Some(p), None) => vec![output(settings, p, None, None, "preset")?],
         (None, Some(list)) => {
             if list.is_empty() {
                 return Err(invalid("outputs", "must list at least one output"));
@@ -164,7 +170,13 @@ pub fn parse_request(
             }
             let mut v: Vec<OutputSpec> = Vec::new();
             for (i, o) in list.iter().enumerate() {
-                let spec = output(&o.preset, o.name.as_deref(), &format!("outputs[{i}]"))?;
+                let spec = output(
+                    settings,
+                    &o.preset,
+                    o.name.as_deref(),
+                    o.options.as_ref(),
+                    &format!("outputs[{i}]"),
+                )?;
                 if v.iter().any(|x| x.name == spec.name) {
                     return Err(invalid(
                         format!("outputs[{i}].name"),
@@ -214,18 +226,21 @@ fn join(path: &str, field: &str) -> String {
     }
 }
 
-fn output(preset: &str, name: Option<&str>, field: &str) -> Result<OutputSpec, Problem> {
+fn output(
+    settings: &ApiSettings,
+    preset: &str,
+    name: Option<&str>,
+    options: Option<&OutputOptions>,
+    field: &str,
+) -> Result<OutputSpec, Problem> {
     let pfield = if field == "preset" {
         "preset".to_string()
     } else {
         format!("{field}.preset")
     };
-    if presets::find(preset).is_none() {
-        return Err(invalid(
-            pfield,
-            format!("`{preset}` is not a preset; known: {}", presets::names().join(", ")),
-        ));
-    }
+    let Some(p) = settings.config.catalog.find(preset) else {
+        return Err(invalid(pfield, settings.config.catalog.unknown(preset)));
+    };
     let name = name.unwrap_or(preset).to_string();
     let safe = !name.is_empty()
         && name.len() <= 64
@@ -239,10 +254,118 @@ fn output(preset: &str, name: Option<&str>, field: &str) -> Result<OutputSpec, P
             "1-64 characters of A-Z a-z 0-9 - _ . (not starting with .)",
         ));
     }
+    let options = options.cloned().unwrap_or_default();
+    check_options(settings, p, &options).map_err(|(f, m)| invalid(format!("{field}.options.{f}"), m))?;
     Ok(OutputSpec {
         name,
         preset: preset.to_string(),
+        options,
     })
+}
+
+/// Range checks on an output's options; the error names the option.
+fn check_options(settings: &ApiSettings, preset: &Preset, o: &OutputOptions) -> Result<(), (String, String)> {
+    let err = |f: &str, m: &str| Err((f.to_string(), m.to_string()));
+    let is_file = matches!(preset.kind, PresetKind::File { .. });
+    let is_thumbs = matches!(preset.kind, PresetKind::Thumbnails(_));
+    if let Some(t) = &o.trim {
+        if !(t.start_seconds.is_finite() && t.start_seconds >= 0.0) {
+            return err("trim.start_seconds", "must be 0 or more");
+        }
+        if let Some(e) = t.end_seconds {
+            if !(e.is_finite() && e > t.start_seconds) {
+                return err("trim.end_seconds", "must be after start_seconds");
+            }
+        }
+    }
+    if let Some(r) = o.max_frame_rate {
+        if !(1.0..=240.0).contains(&r) {
+            return err("max_frame_rate", "must be within 1-240");
+        }
+    }
+    if let Some(b) = o.video_bitrate_kbps {
+        if !(50..=100_000).contains(&b) {
+            return err("video_bitrate_kbps", "must be within 50-100000");
+        }
+        if !is_file || !preset.needs_video() {
+            return err(
+                "video_bitrate_kbps",
+                "applies to video file presets (ladders set a rate per rendition)",
+            );
+        }
+    }
+    if let Some(c) = o.crf {
+        if c > 63 || !is_file || !preset.needs_video() {
+            return err("crf", "is 0-63 and applies to video file presets");
+        }
+        if o.video_bitrate_kbps.is_some() {
+            return err("crf", "give either crf or video_bitrate_kbps, not both");
+        }
+    }
+    if o.two_pass && (o.video_bitrate_kbps.is_none() || !is_file) {
+        return err("two_pass", "needs video_bitrate_kbps, on a video file preset");
+    }
+    if o.two_pass {
+        if let PresetKind::File { video: Some(v), .. } = &preset.kind {
+            if v.codec == VideoCodec::H265 {
+                return err("two_pass", "is not offered for H.265 presets");
+            }
+        }
+    }
+    if let Some(l) = &o.loudness {
+        if !(-70.0..=-5.0).contains(&l.integrated_lufs) {
+            return err("loudness.integrated_lufs", "must be within -70 to -5 LUFS");
+        }
+        if !(-9.0..=0.0).contains(&l.true_peak_db) {
+            return err("loudness.true_peak_db", "must be within -9 to 0 dBTP");
+        }
+        if !(1.0..=50.0).contains(&l.range_lu) {
+            return err("loudness.range_lu", "must be within 1-50 LU");
+        }
+        if is_thumbs {
+            return err("loudness", "thumbnails have no audio");
+        }
+    }
+    if let Some(w) = &o.watermark {
+        if !settings.source_buckets.contains(&w.image.bucket) {
+            return err(
+                "watermark.image",
+                &format!("images are accepted only from: {}", settings.source_buckets.join(", ")),
+            );
+        }
+        if !(0.01..=1.0).contains(&w.width_fraction) {
+            return err("watermark.width_fraction", "must be within 0.01-1");
+        }
+        if w.margin > 1000 {
+            return err("watermark.margin", "must be at most 1000");
+        }
+        if is_thumbs || !preset.needs_video() {
+            return err("watermark", "applies to video outputs");
+        }
+    }
+    let thumbs_only = [
+        ("at_seconds", o.at_seconds.is_some()),
+        ("count", o.count.is_some()),
+        ("width", o.width.is_some()),
+    ];
+    for (f, set) in thumbs_only {
+        if set && !is_thumbs {
+            return err(f, "applies to thumbnail presets");
+        }
+    }
+    if o.at_seconds.map(|a| !(a.is_finite() && a >= 0.0)).unwrap_or(false) {
+        return err("at_seconds", "must be 0 or more");
+    }
+    if o.count.map(|c| !(1..=500).contains(&c)).unwrap_or(false) {
+        return err("count", "must be within 1-500");
+    }
+    if o.width.map(|w| !(16..=3840).contains(&w)).unwrap_or(false) {
+        return err("width", "must be within 16-3840");
+    }
+    if !o.advanced.is_empty() && !is_file {
+        return err("advanced", "applies to file presets");
+    }
+    nommer_shared::advanced::check(&o.advanced)
 }
 
 /// The job as users see it: without the request fingerprint and the queue message id,
@@ -344,6 +467,7 @@ mod tests {
             jobs_queue_url: "q".into(),
             default_preset: "mp4-720p".into(),
             source_buckets: vec!["inbox".into()],
+            config: Default::default(),
         }
     }
 
@@ -386,16 +510,59 @@ mod tests {
     }
 
     #[test]
+    fn options_are_typed_and_range_checked() {
+        let f = |o: &str| {
+            field_of(&format!(
+                r#"{{"source":"s3://inbox/a","outputs":[{{"preset":"mp4-720p","options":{o}}}]}}"#
+            ))
+        };
+        assert_eq!(
+            f(r#"{"trim":{"start_seconds":5,"end_seconds":2}}"#),
+            Some("outputs[0].options.trim.end_seconds".into())
+        );
+        assert_eq!(
+            f(r#"{"max_frame_rate":1000}"#),
+            Some("outputs[0].options.max_frame_rate".into())
+        );
+        assert_eq!(f(r#"{"two_pass":true}"#), Some("outputs[0].options.two_pass".into()));
+        assert_eq!(
+            f(r#"{"crf":20,"video_bitrate_kbps":1000}"#),
+            Some("outputs[0].options.crf".into())
+        );
+        assert_eq!(f(r#"{"count":3}"#), Some("outputs[0].options.count".into()));
+        assert_eq!(
+            f(r#"{"loudness":{"integrated_lufs":3}}"#),
+            Some("outputs[0].options.loudness.integrated_lufs".into())
+        );
+        assert_eq!(
+            f(r#"{"watermark":{"image":"s3://other-bucket/logo.png"}}"#),
+            Some("outputs[0].options.watermark.image".into())
+        );
+        assert_eq!(
+            f(r#"{"advanced":[{"output":["-vf","movie=/etc/passwd"]}]}"#),
+            Some("outputs[0].options.advanced[0].output[0]".into())
+        );
+        assert_eq!(f(r#"{"colour":"red"}"#), Some("outputs[0].options.colour".into()));
+        assert_eq!(
+            f(
+                r#"{"trim":{"start_seconds":1},"two_pass":true,"video_bitrate_kbps":900,"loudness":{},"watermark":{"image":"s3://inbox/logo.png"},"advanced":[{"output":["-tune","film"]}]}"#
+            ),
+            None
+        );
+        let t = |o: &str| {
+            field_of(&format!(
+                r#"{{"source":"s3://inbox/a","outputs":[{{"preset":"sprite","options":{o}}}]}}"#
+            ))
+        };
+        assert_eq!(t(r#"{"count":20,"width":120}"#), None);
+        assert_eq!(t(r#"{"count":0}"#), Some("outputs[0].options.count".into()));
+    }
+
+    #[test]
     fn a_good_request_gets_its_outputs() {
         let (_, src, outs) = parse_request(br#"{"source":"s3://inbox/a/b.mov"}"#, &settings()).unwrap();
         assert_eq!(src.key, "a/b.mov");
-        assert_eq!(
-            outs,
-            [OutputSpec {
-                name: "mp4-720p".into(),
-                preset: "mp4-720p".into()
-            }]
-        );
+        assert_eq!(outs, [OutputSpec::new("mp4-720p", "mp4-720p")]);
         let (_, _, outs) = parse_request(
             br#"{"source":"s3://inbox/a","outputs":[{"preset":"mp4-360p","name":"small"},{"preset":"mp4-1080p"}]}"#,
             &settings(),

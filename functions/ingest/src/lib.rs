@@ -9,7 +9,7 @@ use nommer_shared::objects::S3ObjectStore;
 use nommer_shared::queue::SqsQueue;
 use nommer_shared::settings::IngestSettings;
 use nommer_shared::store::DynamoJobStore;
-use nommer_shared::{ids, presets, submit};
+use nommer_shared::{ids, submit};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -181,13 +181,13 @@ pub fn decode_key(raw: &str) -> String {
 }
 
 /// The preset named by the key's `inbox/<preset>/` prefix, if it names one.
-pub fn preset_from_key(key: &str) -> Option<&'static str> {
+pub fn preset_from_key<'a>(key: &str, catalog: &'a nommer_shared::presets::Catalog) -> Option<&'a str> {
     let rest = key.strip_prefix(INBOX_PREFIX)?;
     let (segment, file) = rest.split_once('/')?;
     if file.is_empty() {
         return None;
     }
-    presets::find(segment).map(|p| p.name)
+    catalog.find(segment).map(|p| p.name.as_str())
 }
 
 #[tracing::instrument(skip_all, fields(bucket, key))]
@@ -235,7 +235,7 @@ pub async fn handle_record(ctx: &Ingest, record: &S3Record) -> Result<RecordOutc
     let now = chrono::Utc::now();
 
     let from_meta = info.metadata.get(PRESET_METADATA).map(|p| p.trim().to_string());
-    let preset = preset_from_key(&key)
+    let preset = preset_from_key(&key, &ctx.settings.config.catalog)
         .map(str::to_string)
         .or(from_meta.clone())
         .unwrap_or_else(|| ctx.settings.default_preset.clone());
@@ -243,10 +243,7 @@ pub async fn handle_record(ctx: &Ingest, record: &S3Record) -> Result<RecordOutc
         id.clone(),
         Origin::Upload,
         S3Uri::new(&bucket, &key),
-        vec![OutputSpec {
-            name: preset.clone(),
-            preset: preset.clone(),
-        }],
+        vec![OutputSpec::new(preset.clone(), preset.clone())],
         now,
     );
     job.source_etag = record
@@ -261,13 +258,13 @@ pub async fn handle_record(ctx: &Ingest, record: &S3Record) -> Result<RecordOutc
         .into_iter()
         .filter(|(k, _)| k != PRESET_METADATA)
         .collect();
-    if presets::find(&preset).is_none() {
+    if ctx.settings.config.catalog.find(&preset).is_none() {
         job.fail(
             JobError::new(
                 JobErrorCode::UnknownPreset,
                 format!(
-                    "object metadata preset={preset:?} is not a preset; known: {}",
-                    presets::names().join(", ")
+                    "object metadata preset: {}",
+                    ctx.settings.config.catalog.unknown(&preset)
                 ),
             ),
             now,
@@ -293,10 +290,11 @@ mod tests {
 
     #[test]
     fn preset_comes_from_the_inbox_prefix_only_when_it_is_one() {
-        assert_eq!(preset_from_key("inbox/mp4-480p/a.mov"), Some("mp4-480p"));
-        assert_eq!(preset_from_key("inbox/holiday/a.mov"), None);
-        assert_eq!(preset_from_key("inbox/mp4-480p/"), None);
-        assert_eq!(preset_from_key("mp4-480p/a.mov"), None);
+        let c = nommer_shared::presets::Catalog::builtin();
+        assert_eq!(preset_from_key("inbox/mp4-480p/a.mov", &c), Some("mp4-480p"));
+        assert_eq!(preset_from_key("inbox/holiday/a.mov", &c), None);
+        assert_eq!(preset_from_key("inbox/mp4-480p/", &c), None);
+        assert_eq!(preset_from_key("mp4-480p/a.mov", &c), None);
     }
 
     #[test]

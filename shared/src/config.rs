@@ -1,0 +1,249 @@
+//! The config file (TOML, path in `NOMMER_CONFIG`): extra presets and how outputs are
+//! named. Read once at start and checked whole; a bad file is refused with the line and
+//! the problem.
+//!
+//! ```toml
+//! [outputs]
+//! key_template = "{job_id}/{output_name}/"
+//!
+//! [presets.mp4-540p]
+//! description = "MP4, H.264 up to 540p"
+//! kind = "file"
+//! container = "mp4"
+//! video = { codec = "h264", max_height = 540, crf = 23, max_bitrate_kbps = 3000 }
+//! audio = { codec = "aac", bitrate_kbps = 128 }
+//! ```
+
+use crate::presets::{Catalog, Preset, PresetKind};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The default output folder: `<job id>/<output name>/`.
+pub const DEFAULT_KEY_TEMPLATE: &str = "{job_id}/{output_name}/";
+/// The placeholders a key template may use.
+pub const TEMPLATE_FIELDS: [&str; 5] = ["job_id", "output_name", "preset", "source_stem", "date"];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub catalog: Catalog,
+    pub key_template: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            catalog: Catalog::builtin(),
+            key_template: DEFAULT_KEY_TEMPLATE.into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    outputs: Option<RawOutputs>,
+    #[serde(default)]
+    presets: BTreeMap<String, RawPreset>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutputs {
+    key_template: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawPreset {
+    #[serde(default)]
+    description: String,
+    #[serde(flatten)]
+    kind: PresetKind,
+}
+
+/// The keys each kind of preset may have (serde cannot refuse unknown keys through a
+/// flattened enum, so they are checked here).
+fn known_keys(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "file" => &["description", "kind", "container", "video", "audio"],
+        "ladder" => &[
+            "description",
+            "kind",
+            "format",
+            "codec",
+            "rungs",
+            "audio",
+            "segment_seconds",
+        ],
+        "thumbnails" => &["description", "kind", "mode", "count", "width", "columns"],
+        _ => &[],
+    }
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .map(|i| i + 1)
+        .unwrap_or(1)
+}
+
+/// Checks a key template: known placeholders only, and a result that is a safe S3 prefix.
+pub fn check_key_template(t: &str) -> Result<(), String> {
+    if !t.contains("{job_id}") {
+        return Err("must contain {job_id} so jobs never overwrite each other".into());
+    }
+    let mut rest = t;
+    while let Some(i) = rest.find('{') {
+        let end = rest[i..].find('}').ok_or("has an unclosed {")? + i;
+        let field = &rest[i + 1..end];
+        if !TEMPLATE_FIELDS.contains(&field) {
+            return Err(format!(
+                "uses {{{field}}}; known: {}",
+                TEMPLATE_FIELDS.map(|f| format!("{{{f}}}")).join(" ")
+            ));
+        }
+        rest = &rest[end + 1..];
+    }
+    if t.starts_with('/') || t.split('/').any(|seg| seg == ".." || seg == ".") {
+        return Err("must be a relative key prefix without . or .. segments".into());
+    }
+    Ok(())
+}
+
+/// Fills a key template. Values are already safe key segments.
+pub fn render_key_template(
+    t: &str,
+    job_id: &str,
+    output_name: &str,
+    preset: &str,
+    source_stem: &str,
+    date: &str,
+) -> String {
+    let mut k = t
+        .replace("{job_id}", job_id)
+        .replace("{output_name}", output_name)
+        .replace("{preset}", preset)
+        .replace("{source_stem}", source_stem)
+        .replace("{date}", date);
+    if !k.is_empty() && !k.ends_with('/') {
+        k.push('/');
+    }
+    k
+}
+
+impl Config {
+    /// Parses a config file's text; errors say where and what.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, String> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| format!("{origin}: {e}"))?;
+        // unknown keys inside presets
+        let table: toml::Table = toml::from_str(text).map_err(|e| format!("{origin}: {e}"))?;
+        if let Some(presets) = table.get("presets").and_then(|p| p.as_table()) {
+            for (name, body) in presets {
+                let Some(body) = body.as_table() else { continue };
+                let kind = body.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+                for key in body.keys() {
+                    if !known_keys(kind).contains(&key.as_str()) {
+                        return Err(format!(
+                            "{origin}: line {}: preset `{name}`: unknown key `{key}` for kind `{kind}`; known: {}",
+                            line_of(text, &format!("{key} =")),
+                            known_keys(kind).join(", ")
+                        ));
+                    }
+                }
+            }
+        }
+        let mut extra: Vec<Preset> = Vec::new();
+        for (name, p) in raw.presets {
+            extra.push(Preset {
+                name: name.clone(),
+                description: p.description,
+                kind: p.kind,
+            });
+        }
+        let catalog = Catalog::with(extra).map_err(|e| {
+            let name = e.split('`').nth(1).unwrap_or("");
+            format!("{origin}: line {}: {e}", line_of(text, &format!("[presets.{name}]")))
+        })?;
+        let key_template = raw
+            .outputs
+            .and_then(|o| o.key_template)
+            .unwrap_or_else(|| DEFAULT_KEY_TEMPLATE.into());
+        check_key_template(&key_template).map_err(|e| {
+            format!(
+                "{origin}: line {}: outputs.key_template {e}",
+                line_of(text, "key_template")
+            )
+        })?;
+        Ok(Config { catalog, key_template })
+    }
+
+    pub fn load(path: &Path) -> Result<Config, String> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+        Config::parse(&text, &path.display().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[outputs]
+key_template = "{date}/{job_id}/{output_name}"
+
+[presets.mp4-540p]
+description = "MP4, H.264 up to 540p"
+kind = "file"
+container = "mp4"
+video = { codec = "h264", max_height = 540, crf = 23, max_bitrate_kbps = 3000 }
+audio = { codec = "aac", bitrate_kbps = 128 }
+
+[presets.hls-small]
+kind = "ladder"
+format = "hls"
+codec = "h264"
+rungs = [{ height = 360, video_kbps = 800 }, { height = 240, video_kbps = 400 }]
+audio = { codec = "aac", bitrate_kbps = 96 }
+segment_seconds = 6
+
+[presets.contact-sheet]
+kind = "thumbnails"
+mode = "sprite"
+count = 24
+width = 120
+columns = 6
+"#;
+
+    #[test]
+    fn a_good_file_extends_the_catalog() {
+        let c = Config::parse(GOOD, "nommer.toml").unwrap();
+        assert!(c.catalog.find("mp4-540p").is_some());
+        assert!(c.catalog.find("hls-small").is_some());
+        assert!(c.catalog.find("mp4-720p").is_some(), "built-ins stay");
+        assert_eq!(c.key_template, "{date}/{job_id}/{output_name}");
+        assert_eq!(
+            render_key_template(&c.key_template, "j1", "web", "mp4-540p", "clip", "2026-11-25"),
+            "2026-11-25/j1/web/"
+        );
+    }
+
+    #[test]
+    fn bad_files_name_the_line_and_the_problem() {
+        let e = Config::parse("[presets.x]\nkind = \"file\"\ncontainer = \"avi\"\n", "c.toml").unwrap_err();
+        assert!(e.contains("c.toml") && e.contains("line") && e.contains("avi"), "{e}");
+        let e = Config::parse("[presets.x]\nkind = \"file\"\ncontainer = \"mp4\"\nvideo = { codec = \"h264\", max_height = 540, crf = 23, max_bitrate_kbps = 3000 }\ncrf_max = 3\n", "c.toml")
+            .unwrap_err();
+        assert!(e.contains("line 5") && e.contains("unknown key `crf_max`"), "{e}");
+        let e = Config::parse("\n\n[presets.y]\nkind = \"file\"\ncontainer = \"mp3\"\nvideo = { codec = \"h264\", max_height = 540, crf = 23, max_bitrate_kbps = 3000 }\n", "c.toml")
+            .unwrap_err();
+        assert!(e.contains("line 3") && e.contains("cannot go in a Mp3 file"), "{e}");
+        let e = Config::parse("[outputs]\nkey_template = \"{output_name}/\"\n", "c.toml").unwrap_err();
+        assert!(e.contains("line 2") && e.contains("{job_id}"), "{e}");
+        let e = Config::parse("[outputs]\nkey_template = \"{job_id}/{user}/\"\n", "c.toml").unwrap_err();
+        assert!(e.contains("{user}"), "{e}");
+        let e = Config::parse("[outptus]\n", "c.toml").unwrap_err();
+        assert!(e.contains("outptus"), "{e}");
+    }
+}
