@@ -32,6 +32,9 @@ pub struct StackOptions {
     pub log_dir: PathBuf,
     /// Port for the API (0 picks a free one).
     pub api_port: u16,
+    /// The config file (presets, output naming) every component reads; default:
+    /// `NOMMER_CONFIG` from the environment, if set.
+    pub config_path: Option<PathBuf>,
 }
 
 impl StackOptions {
@@ -43,6 +46,7 @@ impl StackOptions {
             worker_env: HashMap::new(),
             log_dir: log_dir.to_path_buf(),
             api_port: 0,
+            config_path: std::env::var_os(s::CONFIG).map(PathBuf::from),
         }
     }
 }
@@ -118,7 +122,10 @@ impl LocalStack {
         let urls = resources::create(&config, &names)
             .await
             .context("creating the stack's resources on the emulator")?;
-        let env = resources::function_env(&names, &urls);
+        let mut env = resources::function_env(&names, &urls);
+        if let Some(c) = &opts.config_path {
+            env.insert(s::CONFIG.to_string(), c.display().to_string());
+        }
         let source = env.clone();
 
         let ingest = ingest::Ingest::new(IngestSettings::from_source(&source)?, &config);

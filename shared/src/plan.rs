@@ -165,7 +165,8 @@ enum HeightRule {
 }
 
 /// Wraps a chain so the watermark (input 1) is laid over it; returns a filter_complex
-/// graph reading `[0:v]` and writing `[out]`.
+/// graph reading `[0:v]` and writing `[out]`. (In `scale2ref`, `iw` is the reference
+/// video's width and `mdar` the scaled image's own aspect ratio.)
 fn with_watermark(inp: &PlanInput, chain: &str) -> Option<String> {
     let w = inp.options.watermark.as_ref()?;
     inp.watermark?;
@@ -178,7 +179,7 @@ fn with_watermark(inp: &PlanInput, chain: &str) -> Option<String> {
     };
     let frac = w.width_fraction.clamp(0.01, 1.0);
     Some(format!(
-        "[0:v]{chain}[base];[1:v][base]scale2ref=w='trunc(main_w*{frac}/2)*2':h='ow/mdar'[mark][base2];\
+        "[0:v]{chain}[base];[1:v][base]scale2ref=w='trunc(iw*{frac}/2)*2':h='trunc(ow/mdar/2)*2'[mark][base2];\
          [base2][mark]overlay=x={x}:y={y}:format=auto,format=yuv420p[out]"
     ))
 }
