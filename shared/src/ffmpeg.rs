@@ -77,6 +77,34 @@ pub fn sniff(head: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// True for an AVI file (RIFF form type `AVI `).
+pub fn is_avi(head: &[u8]) -> bool {
+    head.len() >= 12 && &head[..4] == b"RIFF" && &head[8..12] == b"AVI "
+}
+
+/// Scans an AVI for GAB2 chunks: subtitle "files" embedded in the AVI, which FFmpeg
+/// probes and opens with any demuxer (the known way to smuggle an HLS playlist into a
+/// harmless-looking video). Streams through the file in bounded memory.
+pub fn avi_embeds_files<R: std::io::Read>(mut r: R) -> std::io::Result<bool> {
+    const NEEDLE: &[u8] = b"GAB2\0";
+    let mut buf = vec![0u8; 1 << 20];
+    let mut carry = 0usize;
+    loop {
+        let n = r.read(&mut buf[carry..])?;
+        if n == 0 {
+            return Ok(false);
+        }
+        let end = carry + n;
+        if buf[..end].windows(NEEDLE.len()).any(|w| w == NEEDLE) {
+            return Ok(true);
+        }
+        // keep the tail in case the marker straddles two reads
+        let keep = (NEEDLE.len() - 1).min(end);
+        buf.copy_within(end - keep..end, 0);
+        carry = keep;
+    }
+}
+
 /// Checks a probed source against the limits; the error says which one it broke.
 pub fn check_limits(probe: &Probe, limits: &Limits) -> Result<(), String> {
     if probe.streams.len() > limits.max_streams {
@@ -306,6 +334,18 @@ mod tests {
             .contains("SDP"));
         assert!(sniff(b"\x00\x00\x00\x18ftypmp42").is_ok());
         assert!(sniff(b"").is_ok());
+    }
+
+    #[test]
+    fn avis_with_embedded_files_are_found() {
+        let mut avi = b"RIFF\0\0\0\0AVI LIST".to_vec();
+        assert!(is_avi(&avi));
+        assert!(!is_avi(b"RIFF\0\0\0\0WAVEfmt "));
+        avi.extend(std::iter::repeat_n(0u8, (1 << 20) - 3 - avi.len()));
+        assert!(!avi_embeds_files(&avi[..]).unwrap());
+        // the marker straddles the 1 MiB read boundary
+        avi.extend(b"GAB2\0\x02\x00#EXTM3U");
+        assert!(avi_embeds_files(&avi[..]).unwrap());
     }
 
     #[test]

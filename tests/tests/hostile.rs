@@ -77,6 +77,37 @@ async fn playlists_and_concat_scripts_uploaded_as_media_are_refused() {
     let concat = format!("ffconcat version 1.0\nfile 'concat:/etc/passwd|{}'\n", canary.url("x"));
     let job = submit_bytes(&stack, "inbox/mp4-720p/concat.mp4", concat.into()).await;
     refused(&job, "concat script");
+
+    // a real AVI (made by FFmpeg) with a GAB2 "subtitle file" holding a playlist appended
+    let dir = tempfile::tempdir().unwrap();
+    let avi = dir.path().join("x.avi");
+    let out = std::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=160x120:duration=1",
+            "-c:v",
+            "mjpeg",
+        ])
+        .arg(&avi)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut bytes = std::fs::read(&avi).unwrap();
+    let playlist = format!(
+        "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:1.0,\n{}\n#EXT-X-ENDLIST\n",
+        canary.url("gab2.ts")
+    );
+    let mut chunk = b"02txGAB2\0\x02\x00".to_vec();
+    chunk.extend(playlist.as_bytes());
+    bytes.extend(chunk);
+    let job = submit_bytes(&stack, "inbox/mp4-720p/movie.avi", bytes).await;
+    refused(&job, "embedded subtitle file (GAB2)");
     canary.assert_untouched();
     stack.shutdown().await;
 }

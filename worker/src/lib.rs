@@ -476,6 +476,20 @@ impl Worker {
             .await
             .map_err(|e| JobFailure::Retryable(e.to_string()))?;
         ffmpeg::sniff(&head).map_err(|e| JobFailure::Permanent(JobErrorCode::RefusedSource, e))?;
+        if ffmpeg::is_avi(&head) {
+            let path = input.clone();
+            let embeds =
+                tokio::task::spawn_blocking(move || std::fs::File::open(path).and_then(ffmpeg::avi_embeds_files))
+                    .await
+                    .map_err(|e| JobFailure::Retryable(e.to_string()))?
+                    .map_err(|e| JobFailure::Retryable(e.to_string()))?;
+            if embeds {
+                return Err(JobFailure::Permanent(
+                    JobErrorCode::RefusedSource,
+                    "the source is an AVI with an embedded subtitle file (GAB2), a known way to smuggle a playlist past a media check; refused".into(),
+                ));
+            }
+        }
         let probe = self.probe(&input, size).await?;
         ffmpeg::check_limits(&probe, &self.settings.limits)
             .map_err(|e| JobFailure::Permanent(JobErrorCode::RefusedSource, e))?;
