@@ -6,6 +6,11 @@
 //! [outputs]
 //! key_template = "{job_id}/{output_name}/"
 //!
+//! [limits]
+//! max_duration_seconds = 21600
+//! max_pixels = 35389440
+//! max_streams = 16
+//!
 //! [presets.mp4-540p]
 //! description = "MP4, H.264 up to 540p"
 //! kind = "file"
@@ -28,6 +33,8 @@ pub const TEMPLATE_FIELDS: [&str; 5] = ["job_id", "output_name", "preset", "sour
 pub struct Config {
     pub catalog: Catalog,
     pub key_template: String,
+    /// What a source may be; `NOMMER_MAX_*` variables override these.
+    pub limits: crate::ffmpeg::Limits,
 }
 
 impl Default for Config {
@@ -35,6 +42,7 @@ impl Default for Config {
         Config {
             catalog: Catalog::builtin(),
             key_template: DEFAULT_KEY_TEMPLATE.into(),
+            limits: crate::ffmpeg::Limits::default(),
         }
     }
 }
@@ -46,6 +54,16 @@ struct RawConfig {
     outputs: Option<RawOutputs>,
     #[serde(default)]
     presets: BTreeMap<String, RawPreset>,
+    #[serde(default)]
+    limits: Option<RawLimits>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_duration_seconds: Option<f64>,
+    max_pixels: Option<u64>,
+    max_streams: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -175,7 +193,33 @@ impl Config {
                 line_of(text, "key_template")
             )
         })?;
-        Ok(Config { catalog, key_template })
+        let mut limits = crate::ffmpeg::Limits::default();
+        if let Some(l) = raw.limits {
+            let bad = |what: &str| format!("{origin}: line {}: limits.{what} is out of range", line_of(text, what));
+            if let Some(d) = l.max_duration_seconds {
+                if !(d.is_finite() && d >= 1.0) {
+                    return Err(bad("max_duration_seconds"));
+                }
+                limits.max_duration_seconds = d;
+            }
+            if let Some(p) = l.max_pixels {
+                if p < 64 * 64 {
+                    return Err(bad("max_pixels"));
+                }
+                limits.max_pixels = p;
+            }
+            if let Some(n) = l.max_streams {
+                if n == 0 {
+                    return Err(bad("max_streams"));
+                }
+                limits.max_streams = n;
+            }
+        }
+        Ok(Config {
+            catalog,
+            key_template,
+            limits,
+        })
     }
 
     pub fn load(path: &Path) -> Result<Config, String> {
@@ -192,6 +236,10 @@ mod tests {
     const GOOD: &str = r#"
 [outputs]
 key_template = "{date}/{job_id}/{output_name}"
+
+[limits]
+max_duration_seconds = 600
+max_streams = 4
 
 [presets.mp4-540p]
 description = "MP4, H.264 up to 540p"
@@ -223,6 +271,8 @@ columns = 6
         assert!(c.catalog.find("hls-small").is_some());
         assert!(c.catalog.find("mp4-720p").is_some(), "built-ins stay");
         assert_eq!(c.key_template, "{date}/{job_id}/{output_name}");
+        assert_eq!((c.limits.max_duration_seconds, c.limits.max_streams), (600.0, 4));
+        assert_eq!(c.limits.max_pixels, crate::ffmpeg::Limits::default().max_pixels);
         assert_eq!(
             render_key_template(&c.key_template, "j1", "web", "mp4-540p", "clip", "2026-11-25"),
             "2026-11-25/j1/web/"
@@ -243,6 +293,8 @@ columns = 6
         assert!(e.contains("line 2") && e.contains("{job_id}"), "{e}");
         let e = Config::parse("[outputs]\nkey_template = \"{job_id}/{user}/\"\n", "c.toml").unwrap_err();
         assert!(e.contains("{user}"), "{e}");
+        let e = Config::parse("[limits]\nmax_streams = 0\n", "c.toml").unwrap_err();
+        assert!(e.contains("line 2") && e.contains("max_streams"), "{e}");
         let e = Config::parse("[outptus]\n", "c.toml").unwrap_err();
         assert!(e.contains("outptus"), "{e}");
     }

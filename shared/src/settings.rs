@@ -213,6 +213,7 @@ impl WorkerSettings {
             let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "worker".into());
             format!("{}-{}", host.trim(), std::process::id())
         });
+        let config = config(src)?;
         Ok(WorkerSettings {
             table: required(src, TABLE, TABLE_HINT)?,
             work_queue_url: required(src, WORK_QUEUE_URL, "the URL of the FFmpeg fleet's SQS work queue")?,
@@ -225,8 +226,8 @@ impl WorkerSettings {
             encode_timeout: Duration::from_secs(number(src, ENCODE_TIMEOUT_SECS, 6 * 3600, 1)?),
             ffmpeg: src.get(FFMPEG).unwrap_or_else(|| "ffmpeg".into()),
             ffprobe: src.get(FFPROBE).unwrap_or_else(|| "ffprobe".into()),
-            limits: limits(src)?,
-            config: config(src)?,
+            limits: limits(src, &config)?,
+            config,
         })
     }
     pub fn from_env() -> Result<Self, SettingsError> {
@@ -234,8 +235,8 @@ impl WorkerSettings {
     }
 }
 
-fn limits(src: &dyn Source) -> Result<crate::ffmpeg::Limits, SettingsError> {
-    let d = crate::ffmpeg::Limits::default();
+fn limits(src: &dyn Source, config: &crate::config::Config) -> Result<crate::ffmpeg::Limits, SettingsError> {
+    let d = config.limits.clone();
     let format_whitelist = match src.get(FORMAT_WHITELIST) {
         None => d.format_whitelist.clone(),
         Some(v) => {
