@@ -389,14 +389,12 @@ async fn large_outputs_go_up_in_parts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_whose_worker_dies_is_retried_on_another_and_completes() {
-    let stack_name = nommer_tests::unique_stack("killed");
-    let mut opts = nommer::StackOptions::new(&stack_name, &nommer_tests::log_dir(&stack_name));
-    opts.endpoint = Some(nommer_tests::emulator_endpoint());
-    opts.workers = 1;
-    // a short visibility timeout, so the lost job comes back quickly
-    opts.worker_env
-        .insert(nommer_shared::settings::VISIBILITY_TIMEOUT_SECS.into(), "6".into());
-    let mut stack = nommer::LocalStack::start(opts).await.unwrap();
+    let mut stack = nommer_tests::spawn_stack_with("killed", 1, |o| {
+        // a short visibility timeout, so the lost job comes back quickly
+        o.worker_env
+            .insert(nommer_shared::settings::VISIBILITY_TIMEOUT_SECS.into(), "6".into());
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("long.mp4");
     media::generate_clip(&src, 30, 640, 360, true).unwrap();
@@ -432,13 +430,11 @@ async fn a_job_whose_worker_dies_is_retried_on_another_and_completes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_longer_than_the_visibility_timeout_keeps_its_message_hidden() {
-    let stack_name = nommer_tests::unique_stack("longjob");
-    let mut opts = nommer::StackOptions::new(&stack_name, &nommer_tests::log_dir(&stack_name));
-    opts.endpoint = Some(nommer_tests::emulator_endpoint());
-    opts.workers = 2;
-    opts.worker_env
-        .insert(nommer_shared::settings::VISIBILITY_TIMEOUT_SECS.into(), "6".into());
-    let stack = nommer::LocalStack::start(opts).await.unwrap();
+    let stack = nommer_tests::spawn_stack_with("longjob", 2, |o| {
+        o.worker_env
+            .insert(nommer_shared::settings::VISIBILITY_TIMEOUT_SECS.into(), "6".into());
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("long.mp4");
     media::generate_clip(&src, 40, 1280, 720, false).unwrap();
@@ -487,14 +483,12 @@ async fn a_job_longer_than_the_visibility_timeout_keeps_its_message_hidden() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_stopped_with_sigterm_gives_its_job_back_at_once() {
-    let stack_name = nommer_tests::unique_stack("sigterm");
-    let mut opts = nommer::StackOptions::new(&stack_name, &nommer_tests::log_dir(&stack_name));
-    opts.endpoint = Some(nommer_tests::emulator_endpoint());
-    opts.workers = 1;
-    // a long visibility timeout: only an explicit release brings the job back quickly
-    opts.worker_env
-        .insert(nommer_shared::settings::VISIBILITY_TIMEOUT_SECS.into(), "300".into());
-    let mut stack = nommer::LocalStack::start(opts).await.unwrap();
+    let mut stack = nommer_tests::spawn_stack_with("sigterm", 1, |o| {
+        // a long visibility timeout: only an explicit release brings the job back quickly
+        o.worker_env
+            .insert(nommer_shared::settings::VISIBILITY_TIMEOUT_SECS.into(), "300".into());
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("talk.mp4");
     media::generate_clip(&src, 30, 640, 360, true).unwrap();

@@ -206,14 +206,13 @@ async fn ffprobe_with_the_input_guard_opens_nothing_a_playlist_names() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sources_over_the_limits_are_refused_with_the_limit_named() {
-    let name = nommer_tests::unique_stack("limits");
-    let mut opts = nommer::StackOptions::new(&name, &nommer_tests::log_dir(&name));
-    opts.endpoint = Some(nommer_tests::emulator_endpoint());
-    opts.worker_env
-        .insert(nommer_shared::settings::MAX_DURATION_SECS.into(), "2".into());
-    opts.worker_env
-        .insert(nommer_shared::settings::MAX_PIXELS.into(), (640 * 480).to_string());
-    let stack = nommer::LocalStack::start(opts).await.unwrap();
+    let stack = nommer_tests::spawn_stack_with("limits", 1, |o| {
+        o.worker_env
+            .insert(nommer_shared::settings::MAX_DURATION_SECS.into(), "2".into());
+        o.worker_env
+            .insert(nommer_shared::settings::MAX_PIXELS.into(), (640 * 480).to_string());
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let long = dir.path().join("long.mp4");
     media::generate_clip(&long, 3, 320, 240, true).unwrap();

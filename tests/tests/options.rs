@@ -173,11 +173,10 @@ audio = { codec = "aac", bitrate_kbps = 64 }
 "#,
     )
     .unwrap();
-    let name = nommer_tests::unique_stack("config");
-    let mut opts = nommer::StackOptions::new(&name, &nommer_tests::log_dir(&name));
-    opts.endpoint = Some(nommer_tests::emulator_endpoint());
-    opts.config_path = Some(config);
-    let stack = nommer::LocalStack::start(opts).await.unwrap();
+    let stack = nommer_tests::spawn_stack_with("config", 1, |o| {
+        o.config_path = Some(config);
+    })
+    .await;
     let src = dir.path().join("my clip.mp4");
     media::generate_clip(&src, 2, 640, 360, true).unwrap();
     let o = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
