@@ -215,6 +215,7 @@ impl LocalStack {
             .env(s::WORKER_ID, &id)
             .env(s::WORK_DIR, &work_dir)
             .env(s::POLL_WAIT_SECS, "2")
+            .env(s::HEARTBEAT_SECS, "2")
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .envs(&self.worker_env)
             .stdin(Stdio::null())

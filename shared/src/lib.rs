@@ -14,6 +14,7 @@ pub mod objects;
 pub mod plan;
 pub mod presets;
 pub mod queue;
+pub mod registry;
 pub mod scaling;
 pub mod settings;
 pub mod state;

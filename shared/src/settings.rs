@@ -24,6 +24,10 @@ pub const MAX_PIXELS: &str = "NOMMER_MAX_PIXELS";
 pub const MAX_STREAMS: &str = "NOMMER_MAX_STREAMS";
 pub const FORMAT_WHITELIST: &str = "NOMMER_FORMAT_WHITELIST";
 pub const CONFIG: &str = "NOMMER_CONFIG";
+pub const WORKER_CAPACITY: &str = "NOMMER_WORKER_CAPACITY";
+pub const HEARTBEAT_SECS: &str = "NOMMER_HEARTBEAT_SECS";
+pub const INTERRUPTION_FILE: &str = "NOMMER_INTERRUPTION_FILE";
+pub const IMDS: &str = "NOMMER_IMDS";
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SettingsError {
@@ -205,6 +209,15 @@ pub struct WorkerSettings {
     /// What a source may be (duration, pixels, streams, demuxers).
     pub limits: crate::ffmpeg::Limits,
     pub config: crate::config::Config,
+    /// Jobs at once.
+    pub capacity: u32,
+    /// How often the worker heartbeats into the registry.
+    pub heartbeat_interval: Duration,
+    /// Local stand-in for a Spot interruption notice: when this file appears, the worker
+    /// gives its jobs back and stops.
+    pub interruption_file: Option<PathBuf>,
+    /// On EC2: watch instance metadata (IMDSv2) for a Spot interruption notice.
+    pub imds: bool,
 }
 
 impl WorkerSettings {
@@ -228,6 +241,13 @@ impl WorkerSettings {
             ffprobe: src.get(FFPROBE).unwrap_or_else(|| "ffprobe".into()),
             limits: limits(src, &config)?,
             config,
+            capacity: number(src, WORKER_CAPACITY, 1, 1)?,
+            heartbeat_interval: Duration::from_secs(number(src, HEARTBEAT_SECS, 20, 1)?),
+            interruption_file: src.get(INTERRUPTION_FILE).map(PathBuf::from),
+            imds: src
+                .get(IMDS)
+                .map(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+                .unwrap_or(false),
         })
     }
     pub fn from_env() -> Result<Self, SettingsError> {

@@ -56,12 +56,18 @@ pub fn log_dir(stack: &str) -> PathBuf {
 
 /// A stack of the system for one test, with `workers` worker processes.
 pub async fn spawn_stack(test: &str, workers: usize) -> LocalStack {
+    spawn_stack_with(test, workers, |_| {}).await
+}
+
+/// As [`spawn_stack`], with the options adjusted first (worker settings, config file).
+pub async fn spawn_stack_with(test: &str, workers: usize, adjust: impl FnOnce(&mut StackOptions)) -> LocalStack {
     let stack = unique_stack(test);
     let mut opts = StackOptions::new(&stack, &log_dir(&stack));
     opts.endpoint = Some(emulator_endpoint());
     opts.workers = workers;
     opts.worker_env
         .insert(nommer_shared::settings::VISIBILITY_TIMEOUT_SECS.into(), "30".into());
+    adjust(&mut opts);
     LocalStack::start(opts).await.expect("local stack starts")
 }
 

@@ -3,6 +3,7 @@
 //! job, extending the message's visibility all the while. The message is deleted only
 //! once the job is terminal.
 
+pub mod imds;
 pub mod process;
 
 use chrono::Utc;
@@ -15,6 +16,7 @@ use nommer_shared::objects::{ObjectError, S3ObjectStore};
 use nommer_shared::plan;
 use nommer_shared::presets::{LadderFormat, Preset, PresetKind};
 use nommer_shared::queue::{Received, SqsQueue};
+use nommer_shared::registry::{Beat, DynamoWorkerRegistry};
 use nommer_shared::settings::WorkerSettings;
 use nommer_shared::store::DynamoJobStore;
 use nommer_shared::{JobState, StoreError, Transition};
@@ -73,7 +75,12 @@ pub struct Worker {
     pub objects: S3ObjectStore,
     pub queue: SqsQueue,
     /// The message and job in hand, to give back at shutdown.
-    current: std::sync::Mutex<Option<(String, String)>>,
+    current: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    pub registry: DynamoWorkerRegistry,
+    active: std::sync::atomic::AtomicU32,
+    draining: std::sync::atomic::AtomicBool,
+    idle_since: std::sync::Mutex<Option<chrono::DateTime<Utc>>>,
+    started_at: chrono::DateTime<Utc>,
 }
 
 /// The job as this worker last stored it; every write goes through here so progress,
@@ -172,8 +179,13 @@ impl Worker {
             store: DynamoJobStore::new(nommer_shared::aws::dynamodb_client(config), &settings.table),
             objects: S3ObjectStore::new(nommer_shared::aws::s3_client(config)),
             queue: SqsQueue::new(nommer_shared::aws::sqs_client(config)),
+            registry: DynamoWorkerRegistry::new(nommer_shared::aws::dynamodb_client(config), &settings.table),
             settings,
-            current: std::sync::Mutex::new(None),
+            current: std::sync::Mutex::new(Default::default()),
+            active: Default::default(),
+            draining: Default::default(),
+            idle_since: std::sync::Mutex::new(Some(Utc::now())),
+            started_at: Utc::now(),
         }
     }
 
@@ -189,9 +201,13 @@ impl Worker {
     /// comes back after the visibility timeout, when the next worker sees this one's
     /// heartbeat stale and takes the job over.
     async fn release_current(&self) {
-        let Some((receipt, job_id)) = self.current.lock().unwrap().take() else {
-            return;
-        };
+        let held: Vec<(String, String)> = self.current.lock().unwrap().drain().collect();
+        for (receipt, job_id) in held {
+            self.release(receipt, job_id).await;
+        }
+    }
+
+    async fn release(&self, receipt: String, job_id: String) {
         let released = match self.store.get(&job_id).await {
             Ok(Some(job)) if job.state.is_running() && job.worker.as_deref() == Some(&self.settings.worker_id) => {
                 let note = format!("worker {} shut down", self.settings.worker_id);
@@ -221,29 +237,79 @@ impl Worker {
         }
     }
 
-    /// Runs until `shutdown` resolves. A job in progress at shutdown is given back to the
-    /// queue at once (message visible again, job `queued`).
-    pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        let mut idle_backoff = Duration::from_millis(200);
-        tracing::info!(worker_id = %self.settings.worker_id, queue = %self.settings.work_queue_url, "worker polling");
+    /// Runs until `shutdown` resolves: `capacity` jobs at once, a heartbeat in the
+    /// registry, no new work once the scaler asks it to drain. Jobs in progress at
+    /// shutdown are given back to the queue at once (message visible again, job `queued`).
+    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        tracing::info!(
+            worker_id = %self.settings.worker_id,
+            capacity = self.settings.capacity,
+            queue = %self.settings.work_queue_url,
+            "worker polling"
+        );
+        let mut tasks = tokio::task::JoinSet::new();
+        {
+            let me = self.clone();
+            tasks.spawn(async move { me.registry_loop().await });
+        }
+        for _ in 0..self.settings.capacity.max(1) {
+            let me = self.clone();
+            tasks.spawn(async move { me.slot_loop().await });
+        }
+        shutdown.await;
+        tracing::info!("shutting down");
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+        self.release_current().await;
+        let _ = self.beat().await;
+    }
+
+    /// One job slot: takes work while the worker is not draining.
+    async fn slot_loop(self: Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        let mut backoff = Duration::from_millis(200);
         loop {
-            tokio::select! {
-                _ = &mut shutdown => {
-                    tracing::info!("shutting down");
-                    self.release_current().await;
-                    return;
-                }
-                r = self.try_execute_task() => match r {
-                    Ok(Outcome::Done) => idle_backoff = Duration::from_millis(200),
-                    Ok(Outcome::Empty) => {}
-                    Err(e) => {
-                        tracing::error!(error = %e, "polling the work queue failed; backing off");
-                        tokio::time::sleep(idle_backoff).await;
-                        idle_backoff = (idle_backoff * 2).min(Duration::from_secs(20));
-                    }
+            if self.draining.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            match self.try_execute_task().await {
+                Ok(_) => backoff = Duration::from_millis(200),
+                Err(e) => {
+                    tracing::error!(error = %e, "polling the work queue failed; backing off");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(20));
                 }
             }
+        }
+    }
+
+    async fn beat(&self) -> Result<bool, nommer_shared::registry::RegistryError> {
+        use std::sync::atomic::Ordering;
+        let b = Beat {
+            worker_id: self.settings.worker_id.clone(),
+            capacity: self.settings.capacity,
+            active_jobs: self.active.load(Ordering::SeqCst),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at: self.started_at,
+            idle_since: *self.idle_since.lock().unwrap(),
+        };
+        self.registry.beat(&b).await
+    }
+
+    /// Heartbeats into the registry and picks up the draining flag.
+    async fn registry_loop(self: Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        loop {
+            match self.beat().await {
+                Ok(draining) => {
+                    if draining && !self.draining.swap(true, Ordering::SeqCst) {
+                        tracing::info!("asked to drain: finishing the jobs in hand, taking no new ones");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not record the worker's heartbeat"),
+            }
+            tokio::time::sleep(self.settings.heartbeat_interval).await;
         }
     }
 
@@ -362,7 +428,11 @@ impl Worker {
         let dir = tempfile::Builder::new()
             .prefix("nommer-job-")
             .tempdir_in(&self.settings.work_dir)?;
-        *self.current.lock().unwrap() = Some((msg.receipt_handle.clone(), job.id.clone()));
+        self.current
+            .lock()
+            .unwrap()
+            .insert(msg.receipt_handle.clone(), job.id.clone());
+        let _active = ActiveGuard::new(self);
         let held = Held {
             job: Arc::new(Mutex::new(job)),
             store: self.store.clone(),
@@ -378,7 +448,7 @@ impl Worker {
         );
         let result = self.attempt(&held, dir.path()).await;
         heartbeat.stop().await;
-        self.current.lock().unwrap().take();
+        self.current.lock().unwrap().remove(&msg.receipt_handle);
         let job = held.snapshot().await;
         let scrub = |m: String| m.replace(&dir.path().display().to_string(), "");
         match result {
@@ -864,6 +934,25 @@ impl Worker {
                 Err(JobFailure::Permanent(JobErrorCode::EncodeFailed, e.to_string()))
             }
             Err(e) => Err(JobFailure::Retryable(e.to_string())),
+        }
+    }
+}
+
+/// Counts a job in hand for the registry; when the last one ends, the worker is idle.
+struct ActiveGuard<'a>(&'a Worker);
+
+impl<'a> ActiveGuard<'a> {
+    fn new(w: &'a Worker) -> Self {
+        w.active.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        *w.idle_since.lock().unwrap() = None;
+        ActiveGuard(w)
+    }
+}
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        if self.0.active.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            *self.0.idle_since.lock().unwrap() = Some(Utc::now());
         }
     }
 }
