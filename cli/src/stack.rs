@@ -8,7 +8,7 @@ use anyhow::Context;
 use aws_config::SdkConfig;
 use lambda_runtime::LambdaEvent;
 use nommer_shared::queue::SqsQueue;
-use nommer_shared::settings::{self as s, ApiSettings, DispatchSettings, IngestSettings};
+use nommer_shared::settings::{self as s, ApiSettings, DispatchSettings, IngestSettings, ScalerSettings};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -35,6 +35,8 @@ pub struct StackOptions {
     /// The config file (presets, output naming) every component reads; default:
     /// `NOMMER_CONFIG` from the environment, if set.
     pub config_path: Option<PathBuf>,
+    /// Run the EC2 fleet (scaler + instances as processes) instead of fixed workers.
+    pub fleet: Option<FleetOptions>,
 }
 
 impl StackOptions {
@@ -47,6 +49,7 @@ impl StackOptions {
             log_dir: log_dir.to_path_buf(),
             api_port: 0,
             config_path: std::env::var_os(s::CONFIG).map(PathBuf::from),
+            fleet: None,
         }
     }
 }
@@ -63,7 +66,9 @@ pub struct LocalStack {
     pub log_dir: PathBuf,
     tasks: Vec<JoinHandle<()>>,
     workers: Vec<WorkerProcess>,
-    worker_env: HashMap<String, String>,
+    spawn: SpawnInfo,
+    /// In fleet mode: the worker process of each instance.
+    pub fleet: FleetProcesses,
     _emulator: Option<Emulator>,
 }
 
@@ -77,6 +82,182 @@ pub struct WorkerProcess {
 impl WorkerProcess {
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
+    }
+}
+
+/// What starting a worker process needs.
+#[derive(Clone)]
+struct SpawnInfo {
+    env: HashMap<String, String>,
+    endpoint: String,
+    log_dir: PathBuf,
+    worker_env: HashMap<String, String>,
+}
+
+/// Starts a worker process with this id (an EC2 instance id in fleet mode).
+fn spawn_worker_process(info: &SpawnInfo, id: &str) -> anyhow::Result<WorkerProcess> {
+    let bin = locate_binary("nommer-worker")?;
+    let log = info.log_dir.join(format!("{id}.log"));
+    let f = std::fs::File::create(&log)?;
+    let work_dir = info.log_dir.join(format!("{id}-work"));
+    std::fs::create_dir_all(&work_dir)?;
+    let mut cmd = Command::new(bin);
+    cmd.envs(&info.env)
+        .env("AWS_ENDPOINT_URL", &info.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", emulator::REGION)
+        .env_remove("AWS_PROFILE")
+        .env(s::WORKER_ID, id)
+        .env(s::WORK_DIR, &work_dir)
+        .env(s::POLL_WAIT_SECS, "2")
+        .env(s::HEARTBEAT_SECS, "2")
+        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+        .envs(&info.worker_env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(f.try_clone()?))
+        .stderr(Stdio::from(f))
+        .kill_on_drop(true);
+    let child = cmd.spawn().context("starting nommer-worker")?;
+    Ok(WorkerProcess {
+        id: id.to_string(),
+        child,
+        log,
+    })
+}
+
+fn sigterm(child: &Child) {
+    if let Some(pid) = child.id() {
+        // SAFETY: sends a signal to our own child.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGTERM);
+        }
+    }
+}
+
+/// The EC2 fleet on the local stack: the scaler runs on a short tick, and each instance
+/// it launches in the emulator becomes a worker process with that instance id.
+#[derive(Debug, Clone)]
+pub struct FleetOptions {
+    pub min_instances: u32,
+    pub max_instances: u32,
+    /// Jobs per worker.
+    pub capacity: u32,
+    pub idle_timeout_secs: u32,
+    /// How often the scaler ticks (a minute on AWS).
+    pub tick: Duration,
+}
+
+impl Default for FleetOptions {
+    fn default() -> Self {
+        FleetOptions {
+            min_instances: 0,
+            max_instances: 3,
+            capacity: 1,
+            idle_timeout_secs: 20,
+            tick: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Worker processes by instance id.
+pub type FleetProcesses = Arc<std::sync::Mutex<std::collections::BTreeMap<String, WorkerProcess>>>;
+
+async fn create_launch_template(config: &SdkConfig, stack: &str) -> anyhow::Result<String> {
+    use aws_sdk_ec2::types::RequestLaunchTemplateData;
+    let ec2 = aws_sdk_ec2::Client::new(config);
+    let images = ec2
+        .describe_images()
+        .send()
+        .await
+        .context("listing the emulator's images")?;
+    let ami = images
+        .images()
+        .iter()
+        .find_map(|i| i.image_id())
+        .context("the emulator has no images")?
+        .to_string();
+    let out = ec2
+        .create_launch_template()
+        .launch_template_name(format!("{stack}-worker"))
+        .launch_template_data(
+            RequestLaunchTemplateData::builder()
+                .image_id(ami)
+                .instance_type("t3.micro".into())
+                .build(),
+        )
+        .send()
+        .await
+        .context("creating the worker launch template")?;
+    Ok(out
+        .launch_template()
+        .and_then(|t| t.launch_template_id())
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// Mirrors the emulator's instances as local worker processes.
+async fn follow_instances(config: SdkConfig, stack: String, info: SpawnInfo, fleet: FleetProcesses) {
+    use aws_sdk_ec2::types::{Filter, InstanceStateName};
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    loop {
+        let res = ec2
+            .describe_instances()
+            .filters(
+                Filter::builder()
+                    .name(format!("tag:{}", scaler::STACK_TAG))
+                    .values(&stack)
+                    .build(),
+            )
+            .send()
+            .await;
+        match res {
+            Ok(out) => {
+                let mut alive = std::collections::BTreeSet::new();
+                for r in out.reservations() {
+                    for i in r.instances() {
+                        let up = matches!(
+                            i.state().and_then(|s| s.name()),
+                            Some(InstanceStateName::Pending | InstanceStateName::Running)
+                        );
+                        if let (true, Some(id)) = (up, i.instance_id()) {
+                            alive.insert(id.to_string());
+                        }
+                    }
+                }
+                let mut map = fleet.lock().unwrap();
+                for id in &alive {
+                    if !map.contains_key(id) {
+                        match spawn_worker_process(&info, id) {
+                            Ok(w) => {
+                                tracing::info!(instance = %id, "instance launched: worker process started");
+                                map.insert(id.clone(), w);
+                            }
+                            Err(e) => tracing::error!(instance = %id, error = %e, "could not start a worker process"),
+                        }
+                    }
+                }
+                let gone: Vec<String> = map.keys().filter(|id| !alive.contains(*id)).cloned().collect();
+                for id in gone {
+                    if let Some(mut w) = map.remove(&id) {
+                        tracing::info!(instance = %id, "instance terminated: worker process stopped");
+                        sigterm(&w.child);
+                        tokio::spawn(async move {
+                            if tokio::time::timeout(Duration::from_secs(10), w.child.wait())
+                                .await
+                                .is_err()
+                            {
+                                let _ = w.child.kill().await;
+                            }
+                        });
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %aws_sdk_ec2::error::DisplayErrorContext(&e), "fleet: describing instances failed")
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -177,6 +358,51 @@ impl LocalStack {
             }
         }));
 
+        let spawn = SpawnInfo {
+            env: env.clone(),
+            endpoint: endpoint.clone(),
+            log_dir: opts.log_dir.clone(),
+            worker_env: opts.worker_env.clone(),
+        };
+        let fleet: FleetProcesses = Default::default();
+        let mut env = env;
+        if let Some(f) = &opts.fleet {
+            let template = create_launch_template(&config, &names.stack).await?;
+            for (k, v) in [
+                (s::STACK, names.stack.clone()),
+                (s::LAUNCH_TEMPLATE_ID, template),
+                (s::MIN_INSTANCES, f.min_instances.to_string()),
+                (s::MAX_INSTANCES, f.max_instances.to_string()),
+                (s::WORKER_CAPACITY, f.capacity.to_string()),
+                (s::IDLE_TIMEOUT_SECS, f.idle_timeout_secs.to_string()),
+                (s::BOOT_GRACE_SECS, "60".to_string()),
+                (s::HEARTBEAT_STALE_SECS, "20".to_string()),
+                (s::SCALE_OUT_COOLDOWN_SECS, "4".to_string()),
+                (s::SCALE_IN_COOLDOWN_SECS, "4".to_string()),
+            ] {
+                env.insert(k.to_string(), v);
+            }
+            let mut spawn_info = spawn.clone();
+            spawn_info
+                .worker_env
+                .insert(s::WORKER_CAPACITY.to_string(), f.capacity.to_string());
+            let ctx = scaler::Scaler::new(ScalerSettings::from_source(&env)?, &config);
+            let tick = f.tick;
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    if let Err(e) = scaler::tick(&ctx).await {
+                        tracing::warn!(error = %e, "scaler tick failed");
+                    }
+                    tokio::time::sleep(tick).await;
+                }
+            }));
+            tasks.push(tokio::spawn(follow_instances(
+                config.clone(),
+                names.stack.clone(),
+                spawn_info,
+                fleet.clone(),
+            )));
+        }
         let mut stack = LocalStack {
             names,
             urls,
@@ -187,7 +413,8 @@ impl LocalStack {
             log_dir: opts.log_dir.clone(),
             tasks,
             workers: Vec::new(),
-            worker_env: opts.worker_env.clone(),
+            spawn,
+            fleet,
             _emulator: emu,
         };
         for _ in 0..opts.workers {
@@ -200,30 +427,8 @@ impl LocalStack {
     pub async fn spawn_worker(&mut self) -> anyhow::Result<&WorkerProcess> {
         let n = self.workers.len() + 1;
         let id = format!("{}-worker-{n}", self.names.stack);
-        let bin = locate_binary("nommer-worker")?;
-        let log = self.log_dir.join(format!("{id}.log"));
-        let f = std::fs::File::create(&log)?;
-        let work_dir = self.log_dir.join(format!("{id}-work"));
-        std::fs::create_dir_all(&work_dir)?;
-        let mut cmd = Command::new(bin);
-        cmd.envs(&self.env)
-            .env("AWS_ENDPOINT_URL", &self.endpoint)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", emulator::REGION)
-            .env_remove("AWS_PROFILE")
-            .env(s::WORKER_ID, &id)
-            .env(s::WORK_DIR, &work_dir)
-            .env(s::POLL_WAIT_SECS, "2")
-            .env(s::HEARTBEAT_SECS, "2")
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
-            .envs(&self.worker_env)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(f.try_clone()?))
-            .stderr(Stdio::from(f))
-            .kill_on_drop(true);
-        let child = cmd.spawn().context("starting nommer-worker")?;
-        self.workers.push(WorkerProcess { id, child, log });
+        let w = spawn_worker_process(&self.spawn, &id)?;
+        self.workers.push(w);
         Ok(self.workers.last().unwrap())
     }
 
@@ -252,6 +457,11 @@ impl LocalStack {
 
     /// Stops everything: workers get SIGTERM and a few seconds to give their jobs back.
     pub async fn shutdown(mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let fleet: Vec<WorkerProcess> = std::mem::take(&mut *self.fleet.lock().unwrap()).into_values().collect();
+        self.workers.extend(fleet);
         for w in &mut self.workers {
             if let Some(pid) = w.child.id() {
                 // SAFETY: sends a signal to our own child.
@@ -276,7 +486,8 @@ impl LocalStack {
     /// The last lines of every worker's log (for a failing test's message).
     pub fn worker_logs(&self, lines: usize) -> String {
         let mut out = String::new();
-        for w in &self.workers {
+        let fleet = self.fleet.lock().unwrap();
+        for w in self.workers.iter().chain(fleet.values()) {
             let text = std::fs::read_to_string(&w.log).unwrap_or_default();
             let all: Vec<&str> = text.lines().collect();
             out.push_str(&format!("--- {} ({})\n", w.id, w.log.display()));

@@ -28,6 +28,19 @@ pub const WORKER_CAPACITY: &str = "NOMMER_WORKER_CAPACITY";
 pub const HEARTBEAT_SECS: &str = "NOMMER_HEARTBEAT_SECS";
 pub const INTERRUPTION_FILE: &str = "NOMMER_INTERRUPTION_FILE";
 pub const IMDS: &str = "NOMMER_IMDS";
+pub const STACK: &str = "NOMMER_STACK";
+pub const LAUNCH_TEMPLATE_ID: &str = "NOMMER_LAUNCH_TEMPLATE_ID";
+pub const LAUNCH_TEMPLATE_VERSION: &str = "NOMMER_LAUNCH_TEMPLATE_VERSION";
+pub const MIN_INSTANCES: &str = "NOMMER_MIN_INSTANCES";
+pub const MAX_INSTANCES: &str = "NOMMER_MAX_INSTANCES";
+pub const LAUNCH_STEP: &str = "NOMMER_LAUNCH_STEP";
+pub const IDLE_TIMEOUT_SECS: &str = "NOMMER_IDLE_TIMEOUT_SECS";
+pub const BOOT_GRACE_SECS: &str = "NOMMER_BOOT_GRACE_SECS";
+pub const HEARTBEAT_STALE_SECS: &str = "NOMMER_HEARTBEAT_STALE_SECS";
+pub const SCALE_OUT_COOLDOWN_SECS: &str = "NOMMER_SCALE_OUT_COOLDOWN_SECS";
+pub const SCALE_IN_COOLDOWN_SECS: &str = "NOMMER_SCALE_IN_COOLDOWN_SECS";
+pub const SPOT: &str = "NOMMER_SPOT";
+pub const SUBNET_IDS: &str = "NOMMER_SUBNET_IDS";
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SettingsError {
@@ -280,6 +293,73 @@ fn limits(src: &dyn Source, config: &crate::config::Config) -> Result<crate::ffm
         format_whitelist,
         ..d
     })
+}
+
+/// The scaler function's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScalerSettings {
+    pub table: String,
+    pub work_queue_url: String,
+    /// Tags `nommer:stack=<stack>` mark this deployment's workers.
+    pub stack: String,
+    pub launch_template_id: String,
+    pub launch_template_version: String,
+    pub scaling: crate::scaling::ScalingSettings,
+    /// Launch on Spot, falling back to on-demand when Spot has no capacity.
+    pub spot: bool,
+    /// Launches are spread over these (empty: the launch template's default).
+    pub subnet_ids: Vec<String>,
+}
+
+impl ScalerSettings {
+    pub fn from_source(src: &dyn Source) -> Result<Self, SettingsError> {
+        let secs = |name: &'static str, default: i64| -> Result<chrono::Duration, SettingsError> {
+            Ok(chrono::Duration::seconds(number(src, name, default, 0)?))
+        };
+        let max: u32 = number(src, MAX_INSTANCES, 10, 0)?;
+        let min: u32 = number(src, MIN_INSTANCES, 0, 0)?;
+        if min > max {
+            return Err(SettingsError::Invalid {
+                name: MIN_INSTANCES,
+                value: min.to_string(),
+                reason: format!("is above {MAX_INSTANCES} ({max})"),
+            });
+        }
+        Ok(ScalerSettings {
+            table: required(src, TABLE, TABLE_HINT)?,
+            work_queue_url: required(src, WORK_QUEUE_URL, "the URL of the FFmpeg fleet's SQS work queue")?,
+            stack: required(src, STACK, "the stack name that tags this deployment's workers")?,
+            launch_template_id: required(src, LAUNCH_TEMPLATE_ID, "the EC2 launch template workers start from")?,
+            launch_template_version: src.get(LAUNCH_TEMPLATE_VERSION).unwrap_or_else(|| "$Latest".into()),
+            scaling: crate::scaling::ScalingSettings {
+                min_instances: min,
+                max_instances: max,
+                jobs_per_instance: number(src, WORKER_CAPACITY, 2, 1)?,
+                launch_step: number(src, LAUNCH_STEP, 4, 1)?,
+                scale_out_cooldown: secs(SCALE_OUT_COOLDOWN_SECS, 60)?,
+                scale_in_cooldown: secs(SCALE_IN_COOLDOWN_SECS, 120)?,
+                idle_timeout: secs(IDLE_TIMEOUT_SECS, 600)?,
+                boot_grace: secs(BOOT_GRACE_SECS, 600)?,
+                heartbeat_stale: secs(HEARTBEAT_STALE_SECS, 180)?,
+            },
+            spot: src
+                .get(SPOT)
+                .map(|v| v.eq_ignore_ascii_case("true") || v == "1")
+                .unwrap_or(false),
+            subnet_ids: src
+                .get(SUBNET_IDS)
+                .map(|v| {
+                    v.split(',')
+                        .map(|x| x.trim().to_string())
+                        .filter(|x| !x.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+    }
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_source(&ProcessEnv)
+    }
 }
 
 #[cfg(test)]
