@@ -35,11 +35,32 @@ pub async fn run(file: Option<PathBuf>, preset: &str, keep_running: bool) -> any
     };
 
     println!(
-        "• starting the local stack (AWS emulator, functions, one worker); logs in {}",
+        "• starting the local stack (AWS emulator, functions, scaler; no workers until there is work); logs in {}",
         log_dir.display()
     );
     let started = Instant::now();
-    let stack = LocalStack::start(StackOptions::new("nommer-demo", &log_dir)).await?;
+    let mut opts = StackOptions::new("nommer-demo", &log_dir);
+    // no workers at first: the scaler launches them in the emulator's EC2 as work arrives
+    opts.workers = 0;
+    opts.fleet = Some(crate::stack::FleetOptions {
+        max_instances: 2,
+        capacity: 1,
+        idle_timeout_secs: 8,
+        ..Default::default()
+    });
+    let stack = LocalStack::start(opts).await?;
+    let fleet = stack.fleet.clone();
+    let watcher = tokio::spawn(async move {
+        let mut last = usize::MAX;
+        loop {
+            let ids: Vec<String> = fleet.lock().unwrap().keys().cloned().collect();
+            if ids.len() != last {
+                println!("\n  fleet: {} worker instance(s) {:?}", ids.len(), ids);
+                last = ids.len();
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
     println!(
         "  emulator {} · API {} · ready in {:.1} s",
         stack.endpoint,
@@ -101,6 +122,13 @@ pub async fn run(file: Option<PathBuf>, preset: &str, keep_running: bool) -> any
             println!("    {line}");
         }
     }
+    println!("• waiting for the idle fleet to shrink back to zero");
+    let idle = Instant::now();
+    while !stack.fleet.lock().unwrap().is_empty() && idle.elapsed() < Duration::from_secs(90) {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    watcher.abort();
     if keep_running {
         println!("• the stack keeps running; Ctrl-C stops it. Environment for other tools:");
         print_env(&stack);

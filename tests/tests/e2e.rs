@@ -524,3 +524,48 @@ async fn a_worker_stopped_with_sigterm_gives_its_job_back_at_once() {
     assert_eq!(job.attempts, 2);
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spot_interruption_notice_gives_the_job_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let notice = dir.path().join("spot-interruption");
+    let notice_env = notice.display().to_string();
+    let mut stack = nommer_tests::spawn_stack_with("spot", 1, |o| {
+        o.worker_env
+            .insert(nommer_shared::settings::VISIBILITY_TIMEOUT_SECS.into(), "300".into());
+        o.worker_env
+            .insert(nommer_shared::settings::INTERRUPTION_FILE.into(), notice_env);
+    })
+    .await;
+    let src = dir.path().join("talk.mp4");
+    media::generate_clip(&src, 30, 640, 360, true).unwrap();
+    let id = upload(&stack, &src, "inbox/mp4-360p/talk.mp4").await;
+    let api = ApiClient::new(&stack.api_url);
+    eventually(Duration::from_secs(60), "encoding", || async {
+        api.get_job(&id)
+            .await
+            .unwrap()
+            .filter(|j| j.state == JobState::Encoding)
+    })
+    .await;
+    // the instance is about to be reclaimed
+    std::fs::write(&notice, "terminate").unwrap();
+    let back = eventually(Duration::from_secs(30), "the job back in the queue", || async {
+        api.get_job(&id).await.unwrap().filter(|j| j.state == JobState::Queued)
+    })
+    .await;
+    assert!(back
+        .history
+        .last()
+        .unwrap()
+        .note
+        .as_deref()
+        .unwrap()
+        .contains("shut down"));
+    std::fs::remove_file(&notice).unwrap();
+    stack.spawn_worker().await.unwrap();
+    let job = wait_job(&stack, &id).await;
+    assert_eq!(job.state, JobState::Complete, "{job:#?}");
+    assert_eq!(job.attempts, 2);
+    stack.shutdown().await;
+}
