@@ -481,56 +481,19 @@ async fn a_job_longer_than_the_visibility_timeout_keeps_its_message_hidden() {
     stack.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_stopped_with_sigterm_gives_its_job_back_at_once() {
-    let mut stack = nommer_tests::spawn_stack_with("sigterm", 1, |o| {
-        // a long visibility timeout: only an explicit release brings the job back quickly
-        o.worker_env
-            .insert(nommer_shared::settings::VISIBILITY_TIMEOUT_SECS.into(), "300".into());
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("talk.mp4");
-    media::generate_clip(&src, 30, 640, 360, true).unwrap();
-    let id = upload(&stack, &src, "inbox/mp4-360p/talk.mp4").await;
-    let api = ApiClient::new(&stack.api_url);
-    eventually(Duration::from_secs(60), "encoding", || async {
-        api.get_job(&id)
-            .await
-            .unwrap()
-            .filter(|j| j.state == JobState::Encoding)
-    })
-    .await;
-    let status = stack.stop_worker(0).await.unwrap();
-    assert!(status.success(), "a clean exit: {status}");
-    let back = api.get_job(&id).await.unwrap().unwrap();
-    assert_eq!(back.state, JobState::Queued, "{:#?}", back.history);
-    assert!(back
-        .history
-        .last()
-        .unwrap()
-        .note
-        .as_deref()
-        .unwrap()
-        .contains("shut down"));
-    stack.spawn_worker().await.unwrap();
-    let started = std::time::Instant::now();
-    let job = wait_job(&stack, &id).await;
-    assert_eq!(job.state, JobState::Complete, "{job:#?}");
-    assert!(
-        started.elapsed() < Duration::from_secs(120),
-        "not held back by the 300 s visibility timeout"
-    );
-    assert_eq!(job.attempts, 2);
-    stack.shutdown().await;
+/// How a worker is told to stop mid-job.
+enum Interrupt {
+    Sigterm,
+    SpotNotice,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_spot_interruption_notice_gives_the_job_back() {
+/// A worker is interrupted while it encodes: the job goes back to `queued` at once (not
+/// after the 300 s visibility timeout) and completes on the next worker, attempt 2.
+async fn interrupted_mid_encode_gives_the_job_back(how: Interrupt) {
     let dir = tempfile::tempdir().unwrap();
     let notice = dir.path().join("spot-interruption");
     let notice_env = notice.display().to_string();
-    let mut stack = nommer_tests::spawn_stack_with("spot", 1, |o| {
+    let mut stack = nommer_tests::spawn_stack_with("interrupt", 1, |o| {
         o.worker_env
             .insert(nommer_shared::settings::VISIBILITY_TIMEOUT_SECS.into(), "300".into());
         o.worker_env
@@ -548,24 +511,48 @@ async fn a_spot_interruption_notice_gives_the_job_back() {
             .filter(|j| j.state == JobState::Encoding)
     })
     .await;
-    // the instance is about to be reclaimed
-    std::fs::write(&notice, "terminate").unwrap();
+    match how {
+        Interrupt::Sigterm => {
+            let status = stack.stop_worker(0).await.unwrap();
+            assert!(status.success(), "a clean exit: {status}");
+        }
+        // the instance is about to be reclaimed
+        Interrupt::SpotNotice => std::fs::write(&notice, "terminate").unwrap(),
+    }
     let back = eventually(Duration::from_secs(30), "the job back in the queue", || async {
         api.get_job(&id).await.unwrap().filter(|j| j.state == JobState::Queued)
     })
     .await;
-    assert!(back
-        .history
-        .last()
-        .unwrap()
-        .note
-        .as_deref()
-        .unwrap()
-        .contains("shut down"));
-    std::fs::remove_file(&notice).unwrap();
+    assert!(
+        back.history
+            .last()
+            .unwrap()
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("shut down"),
+        "{:#?}",
+        back.history
+    );
+    let _ = std::fs::remove_file(&notice);
     stack.spawn_worker().await.unwrap();
+    let started = std::time::Instant::now();
     let job = wait_job(&stack, &id).await;
     assert_eq!(job.state, JobState::Complete, "{job:#?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "not held back by the visibility timeout"
+    );
     assert_eq!(job.attempts, 2);
     stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stopped_with_sigterm_gives_its_job_back_at_once() {
+    interrupted_mid_encode_gives_the_job_back(Interrupt::Sigterm).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spot_interruption_notice_gives_the_job_back() {
+    interrupted_mid_encode_gives_the_job_back(Interrupt::SpotNotice).await;
 }

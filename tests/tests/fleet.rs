@@ -36,7 +36,7 @@ async fn the_fleet_grows_with_the_backlog_and_shrinks_to_zero() {
     let stack = nommer_tests::spawn_stack_with("fleet", 0, |o| {
         o.fleet = Some(FleetOptions {
             max_instances: 2,
-            capacity: 1,
+            capacity: 2,
             idle_timeout_secs: 4,
             ..Default::default()
         });
@@ -101,6 +101,19 @@ async fn the_fleet_grows_with_the_backlog_and_shrinks_to_zero() {
         let j = api.get_job(id).await.unwrap().unwrap();
         assert!(seen_processes.contains(j.worker.as_deref().unwrap()), "{:?}", j.worker);
     }
+    // a worker runs up to its capacity (2) at once: some two jobs overlapped on one instance
+    let mut spans = Vec::new();
+    for id in &ids_ {
+        let j = api.get_job(id).await.unwrap().unwrap();
+        let start = j.history.iter().find(|h| h.state == JobState::Downloading).unwrap().at;
+        let end = j.history.last().unwrap().at;
+        spans.push((j.worker.clone().unwrap(), start, end));
+    }
+    let overlap = spans
+        .iter()
+        .enumerate()
+        .any(|(a, x)| spans.iter().skip(a + 1).any(|y| x.0 == y.0 && x.1 < y.2 && y.1 < x.2));
+    assert!(overlap, "no worker ran two jobs at once: {spans:#?}");
     // idle: drained, terminated, back to zero
     let back = Instant::now();
     while ec2_alive(&stack).await > 0 || !stack.fleet.lock().unwrap().is_empty() {
