@@ -379,6 +379,10 @@ impl LocalStack {
                 (s::HEARTBEAT_STALE_SECS, "20".to_string()),
                 (s::SCALE_OUT_COOLDOWN_SECS, "4".to_string()),
                 (s::SCALE_IN_COOLDOWN_SECS, "4".to_string()),
+                (
+                    s::DEAD_LETTER_QUEUE_URLS,
+                    format!("{},{}", urls.jobs_dlq, urls.work_dlq),
+                ),
             ] {
                 env.insert(k.to_string(), v);
             }

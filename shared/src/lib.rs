@@ -5,6 +5,7 @@
 pub mod advanced;
 pub mod aws;
 pub mod config;
+pub mod deadletter;
 pub mod error;
 pub mod ffmpeg;
 pub mod ids;

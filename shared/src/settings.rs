@@ -41,6 +41,7 @@ pub const SCALE_OUT_COOLDOWN_SECS: &str = "NOMMER_SCALE_OUT_COOLDOWN_SECS";
 pub const SCALE_IN_COOLDOWN_SECS: &str = "NOMMER_SCALE_IN_COOLDOWN_SECS";
 pub const SPOT: &str = "NOMMER_SPOT";
 pub const SUBNET_IDS: &str = "NOMMER_SUBNET_IDS";
+pub const DEAD_LETTER_QUEUE_URLS: &str = "NOMMER_DEAD_LETTER_QUEUE_URLS";
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SettingsError {
@@ -309,6 +310,8 @@ pub struct ScalerSettings {
     pub spot: bool,
     /// Launches are spread over these (empty: the launch template's default).
     pub subnet_ids: Vec<String>,
+    /// Dead-letter queues of job messages to sweep each round (jobs and work DLQs).
+    pub dead_letter_queue_urls: Vec<String>,
 }
 
 impl ScalerSettings {
@@ -346,6 +349,15 @@ impl ScalerSettings {
                 .get(SPOT)
                 .map(|v| v.eq_ignore_ascii_case("true") || v == "1")
                 .unwrap_or(false),
+            dead_letter_queue_urls: src
+                .get(DEAD_LETTER_QUEUE_URLS)
+                .map(|v| {
+                    v.split(',')
+                        .map(|x| x.trim().to_string())
+                        .filter(|x| !x.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
             subnet_ids: src
                 .get(SUBNET_IDS)
                 .map(|v| {

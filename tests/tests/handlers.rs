@@ -240,3 +240,37 @@ async fn a_source_replaced_after_upload_is_not_encoded_in_its_place() {
     assert!(err.to_string().contains("replaced"));
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_lettered_job_is_failed_with_the_reason() {
+    let stack = spawn_stack("deadletter", 0).await;
+    let s = store(&stack);
+    let q = nommer_shared::queue::SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config));
+    let mut j = nommer_tests::submitted_job(&stack.names.inbox_bucket);
+    j.apply(nommer_shared::Transition::Dispatch, chrono::Utc::now(), None)
+        .unwrap();
+    s.create(&j).await.unwrap();
+    q.send(
+        &stack.urls.work_dlq,
+        &nommer_shared::messages::JobMessage::new(&j.id).to_body(),
+    )
+    .await
+    .unwrap();
+    q.send(&stack.urls.work_dlq, "not a job message").await.unwrap();
+    let failed = nommer_shared::deadletter::sweep(&q, &s, &stack.urls.work_dlq, 10)
+        .await
+        .unwrap();
+    assert_eq!(failed, [j.id.clone()]);
+    let stored = s.require(&j.id).await.unwrap();
+    assert_eq!(stored.state, JobState::Failed);
+    let e = stored.error.unwrap();
+    assert_eq!(e.code, nommer_shared::JobErrorCode::DeadLettered);
+    assert!(
+        e.message.contains("dead-letter queue") && e.message.contains("work-ffmpeg-dlq"),
+        "{}",
+        e.message
+    );
+    // the malformed one stays parked (hidden), the job's one is gone
+    assert_eq!(q.depth(&stack.urls.work_dlq).await.unwrap(), (0, 1));
+    stack.shutdown().await;
+}

@@ -24,6 +24,7 @@ const STATE_KEY: &str = "scaler#state";
 #[derive(Clone)]
 pub struct Scaler {
     pub settings: ScalerSettings,
+    pub store: nommer_shared::store::DynamoJobStore,
     pub ec2: aws_sdk_ec2::Client,
     pub queue: SqsQueue,
     pub registry: DynamoWorkerRegistry,
@@ -37,6 +38,7 @@ impl Scaler {
             ec2: aws_sdk_ec2::Client::new(config),
             queue: SqsQueue::new(nommer_shared::aws::sqs_client(config)),
             registry: DynamoWorkerRegistry::new(dynamodb.clone(), &settings.table),
+            store: nommer_shared::store::DynamoJobStore::new(dynamodb.clone(), &settings.table),
             dynamodb,
             settings,
         }
@@ -241,8 +243,13 @@ async fn launch(ctx: &Scaler, n: u32) -> Vec<String> {
     ids
 }
 
-/// One scaling round.
+/// One scaling round (and a sweep of the dead-letter queues).
 pub async fn tick(ctx: &Scaler) -> anyhow::Result<Tick> {
+    for dlq in &ctx.settings.dead_letter_queue_urls {
+        if let Err(e) = nommer_shared::deadletter::sweep(&ctx.queue, &ctx.store, dlq, 10).await {
+            tracing::warn!(queue = %dlq, error = %e, "dead-letter sweep failed");
+        }
+    }
     let now = Utc::now();
     let backlog = ctx.queue.depth(&ctx.settings.work_queue_url).await?;
     let instances = list_instances(ctx).await?;
