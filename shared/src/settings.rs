@@ -105,6 +105,18 @@ where
     }
 }
 
+/// A comma-separated list (empty items dropped).
+fn list(src: &dyn Source, name: &str) -> Vec<String> {
+    src.get(name)
+        .map(|v| {
+            v.split(',')
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The config file named by `NOMMER_CONFIG`, or the defaults.
 fn config(src: &dyn Source) -> Result<crate::config::Config, SettingsError> {
     match src.get(CONFIG) {
@@ -169,9 +181,7 @@ impl ApiSettings {
     pub fn from_source(src: &dyn Source) -> Result<Self, SettingsError> {
         let inbox = required(src, INBOX_BUCKET, "the S3 bucket users upload into")?;
         let mut source_buckets = vec![inbox];
-        if let Some(extra) = src.get(SOURCE_BUCKETS) {
-            source_buckets.extend(extra.split(',').map(|b| b.trim().to_string()).filter(|b| !b.is_empty()));
-        }
+        source_buckets.extend(list(src, SOURCE_BUCKETS));
         let config = config(src)?;
         Ok(ApiSettings {
             table: required(src, TABLE, TABLE_HINT)?,
@@ -349,24 +359,8 @@ impl ScalerSettings {
                 .get(SPOT)
                 .map(|v| v.eq_ignore_ascii_case("true") || v == "1")
                 .unwrap_or(false),
-            dead_letter_queue_urls: src
-                .get(DEAD_LETTER_QUEUE_URLS)
-                .map(|v| {
-                    v.split(',')
-                        .map(|x| x.trim().to_string())
-                        .filter(|x| !x.is_empty())
-                        .collect()
-                })
-                .unwrap_or_default(),
-            subnet_ids: src
-                .get(SUBNET_IDS)
-                .map(|v| {
-                    v.split(',')
-                        .map(|x| x.trim().to_string())
-                        .filter(|x| !x.is_empty())
-                        .collect()
-                })
-                .unwrap_or_default(),
+            dead_letter_queue_urls: list(src, DEAD_LETTER_QUEUE_URLS),
+            subnet_ids: list(src, SUBNET_IDS),
         })
     }
     pub fn from_env() -> Result<Self, SettingsError> {

@@ -32,6 +32,14 @@ async fn wait_job(stack: &nommer::LocalStack, id: &str) -> Job {
     }
 }
 
+/// Waits until the job is being encoded.
+async fn encoding(api: &ApiClient, id: &str) -> Job {
+    eventually(Duration::from_secs(60), "encoding", || async {
+        api.get_job(id).await.unwrap().filter(|j| j.state == JobState::Encoding)
+    })
+    .await
+}
+
 fn states(job: &Job) -> Vec<JobState> {
     job.history.iter().map(|h| h.state).collect()
 }
@@ -441,13 +449,7 @@ async fn a_job_longer_than_the_visibility_timeout_keeps_its_message_hidden() {
     let id = upload(&stack, &src, "inbox/mp4-720p/long.mp4").await;
     // while it encodes, a duplicate work message for it arrives (as SQS may deliver one)
     let api = ApiClient::new(&stack.api_url);
-    eventually(Duration::from_secs(60), "encoding", || async {
-        api.get_job(&id)
-            .await
-            .unwrap()
-            .filter(|j| j.state == JobState::Encoding)
-    })
-    .await;
+    encoding(&api, &id).await;
     let q = nommer_shared::queue::SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config));
     q.send(
         &stack.urls.work,
@@ -504,13 +506,7 @@ async fn interrupted_mid_encode_gives_the_job_back(how: Interrupt) {
     media::generate_clip(&src, 30, 640, 360, true).unwrap();
     let id = upload(&stack, &src, "inbox/mp4-360p/talk.mp4").await;
     let api = ApiClient::new(&stack.api_url);
-    eventually(Duration::from_secs(60), "encoding", || async {
-        api.get_job(&id)
-            .await
-            .unwrap()
-            .filter(|j| j.state == JobState::Encoding)
-    })
-    .await;
+    encoding(&api, &id).await;
     match how {
         Interrupt::Sigterm => {
             let status = stack.stop_worker(0).await.unwrap();
