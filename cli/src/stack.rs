@@ -450,12 +450,7 @@ impl LocalStack {
     /// Stops a worker as EC2 would before terminating it (SIGTERM), and waits for it.
     pub async fn stop_worker(&mut self, index: usize) -> anyhow::Result<std::process::ExitStatus> {
         let w = &mut self.workers[index];
-        if let Some(pid) = w.child.id() {
-            // SAFETY: sends a signal to our own child.
-            unsafe {
-                libc::kill(pid as i32, libc::SIGTERM);
-            }
-        }
+        sigterm(&w.child);
         Ok(tokio::time::timeout(Duration::from_secs(20), w.child.wait()).await??)
     }
 
@@ -466,13 +461,8 @@ impl LocalStack {
         }
         let fleet: Vec<WorkerProcess> = std::mem::take(&mut *self.fleet.lock().unwrap()).into_values().collect();
         self.workers.extend(fleet);
-        for w in &mut self.workers {
-            if let Some(pid) = w.child.id() {
-                // SAFETY: sends a signal to our own child.
-                unsafe {
-                    libc::kill(pid as i32, libc::SIGTERM);
-                }
-            }
+        for w in &self.workers {
+            sigterm(&w.child);
         }
         for w in &mut self.workers {
             if tokio::time::timeout(Duration::from_secs(10), w.child.wait())

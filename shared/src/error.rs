@@ -67,10 +67,3 @@ pub enum StoreError {
     #[error("DynamoDB: {0}")]
     Aws(String),
 }
-
-impl StoreError {
-    /// Worth trying again (throttling, network); conflicts and bad transitions are not.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Aws(_))
-    }
-}

@@ -314,8 +314,6 @@ pub struct Job {
     pub origin: Origin,
     pub source: S3Uri,
     pub outputs: Vec<OutputSpec>,
-    /// Key prefix in the outbox under which this job's outputs land.
-    pub destination_prefix: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
     /// How many times a worker has started this job.
@@ -359,7 +357,6 @@ impl Job {
     /// A new job in `submitted`.
     pub fn new(id: String, origin: Origin, source: S3Uri, outputs: Vec<OutputSpec>, now: DateTime<Utc>) -> Job {
         Job {
-            destination_prefix: format!("{id}/"),
             id,
             state: JobState::Submitted,
             version: 0,

@@ -131,3 +131,13 @@ pub fn s3_notification(bucket: &str, key: &str, event: &str, size: u64, etag: &s
             "object": { "key": key, "size": size, "eTag": etag, "sequencer": "0055AED6DCD90281E5" } }
     }]})
 }
+
+/// Downloads an output from the stack's outbox into `dir`; returns the local path.
+pub async fn download_output(stack: &LocalStack, key: &str, dir: &std::path::Path) -> PathBuf {
+    let o = nommer_shared::objects::S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+    let p = dir.join(key.replace('/', "_"));
+    o.download_to_file(&stack.names.outbox_bucket, key, &p, None)
+        .await
+        .expect("download the output");
+    p
+}

@@ -47,12 +47,7 @@ fn states(job: &Job) -> Vec<JobState> {
 /// Downloads an output and returns ffprobe's JSON for it.
 async fn probe_output(stack: &nommer::LocalStack, key: &str) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
-    let local = dir.path().join("out.mp4");
-    objects(stack)
-        .download_to_file(&stack.names.outbox_bucket, key, &local, None)
-        .await
-        .unwrap();
-    media::probe(&local).unwrap()
+    media::probe(&nommer_tests::download_output(stack, key, dir.path()).await).unwrap()
 }
 
 fn duration(p: &serde_json::Value) -> f64 {

@@ -21,15 +21,6 @@ fn ffmpeg(args: &[&str]) -> std::process::Output {
     out
 }
 
-async fn download(stack: &nommer::LocalStack, key: &str, dir: &Path) -> std::path::PathBuf {
-    let o = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
-    let p = dir.join(key.replace('/', "_"));
-    o.download_to_file(&stack.names.outbox_bucket, key, &p, None)
-        .await
-        .unwrap();
-    p
-}
-
 /// Integrated loudness (LUFS) of a file, measured by FFmpeg's EBU R128 meter.
 fn loudness(path: &Path) -> f64 {
     let out = ffmpeg(&["-i", path.to_str().unwrap(), "-af", "ebur128", "-f", "null", "-"]);
@@ -112,7 +103,7 @@ async fn typed_options_shape_each_output() {
     );
     let key = |name: &str| job.manifest.iter().find(|f| f.output == name).unwrap().key.clone();
 
-    let clip = download(&stack, &key("clip"), dir.path()).await;
+    let clip = nommer_tests::download_output(&stack, &key("clip"), dir.path()).await;
     let p = media::probe(&clip).unwrap();
     let d: f64 = p["format"]["duration"].as_str().unwrap().parse().unwrap();
     assert!((d - 2.0).abs() < 0.3, "trimmed to 2 s: {d}");
@@ -131,13 +122,13 @@ async fn typed_options_shape_each_output() {
         two.bit_rate
     );
 
-    let loud = download(&stack, &key("loud"), dir.path()).await;
+    let loud = nommer_tests::download_output(&stack, &key("loud"), dir.path()).await;
     let lufs = loudness(&loud);
     assert!((lufs - -16.0).abs() < 1.5, "normalised to -16 LUFS: {lufs}");
     let before = loudness(&src);
     assert!((before - lufs).abs() > 3.0, "the source was at {before} LUFS");
 
-    let marked = download(&stack, &key("marked"), dir.path()).await;
+    let marked = nommer_tests::download_output(&stack, &key("marked"), dir.path()).await;
     let [r, g, b] = average_rgb(&marked, "80:80:500:220");
     assert!(
         r > 200 && g < 60 && b < 60,
@@ -149,7 +140,7 @@ async fn typed_options_shape_each_output() {
         "and not elsewhere (the green bar): {r},{g},{b}"
     );
 
-    let tagged = download(&stack, &key("tagged"), dir.path()).await;
+    let tagged = nommer_tests::download_output(&stack, &key("tagged"), dir.path()).await;
     assert_eq!(media::probe(&tagged).unwrap()["format"]["tags"]["title"], "Nommer test");
     stack.shutdown().await;
 }

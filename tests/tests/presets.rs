@@ -104,13 +104,8 @@ async fn every_file_preset_encodes_and_validates_in_one_job() {
 }
 
 async fn text(stack: &nommer::LocalStack, key: &str) -> String {
-    let o = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
     let d = tempfile::tempdir().unwrap();
-    let p = d.path().join("f");
-    o.download_to_file(&stack.names.outbox_bucket, key, &p, None)
-        .await
-        .unwrap();
-    std::fs::read_to_string(p).unwrap()
+    std::fs::read_to_string(nommer_tests::download_output(stack, key, d.path()).await).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

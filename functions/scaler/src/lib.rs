@@ -172,20 +172,19 @@ async fn save_state(
     Ok(())
 }
 
-fn tags() -> impl Fn(&Scaler, ResourceType) -> TagSpecification {
-    |ctx, rt| {
-        TagSpecification::builder()
-            .resource_type(rt)
-            .tags(Tag::builder().key(STACK_TAG).value(&ctx.settings.stack).build())
-            .tags(Tag::builder().key(ROLE_TAG).value(ROLE_WORKER).build())
-            .tags(
-                Tag::builder()
-                    .key("Name")
-                    .value(format!("{}-worker", ctx.settings.stack))
-                    .build(),
-            )
-            .build()
-    }
+/// The tags that mark this stack's workers (the scaler lists and terminates by them).
+fn worker_tags(ctx: &Scaler) -> TagSpecification {
+    TagSpecification::builder()
+        .resource_type(ResourceType::Instance)
+        .tags(Tag::builder().key(STACK_TAG).value(&ctx.settings.stack).build())
+        .tags(Tag::builder().key(ROLE_TAG).value(ROLE_WORKER).build())
+        .tags(
+            Tag::builder()
+                .key("Name")
+                .value(format!("{}-worker", ctx.settings.stack))
+                .build(),
+        )
+        .build()
 }
 
 /// Launches `n` workers, one call each (so a subnet without capacity only fails its own),
@@ -210,7 +209,7 @@ async fn launch(ctx: &Scaler, n: u32) -> Vec<String> {
                 )
                 .min_count(1)
                 .max_count(1)
-                .tag_specifications(tags()(ctx, ResourceType::Instance))
+                .tag_specifications(worker_tags(ctx))
                 .set_subnet_id(subnet.clone());
             if spot {
                 req = req.instance_market_options(
