@@ -20,6 +20,7 @@
 //! ```
 
 use crate::presets::{Catalog, Preset, PresetKind};
+use crate::routing::{Backend, BackendKind, Choice, EncodingComBackend, Match, PriceTable, Routing, Rule};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -35,6 +36,8 @@ pub struct Config {
     pub key_template: String,
     /// What a source may be; `NOMMER_MAX_*` variables override these.
     pub limits: crate::ffmpeg::Limits,
+    /// The backends, their prices and the rules that choose between them.
+    pub routing: crate::routing::Routing,
 }
 
 impl Default for Config {
@@ -43,6 +46,7 @@ impl Default for Config {
             catalog: Catalog::builtin(),
             key_template: DEFAULT_KEY_TEMPLATE.into(),
             limits: crate::ffmpeg::Limits::default(),
+            routing: crate::routing::Routing::default(),
         }
     }
 }
@@ -56,6 +60,46 @@ struct RawConfig {
     presets: BTreeMap<String, RawPreset>,
     #[serde(default)]
     limits: Option<RawLimits>,
+    #[serde(default)]
+    backends: BTreeMap<String, RawBackend>,
+    #[serde(default)]
+    routing: Option<RawRouting>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackend {
+    kind: BackendKind,
+    #[serde(default)]
+    prices: PriceTable,
+    #[serde(default)]
+    fallback: Option<String>,
+    /// Encoding.com only.
+    #[serde(default)]
+    endpoint: Option<String>,
+    /// Encoding.com only: the Secrets Manager secret with `userid` and `userkey`.
+    #[serde(default)]
+    secret: Option<String>,
+    /// Encoding.com only.
+    #[serde(default)]
+    poll_seconds: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRouting {
+    default: Option<String>,
+    #[serde(default)]
+    rules: Vec<RawRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: String,
+    backend: String,
+    #[serde(default, rename = "match")]
+    when: Match,
 }
 
 #[derive(Deserialize)]
@@ -215,11 +259,24 @@ impl Config {
                 limits.max_streams = n;
             }
         }
+        let routing = parse_routing(raw.backends, raw.routing, text, origin)?;
+        crate::routing::check_rule_presets(&routing, &catalog).map_err(|e| {
+            let rule = e.split('`').nth(1).unwrap_or("");
+            format!("{origin}: line {}: {e}", line_of(text, &format!("\"{rule}\"")))
+        })?;
         Ok(Config {
             catalog,
             key_template,
             limits,
+            routing,
         })
+    }
+
+    /// The backend named `name`, or an error fit for a log.
+    pub fn backend(&self, name: &str) -> Result<&Backend, String> {
+        self.routing
+            .backend(name)
+            .ok_or_else(|| format!("backend `{name}` is not in the config file"))
     }
 
     pub fn load(path: &Path) -> Result<Config, String> {
@@ -227,6 +284,114 @@ impl Config {
             std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
         Config::parse(&text, &path.display().to_string())
     }
+}
+
+fn parse_routing(
+    backends: BTreeMap<String, RawBackend>,
+    routing: Option<RawRouting>,
+    text: &str,
+    origin: &str,
+) -> Result<Routing, String> {
+    if backends.is_empty() {
+        if routing.is_some() {
+            return Err(format!(
+                "{origin}: line {}: [routing] needs at least one [backends.<name>] table",
+                line_of(text, "[routing")
+            ));
+        }
+        return Ok(Routing::default());
+    }
+    let mut out = Vec::new();
+    for (name, b) in backends {
+        let at = line_of(text, &format!("[backends.{name}]"));
+        let bad = |what: String| format!("{origin}: line {at}: backends.{name}: {what}");
+        if name.is_empty() || !name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-') {
+            return Err(bad("use a name of a-z 0-9 -".into()));
+        }
+        let encodingcom = match b.kind {
+            BackendKind::Ffmpeg => {
+                if b.endpoint.is_some() || b.secret.is_some() || b.poll_seconds.is_some() {
+                    return Err(bad(
+                        "endpoint, secret and poll_seconds are for kind = \"encodingcom\" only".into(),
+                    ));
+                }
+                None
+            }
+            BackendKind::EncodingCom => {
+                let endpoint = b
+                    .endpoint
+                    .unwrap_or_else(|| crate::routing::ENCODINGCOM_ENDPOINT.to_string());
+                if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
+                    return Err(bad(format!("endpoint `{endpoint}` is not an http(s) URL")));
+                }
+                let poll_seconds = b.poll_seconds.unwrap_or(60);
+                if poll_seconds == 0 {
+                    return Err(bad("poll_seconds must be at least 1".into()));
+                }
+                Some(EncodingComBackend {
+                    endpoint,
+                    credentials: match b.secret {
+                        Some(s) if !s.trim().is_empty() => crate::routing::Credentials::SecretsManager(s),
+                        _ => crate::routing::Credentials::Env,
+                    },
+                    poll_seconds,
+                })
+            }
+        };
+        out.push(Backend {
+            name,
+            kind: b.kind,
+            prices: b.prices,
+            fallback: b.fallback,
+            encodingcom,
+        });
+    }
+    let raw = routing.unwrap_or(RawRouting {
+        default: None,
+        rules: Vec::new(),
+    });
+    let default = match raw.default {
+        Some(d) => d,
+        None if out.len() == 1 => out[0].name.clone(),
+        None => {
+            return Err(format!(
+                "{origin}: line {}: [routing] default is required when there are several backends",
+                line_of(text, "[routing")
+            ))
+        }
+    };
+    let mut rules = Vec::new();
+    for r in raw.rules {
+        let choice = if r.backend == "cheapest" {
+            Choice::Cheapest
+        } else {
+            Choice::Backend(r.backend)
+        };
+        rules.push(Rule {
+            name: r.name,
+            when: r.when,
+            choice,
+        });
+    }
+    let routing = Routing {
+        backends: out,
+        rules,
+        default,
+    };
+    routing.check().map_err(|e| {
+        let needle = if e.starts_with("routing.default") {
+            "default".to_string()
+        } else if let Some(rest) = e.strip_prefix("rule `") {
+            format!("\"{}\"", rest.split('`').next().unwrap_or(""))
+        } else if let Some(rest) = e.strip_prefix("backends.") {
+            let name = rest.split('.').next().unwrap_or("");
+            format!("[backends.{name}]")
+        } else {
+            String::new()
+        };
+        format!("{origin}: line {}: {e}", line_of(text, &needle))
+    })?;
+    Ok(routing)
 }
 
 #[cfg(test)]

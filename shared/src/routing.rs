@@ -1,0 +1,723 @@
+//! Routing: which backend encodes a job. The config file lists the backends (the own
+//! FFmpeg fleet, Encoding.com), each with a price table, and rules tried in order; the
+//! first rule that matches picks a backend, or `cheapest` among the backends able to make
+//! every requested output. No match → the default. [`route`] is pure: the dispatcher
+//! gathers the [`Facts`] (from the probe, or from the request) and writes the
+//! [`Decision`] on the job.
+
+use crate::job::OutputSpec;
+use crate::presets::{Catalog, Preset, PresetKind, ThumbnailMode};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The name of the backend a deployment gets when its config file names none.
+pub const DEFAULT_BACKEND: &str = "ffmpeg";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// Nommer's own EC2 FFmpeg fleet (the `work-ffmpeg` queue).
+    Ffmpeg,
+    /// Encoding.com's API.
+    #[serde(rename = "encodingcom")]
+    EncodingCom,
+}
+
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Ffmpeg => "ffmpeg",
+            BackendKind::EncodingCom => "encodingcom",
+        }
+    }
+}
+
+/// What a backend charges, in US dollars per minute of each output, by the output's
+/// resolution class; thumbnails are priced per image.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PriceTable {
+    /// Audio-only outputs.
+    #[serde(default)]
+    pub audio: f64,
+    /// Video below 720 lines.
+    #[serde(default)]
+    pub sd: f64,
+    /// Video of 720 to 1080 lines.
+    #[serde(default)]
+    pub hd: f64,
+    /// Video above 1080 lines.
+    #[serde(default)]
+    pub uhd: f64,
+    /// Each still image.
+    #[serde(default)]
+    pub image: f64,
+}
+
+/// Resolution classes of the price table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PriceClass {
+    Audio,
+    Sd,
+    Hd,
+    Uhd,
+}
+
+impl PriceClass {
+    pub fn of_height(h: u32) -> PriceClass {
+        match h {
+            0..=719 => PriceClass::Sd,
+            720..=1080 => PriceClass::Hd,
+            _ => PriceClass::Uhd,
+        }
+    }
+}
+
+impl PriceTable {
+    pub fn per_minute(&self, c: PriceClass) -> f64 {
+        match c {
+            PriceClass::Audio => self.audio,
+            PriceClass::Sd => self.sd,
+            PriceClass::Hd => self.hd,
+            PriceClass::Uhd => self.uhd,
+        }
+    }
+}
+
+/// Where Encoding.com credentials come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Credentials {
+    /// `NOMMER_ENCODINGCOM_USERID` / `NOMMER_ENCODINGCOM_USERKEY` (the local stack).
+    Env,
+    /// An AWS Secrets Manager secret (name or ARN) holding `{"userid": …, "userkey": …}`.
+    SecretsManager(String),
+}
+
+/// Settings of an Encoding.com backend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodingComBackend {
+    /// The API endpoint (`https://manage.encoding.com/`).
+    pub endpoint: String,
+    pub credentials: Credentials,
+    /// How long a job may go without news before the poller asks `GetStatus`.
+    pub poll_seconds: u64,
+}
+
+pub const ENCODINGCOM_ENDPOINT: &str = "https://manage.encoding.com/";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backend {
+    pub name: String,
+    pub kind: BackendKind,
+    pub prices: PriceTable,
+    /// Used when this backend fails a job permanently.
+    pub fallback: Option<String>,
+    /// Set for `kind = "encodingcom"`.
+    pub encodingcom: Option<EncodingComBackend>,
+}
+
+impl Backend {
+    /// Whether this backend can make `preset` with `options`, and if not, why.
+    pub fn can_make(&self, preset: &Preset, options: &crate::job::OutputOptions) -> Result<(), String> {
+        match self.kind {
+            BackendKind::Ffmpeg => Ok(()),
+            BackendKind::EncodingCom => crate::encodingcom::check_output(preset, options),
+        }
+    }
+}
+
+/// What a rule chooses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Choice {
+    Backend(String),
+    /// The cheapest backend able to make every output.
+    Cheapest,
+}
+
+/// The conditions of a rule; every condition given must hold.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Match {
+    /// Every requested output's preset is one of these.
+    #[serde(default)]
+    pub presets: Vec<String>,
+    /// The source key's extension (case-insensitive, without the dot) is one of these.
+    #[serde(default)]
+    pub extensions: Vec<String>,
+    /// The probed container (ffprobe's format name, e.g. `mov`, `matroska`, `avi`) is one
+    /// of these.
+    #[serde(default)]
+    pub containers: Vec<String>,
+    #[serde(default)]
+    pub min_size_bytes: Option<u64>,
+    #[serde(default)]
+    pub max_size_bytes: Option<u64>,
+    #[serde(default)]
+    pub min_duration_seconds: Option<f64>,
+    #[serde(default)]
+    pub max_duration_seconds: Option<f64>,
+    #[serde(default)]
+    pub min_height: Option<u32>,
+    #[serde(default)]
+    pub max_height: Option<u32>,
+    /// The source key starts with this.
+    #[serde(default)]
+    pub key_prefix: Option<String>,
+    /// The job's user metadata has each of these keys with this value.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub name: String,
+    pub when: Match,
+    pub choice: Choice,
+}
+
+/// The routing part of the config file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Routing {
+    pub backends: Vec<Backend>,
+    pub rules: Vec<Rule>,
+    pub default: String,
+}
+
+impl Default for Routing {
+    fn default() -> Self {
+        Routing {
+            backends: vec![Backend {
+                name: DEFAULT_BACKEND.into(),
+                kind: BackendKind::Ffmpeg,
+                prices: PriceTable::default(),
+                fallback: None,
+                encodingcom: None,
+            }],
+            rules: Vec::new(),
+            default: DEFAULT_BACKEND.into(),
+        }
+    }
+}
+
+/// What is known about a job when it is routed. Probe fields are `None` when the source
+/// was not probed and the request gave no hint.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Facts {
+    pub key: String,
+    pub extension: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// Where duration and height came from: `probe`, `request` or `unknown`.
+    pub measured_by: String,
+    #[serde(skip)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl Facts {
+    /// The facts a key alone gives (the rest filled in by the caller).
+    pub fn for_key(key: &str) -> Facts {
+        let ext = key
+            .rsplit('/')
+            .next()
+            .and_then(|f| f.rsplit_once('.'))
+            .map(|(_, e)| e.to_ascii_lowercase())
+            .unwrap_or_default();
+        Facts {
+            key: key.to_string(),
+            extension: ext,
+            measured_by: "unknown".into(),
+            ..Facts::default()
+        }
+    }
+}
+
+/// Why a job went where it went; written on the job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub backend: String,
+    /// The rule that matched; `None` when the default was used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// One sentence a person can read.
+    pub reason: String,
+    /// The chosen backend's estimate, US dollars (`None` without a duration).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_cost_usd: Option<f64>,
+    /// Every able backend's estimate (per minute of source when the duration is unknown).
+    pub estimates: BTreeMap<String, f64>,
+    /// Backends that cannot make the outputs, and why.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unable: BTreeMap<String, String>,
+    pub facts: Facts,
+    /// The backend this job fell back from, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_from: Option<String>,
+}
+
+impl Routing {
+    pub fn backend(&self, name: &str) -> Option<&Backend> {
+        self.backends.iter().find(|b| b.name == name)
+    }
+
+    /// Backends of one kind.
+    pub fn of_kind(&self, kind: BackendKind) -> impl Iterator<Item = &Backend> {
+        self.backends.iter().filter(move |b| b.kind == kind)
+    }
+
+    /// Checks names and references; errors name the problem (the caller adds the line).
+    pub fn check(&self) -> Result<(), String> {
+        let names: Vec<&str> = self.backends.iter().map(|b| b.name.as_str()).collect();
+        let known = || names.join(", ");
+        if self.backend(&self.default).is_none() {
+            return Err(format!(
+                "routing.default `{}` is not a backend; known: {}",
+                self.default,
+                known()
+            ));
+        }
+        for b in &self.backends {
+            for (what, v) in [
+                ("audio", b.prices.audio),
+                ("sd", b.prices.sd),
+                ("hd", b.prices.hd),
+                ("uhd", b.prices.uhd),
+                ("image", b.prices.image),
+            ] {
+                if !(v.is_finite() && v >= 0.0) {
+                    return Err(format!(
+                        "backends.{}.prices.{what} must be a price of 0 or more",
+                        b.name
+                    ));
+                }
+            }
+            if let Some(f) = &b.fallback {
+                if f == &b.name {
+                    return Err(format!("backends.{}.fallback names itself", b.name));
+                }
+                if self.backend(f).is_none() {
+                    return Err(format!(
+                        "backends.{}.fallback `{f}` is not a backend; known: {}",
+                        b.name,
+                        known()
+                    ));
+                }
+            }
+        }
+        for r in &self.rules {
+            if let Choice::Backend(b) = &r.choice {
+                if self.backend(b).is_none() {
+                    return Err(format!(
+                        "rule `{}`: backend `{b}` is not a backend; known: {} (or `cheapest`)",
+                        r.name,
+                        known()
+                    ));
+                }
+            }
+            let m = &r.when;
+            if let (Some(a), Some(b)) = (m.min_size_bytes, m.max_size_bytes) {
+                if a > b {
+                    return Err(format!("rule `{}`: min_size_bytes is above max_size_bytes", r.name));
+                }
+            }
+            if let (Some(a), Some(b)) = (m.min_duration_seconds, m.max_duration_seconds) {
+                if a > b {
+                    return Err(format!(
+                        "rule `{}`: min_duration_seconds is above max_duration_seconds",
+                        r.name
+                    ));
+                }
+            }
+            if let (Some(a), Some(b)) = (m.min_height, m.max_height) {
+                if a > b {
+                    return Err(format!("rule `{}`: min_height is above max_height", r.name));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks the presets a rule names against the catalog.
+pub fn check_rule_presets(routing: &Routing, catalog: &Catalog) -> Result<(), String> {
+    for r in &routing.rules {
+        for p in &r.when.presets {
+            if catalog.find(p).is_none() {
+                return Err(format!("rule `{}`: {}", r.name, catalog.unknown(p)));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Match {
+    /// `Ok(())` when the rule holds for `facts` and `presets`, else the first condition
+    /// that does not (with "unknown" when a fact it needs is missing).
+    pub fn test(&self, facts: &Facts, presets: &[&str]) -> Result<(), String> {
+        if !self.presets.is_empty() && !presets.iter().all(|p| self.presets.iter().any(|x| x == p)) {
+            return Err(format!("presets {presets:?} are not all in {:?}", self.presets));
+        }
+        if !self.extensions.is_empty()
+            && !self
+                .extensions
+                .iter()
+                .any(|e| e.trim_start_matches('.').eq_ignore_ascii_case(&facts.extension))
+        {
+            return Err(format!("extension `{}` is not in {:?}", facts.extension, self.extensions));
+        }
+        if !self.containers.is_empty() {
+            let Some(c) = &facts.container else {
+                return Err("the container is unknown (source not probed)".into());
+            };
+            if !c.split(',').any(|part| self.containers.iter().any(|x| x == part)) {
+                return Err(format!("container `{c}` is not in {:?}", self.containers));
+            }
+        }
+        if self.min_size_bytes.is_some() || self.max_size_bytes.is_some() {
+            let Some(s) = facts.size else {
+                return Err("the size is unknown".into());
+            };
+            if self.min_size_bytes.is_some_and(|m| s < m) || self.max_size_bytes.is_some_and(|m| s > m) {
+                return Err(format!("size {s} B is out of range"));
+            }
+        }
+        if self.min_duration_seconds.is_some() || self.max_duration_seconds.is_some() {
+            let Some(d) = facts.duration_seconds else {
+                return Err("the duration is unknown (not probed, not in the request)".into());
+            };
+            if self.min_duration_seconds.is_some_and(|m| d < m) || self.max_duration_seconds.is_some_and(|m| d > m) {
+                return Err(format!("duration {d:.1} s is out of range"));
+            }
+        }
+        if self.min_height.is_some() || self.max_height.is_some() {
+            let Some(h) = facts.height else {
+                return Err("the height is unknown (not probed, not in the request)".into());
+            };
+            if self.min_height.is_some_and(|m| h < m) || self.max_height.is_some_and(|m| h > m) {
+                return Err(format!("height {h} is out of range"));
+            }
+        }
+        if let Some(p) = &self.key_prefix {
+            if !facts.key.starts_with(p.as_str()) {
+                return Err(format!("key does not start with `{p}`"));
+            }
+        }
+        for (k, v) in &self.metadata {
+            if facts.metadata.get(k) != Some(v) {
+                return Err(format!("metadata `{k}` is not `{v}`"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What each output costs to make on a backend: minutes by price class and images.
+fn estimate(backend: &Backend, outputs: &[(&OutputSpec, &Preset)], facts: &Facts) -> f64 {
+    let source_minutes = facts.duration_seconds.unwrap_or(60.0) / 60.0;
+    let src_h = facts.height;
+    let mut usd = 0.0;
+    for (o, p) in outputs {
+        let minutes = match &o.options.trim {
+            Some(t) => {
+                let end = t
+                    .end_seconds
+                    .unwrap_or(f64::MAX)
+                    .min(facts.duration_seconds.unwrap_or(60.0));
+                ((end - t.start_seconds).max(0.0)) / 60.0
+            }
+            None => source_minutes,
+        };
+        let class = |max_h: u32| PriceClass::of_height(src_h.map(|h| h.min(max_h)).unwrap_or(max_h));
+        match &p.kind {
+            PresetKind::File { video: Some(v), .. } => usd += backend.prices.per_minute(class(v.max_height)) * minutes,
+            PresetKind::File { video: None, .. } => usd += backend.prices.per_minute(PriceClass::Audio) * minutes,
+            PresetKind::Ladder { rungs, .. } => {
+                let kept: Vec<u32> = rungs
+                    .iter()
+                    .map(|r| r.height)
+                    .filter(|h| src_h.map(|s| *h <= s).unwrap_or(true))
+                    .collect();
+                let kept = if kept.is_empty() {
+                    vec![rungs.iter().map(|r| r.height).min().unwrap_or(360)]
+                } else {
+                    kept
+                };
+                for h in kept {
+                    usd += backend.prices.per_minute(class(h)) * minutes;
+                }
+                usd += backend.prices.per_minute(PriceClass::Audio) * minutes;
+            }
+            PresetKind::Thumbnails(t) => {
+                let n = match t.mode {
+                    ThumbnailMode::Poster => 1,
+                    _ => o.options.count.unwrap_or(t.count),
+                };
+                usd += backend.prices.image * f64::from(n);
+            }
+        }
+    }
+    (usd * 10_000.0).round() / 10_000.0
+}
+
+/// Routes a job: the first matching rule's backend (or the cheapest able one), else the
+/// default. A rule whose backend cannot make the outputs is passed over, and the
+/// decision says so. Unknown presets must have been refused before.
+pub fn route(routing: &Routing, catalog: &Catalog, outputs: &[OutputSpec], facts: &Facts) -> Decision {
+    let resolved: Vec<(&OutputSpec, &Preset)> = outputs
+        .iter()
+        .filter_map(|o| catalog.find(&o.preset).map(|p| (o, p)))
+        .collect();
+    let presets: Vec<&str> = outputs.iter().map(|o| o.preset.as_str()).collect();
+    let mut estimates = BTreeMap::new();
+    let mut unable = BTreeMap::new();
+    for b in &routing.backends {
+        match resolved.iter().try_for_each(|(o, p)| {
+            b.can_make(p, &o.options)
+                .map_err(|e| format!("output `{}`: {e}", o.name))
+        }) {
+            Ok(()) => {
+                estimates.insert(b.name.clone(), estimate(b, &resolved, facts));
+            }
+            Err(e) => {
+                unable.insert(b.name.clone(), e);
+            }
+        }
+    }
+    let per = if facts.duration_seconds.is_some() {
+        ""
+    } else {
+        " per minute of source (duration unknown)"
+    };
+    let cheapest = || {
+        routing
+            .backends
+            .iter()
+            .filter_map(|b| estimates.get(&b.name).map(|c| (b.name.clone(), *c)))
+            .fold(None::<(String, f64)>, |best, (n, c)| match best {
+                Some((_, bc)) if bc <= c => best,
+                _ => Some((n, c)),
+            })
+    };
+    let mut passed_over = Vec::new();
+    let mut chosen: Option<(String, Option<String>, String)> = None;
+    for r in &routing.rules {
+        match r.when.test(facts, &presets) {
+            Err(_) => continue,
+            Ok(()) => match &r.choice {
+                Choice::Cheapest => {
+                    if let Some((n, c)) = cheapest() {
+                        chosen = Some((
+                            n.clone(),
+                            Some(r.name.clone()),
+                            format!("rule `{}` matched: {n} is the cheapest able backend at ${c:.4}{per}", r.name),
+                        ));
+                        break;
+                    }
+                }
+                Choice::Backend(b) => {
+                    if let Some(why) = unable.get(b) {
+                        passed_over.push(format!("rule `{}` chose {b}, which cannot make it ({why})", r.name));
+                        continue;
+                    }
+                    chosen = Some((b.clone(), Some(r.name.clone()), format!("rule `{}` matched", r.name)));
+                    break;
+                }
+            },
+        }
+    }
+    let (backend, rule, mut reason) = chosen.unwrap_or_else(|| {
+        if let Some(why) = unable.get(&routing.default) {
+            let (n, _) = cheapest().unwrap_or((routing.default.clone(), 0.0));
+            let reason = format!(
+                "no rule matched; the default {} cannot make it ({why}), so the cheapest able backend, {n}",
+                routing.default
+            );
+            (n, None, reason)
+        } else {
+            (
+                routing.default.clone(),
+                None,
+                format!("no rule matched: the default, {}", routing.default),
+            )
+        }
+    });
+    if !passed_over.is_empty() {
+        reason.push_str(&format!(" (passed over: {})", passed_over.join("; ")));
+    }
+    let estimated_cost_usd = facts
+        .duration_seconds
+        .and_then(|_| estimates.get(&backend).copied());
+    Decision {
+        backend,
+        rule,
+        reason,
+        estimated_cost_usd,
+        estimates,
+        unable,
+        facts: facts.clone(),
+        fallback_from: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const CONFIG: &str = r#"
+[backends.fleet]
+kind = "ffmpeg"
+prices = { audio = 0.0005, sd = 0.002, hd = 0.004, uhd = 0.012, image = 0.0001 }
+
+[backends.ecom]
+kind = "encodingcom"
+prices = { audio = 0.001, sd = 0.001, hd = 0.003, uhd = 0.02, image = 0.001 }
+fallback = "fleet"
+
+[routing]
+default = "fleet"
+
+[[routing.rules]]
+name = "partner folder"
+backend = "ecom"
+match = { key_prefix = "inbox/partner/" }
+
+[[routing.rules]]
+name = "long hd hls"
+backend = "ecom"
+match = { presets = ["hls"], min_duration_seconds = 600, min_height = 720 }
+
+[[routing.rules]]
+name = "big files"
+backend = "ecom"
+match = { min_size_bytes = 1000000000 }
+
+[[routing.rules]]
+name = "mkv from mobile"
+backend = "ecom"
+match = { extensions = ["mkv"], metadata = { source = "mobile" } }
+
+[[routing.rules]]
+name = "avi containers"
+backend = "ecom"
+match = { containers = ["avi"], max_duration_seconds = 30 }
+
+[[routing.rules]]
+name = "price shoppers"
+backend = "cheapest"
+match = { metadata = { tier = "budget" } }
+
+[[routing.rules]]
+name = "short clips"
+backend = "ecom"
+match = { max_height = 480, max_duration_seconds = 60 }
+"#;
+
+    fn facts(key: &str) -> Facts {
+        let mut f = Facts::for_key(key);
+        f.container = Some("mov,mp4,m4a,3gp,3g2,mj2".into());
+        f.size = Some(5_000_000);
+        f.duration_seconds = Some(120.0);
+        f.height = Some(1080);
+        f.measured_by = "probe".into();
+        f
+    }
+
+    fn outs(presets: &[&str]) -> Vec<OutputSpec> {
+        presets.iter().map(|p| OutputSpec::new(*p, *p)).collect()
+    }
+
+    #[test]
+    fn a_table_of_routing_cases() {
+        let c = Config::parse(CONFIG, "nommer.toml").unwrap();
+        let r = &c.routing;
+        let meta = |f: &mut Facts, k: &str, v: &str| {
+            f.metadata.insert(k.into(), v.into());
+        };
+        type Case = (&'static str, &'static [&'static str], Box<dyn Fn(&mut Facts)>, &'static str, Option<&'static str>);
+        let cases: Vec<Case> = vec![
+            ("key prefix", &["mp4-720p"], Box::new(|f| *f = facts("inbox/partner/a.mov")), "ecom", Some("partner folder")),
+            ("no match: the default", &["mp4-720p"], Box::new(|_| {}), "fleet", None),
+            ("preset + duration + height", &["hls"], Box::new(|f| f.duration_seconds = Some(900.0)), "ecom", Some("long hd hls")),
+            ("preset list must hold every output", &["hls", "poster"], Box::new(|f| f.duration_seconds = Some(900.0)), "fleet", None),
+            ("too short for the hls rule", &["hls"], Box::new(|_| {}), "fleet", None),
+            ("height under the minimum", &["hls"], Box::new(|f| { f.duration_seconds = Some(900.0); f.height = Some(480); }), "fleet", None),
+            ("size", &["mp4-720p"], Box::new(|f| f.size = Some(2_000_000_000)), "ecom", Some("big files")),
+            ("extension and metadata", &["mp4-720p"], Box::new(move |f| { *f = facts("inbox/x.MKV"); meta(f, "source", "mobile"); }), "ecom", Some("mkv from mobile")),
+            ("extension without the metadata", &["mp4-720p"], Box::new(|f| *f = facts("inbox/x.mkv")), "fleet", None),
+            ("container", &["mp4-720p"], Box::new(|f| { f.container = Some("avi".into()); f.duration_seconds = Some(20.0); }), "ecom", Some("avi containers")),
+            ("unknown container never matches", &["mp4-720p"], Box::new(|f| { f.container = None; f.duration_seconds = Some(20.0); }), "fleet", None),
+            ("max height and duration", &["mp4-480p"], Box::new(|f| { f.height = Some(360); f.duration_seconds = Some(30.0); }), "ecom", Some("short clips")),
+            ("unknown duration never matches a duration rule", &["mp4-480p"], Box::new(|f| { f.height = Some(360); f.duration_seconds = None; }), "fleet", None),
+            // sd is cheaper at ecom (0.001 vs 0.002), audio on the fleet (0.0005 vs 0.001)
+            ("cheapest picks the lower estimate (sd: ecom)", &["mp4-480p"], Box::new(move |f| meta(f, "tier", "budget")), "ecom", Some("price shoppers")),
+            ("cheapest picks the lower estimate (audio: fleet)", &["audio-aac"], Box::new(move |f| meta(f, "tier", "budget")), "fleet", Some("price shoppers")),
+            ("cheapest skips backends unable to make it", &["sprite"], Box::new(move |f| meta(f, "tier", "budget")), "fleet", Some("price shoppers")),
+            ("a chosen backend unable to make it is passed over", &["sprite"], Box::new(|f| *f = facts("inbox/partner/a.mov")), "fleet", None),
+        ];
+        for (what, presets, tweak, backend, rule) in cases {
+            let mut f = facts("inbox/a.mov");
+            tweak(&mut f);
+            let d = route(r, &c.catalog, &outs(presets), &f);
+            assert_eq!(d.backend, backend, "{what}: {}", d.reason);
+            assert_eq!(d.rule.as_deref(), rule, "{what}: {}", d.reason);
+        }
+    }
+
+    #[test]
+    fn decisions_carry_estimates_and_reasons() {
+        let c = Config::parse(CONFIG, "nommer.toml").unwrap();
+        let f = facts("inbox/partner/a.mov");
+        let d = route(&c.routing, &c.catalog, &outs(&["mp4-720p"]), &f);
+        // 2 minutes of hd: fleet 0.008, ecom 0.006
+        assert_eq!(d.estimates["fleet"], 0.008);
+        assert_eq!(d.estimates["ecom"], 0.006);
+        assert_eq!(d.estimated_cost_usd, Some(0.006));
+        assert!(d.reason.contains("partner folder"), "{}", d.reason);
+        let d = route(&c.routing, &c.catalog, &outs(&["sprite"]), &f);
+        assert!(d.reason.contains("passed over") && d.reason.contains("ecom"), "{}", d.reason);
+        assert!(d.unable["ecom"].contains("sprite"), "{:?}", d.unable);
+        let mut unknown = f.clone();
+        unknown.duration_seconds = None;
+        let d = route(&c.routing, &c.catalog, &outs(&["mp4-720p"]), &unknown);
+        assert_eq!(d.estimated_cost_usd, None, "no duration, no estimate");
+        // a ladder prices each rung the source can fill, plus audio
+        let hls = route(&c.routing, &c.catalog, &outs(&["hls"]), &f);
+        assert!(hls.estimates["fleet"] > d.estimates["fleet"], "{:?}", hls.estimates);
+    }
+
+    #[test]
+    fn no_config_means_everything_to_the_fleet() {
+        let c = Config::default();
+        let d = route(&c.routing, &c.catalog, &outs(&["sprite", "hls"]), &facts("inbox/a.mov"));
+        assert_eq!(d.backend, DEFAULT_BACKEND);
+        assert_eq!(d.rule, None);
+    }
+
+    #[test]
+    fn bad_routing_config_names_the_line_and_the_problem() {
+        let cases = [
+            ("[backends.a]\nkind = \"ffmpeg\"\n\n[routing]\ndefault = \"b\"\n", "line 5", "routing.default `b`"),
+            ("[backends.a]\nkind = \"ffmpeg\"\n[backends.e]\nkind = \"encodingcom\"\nfallback = \"z\"\n[routing]\ndefault = \"a\"\n", "line 3", "fallback `z`"),
+            ("[backends.a]\nkind = \"ffmpeg\"\n[routing]\ndefault = \"a\"\n[[routing.rules]]\nname = \"r1\"\nbackend = \"x\"\n", "line 6", "backend `x`"),
+            ("[backends.a]\nkind = \"ffmpeg\"\n[routing]\ndefault = \"a\"\n[[routing.rules]]\nname = \"r1\"\nbackend = \"a\"\nmatch = { presets = [\"nope\"] }\n", "line 6", "`nope` is not a preset"),
+            ("[backends.a]\nkind = \"ffmpeg\"\n[routing]\ndefault = \"a\"\n[[routing.rules]]\nname = \"r1\"\nbackend = \"a\"\nmatch = { key_prefx = \"x\" }\n", "line 8", "key_prefx"),
+            ("[backends.a]\nkind = \"gpu\"\n", "line 2", "gpu"),
+            ("[backends.a]\nkind = \"ffmpeg\"\nprices = { hd = -1.0 }\n", "line 1", "prices.hd"),
+            ("[backends.a]\nkind = \"ffmpeg\"\nsecret = \"s\"\n", "line 1", "encodingcom"),
+            ("[backends.a]\nkind = \"ffmpeg\"\n[backends.b]\nkind = \"ffmpeg\"\n", "line 1", "default is required"),
+            ("[routing]\ndefault = \"a\"\n", "line 1", "[backends.<name>]"),
+            ("[backends.a]\nkind = \"ffmpeg\"\n[routing]\ndefault = \"a\"\n[[routing.rules]]\nname = \"r1\"\nbackend = \"a\"\nmatch = { min_height = 900, max_height = 100 }\n", "line 6", "min_height"),
+        ];
+        for (text, line, what) in cases {
+            let e = Config::parse(text, "bad.toml").unwrap_err();
+            assert!(e.contains("bad.toml") && e.contains(line) && e.contains(what), "{text}\n→ {e}");
+        }
+    }
+}
