@@ -8,5 +8,6 @@ pub mod event_sources;
 pub mod media;
 pub mod resources;
 pub mod stack;
+pub mod standin;
 
 pub use stack::{LocalStack, StackOptions};

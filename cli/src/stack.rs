@@ -37,6 +37,8 @@ pub struct StackOptions {
     pub config_path: Option<PathBuf>,
     /// Run the EC2 fleet (scaler + instances as processes) instead of fixed workers.
     pub fleet: Option<FleetOptions>,
+    /// How often the Encoding.com poller runs (every 2 minutes on AWS).
+    pub encodingcom_poll: Duration,
 }
 
 impl StackOptions {
@@ -50,6 +52,7 @@ impl StackOptions {
             api_port: 0,
             config_path: std::env::var_os(s::CONFIG).map(PathBuf::from),
             fleet: None,
+            encodingcom_poll: Duration::from_secs(1),
         }
     }
 }
@@ -69,6 +72,10 @@ pub struct LocalStack {
     spawn: SpawnInfo,
     /// In fleet mode: the worker process of each instance.
     pub fleet: FleetProcesses,
+    /// The Encoding.com stand-in, when the config file has an Encoding.com backend.
+    pub standin: Option<crate::standin::StandIn>,
+    /// What dispatch, the callback and the poller use (e.g. to cancel a job).
+    pub backends: Arc<nommer_shared::backends::Backends>,
     _emulator: Option<Emulator>,
 }
 
@@ -304,14 +311,57 @@ impl LocalStack {
             .await
             .context("creating the stack's resources on the emulator")?;
         let mut env = resources::function_env(&names, &urls);
+        env.insert(
+            s::FFPROBE.to_string(),
+            std::env::var(s::FFPROBE).unwrap_or_else(|_| "ffprobe".into()),
+        );
         if let Some(c) = &opts.config_path {
             env.insert(s::CONFIG.to_string(), c.display().to_string());
         }
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.api_port))
+            .await
+            .context("binding the API port")?;
+        let api_url = format!("http://{}", listener.local_addr()?);
+        env.insert(
+            s::CALLBACK_URL.to_string(),
+            format!("{api_url}{}", encodingcom::CALLBACK_PATH),
+        );
+        let file_config = match &opts.config_path {
+            Some(p) => nommer_shared::config::Config::load(p).map_err(|e| anyhow::anyhow!(e))?,
+            None => Default::default(),
+        };
+        let standin = if file_config
+            .routing
+            .of_kind(nommer_shared::routing::BackendKind::EncodingCom)
+            .next()
+            .is_some()
+        {
+            let si = crate::standin::StandIn::start(&config, &opts.log_dir.join("encodingcom-standin")).await?;
+            env.insert(s::ENCODINGCOM_ENDPOINT.to_string(), si.url.clone());
+            env.insert(
+                nommer_shared::encodingcom::USERID_ENV.to_string(),
+                crate::standin::USERID.to_string(),
+            );
+            env.insert(
+                nommer_shared::encodingcom::USERKEY_ENV.to_string(),
+                crate::standin::USERKEY.to_string(),
+            );
+            Some(si)
+        } else {
+            None
+        };
         let source = env.clone();
 
         let ingest = ingest::Ingest::new(IngestSettings::from_source(&source)?, &config);
-        let dispatch = dispatch::Dispatch::new(DispatchSettings::from_source(&source)?, &config);
-        let api_state = Arc::new(api::ApiState::new(ApiSettings::from_source(&source)?, &config));
+        let dispatch = dispatch::Dispatch::new(DispatchSettings::from_source(&source)?, &config)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let backends = Arc::new(dispatch.backends.clone());
+        let api_state = Arc::new(api::ApiState::new(
+            ApiSettings::from_source(&source)?,
+            dispatch.backends.clone(),
+            &config,
+        ));
 
         let queue = SqsQueue::new(nommer_shared::aws::sqs_client(&config));
         let region = emulator::REGION.to_string();
@@ -347,11 +397,19 @@ impl LocalStack {
             dispatch_handler,
         )));
 
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.api_port))
-            .await
-            .context("binding the API port")?;
-        let api_url = format!("http://{}", listener.local_addr()?);
-        let router = api::router(api_state);
+        let router = api::router(api_state).merge(encodingcom::router(backends.clone()));
+        if standin.is_some() {
+            let b = backends.clone();
+            let every = opts.encodingcom_poll;
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    if let Err(e) = encodingcom::poll(&b).await {
+                        tracing::warn!(error = %e, "Encoding.com poll failed");
+                    }
+                }
+            }));
+        }
         tasks.push(tokio::spawn(async move {
             if let Err(e) = event_sources::serve_api(listener, router).await {
                 tracing::error!(error = %e, "local API server stopped");
@@ -419,6 +477,8 @@ impl LocalStack {
             workers: Vec::new(),
             spawn,
             fleet,
+            standin,
+            backends,
             _emulator: emu,
         };
         for _ in 0..opts.workers {

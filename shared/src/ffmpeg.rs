@@ -149,6 +149,23 @@ pub fn probe_args(input: &Path, limits: &Limits) -> Vec<String> {
     a
 }
 
+/// `ffprobe` argv for a source behind a presigned URL (the dispatcher probes before
+/// routing): HTTP(S) for that one URL, and the same demuxer whitelist, so a playlist
+/// inside cannot be followed.
+pub fn url_probe_args(url: &str, limits: &Limits) -> Vec<String> {
+    let mut a: Vec<String> = ["-hide_banner", "-v", "error"].iter().map(|s| s.to_string()).collect();
+    let mut guard = input_guard(limits);
+    guard[1] = "http,https,tcp,tls".into();
+    a.extend(guard);
+    a.extend(
+        ["-show_format", "-show_streams", "-of", "json"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    a.push(url.to_string());
+    a
+}
+
 /// `ffprobe` argv for a file Nommer made itself (an output, its playlists), which may
 /// be a playlist of local segments: files only, still no network.
 pub fn own_output_probe_args(path: &Path) -> Vec<String> {

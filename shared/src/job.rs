@@ -347,10 +347,45 @@ pub struct Job {
     /// revision only, never a later upload to the same key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_etag: Option<String>,
+    /// What the request said about the source, for routing before it is probed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_hints: Option<SourceHints>,
+    /// Why the job went to its backend, and what it was estimated to cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing: Option<crate::routing::Decision>,
+    /// The job's task at a remote backend (Encoding.com).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteTask>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     #[serde(default)]
     pub history: Vec<HistoryEntry>,
+}
+
+/// Facts about the source given with an API request (used when it is not probed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SourceHints {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+}
+
+/// A job's task at a remote backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemoteTask {
+    pub backend: String,
+    /// Encoding.com's MediaID.
+    pub media_id: String,
+    /// The backend's own status word, as last read.
+    pub status: String,
+    pub submitted_at: DateTime<Utc>,
+    /// When the status was last confirmed with the backend.
+    pub checked_at: DateTime<Utc>,
+    /// Notifications received (each confirmed before use).
+    #[serde(default)]
+    pub notifications: u32,
 }
 
 impl Job {
@@ -376,6 +411,9 @@ impl Job {
             heartbeat_at: None,
             message_id: None,
             source_etag: None,
+            source_hints: None,
+            routing: None,
+            remote: None,
             created_at: now,
             updated_at: now,
             history: vec![HistoryEntry {

@@ -4,6 +4,7 @@
 
 pub mod advanced;
 pub mod aws;
+pub mod backends;
 pub mod config;
 pub mod deadletter;
 pub mod encodingcom;

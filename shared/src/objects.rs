@@ -229,4 +229,79 @@ impl S3ObjectStore {
             .map_err(aws_err)?;
         Ok(())
     }
+
+    /// A URL anyone holding it can GET the object with, for `expires`.
+    pub async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires: std::time::Duration,
+    ) -> Result<String, ObjectError> {
+        let cfg = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires)
+            .map_err(|e| ObjectError::Aws(e.to_string()))?;
+        let req = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .presigned(cfg)
+            .await
+            .map_err(aws_err)?;
+        Ok(req.uri().to_string())
+    }
+
+    /// The first `n` bytes of an object (fewer if it is shorter).
+    pub async fn head_bytes(&self, bucket: &str, key: &str, n: u64) -> Result<Vec<u8>, ObjectError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .range(format!("bytes=0-{}", n.saturating_sub(1)))
+            .send()
+            .await
+            .map_err(|e| {
+                if e.as_service_error().map(|s| s.is_no_such_key()).unwrap_or(false) {
+                    ObjectError::NotFound {
+                        bucket: bucket.into(),
+                        key: key.into(),
+                    }
+                } else {
+                    aws_err(e)
+                }
+            })?;
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| ObjectError::Aws(e.to_string()))?;
+        Ok(bytes.into_bytes().to_vec())
+    }
+
+    /// Keys and sizes under a prefix.
+    pub async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<(String, u64)>, ObjectError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.clone())
+                .send()
+                .await
+                .map_err(aws_err)?;
+            for o in page.contents() {
+                if let Some(k) = o.key() {
+                    out.push((k.to_string(), o.size().unwrap_or(0).max(0) as u64));
+                }
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated().unwrap_or(false) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
 }

@@ -42,6 +42,9 @@ pub const SCALE_IN_COOLDOWN_SECS: &str = "NOMMER_SCALE_IN_COOLDOWN_SECS";
 pub const SPOT: &str = "NOMMER_SPOT";
 pub const SUBNET_IDS: &str = "NOMMER_SUBNET_IDS";
 pub const DEAD_LETTER_QUEUE_URLS: &str = "NOMMER_DEAD_LETTER_QUEUE_URLS";
+pub const CALLBACK_URL: &str = "NOMMER_ENCODINGCOM_CALLBACK_URL";
+/// Replaces every Encoding.com backend's endpoint (the local stand-in).
+pub const ENCODINGCOM_ENDPOINT: &str = "NOMMER_ENCODINGCOM_ENDPOINT";
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SettingsError {
@@ -196,18 +199,79 @@ impl ApiSettings {
     }
 }
 
+/// What the functions that hand jobs to backends share (dispatch, the Encoding.com
+/// callback and poller, the API's cancel).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendSettings {
+    pub table: String,
+    pub work_queue_url: String,
+    pub outbox_bucket: String,
+    /// Where Encoding.com POSTs its notifications (the callback route); required when
+    /// the config file has an Encoding.com backend.
+    pub callback_url: Option<String>,
+    /// ffprobe, to probe sources for routing rules over a presigned URL.
+    pub ffprobe: String,
+    pub limits: crate::ffmpeg::Limits,
+    pub config: crate::config::Config,
+    /// Encoding.com credentials from the environment (backends without `secret`).
+    pub encodingcom_env: Option<(String, crate::encodingcom::UserKey)>,
+    /// `NOMMER_ENCODINGCOM_ENDPOINT`, if set.
+    pub encodingcom_endpoint: Option<String>,
+}
+
+impl BackendSettings {
+    pub fn from_source(src: &dyn Source) -> Result<Self, SettingsError> {
+        let config = config(src)?;
+        let callback_url = src.get(CALLBACK_URL);
+        let remote = config
+            .routing
+            .of_kind(crate::routing::BackendKind::EncodingCom)
+            .next()
+            .is_some();
+        if remote && callback_url.is_none() {
+            return Err(SettingsError::Missing {
+                name: CALLBACK_URL,
+                hint: "the config file has an Encoding.com backend: set the URL of the /callbacks/encodingcom route",
+            });
+        }
+        Ok(BackendSettings {
+            table: required(src, TABLE, TABLE_HINT)?,
+            work_queue_url: required(src, WORK_QUEUE_URL, "the URL of the FFmpeg fleet's SQS work queue")?,
+            outbox_bucket: required(src, OUTBOX_BUCKET, "the S3 bucket outputs are written to")?,
+            callback_url,
+            ffprobe: src.get(FFPROBE).unwrap_or_else(|| "ffprobe".into()),
+            limits: limits(src, &config)?,
+            config,
+            encodingcom_env: match (
+                src.get(crate::encodingcom::USERID_ENV),
+                src.get(crate::encodingcom::USERKEY_ENV),
+            ) {
+                (Some(i), Some(k)) => Some((i, crate::encodingcom::UserKey::new(k))),
+                _ => None,
+            },
+            encodingcom_endpoint: src.get(ENCODINGCOM_ENDPOINT),
+        })
+    }
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_source(&ProcessEnv)
+    }
+}
+
 /// The dispatch function's settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DispatchSettings {
     pub table: String,
     pub work_queue_url: String,
+    pub backends: BackendSettings,
 }
 
 impl DispatchSettings {
     pub fn from_source(src: &dyn Source) -> Result<Self, SettingsError> {
+        let backends = BackendSettings::from_source(src)?;
         Ok(DispatchSettings {
-            table: required(src, TABLE, TABLE_HINT)?,
-            work_queue_url: required(src, WORK_QUEUE_URL, "the URL of the FFmpeg fleet's SQS work queue")?,
+            table: backends.table.clone(),
+            work_queue_url: backends.work_queue_url.clone(),
+            backends,
         })
     }
     pub fn from_env() -> Result<Self, SettingsError> {

@@ -226,4 +226,39 @@ impl DynamoJobStore {
             })
             .collect()
     }
+
+    /// Records which job a remote backend's task belongs to (`media#<backend>#<id>`), for
+    /// callbacks that carry only the task's id. Kept 90 days.
+    pub async fn put_media_link(&self, backend: &str, media_id: &str, job_id: &str) -> Result<(), StoreError> {
+        let expires = (Utc::now() + chrono::Duration::days(90)).timestamp();
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("media#{backend}#{media_id}")))
+            .item("kind", s("media_link"))
+            .item("job_id", s(job_id))
+            .item("expires_at", AttributeValue::N(expires.to_string()))
+            .send()
+            .await
+            .map_err(aws_err)?;
+        Ok(())
+    }
+
+    /// The job a remote task belongs to.
+    pub async fn job_for_media(&self, backend: &str, media_id: &str) -> Result<Option<String>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("media#{backend}#{media_id}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(aws_err)?;
+        Ok(out
+            .item()
+            .and_then(|i| i.get("job_id"))
+            .and_then(|v| v.as_s().ok())
+            .cloned())
+    }
 }

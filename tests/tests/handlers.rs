@@ -182,7 +182,9 @@ async fn dispatch_is_safe_to_repeat() {
     let ctx = dispatch::Dispatch::new(
         nommer_shared::settings::DispatchSettings::from_source(&stack.env).unwrap(),
         &stack.config,
-    );
+    )
+    .await
+    .unwrap();
     let s = store(&stack);
     let j = nommer_tests::submitted_job(&stack.names.inbox_bucket);
     s.create(&j).await.unwrap();

@@ -2,6 +2,8 @@
 //!
 //! - `POST /jobs` creates a job (`Idempotency-Key` honoured)
 //! - `GET /jobs/{id}` reads one
+//! - `POST /jobs/{id}/cancel` cancels one (a queued job never starts; an Encoding.com
+//!   task gets `CancelMedia`)
 //!
 //! Errors are RFC 9457 `application/problem+json`; a bad field is named in `field`.
 
@@ -13,7 +15,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use nommer_shared::job::{Job, Origin, OutputOptions, OutputSpec, S3Uri};
+use nommer_shared::backends::{BackendError, Backends};
+use nommer_shared::job::{Job, Origin, OutputOptions, OutputSpec, S3Uri, SourceHints};
 use nommer_shared::objects::S3ObjectStore;
 use nommer_shared::presets::{Preset, PresetKind, VideoCodec};
 use nommer_shared::queue::SqsQueue;
@@ -36,14 +39,17 @@ pub struct ApiState {
     pub store: DynamoJobStore,
     pub objects: S3ObjectStore,
     pub queue: SqsQueue,
+    /// For cancelling at a backend.
+    pub backends: Backends,
 }
 
 impl ApiState {
-    pub fn new(settings: ApiSettings, config: &aws_config::SdkConfig) -> Self {
+    pub fn new(settings: ApiSettings, backends: Backends, config: &aws_config::SdkConfig) -> Self {
         ApiState {
             store: DynamoJobStore::new(nommer_shared::aws::dynamodb_client(config), &settings.table),
             objects: S3ObjectStore::new(nommer_shared::aws::s3_client(config)),
             queue: SqsQueue::new(nommer_shared::aws::sqs_client(config)),
+            backends,
             settings,
         }
     }
@@ -68,6 +74,7 @@ fn jobs_router() -> Router<Arc<ApiState>> {
     Router::new()
         .route("/jobs", post(create_job))
         .route("/jobs/{id}", get(get_job))
+        .route("/jobs/{id}/cancel", post(cancel_job))
 }
 
 /// `POST /jobs` body.
@@ -86,6 +93,10 @@ pub struct CreateJobRequest {
     pub notify_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_metadata: Option<BTreeMap<String, String>>,
+    /// What the caller knows of the source (duration, height), for routing rules when
+    /// the source cannot be probed before routing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_info: Option<SourceHints>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -213,6 +224,14 @@ pub fn parse_request(
                     "keys are 1-128 characters, values at most 1024",
                 ));
             }
+        }
+    }
+    if let Some(h) = &req.source_info {
+        if h.duration_seconds.is_some_and(|d| !(d.is_finite() && d > 0.0 && d < 1e6)) {
+            return Err(invalid("source_info.duration_seconds", "must be a positive number of seconds"));
+        }
+        if h.height.is_some_and(|x| !(16..=8640).contains(&x)) {
+            return Err(invalid("source_info.height", "must be within 16-8640"));
         }
     }
     Ok((req, source, outputs))
@@ -412,6 +431,7 @@ async fn create_job(State(state): State<Arc<ApiState>>, headers: HeaderMap, body
     job.notify_url = req.notify_url.clone();
     job.source_etag = head.etag.clone();
     job.user_metadata = req.user_metadata.clone().unwrap_or_default();
+    job.source_hints = req.source_info.clone();
     job.request_fingerprint = Some(ids::fingerprint(&serde_json::to_vec(&req).expect("request serialises")));
     let created = submit::create_and_enqueue(&state.store, &state.queue, &state.settings.jobs_queue_url, &job)
         .await
@@ -436,6 +456,42 @@ async fn create_job(State(state): State<Arc<ApiState>>, headers: HeaderMap, body
             "this Idempotency-Key was used for a different request; use a new key for a new job",
         )
         .with_field("Idempotency-Key")),
+    }
+}
+
+async fn cancel_job(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Result<Response, Problem> {
+    if !ids::looks_valid(&id) {
+        return Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "job-not-found",
+            "Job not found",
+            format!("no job has id {id:?}"),
+        ));
+    }
+    match state.backends.cancel(&id, "cancelled through the API").await {
+        Ok((job, remote)) => {
+            let mut body = serde_json::to_value(public(job)).map_err(Problem::internal)?;
+            if let Some(r) = remote {
+                body["backend_cancel"] = match r {
+                    Ok(()) => serde_json::json!({"ok": true}),
+                    Err(e) => serde_json::json!({"ok": false, "error": e}),
+                };
+            }
+            Ok((StatusCode::OK, Json(body)).into_response())
+        }
+        Err(BackendError::Store(nommer_shared::StoreError::NotFound(_))) => Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "job-not-found",
+            "Job not found",
+            format!("no job has id {id:?}"),
+        )),
+        Err(BackendError::Finished(s)) => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "job-finished",
+            "Job already finished",
+            format!("the job is {s}; only unfinished jobs can be cancelled"),
+        )),
+        Err(e) => Err(Problem::internal(e)),
     }
 }
 

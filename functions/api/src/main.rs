@@ -1,6 +1,7 @@
 use api::{router, ApiState};
 use lambda_http::{run, Error};
-use nommer_shared::settings::ApiSettings;
+use nommer_shared::backends::Backends;
+use nommer_shared::settings::{ApiSettings, BackendSettings};
 use std::sync::Arc;
 
 #[tokio::main]
@@ -8,5 +9,6 @@ async fn main() -> Result<(), Error> {
     nommer_shared::telemetry::init();
     let settings = ApiSettings::from_env()?;
     let config = nommer_shared::aws::sdk_config().await;
-    run(router(Arc::new(ApiState::new(settings, &config)))).await
+    let backends = Backends::new(BackendSettings::from_env()?, &config).await?;
+    run(router(Arc::new(ApiState::new(settings, backends, &config)))).await
 }

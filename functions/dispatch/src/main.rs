@@ -8,6 +8,6 @@ async fn main() -> Result<(), Error> {
     nommer_shared::telemetry::init();
     let settings = DispatchSettings::from_env()?;
     let config = nommer_shared::aws::sdk_config().await;
-    let ctx = Dispatch::new(settings, &config);
+    let ctx = Dispatch::new(settings, &config).await?;
     run(service_fn(|event: LambdaEvent<SqsEvent>| function_handler(&ctx, event))).await
 }
