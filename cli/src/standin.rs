@@ -416,7 +416,12 @@ async fn process(ctx: &Ctx, id: &str, dir: &Path) -> anyhow::Result<bool> {
         return Ok(false);
     }
     let input = dir.join("source");
-    let res = ctx.http.get(&source).send().await.context("Source file is not available")?;
+    let res = ctx
+        .http
+        .get(&source)
+        .send()
+        .await
+        .context("Source file is not available")?;
     anyhow::ensure!(
         res.status().is_success(),
         "Source file is not available: HTTP {}",
@@ -441,7 +446,16 @@ async fn process(ctx: &Ctx, id: &str, dir: &Path) -> anyhow::Result<bool> {
         return Ok(false);
     }
     let probe = tokio::process::Command::new(&ctx.ffprobe)
-        .args(["-v", "error", "-select_streams", "a", "-show_entries", "stream=index", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "a",
+            "-show_entries",
+            "stream=index",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(&input)
         .output()
         .await
@@ -467,7 +481,11 @@ async fn process(ctx: &Ctx, id: &str, dir: &Path) -> anyhow::Result<bool> {
                 nommer_shared::ffmpeg::reason_from_stderr(&String::from_utf8_lossy(&o.stderr))
             );
         }
-        let folder = dest.key.rsplit_once('/').map(|(p, _)| format!("{p}/")).unwrap_or_default();
+        let folder = dest
+            .key
+            .rsplit_once('/')
+            .map(|(p, _)| format!("{p}/"))
+            .unwrap_or_default();
         for entry in std::fs::read_dir(&out)? {
             let p = entry?.path();
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
@@ -655,7 +673,13 @@ fn ffmpeg_args(f: &Value, input: &Path, out: &Path, file: &str, has_audio: bool)
             }
             if output == "advanced_hls" {
                 let vmap: Vec<String> = (0..streams.len())
-                    .map(|i| if has_audio { format!("v:{i},a:{i}") } else { format!("v:{i}") })
+                    .map(|i| {
+                        if has_audio {
+                            format!("v:{i},a:{i}")
+                        } else {
+                            format!("v:{i}")
+                        }
+                    })
                     .collect();
                 a.extend([
                     "-f".into(),

@@ -137,7 +137,11 @@ impl Backends {
     /// first bytes. `Err` = refused (a playlist or script); `Ok(None)` = could not probe
     /// (no ffprobe here, unreadable media: the worker will say why).
     pub async fn probe_source(&self, job: &Job) -> Result<Option<Probe>, String> {
-        let head = match self.objects.head_bytes(&job.source.bucket, &job.source.key, 64 * 1024).await {
+        let head = match self
+            .objects
+            .head_bytes(&job.source.bucket, &job.source.key, 64 * 1024)
+            .await
+        {
             Ok(h) => h,
             Err(e) => {
                 tracing::warn!(job_id = %job.id, error = %e, "could not read the source's first bytes; routing without a probe");
@@ -256,7 +260,10 @@ impl Backends {
     /// Gives a `queued` job to its backend: a message on the fleet's queue (duplicates
     /// are harmless), or an Encoding.com task unless it has one.
     pub async fn hand_over(&self, job: Job) -> Result<(), BackendError> {
-        let backend = job.backend.clone().unwrap_or_else(|| crate::routing::DEFAULT_BACKEND.into());
+        let backend = job
+            .backend
+            .clone()
+            .unwrap_or_else(|| crate::routing::DEFAULT_BACKEND.into());
         match self.kind_of(&backend) {
             Some(BackendKind::EncodingCom) => {
                 if job.remote.as_ref().map(|r| r.backend == backend).unwrap_or(false) {
@@ -385,7 +392,8 @@ impl Backends {
                 Some(f) => {
                     let note = format!("{backend} failed ({reason}); falling back to {f}");
                     if next.state.is_running() {
-                        next.apply(Transition::Requeue, now, Some(note)).map_err(StoreError::from)?;
+                        next.apply(Transition::Requeue, now, Some(note))
+                            .map_err(StoreError::from)?;
                     } else {
                         next.history.push(crate::job::HistoryEntry {
                             state: next.state,
@@ -399,10 +407,7 @@ impl Backends {
                     if let Some(d) = next.routing.as_mut() {
                         d.fallback_from = Some(backend.to_string());
                         d.backend = f.clone();
-                        d.estimated_cost_usd = d
-                            .facts
-                            .duration_seconds
-                            .and_then(|_| d.estimates.get(f).copied());
+                        d.estimated_cost_usd = d.facts.duration_seconds.and_then(|_| d.estimates.get(f).copied());
                     }
                 }
                 None => {
@@ -471,8 +476,12 @@ impl Backends {
                     Ok(manifest) => {
                         step_to(&mut next, JobState::Uploading, now)?;
                         next.manifest = manifest;
-                        next.apply(Transition::Finish, now, Some(format!("Encoding.com task {} finished", task.media_id)))
-                            .map_err(StoreError::from)?;
+                        next.apply(
+                            Transition::Finish,
+                            now,
+                            Some(format!("Encoding.com task {} finished", task.media_id)),
+                        )
+                        .map_err(StoreError::from)?;
                     }
                     Err(missing) => {
                         self.backend_failed(current.clone(), &task.backend, missing).await?;
@@ -575,7 +584,12 @@ impl Backends {
     pub async fn poll(&self) -> Result<usize, BackendError> {
         let now = Utc::now();
         let mut looked = 0;
-        for state in [JobState::Queued, JobState::Downloading, JobState::Encoding, JobState::Uploading] {
+        for state in [
+            JobState::Queued,
+            JobState::Downloading,
+            JobState::Encoding,
+            JobState::Uploading,
+        ] {
             let jobs = self
                 .store
                 .list_by_state(state, now - chrono::Duration::days(30), now, 500)
@@ -585,11 +599,7 @@ impl Backends {
                 let Some(b) = self.settings.config.routing.backend(&backend) else {
                     continue;
                 };
-                let poll = b
-                    .encodingcom
-                    .as_ref()
-                    .map(|e| e.poll_seconds)
-                    .unwrap_or(60) as i64;
+                let poll = b.encodingcom.as_ref().map(|e| e.poll_seconds).unwrap_or(60) as i64;
                 match (&b.kind, &job.remote) {
                     (BackendKind::EncodingCom, Some(task)) if (now - task.checked_at).num_seconds() >= poll => {
                         looked += 1;
@@ -687,7 +697,13 @@ pub fn stem_of(source: &S3Uri) -> String {
     let stem = name.rsplit_once('.').map(|(s, _)| s).unwrap_or(name);
     let s: String = stem
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(80)
         .collect();
     if s.is_empty() {

@@ -305,7 +305,11 @@ fn parse_routing(
     for (name, b) in backends {
         let at = line_of(text, &format!("[backends.{name}]"));
         let bad = |what: String| format!("{origin}: line {at}: backends.{name}: {what}");
-        if name.is_empty() || !name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-') {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        {
             return Err(bad("use a name of a-z 0-9 -".into()));
         }
         let encodingcom = match b.kind {

@@ -444,7 +444,10 @@ pub fn parse_destination(d: &str) -> Option<S3Uri> {
         let (b, k) = rest.split_once('/')?;
         (b.to_string(), k)
     };
-    let key = percent_encoding::percent_decode_str(key).decode_utf8().ok()?.into_owned();
+    let key = percent_encoding::percent_decode_str(key)
+        .decode_utf8()
+        .ok()?
+        .into_owned();
     S3Uri::parse(&format!("s3://{bucket}/{key}")).ok()
 }
 
@@ -481,7 +484,11 @@ pub fn format_for(
     let height = |max: u32| source_height.map(|h| h.min(max)).unwrap_or(max) / 2 * 2;
     let mut f = Map::new();
     match &preset.kind {
-        PresetKind::File { container, video, audio } => {
+        PresetKind::File {
+            container,
+            video,
+            audio,
+        } => {
             let ext = container.extension();
             f.insert(
                 "output".into(),
@@ -646,7 +653,14 @@ mod tests {
     fn presets_map_to_formats_or_say_why_not() {
         let c = crate::presets::Catalog::builtin();
         let prefix = S3Uri::new("outbox", "j1/web/");
-        let f = format_for(c.find("mp4-720p").unwrap(), &OutputOptions::default(), Some(480), &prefix, "clip").unwrap();
+        let f = format_for(
+            c.find("mp4-720p").unwrap(),
+            &OutputOptions::default(),
+            Some(480),
+            &prefix,
+            "clip",
+        )
+        .unwrap();
         assert_eq!(f["output"], "mp4");
         assert_eq!(f["video_codec"], "libx264");
         assert_eq!(f["size"], "0x480", "never upscaled");
@@ -656,7 +670,14 @@ mod tests {
             S3Uri::new("outbox", "j1/web/a b.mp4")
         );
         assert!(parse_destination("https://evil.example/x").is_none());
-        let hls = format_for(c.find("hls").unwrap(), &OutputOptions::default(), Some(720), &prefix, "clip").unwrap();
+        let hls = format_for(
+            c.find("hls").unwrap(),
+            &OutputOptions::default(),
+            Some(720),
+            &prefix,
+            "clip",
+        )
+        .unwrap();
         assert_eq!(hls["output"], "advanced_hls");
         assert!(hls["stream"].as_array().unwrap().len() >= 2);
         assert!(hls["stream"]
@@ -672,7 +693,9 @@ mod tests {
             crf: Some(20),
             ..Default::default()
         };
-        assert!(check_output(c.find("mp4-720p").unwrap(), &crf).unwrap_err().contains("crf"));
+        assert!(check_output(c.find("mp4-720p").unwrap(), &crf)
+            .unwrap_err()
+            .contains("crf"));
         assert!(check_output(c.find("audio-mp3").unwrap(), &OutputOptions::default()).is_ok());
     }
 

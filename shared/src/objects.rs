@@ -270,11 +270,7 @@ impl S3ObjectStore {
                     aws_err(e)
                 }
             })?;
-        let bytes = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| ObjectError::Aws(e.to_string()))?;
+        let bytes = out.body.collect().await.map_err(|e| ObjectError::Aws(e.to_string()))?;
         Ok(bytes.into_bytes().to_vec())
     }
 

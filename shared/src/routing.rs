@@ -369,7 +369,10 @@ impl Match {
                 .iter()
                 .any(|e| e.trim_start_matches('.').eq_ignore_ascii_case(&facts.extension))
         {
-            return Err(format!("extension `{}` is not in {:?}", facts.extension, self.extensions));
+            return Err(format!(
+                "extension `{}` is not in {:?}",
+                facts.extension, self.extensions
+            ));
         }
         if !self.containers.is_empty() {
             let Some(c) = &facts.container else {
@@ -515,7 +518,10 @@ pub fn route(routing: &Routing, catalog: &Catalog, outputs: &[OutputSpec], facts
                         chosen = Some((
                             n.clone(),
                             Some(r.name.clone()),
-                            format!("rule `{}` matched: {n} is the cheapest able backend at ${c:.4}{per}", r.name),
+                            format!(
+                                "rule `{}` matched: {n} is the cheapest able backend at ${c:.4}{per}",
+                                r.name
+                            ),
                         ));
                         break;
                     }
@@ -550,9 +556,7 @@ pub fn route(routing: &Routing, catalog: &Catalog, outputs: &[OutputSpec], facts
     if !passed_over.is_empty() {
         reason.push_str(&format!(" (passed over: {})", passed_over.join("; ")));
     }
-    let estimated_cost_usd = facts
-        .duration_seconds
-        .and_then(|_| estimates.get(&backend).copied());
+    let estimated_cost_usd = facts.duration_seconds.and_then(|_| estimates.get(&backend).copied());
     Decision {
         backend,
         rule,
@@ -640,26 +644,140 @@ match = { max_height = 480, max_duration_seconds = 60 }
         let meta = |f: &mut Facts, k: &str, v: &str| {
             f.metadata.insert(k.into(), v.into());
         };
-        type Case = (&'static str, &'static [&'static str], Box<dyn Fn(&mut Facts)>, &'static str, Option<&'static str>);
+        type Case = (
+            &'static str,
+            &'static [&'static str],
+            Box<dyn Fn(&mut Facts)>,
+            &'static str,
+            Option<&'static str>,
+        );
         let cases: Vec<Case> = vec![
-            ("key prefix", &["mp4-720p"], Box::new(|f| *f = facts("inbox/partner/a.mov")), "ecom", Some("partner folder")),
+            (
+                "key prefix",
+                &["mp4-720p"],
+                Box::new(|f| *f = facts("inbox/partner/a.mov")),
+                "ecom",
+                Some("partner folder"),
+            ),
             ("no match: the default", &["mp4-720p"], Box::new(|_| {}), "fleet", None),
-            ("preset + duration + height", &["hls"], Box::new(|f| f.duration_seconds = Some(900.0)), "ecom", Some("long hd hls")),
-            ("preset list must hold every output", &["hls", "poster"], Box::new(|f| f.duration_seconds = Some(900.0)), "fleet", None),
+            (
+                "preset + duration + height",
+                &["hls"],
+                Box::new(|f| f.duration_seconds = Some(900.0)),
+                "ecom",
+                Some("long hd hls"),
+            ),
+            (
+                "preset list must hold every output",
+                &["hls", "poster"],
+                Box::new(|f| f.duration_seconds = Some(900.0)),
+                "fleet",
+                None,
+            ),
             ("too short for the hls rule", &["hls"], Box::new(|_| {}), "fleet", None),
-            ("height under the minimum", &["hls"], Box::new(|f| { f.duration_seconds = Some(900.0); f.height = Some(480); }), "fleet", None),
-            ("size", &["mp4-720p"], Box::new(|f| f.size = Some(2_000_000_000)), "ecom", Some("big files")),
-            ("extension and metadata", &["mp4-720p"], Box::new(move |f| { *f = facts("inbox/x.MKV"); meta(f, "source", "mobile"); }), "ecom", Some("mkv from mobile")),
-            ("extension without the metadata", &["mp4-720p"], Box::new(|f| *f = facts("inbox/x.mkv")), "fleet", None),
-            ("container", &["mp4-720p"], Box::new(|f| { f.container = Some("avi".into()); f.duration_seconds = Some(20.0); }), "ecom", Some("avi containers")),
-            ("unknown container never matches", &["mp4-720p"], Box::new(|f| { f.container = None; f.duration_seconds = Some(20.0); }), "fleet", None),
-            ("max height and duration", &["mp4-480p"], Box::new(|f| { f.height = Some(360); f.duration_seconds = Some(30.0); }), "ecom", Some("short clips")),
-            ("unknown duration never matches a duration rule", &["mp4-480p"], Box::new(|f| { f.height = Some(360); f.duration_seconds = None; }), "fleet", None),
+            (
+                "height under the minimum",
+                &["hls"],
+                Box::new(|f| {
+                    f.duration_seconds = Some(900.0);
+                    f.height = Some(480);
+                }),
+                "fleet",
+                None,
+            ),
+            (
+                "size",
+                &["mp4-720p"],
+                Box::new(|f| f.size = Some(2_000_000_000)),
+                "ecom",
+                Some("big files"),
+            ),
+            (
+                "extension and metadata",
+                &["mp4-720p"],
+                Box::new(move |f| {
+                    *f = facts("inbox/x.MKV");
+                    meta(f, "source", "mobile");
+                }),
+                "ecom",
+                Some("mkv from mobile"),
+            ),
+            (
+                "extension without the metadata",
+                &["mp4-720p"],
+                Box::new(|f| *f = facts("inbox/x.mkv")),
+                "fleet",
+                None,
+            ),
+            (
+                "container",
+                &["mp4-720p"],
+                Box::new(|f| {
+                    f.container = Some("avi".into());
+                    f.duration_seconds = Some(20.0);
+                }),
+                "ecom",
+                Some("avi containers"),
+            ),
+            (
+                "unknown container never matches",
+                &["mp4-720p"],
+                Box::new(|f| {
+                    f.container = None;
+                    f.duration_seconds = Some(20.0);
+                }),
+                "fleet",
+                None,
+            ),
+            (
+                "max height and duration",
+                &["mp4-480p"],
+                Box::new(|f| {
+                    f.height = Some(360);
+                    f.duration_seconds = Some(30.0);
+                }),
+                "ecom",
+                Some("short clips"),
+            ),
+            (
+                "unknown duration never matches a duration rule",
+                &["mp4-480p"],
+                Box::new(|f| {
+                    f.height = Some(360);
+                    f.duration_seconds = None;
+                }),
+                "fleet",
+                None,
+            ),
             // sd is cheaper at ecom (0.001 vs 0.002), audio on the fleet (0.0005 vs 0.001)
-            ("cheapest picks the lower estimate (sd: ecom)", &["mp4-480p"], Box::new(move |f| meta(f, "tier", "budget")), "ecom", Some("price shoppers")),
-            ("cheapest picks the lower estimate (audio: fleet)", &["audio-aac"], Box::new(move |f| meta(f, "tier", "budget")), "fleet", Some("price shoppers")),
-            ("cheapest skips backends unable to make it", &["sprite"], Box::new(move |f| meta(f, "tier", "budget")), "fleet", Some("price shoppers")),
-            ("a chosen backend unable to make it is passed over", &["sprite"], Box::new(|f| *f = facts("inbox/partner/a.mov")), "fleet", None),
+            (
+                "cheapest picks the lower estimate (sd: ecom)",
+                &["mp4-480p"],
+                Box::new(move |f| meta(f, "tier", "budget")),
+                "ecom",
+                Some("price shoppers"),
+            ),
+            (
+                "cheapest picks the lower estimate (audio: fleet)",
+                &["audio-aac"],
+                Box::new(move |f| meta(f, "tier", "budget")),
+                "fleet",
+                Some("price shoppers"),
+            ),
+            (
+                "cheapest skips backends unable to make it",
+                &["sprite"],
+                Box::new(move |f| meta(f, "tier", "budget")),
+                "fleet",
+                Some("price shoppers"),
+            ),
+            (
+                "a chosen backend unable to make it is passed over",
+                &["sprite"],
+                Box::new(|f| *f = facts("inbox/partner/a.mov")),
+                "fleet",
+                None,
+            ),
         ];
         for (what, presets, tweak, backend, rule) in cases {
             let mut f = facts("inbox/a.mov");
@@ -681,7 +799,11 @@ match = { max_height = 480, max_duration_seconds = 60 }
         assert_eq!(d.estimated_cost_usd, Some(0.006));
         assert!(d.reason.contains("partner folder"), "{}", d.reason);
         let d = route(&c.routing, &c.catalog, &outs(&["sprite"]), &f);
-        assert!(d.reason.contains("passed over") && d.reason.contains("ecom"), "{}", d.reason);
+        assert!(
+            d.reason.contains("passed over") && d.reason.contains("ecom"),
+            "{}",
+            d.reason
+        );
         assert!(d.unable["ecom"].contains("sprite"), "{:?}", d.unable);
         let mut unknown = f.clone();
         unknown.duration_seconds = None;
@@ -717,7 +839,10 @@ match = { max_height = 480, max_duration_seconds = 60 }
         ];
         for (text, line, what) in cases {
             let e = Config::parse(text, "bad.toml").unwrap_err();
-            assert!(e.contains("bad.toml") && e.contains(line) && e.contains(what), "{text}\n→ {e}");
+            assert!(
+                e.contains("bad.toml") && e.contains(line) && e.contains(what),
+                "{text}\n→ {e}"
+            );
         }
     }
 }

@@ -227,8 +227,13 @@ pub fn parse_request(
         }
     }
     if let Some(h) = &req.source_info {
-        if h.duration_seconds.is_some_and(|d| !(d.is_finite() && d > 0.0 && d < 1e6)) {
-            return Err(invalid("source_info.duration_seconds", "must be a positive number of seconds"));
+        if h.duration_seconds
+            .is_some_and(|d| !(d.is_finite() && d > 0.0 && d < 1e6))
+        {
+            return Err(invalid(
+                "source_info.duration_seconds",
+                "must be a positive number of seconds",
+            ));
         }
         if h.height.is_some_and(|x| !(16..=8640).contains(&x)) {
             return Err(invalid("source_info.height", "must be within 16-8640"));

@@ -42,7 +42,13 @@ async fn callback(
     }
     let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
     let media_id = match encodingcom::parse_notify(content_type, &body) {
-        Ok(m) if !m.is_empty() && m.len() <= 64 && m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => m,
+        Ok(m)
+            if !m.is_empty()
+                && m.len() <= 64
+                && m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            m
+        }
         Ok(_) => return text(StatusCode::BAD_REQUEST, "the notification's mediaid is not an id"),
         Err(e) => {
             tracing::warn!(error = %e, "unreadable Encoding.com notification");
