@@ -9,6 +9,28 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// The demo's routing: the own fleet by default; uploads under `inbox/partner/` go to
+/// Encoding.com (the local stand-in), falling back to the fleet if it fails.
+pub const DEMO_CONFIG: &str = r#"
+[backends.fleet]
+kind = "ffmpeg"
+prices = { audio = 0.0004, sd = 0.0015, hd = 0.0030, uhd = 0.0090, image = 0.0001 }
+
+[backends.encodingcom]
+kind = "encodingcom"
+prices = { audio = 0.0050, sd = 0.0100, hd = 0.0200, uhd = 0.0400, image = 0.0010 }
+fallback = "fleet"
+poll_seconds = 5
+
+[routing]
+default = "fleet"
+
+[[routing.rules]]
+name = "partner uploads go to Encoding.com"
+backend = "encodingcom"
+match = { key_prefix = "inbox/partner/" }
+"#;
+
 pub async fn run(file: Option<PathBuf>, preset: &str, keep_running: bool) -> anyhow::Result<()> {
     let catalog = nommer_shared::presets::Catalog::builtin();
     if catalog.find(preset).is_none() {
@@ -40,6 +62,12 @@ pub async fn run(file: Option<PathBuf>, preset: &str, keep_running: bool) -> any
     );
     let started = Instant::now();
     let mut opts = StackOptions::new("nommer-demo", &log_dir);
+    if opts.config_path.is_none() {
+        let cfg = scratch.path().join("nommer.toml");
+        std::fs::write(&cfg, DEMO_CONFIG)?;
+        println!("• config: the fleet by default, Encoding.com (a local stand-in) for the partner/ folder");
+        opts.config_path = Some(cfg);
+    }
     // no workers at first: the scaler launches them in the emulator's EC2 as work arrives
     opts.workers = 0;
     opts.fleet = Some(crate::stack::FleetOptions {
@@ -69,57 +97,99 @@ pub async fn run(file: Option<PathBuf>, preset: &str, keep_running: bool) -> any
     );
 
     let name = source.file_name().and_then(|n| n.to_str()).unwrap_or("upload.bin");
-    let key = format!("inbox/{preset}/{name}");
     let objects = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
-    println!(
-        "• uploading {} to s3://{}/{key}",
-        source.display(),
-        stack.names.inbox_bucket
-    );
-    objects
-        .upload_file(&stack.names.inbox_bucket, &key, &source, "application/octet-stream")
-        .await?;
-    let info = objects
-        .head(&stack.names.inbox_bucket, &key)
-        .await?
-        .context("the upload is not in the inbox")?;
-    let id = ids::for_upload(
-        &stack.names.inbox_bucket,
-        &key,
-        info.version_id.as_deref().or(info.etag.as_deref()).unwrap_or_default(),
-    );
-    println!("• job {id}");
-
-    let client = ApiClient::new(&stack.api_url);
-    let job = client
-        .wait(&id, Duration::from_secs(1800), |j| {
-            print!(
-                "\r  {:<12} {:>3}% {:<40}",
-                j.state.as_str(),
-                j.progress,
-                bar(j.progress)
-            );
-            let _ = std::io::stdout().flush();
-            if j.state != JobState::Encoding {
-                println!();
-            }
-        })
-        .await?;
-    println!();
-    if job.state != JobState::Complete {
-        println!("{}", serde_json::to_string_pretty(&job)?);
-        bail!("the job ended {}: {:?}", job.state, job.error);
+    // two uploads: one by the preset folder (the fleet), one into partner/ (a rule sends
+    // it to Encoding.com, here its local stand-in)
+    let uploads = [
+        ("fleet-bound", format!("inbox/{preset}/{name}")),
+        ("partner", format!("inbox/partner/{name}")),
+    ];
+    let mut ids_by_label = Vec::new();
+    for (label, key) in &uploads {
+        println!(
+            "• uploading {} to s3://{}/{key}",
+            source.display(),
+            stack.names.inbox_bucket
+        );
+        objects
+            .upload_file(&stack.names.inbox_bucket, key, &source, "application/octet-stream")
+            .await?;
+        let info = objects
+            .head(&stack.names.inbox_bucket, key)
+            .await?
+            .context("the upload is not in the inbox")?;
+        let id = ids::for_upload(
+            &stack.names.inbox_bucket,
+            key,
+            info.version_id.as_deref().or(info.etag.as_deref()).unwrap_or_default(),
+        );
+        println!("  job {id} ({label})");
+        ids_by_label.push((label.to_string(), id));
     }
-    println!(
-        "• complete in {:.1} s after upload",
-        (job.updated_at - job.created_at).num_milliseconds() as f64 / 1000.0
-    );
-    for out in &job.manifest {
-        println!("  s3://{}/{} ({} bytes)", out.bucket, out.key, out.size);
-        let local = scratch.path().join(Path::new(&out.key).file_name().unwrap_or_default());
-        objects.download_to_file(&out.bucket, &out.key, &local, None).await?;
-        for line in media::summary(&media::probe(&local)?).lines() {
-            println!("    {line}");
+
+    let mut waits = Vec::new();
+    for (label, id) in &ids_by_label {
+        let client = ApiClient::new(&stack.api_url);
+        let (label, id) = (label.clone(), id.clone());
+        waits.push(tokio::spawn(async move {
+            let mut last_step = (JobState::Submitted, 255u8);
+            client
+                .wait(&id, Duration::from_secs(1800), |j| {
+                    let step = (j.state, j.progress / 25);
+                    if step != last_step {
+                        last_step = step;
+                        println!(
+                            "  {label:<12} {:<12} {:>3}% {} {}",
+                            j.state.as_str(),
+                            j.progress,
+                            bar(j.progress),
+                            j.backend.as_deref().unwrap_or("")
+                        );
+                        let _ = std::io::stdout().flush();
+                    }
+                })
+                .await
+        }));
+    }
+    let mut jobs = Vec::new();
+    for w in waits {
+        jobs.push(w.await??);
+    }
+    for (job, (label, _)) in jobs.iter().zip(&ids_by_label) {
+        println!();
+        if job.state != JobState::Complete {
+            println!("{}", serde_json::to_string_pretty(&job)?);
+            bail!("the {label} job ended {}: {:?}", job.state, job.error);
+        }
+        println!(
+            "• {label} job complete in {:.1} s after upload, on backend `{}`",
+            (job.updated_at - job.created_at).num_milliseconds() as f64 / 1000.0,
+            job.backend.as_deref().unwrap_or("?")
+        );
+        if let Some(d) = &job.routing {
+            println!("  why: {}", d.reason);
+            let est: Vec<String> = d.estimates.iter().map(|(b, c)| format!("{b} ${c:.4}")).collect();
+            println!(
+                "  estimated cost: {} (all able backends: {})",
+                d.estimated_cost_usd
+                    .map(|c| format!("${c:.4}"))
+                    .unwrap_or_else(|| "unknown".into()),
+                est.join(", ")
+            );
+        }
+        if let Some(t) = &job.remote {
+            println!("  Encoding.com MediaID {} · status {}", t.media_id, t.status);
+        }
+        for out in &job.manifest {
+            println!("  s3://{}/{} ({} bytes)", out.bucket, out.key, out.size);
+            let local = scratch.path().join(format!(
+                "{label}-{}",
+                Path::new(&out.key).file_name().unwrap_or_default().to_string_lossy()
+            ));
+            objects.download_to_file(&out.bucket, &out.key, &local, None).await?;
+            for line in media::summary(&media::probe(&local)?).lines() {
+                println!("    {line}");
+            }
         }
     }
     println!("• waiting for the idle fleet to shrink back to zero");

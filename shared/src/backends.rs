@@ -698,7 +698,7 @@ pub fn stem_of(source: &S3Uri) -> String {
     let s: String = stem
         .chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
                 c
             } else {
                 '_'

@@ -24,6 +24,7 @@ pub const MAX_PIXELS: &str = "NOMMER_MAX_PIXELS";
 pub const MAX_STREAMS: &str = "NOMMER_MAX_STREAMS";
 pub const FORMAT_WHITELIST: &str = "NOMMER_FORMAT_WHITELIST";
 pub const CONFIG: &str = "NOMMER_CONFIG";
+pub const CONFIG_TOML: &str = "NOMMER_CONFIG_TOML";
 pub const WORKER_CAPACITY: &str = "NOMMER_WORKER_CAPACITY";
 pub const HEARTBEAT_SECS: &str = "NOMMER_HEARTBEAT_SECS";
 pub const INTERRUPTION_FILE: &str = "NOMMER_INTERRUPTION_FILE";
@@ -120,11 +121,13 @@ fn list(src: &dyn Source, name: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The config file named by `NOMMER_CONFIG`, or the defaults.
+/// The config file named by `NOMMER_CONFIG`, or its text in `NOMMER_CONFIG_TOML` (how the
+/// SAM template passes it to functions), or the defaults.
 fn config(src: &dyn Source) -> Result<crate::config::Config, SettingsError> {
-    match src.get(CONFIG) {
-        None => Ok(crate::config::Config::default()),
-        Some(path) => crate::config::Config::load(std::path::Path::new(&path)).map_err(SettingsError::Config),
+    match (src.get(CONFIG), src.get(CONFIG_TOML)) {
+        (Some(path), _) => crate::config::Config::load(std::path::Path::new(&path)).map_err(SettingsError::Config),
+        (None, Some(text)) => crate::config::Config::parse(&text, CONFIG_TOML).map_err(SettingsError::Config),
+        (None, None) => Ok(crate::config::Config::default()),
     }
 }
 

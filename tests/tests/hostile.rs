@@ -51,12 +51,23 @@ async fn submit_bytes(stack: &nommer::LocalStack, key: &str, bytes: Vec<u8>) -> 
         .unwrap()
 }
 
-fn refused(job: &Job, reason: &str) {
+/// Refused with `reason`, once: a playlist or script by the dispatcher's sniffing before
+/// routing (no worker ever downloads it), anything else by the worker on its one attempt.
+fn refused(job: &Job, reason: &str, by_dispatch: bool) {
     assert_eq!(job.state, JobState::Failed, "{job:#?}");
     let e = job.error.as_ref().unwrap();
     assert_eq!(e.code, JobErrorCode::RefusedSource, "{e:?}");
     assert!(e.message.contains(reason), "{} should say {reason:?}", e.message);
-    assert_eq!(job.attempts, 1, "a refusal is final");
+    if by_dispatch {
+        assert_eq!(job.attempts, 0, "refused before routing: {:#?}", job.history);
+        assert!(
+            job.history.iter().all(|h| h.state != JobState::Downloading),
+            "no worker took it: {:#?}",
+            job.history
+        );
+    } else {
+        assert_eq!(job.attempts, 1, "a refusal is final");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,18 +76,18 @@ async fn playlists_and_concat_scripts_uploaded_as_media_are_refused() {
     let canary = Canary::new();
     let passwd = "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:10.0,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n";
     let job = submit_bytes(&stack, "inbox/mp4-720p/passwd.mp4", passwd.into()).await;
-    refused(&job, "HLS playlist");
+    refused(&job, "HLS playlist", true);
 
     let remote = format!(
         "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:10.0,\n{}\n#EXT-X-ENDLIST\n",
         canary.url("seg.ts")
     );
     let job = submit_bytes(&stack, "inbox/mp4-720p/remote.mp4", remote.into()).await;
-    refused(&job, "HLS playlist");
+    refused(&job, "HLS playlist", true);
 
     let concat = format!("ffconcat version 1.0\nfile 'concat:/etc/passwd|{}'\n", canary.url("x"));
     let job = submit_bytes(&stack, "inbox/mp4-720p/concat.mp4", concat.into()).await;
-    refused(&job, "concat script");
+    refused(&job, "concat script", true);
 
     // a real AVI (made by FFmpeg) with a GAB2 "subtitle file" holding a playlist appended
     let dir = tempfile::tempdir().unwrap();
@@ -107,7 +118,7 @@ async fn playlists_and_concat_scripts_uploaded_as_media_are_refused() {
     chunk.extend(playlist.as_bytes());
     bytes.extend(chunk);
     let job = submit_bytes(&stack, "inbox/mp4-720p/movie.avi", bytes).await;
-    refused(&job, "embedded subtitle file (GAB2)");
+    refused(&job, "embedded subtitle file (GAB2)", false);
     canary.assert_untouched();
     stack.shutdown().await;
 }
@@ -217,11 +228,11 @@ async fn sources_over_the_limits_are_refused_with_the_limit_named() {
     let long = dir.path().join("long.mp4");
     media::generate_clip(&long, 3, 320, 240, true).unwrap();
     let job = submit_bytes(&stack, "inbox/mp4-360p/long.mp4", std::fs::read(&long).unwrap()).await;
-    refused(&job, "lasts 3 s; the limit is 2 s");
+    refused(&job, "lasts 3 s; the limit is 2 s", false);
     let big = dir.path().join("big.mp4");
     media::generate_clip(&big, 1, 1280, 720, false).unwrap();
     let job = submit_bytes(&stack, "inbox/mp4-360p/big.mp4", std::fs::read(&big).unwrap()).await;
-    refused(&job, "1280x720");
+    refused(&job, "1280x720", false);
     assert!(job.probe.is_none() || job.manifest.is_empty());
     stack.shutdown().await;
 }
