@@ -365,3 +365,47 @@ async fn callbacks_are_confirmed_and_hostile_ones_change_nothing() {
     si.switches.step_delay_ms.store(100, Ordering::SeqCst);
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_come_from_secrets_manager_and_never_print() {
+    let sdk = nommer_shared::aws::sdk_config_for_endpoint(&nommer_tests::emulator_endpoint(), "us-east-1").await;
+    let name = format!("{}/encodingcom", nommer_tests::unique_stack("secret"));
+    aws_sdk_secretsmanager::Client::new(&sdk)
+        .create_secret()
+        .name(&name)
+        .secret_string(r#"{"userid": "4242", "userkey": "very-secret-key"}"#)
+        .send()
+        .await
+        .unwrap();
+    let settings = |secret: &str| {
+        let cfg = format!(
+            "[backends.encodingcom]\nkind = \"encodingcom\"\nsecret = \"{secret}\"\n\n[routing]\ndefault = \"encodingcom\"\n"
+        );
+        let env: std::collections::HashMap<String, String> = [
+            (nommer_shared::settings::TABLE, "t"),
+            (nommer_shared::settings::WORK_QUEUE_URL, "q"),
+            (nommer_shared::settings::OUTBOX_BUCKET, "o"),
+            (
+                nommer_shared::settings::CALLBACK_URL,
+                "https://api.example/callbacks/encodingcom",
+            ),
+            (nommer_shared::settings::CONFIG_TOML, cfg.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        nommer_shared::settings::BackendSettings::from_source(&env).unwrap()
+    };
+    let remotes = nommer_shared::backends::Remotes::load(&settings(&name), &sdk)
+        .await
+        .unwrap();
+    let client = remotes.client("encodingcom").expect("a client for the backend");
+    let shown = format!("{client:?} {remotes:?}");
+    assert!(shown.contains("4242"), "{shown}");
+    assert!(!shown.contains("very-secret-key"), "the key never prints: {shown}");
+
+    let e = nommer_shared::backends::Remotes::load(&settings("no/such/secret"), &sdk)
+        .await
+        .unwrap_err();
+    assert!(e.contains("no/such/secret") && e.contains("encodingcom"), "{e}");
+}
