@@ -36,6 +36,15 @@ pub enum BackendError {
     Finished(JobState),
 }
 
+/// Why an object could not be probed.
+#[derive(Debug)]
+pub enum ProbeFailure {
+    /// Not media FFmpeg can read (the reason is FFmpeg's).
+    Unreadable(String),
+    /// No ffprobe here, or no URL: nothing is known either way.
+    Unavailable(String),
+}
+
 /// Clients of the remote backends, by backend name.
 #[derive(Clone, Debug, Default)]
 pub struct Remotes {
@@ -153,14 +162,26 @@ impl Backends {
             Ok(Some(i)) => i.size,
             _ => return Ok(None),
         };
-        let url = match self
+        match self.probe_object(&job.source.bucket, &job.source.key, size).await {
+            Ok(p) => Ok(Some(p)),
+            Err(ProbeFailure::Unreadable(reason)) => {
+                tracing::info!(job_id = %job.id, %reason, "the source did not probe; the worker will report it");
+                Ok(None)
+            }
+            Err(ProbeFailure::Unavailable(reason)) => {
+                tracing::warn!(job_id = %job.id, %reason, "cannot probe here; routing on the request's facts");
+                Ok(None)
+            }
+        }
+    }
+
+    /// ffprobe on an object through a presigned URL, with the input guard.
+    pub async fn probe_object(&self, bucket: &str, key: &str, size: u64) -> Result<Probe, ProbeFailure> {
+        let url = self
             .objects
-            .presign_get(&job.source.bucket, &job.source.key, Duration::from_secs(600))
+            .presign_get(bucket, key, Duration::from_secs(600))
             .await
-        {
-            Ok(u) => u,
-            Err(_) => return Ok(None),
-        };
+            .map_err(|e| ProbeFailure::Unavailable(e.to_string()))?;
         let args = crate::ffmpeg::url_probe_args(&url, &self.settings.limits);
         let run = tokio::process::Command::new(&self.settings.ffprobe)
             .args(&args)
@@ -168,18 +189,17 @@ impl Backends {
             .output();
         match tokio::time::timeout(Duration::from_secs(60), run).await {
             Ok(Ok(out)) if out.status.success() => {
-                Ok(crate::ffmpeg::parse_probe(&String::from_utf8_lossy(&out.stdout), size).ok())
+                crate::ffmpeg::parse_probe(&String::from_utf8_lossy(&out.stdout), size)
+                    .map_err(ProbeFailure::Unreadable)
             }
-            Ok(Ok(out)) => {
-                let reason = crate::ffmpeg::reason_from_stderr(&String::from_utf8_lossy(&out.stderr));
-                tracing::info!(job_id = %job.id, %reason, "the source did not probe; the worker will report it");
-                Ok(None)
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(job_id = %job.id, error = %e, ffprobe = %self.settings.ffprobe, "cannot run ffprobe; routing on the request's facts");
-                Ok(None)
-            }
-            Err(_) => Ok(None),
+            Ok(Ok(out)) => Err(ProbeFailure::Unreadable(crate::ffmpeg::reason_from_stderr(
+                &String::from_utf8_lossy(&out.stderr),
+            ))),
+            Ok(Err(e)) => Err(ProbeFailure::Unavailable(format!(
+                "cannot run {}: {e}",
+                self.settings.ffprobe
+            ))),
+            Err(_) => Err(ProbeFailure::Unavailable("ffprobe timed out".into())),
         }
     }
 
@@ -537,16 +557,51 @@ impl Backends {
                 )));
             }
             for (key, size) in files {
-                manifest.push(OutputFile {
+                let mut entry = OutputFile {
                     output: o.name.clone(),
                     bucket: self.settings.outbox_bucket.clone(),
-                    key,
+                    key: key.clone(),
                     size,
                     duration_seconds: None,
                     width: None,
                     height: None,
                     bit_rate: None,
-                });
+                };
+                // media files are checked as the fleet's are: readable, and as long as asked
+                let ext = key.rsplit('.').next().unwrap_or("");
+                if ["mp4", "webm", "m4a", "mp3"].contains(&ext) {
+                    match self.probe_object(&self.settings.outbox_bucket, &key, size).await {
+                        Ok(p) => {
+                            let v = p.streams.iter().find(|s| s.kind == "video");
+                            entry.duration_seconds = p.duration_seconds;
+                            entry.width = v.and_then(|s| s.width);
+                            entry.height = v.and_then(|s| s.height);
+                            entry.bit_rate = p.bit_rate;
+                            let expected = match &o.options.trim {
+                                Some(t) => t.end_seconds.map(|e| e - t.start_seconds),
+                                None => job.probe.as_ref().and_then(|p| p.duration_seconds),
+                            };
+                            if let (Some(want), Some(got)) = (expected, p.duration_seconds) {
+                                if (want - got).abs() > (want * 0.05).max(0.5) {
+                                    return Ok(Err(format!(
+                                        "output {} from Encoding.com lasts {got:.1} s, expected {want:.1} s",
+                                        o.name
+                                    )));
+                                }
+                            }
+                        }
+                        Err(ProbeFailure::Unreadable(r)) => {
+                            return Ok(Err(format!(
+                                "output {} from Encoding.com is not readable media: {r}",
+                                o.name
+                            )))
+                        }
+                        Err(ProbeFailure::Unavailable(r)) => {
+                            tracing::warn!(job_id = %job.id, key, reason = %r, "output not checked: cannot probe here");
+                        }
+                    }
+                }
+                manifest.push(entry);
             }
         }
         Ok(Ok(manifest))

@@ -35,6 +35,11 @@ default = "fleet"
 name = "partner uploads"
 backend = "encodingcom"
 match = {{ key_prefix = "inbox/partner/" }}
+
+[[routing.rules]]
+name = "partner API jobs"
+backend = "encodingcom"
+match = {{ metadata = {{ partner = "yes" }} }}
 "#
     );
     let p = dir.join("nommer.toml");
@@ -121,6 +126,12 @@ async fn rules_send_one_file_to_encodingcom_and_another_to_the_fleet() {
     assert_eq!(remote.manifest.len(), 1, "{:?}", remote.manifest);
     let out = &remote.manifest[0];
     assert_eq!(out.key, format!("{remote_id}/mp4-720p/clip.mp4"));
+    assert_eq!(
+        out.height,
+        Some(360),
+        "the output was probed before completing: {out:?}"
+    );
+    assert!((out.duration_seconds.unwrap() - 2.0).abs() < 0.3, "{out:?}");
     let got = nommer_tests::download_output(&stack, &out.key, dir.path()).await;
     let p = media::probe(&got).unwrap();
     let v = p["streams"]
@@ -408,4 +419,50 @@ async fn credentials_come_from_secrets_manager_and_never_print() {
         .await
         .unwrap_err();
     assert!(e.contains("no/such/secret") && e.contains("encodingcom"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ladder_and_a_poster_made_at_encodingcom_land_in_the_outbox() {
+    let (stack, dir) = stack("ecom-hls", 0, 600).await;
+    let src = dir.path().join("talk.mp4");
+    media::generate_clip(&src, 4, 1280, 720, true).unwrap();
+    let o = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+    o.upload_file(&stack.names.inbox_bucket, "sources/talk.mp4", &src, "video/mp4")
+        .await
+        .unwrap();
+    let body = serde_json::json!({
+        "source": format!("s3://{}/sources/talk.mp4", stack.names.inbox_bucket),
+        "outputs": [{"preset": "hls"}, {"preset": "poster", "options": {"at_seconds": 1}}],
+        "user_metadata": {"partner": "yes"}
+    });
+    let (status, job) = ApiClient::new(&stack.api_url).create_job(&body, None).await.unwrap();
+    assert_eq!(status, 201, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    let job = wait_job(&stack, &id).await;
+    assert_eq!(job.state, JobState::Complete, "{job:#?}");
+    assert_eq!(job.routing.as_ref().unwrap().rule.as_deref(), Some("partner API jobs"));
+    let keys: Vec<&str> = job.manifest.iter().map(|f| f.key.as_str()).collect();
+    let master = format!("{id}/hls/master.m3u8");
+    assert!(keys.contains(&master.as_str()), "{keys:?}");
+    assert!(keys.contains(&format!("{id}/poster/poster.jpg").as_str()), "{keys:?}");
+    let text = std::fs::read_to_string(nommer_tests::download_output(&stack, &master, dir.path()).await).unwrap();
+    let variants: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .collect();
+    let heights: Vec<u32> = text
+        .lines()
+        .filter_map(|l| l.split("RESOLUTION=").nth(1))
+        .map(|r| r.split(['x', ',']).nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert!(!variants.is_empty() && variants.len() == heights.len(), "{text}");
+    assert!(heights.iter().all(|h| *h <= 720), "never above the source: {heights:?}");
+    for v in variants {
+        let k = format!("{id}/hls/{v}");
+        assert!(keys.contains(&k.as_str()), "{k} is listed and exists: {keys:?}");
+    }
+    let poster = nommer_tests::download_output(&stack, &format!("{id}/poster/poster.jpg"), dir.path()).await;
+    let p = media::probe(&poster).unwrap();
+    assert_eq!(p["streams"][0]["codec_name"], "mjpeg", "{p}");
+    stack.shutdown().await;
 }
