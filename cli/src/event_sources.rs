@@ -365,3 +365,166 @@ mod tests {
         assert_eq!(r.headers()["location"], "/jobs/x");
     }
 }
+
+/// A function behind a DynamoDB stream, as the local stack calls it.
+pub type StreamHandler = Arc<
+    dyn Fn(
+            aws_lambda_events::event::dynamodb::Event,
+        ) -> std::pin::Pin<
+            Box<
+                dyn std::future::Future<
+                        Output = Result<
+                            aws_lambda_events::event::streams::DynamoDbEventResponse,
+                            lambda_runtime::Error,
+                        >,
+                    > + Send,
+            >,
+        > + Send
+        + Sync,
+>;
+
+/// A stream attribute in the JSON wire format Lambda hands to functions (`{"S": …}`).
+fn wire(v: &aws_sdk_dynamodbstreams::types::AttributeValue) -> serde_json::Value {
+    use aws_sdk_dynamodbstreams::types::AttributeValue as A;
+    use base64::Engine;
+    let b64 =
+        |b: &aws_sdk_dynamodbstreams::primitives::Blob| base64::engine::general_purpose::STANDARD.encode(b.as_ref());
+    match v {
+        A::S(s) => serde_json::json!({ "S": s }),
+        A::N(n) => serde_json::json!({ "N": n }),
+        A::B(b) => serde_json::json!({ "B": b64(b) }),
+        A::Bool(b) => serde_json::json!({ "BOOL": b }),
+        A::Null(_) => serde_json::json!({ "NULL": true }),
+        A::M(m) => serde_json::json!({ "M": image(m) }),
+        A::L(l) => serde_json::json!({ "L": l.iter().map(wire).collect::<Vec<_>>() }),
+        A::Ss(s) => serde_json::json!({ "SS": s }),
+        A::Ns(n) => serde_json::json!({ "NS": n }),
+        A::Bs(b) => serde_json::json!({ "BS": b.iter().map(b64).collect::<Vec<_>>() }),
+        _ => serde_json::Value::Null,
+    }
+}
+
+fn image(m: &std::collections::HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>) -> serde_json::Value {
+    serde_json::Value::Object(m.iter().map(|(k, v)| (k.clone(), wire(v))).collect())
+}
+
+/// One stream record as Lambda's DynamoDB event record.
+fn stream_record(r: &aws_sdk_dynamodbstreams::types::Record, stream_arn: &str, region: &str) -> serde_json::Value {
+    let d = r.dynamodb();
+    let mut change = serde_json::json!({
+        "ApproximateCreationDateTime": d.and_then(|d| d.approximate_creation_date_time()).map(|t| t.secs() as f64).unwrap_or(0.0),
+        "Keys": d.and_then(|d| d.keys()).map(image).unwrap_or(serde_json::json!({})),
+        "SequenceNumber": d.and_then(|d| d.sequence_number()).unwrap_or_default(),
+        "SizeBytes": d.and_then(|d| d.size_bytes()).unwrap_or(0),
+        "StreamViewType": "NEW_AND_OLD_IMAGES",
+    });
+    if let Some(n) = d.and_then(|d| d.new_image()) {
+        change["NewImage"] = image(n);
+    }
+    if let Some(o) = d.and_then(|d| d.old_image()) {
+        change["OldImage"] = image(o);
+    }
+    serde_json::json!({
+        "eventID": r.event_id().unwrap_or_default(),
+        "eventName": r.event_name().map(|e| e.as_str()).unwrap_or("MODIFY"),
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": region,
+        "dynamodb": change,
+        "eventSourceARN": stream_arn,
+    })
+}
+
+/// Follows the table's stream like a Lambda event source mapping with
+/// `ReportBatchItemFailures`: records in order, a batch retried from the first record the
+/// function reports as failed.
+pub async fn poll_stream(config: aws_config::SdkConfig, table: String, region: String, handler: StreamHandler) {
+    use aws_sdk_dynamodbstreams::types::ShardIteratorType;
+    let ddb = nommer_shared::aws::dynamodb_client(&config);
+    let streams = aws_sdk_dynamodbstreams::Client::new(&config);
+    let stream_arn = loop {
+        match ddb.describe_table().table_name(&table).send().await {
+            Ok(t) => {
+                if let Some(a) = t.table().and_then(|t| t.latest_stream_arn()) {
+                    break a.to_string();
+                }
+                tracing::error!(table, "the table has no stream; events cannot be produced");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(&e), "stream: describing the table failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    let mut iterators: std::collections::BTreeMap<String, Option<String>> = Default::default();
+    loop {
+        if let Ok(s) = streams.describe_stream().stream_arn(&stream_arn).send().await {
+            for shard in s.stream_description().map(|d| d.shards()).unwrap_or_default() {
+                let Some(id) = shard.shard_id() else { continue };
+                if iterators.contains_key(id) {
+                    continue;
+                }
+                let it = streams
+                    .get_shard_iterator()
+                    .stream_arn(&stream_arn)
+                    .shard_id(id)
+                    .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                    .send()
+                    .await
+                    .ok()
+                    .and_then(|o| o.shard_iterator().map(str::to_string));
+                iterators.insert(id.to_string(), it);
+            }
+        }
+        let mut idle = true;
+        for it in iterators.values_mut() {
+            let Some(current) = it.clone() else { continue };
+            let out = match streams.get_records().shard_iterator(&current).limit(100).send().await {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::warn!(error = %aws_sdk_dynamodbstreams::error::DisplayErrorContext(&e), "stream: get records failed");
+                    continue;
+                }
+            };
+            let mut records: Vec<serde_json::Value> = out
+                .records()
+                .iter()
+                .map(|r| stream_record(r, &stream_arn, &region))
+                .collect();
+            if !records.is_empty() {
+                idle = false;
+            }
+            // deliver, retrying from the first failed record
+            let mut tries = 0;
+            while !records.is_empty() {
+                let event: aws_lambda_events::event::dynamodb::Event =
+                    match serde_json::from_value(serde_json::json!({ "Records": records })) {
+                        Ok(e) => e,
+                        Err(e) => {
+                            tracing::error!(error = %e, "stream: a record does not fit Lambda's event shape; skipped");
+                            break;
+                        }
+                    };
+                match handler(event).await {
+                    Ok(resp) if resp.batch_item_failures.is_empty() => break,
+                    Ok(resp) => {
+                        let failed = resp.batch_item_failures[0].item_identifier.clone();
+                        let at = records
+                            .iter()
+                            .position(|r| r["dynamodb"]["SequenceNumber"].as_str() == failed.as_deref())
+                            .unwrap_or(0);
+                        records.drain(..at);
+                    }
+                    Err(e) => tracing::error!(error = %e, "stream: the function failed; retrying the batch"),
+                }
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis((250 * tries).min(5000))).await;
+            }
+            *it = out.next_shard_iterator().map(str::to_string);
+        }
+        if idle {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}

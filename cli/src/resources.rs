@@ -33,6 +33,8 @@ pub struct StackNames {
     pub ingest_queue: String,
     pub jobs_queue: String,
     pub work_queue: String,
+    pub webhooks_queue: String,
+    pub topic: String,
 }
 
 impl StackNames {
@@ -45,6 +47,8 @@ impl StackNames {
             ingest_queue: format!("{stack}-ingest"),
             jobs_queue: format!("{stack}-jobs"),
             work_queue: format!("{stack}-work-ffmpeg"),
+            webhooks_queue: format!("{stack}-webhooks"),
+            topic: format!("{stack}-events"),
         }
     }
 }
@@ -58,6 +62,10 @@ pub struct QueueUrls {
     pub ingest_dlq: String,
     pub jobs_dlq: String,
     pub work_dlq: String,
+    pub webhooks: String,
+    pub webhooks_dlq: String,
+    /// The SNS topic of job events.
+    pub topic_arn: String,
 }
 
 async fn queue_with_dlq(
@@ -113,6 +121,16 @@ pub async fn create(config: &SdkConfig, names: &StackNames) -> anyhow::Result<Qu
     let (ingest, ingest_dlq) = queue_with_dlq(&sqs, &names.ingest_queue, 30).await?;
     let (jobs, jobs_dlq) = queue_with_dlq(&sqs, &names.jobs_queue, 30).await?;
     let (work, work_dlq) = queue_with_dlq(&sqs, &names.work_queue, 120).await?;
+    let (webhooks, webhooks_dlq) = queue_with_dlq(&sqs, &names.webhooks_queue, 60).await?;
+    let topic_arn = aws_sdk_sns::Client::new(config)
+        .create_topic()
+        .name(&names.topic)
+        .send()
+        .await
+        .with_context(|| format!("creating topic {}", names.topic))?
+        .topic_arn()
+        .unwrap_or_default()
+        .to_string();
 
     let ingest_arn = sqs
         .get_queue_attributes()
@@ -169,6 +187,12 @@ pub async fn create(config: &SdkConfig, names: &StackNames) -> anyhow::Result<Qu
         .attribute_definitions(attr("state")?)
         .attribute_definitions(attr("created_at")?)
         .key_schema(key("pk", KeyType::Hash)?)
+        .stream_specification(
+            aws_sdk_dynamodb::types::StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(aws_sdk_dynamodb::types::StreamViewType::NewAndOldImages)
+                .build()?,
+        )
         .global_secondary_indexes(
             GlobalSecondaryIndex::builder()
                 .index_name(STATE_INDEX)
@@ -188,6 +212,9 @@ pub async fn create(config: &SdkConfig, names: &StackNames) -> anyhow::Result<Qu
         ingest_dlq,
         jobs_dlq,
         work_dlq,
+        webhooks,
+        webhooks_dlq,
+        topic_arn,
     })
 }
 
@@ -200,5 +227,8 @@ pub fn function_env(names: &StackNames, urls: &QueueUrls) -> HashMap<String, Str
         (s::OUTBOX_BUCKET.to_string(), names.outbox_bucket.clone()),
         (s::JOBS_QUEUE_URL.to_string(), urls.jobs.clone()),
         (s::WORK_QUEUE_URL.to_string(), urls.work.clone()),
+        (s::EVENTS_TOPIC_ARN.to_string(), urls.topic_arn.clone()),
+        (s::WEBHOOKS_QUEUE_URL.to_string(), urls.webhooks.clone()),
+        (s::WEBHOOKS_DLQ_URL.to_string(), urls.webhooks_dlq.clone()),
     ])
 }

@@ -350,8 +350,22 @@ impl LocalStack {
         } else {
             None
         };
+        // jobs' notify_url deliveries are signed with this stack's own secret
+        let secret = {
+            use base64::Engine;
+            let bytes: Vec<u8> = uuid::Uuid::new_v4()
+                .as_bytes()
+                .iter()
+                .chain(uuid::Uuid::new_v4().as_bytes())
+                .copied()
+                .collect();
+            format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes))
+        };
+        env.entry(s::WEBHOOK_SECRET.to_string()).or_insert(secret);
         let source = env.clone();
 
+        let notifier =
+            nommer_shared::notify::Notifier::new(nommer_shared::notify::NotifySettings::from_source(&source)?, &config);
         let ingest = ingest::Ingest::new(IngestSettings::from_source(&source)?, &config);
         let dispatch = dispatch::Dispatch::new(DispatchSettings::from_source(&source)?, &config)
             .await
@@ -397,6 +411,30 @@ impl LocalStack {
             dispatch_handler,
         )));
 
+        let stream_ctx = notifier.clone();
+        let stream_handler: event_sources::StreamHandler = Arc::new(move |event| {
+            let ctx = stream_ctx.clone();
+            Box::pin(async move { notify::stream_handler(&ctx, LambdaEvent::new(event, Default::default())).await })
+        });
+        tasks.push(tokio::spawn(event_sources::poll_stream(
+            config.clone(),
+            names.table.clone(),
+            region.clone(),
+            stream_handler,
+        )));
+        let deliver_ctx = notifier.clone();
+        let deliver_handler: SqsHandler = Arc::new(move |event| {
+            let ctx = deliver_ctx.clone();
+            Box::pin(async move { notify::deliver_handler(&ctx, LambdaEvent::new(event, Default::default())).await })
+        });
+        tasks.push(tokio::spawn(event_sources::poll_sqs(
+            queue.clone(),
+            urls.webhooks.clone(),
+            arn_of(&urls.webhooks),
+            region.clone(),
+            10,
+            deliver_handler,
+        )));
         let router = api::router(api_state).merge(encodingcom::router(backends.clone()));
         if standin.is_some() {
             let b = backends.clone();

@@ -38,6 +38,8 @@ pub struct Config {
     pub limits: crate::ffmpeg::Limits,
     /// The backends, their prices and the rules that choose between them.
     pub routing: crate::routing::Routing,
+    /// Where job events are POSTed, and how.
+    pub webhooks: crate::events::Webhooks,
 }
 
 impl Default for Config {
@@ -47,6 +49,7 @@ impl Default for Config {
             key_template: DEFAULT_KEY_TEMPLATE.into(),
             limits: crate::ffmpeg::Limits::default(),
             routing: crate::routing::Routing::default(),
+            webhooks: crate::events::Webhooks::default(),
         }
     }
 }
@@ -64,6 +67,41 @@ struct RawConfig {
     backends: BTreeMap<String, RawBackend>,
     #[serde(default)]
     routing: Option<RawRouting>,
+    #[serde(default)]
+    webhooks: Option<RawWebhooks>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhooks {
+    #[serde(default)]
+    secret: Option<String>,
+    #[serde(default)]
+    job_progress: bool,
+    #[serde(default)]
+    allow_http: bool,
+    #[serde(default)]
+    allow_private: bool,
+    #[serde(default)]
+    retry_seconds: Option<Vec<u64>>,
+    #[serde(default)]
+    endpoints: Vec<RawEndpoint>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEndpoint {
+    name: String,
+    url: String,
+    secret: String,
+    #[serde(default)]
+    states: Vec<crate::state::JobState>,
+    #[serde(default = "yes")]
+    progress: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize)]
@@ -264,11 +302,13 @@ impl Config {
             let rule = e.split('`').nth(1).unwrap_or("");
             format!("{origin}: line {}: {e}", line_of(text, &format!("\"{rule}\"")))
         })?;
+        let webhooks = parse_webhooks(raw.webhooks, text, origin)?;
         Ok(Config {
             catalog,
             key_template,
             limits,
             routing,
+            webhooks,
         })
     }
 
@@ -284,6 +324,48 @@ impl Config {
             std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
         Config::parse(&text, &path.display().to_string())
     }
+}
+
+fn parse_webhooks(raw: Option<RawWebhooks>, text: &str, origin: &str) -> Result<crate::events::Webhooks, String> {
+    use crate::events::{Endpoint, SigningSecret, Webhooks};
+    let Some(raw) = raw else {
+        return Ok(Webhooks::default());
+    };
+    let bad = |needle: &str, what: String| format!("{origin}: line {}: webhooks: {what}", line_of(text, needle));
+    let secret = match raw.secret {
+        Some(s) => Some(SigningSecret::parse(&s).map_err(|e| bad("secret", e))?),
+        None => None,
+    };
+    let retry_seconds = raw
+        .retry_seconds
+        .unwrap_or_else(|| crate::events::DEFAULT_RETRY_SECONDS.to_vec());
+    if retry_seconds.is_empty() || retry_seconds.len() > 20 || retry_seconds.iter().any(|s| *s > 2 * 86_400) {
+        return Err(bad(
+            "retry_seconds",
+            "retry_seconds lists 1-20 delays of at most 2 days".into(),
+        ));
+    }
+    let mut w = Webhooks {
+        secret,
+        job_progress: raw.job_progress,
+        endpoints: Vec::new(),
+        allow_http: raw.allow_http,
+        allow_private: raw.allow_private,
+        retry_seconds,
+    };
+    for e in raw.endpoints {
+        let at = format!("\"{}\"", e.name);
+        crate::events::check_url(&e.url, &w).map_err(|m| bad(&at, format!("endpoint `{}`: {m}", e.name)))?;
+        let secret = SigningSecret::parse(&e.secret).map_err(|m| bad(&at, format!("endpoint `{}`: {m}", e.name)))?;
+        w.endpoints.push(Endpoint {
+            name: e.name,
+            url: e.url,
+            secret,
+            states: e.states,
+            progress: e.progress,
+        });
+    }
+    Ok(w)
 }
 
 fn parse_routing(

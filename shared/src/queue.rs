@@ -50,6 +50,20 @@ impl SqsQueue {
         Ok(out.message_id().unwrap_or_default().to_string())
     }
 
+    /// Sends a message that stays invisible for `delay_seconds` (at most 900, SQS's cap).
+    pub async fn send_delayed(&self, queue_url: &str, body: &str, delay_seconds: i32) -> Result<String, QueueError> {
+        let out = self
+            .client
+            .send_message()
+            .queue_url(queue_url)
+            .message_body(body)
+            .delay_seconds(delay_seconds.clamp(0, 900))
+            .send()
+            .await
+            .map_err(aws_err)?;
+        Ok(out.message_id().unwrap_or_default().to_string())
+    }
+
     /// Long-polls for up to `max` messages.
     pub async fn receive(
         &self,

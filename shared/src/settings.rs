@@ -44,6 +44,10 @@ pub const SPOT: &str = "NOMMER_SPOT";
 pub const SUBNET_IDS: &str = "NOMMER_SUBNET_IDS";
 pub const DEAD_LETTER_QUEUE_URLS: &str = "NOMMER_DEAD_LETTER_QUEUE_URLS";
 pub const CALLBACK_URL: &str = "NOMMER_ENCODINGCOM_CALLBACK_URL";
+pub const EVENTS_TOPIC_ARN: &str = "NOMMER_EVENTS_TOPIC_ARN";
+pub const WEBHOOKS_QUEUE_URL: &str = "NOMMER_WEBHOOKS_QUEUE_URL";
+pub const WEBHOOKS_DLQ_URL: &str = "NOMMER_WEBHOOKS_DLQ_URL";
+pub const WEBHOOK_SECRET: &str = "NOMMER_WEBHOOK_SECRET";
 /// Replaces every Encoding.com backend's endpoint (the local stand-in).
 pub const ENCODINGCOM_ENDPOINT: &str = "NOMMER_ENCODINGCOM_ENDPOINT";
 
@@ -253,6 +257,40 @@ impl BackendSettings {
                 _ => None,
             },
             encodingcom_endpoint: src.get(ENCODINGCOM_ENDPOINT),
+        })
+    }
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_source(&ProcessEnv)
+    }
+}
+
+impl crate::notify::NotifySettings {
+    pub fn from_source(src: &dyn Source) -> Result<Self, SettingsError> {
+        let webhook_secret = match src.get(WEBHOOK_SECRET) {
+            None => None,
+            Some(v) => Some(
+                crate::events::SigningSecret::parse(&v).map_err(|reason| SettingsError::Invalid {
+                    name: WEBHOOK_SECRET,
+                    value: "***".into(),
+                    reason,
+                })?,
+            ),
+        };
+        Ok(crate::notify::NotifySettings {
+            table: required(src, TABLE, TABLE_HINT)?,
+            topic_arn: required(src, EVENTS_TOPIC_ARN, "the ARN of the SNS topic of job events")?,
+            webhooks_queue_url: required(
+                src,
+                WEBHOOKS_QUEUE_URL,
+                "the URL of the SQS queue of webhook deliveries",
+            )?,
+            webhooks_dlq_url: required(
+                src,
+                WEBHOOKS_DLQ_URL,
+                "the URL of the dead-letter queue where failed webhook deliveries are parked",
+            )?,
+            config: config(src)?,
+            webhook_secret,
         })
     }
     pub fn from_env() -> Result<Self, SettingsError> {

@@ -500,7 +500,10 @@ async fn cancel_job(State(state): State<Arc<ApiState>>, Path(id): Path<String>) 
     }
 }
 
-async fn get_job(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Result<Json<Job>, Problem> {
+async fn get_job(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, Problem> {
     let not_found = || {
         Problem::new(
             StatusCode::NOT_FOUND,
@@ -513,7 +516,21 @@ async fn get_job(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> 
         return Err(not_found());
     }
     match state.store.get(&id).await.map_err(Problem::internal)? {
-        Some(job) => Ok(Json(public(job))),
+        Some(job) => {
+            let mut v = serde_json::to_value(public(job)).map_err(Problem::internal)?;
+            // webhook attempts, recorded beside the job (never on it: the job's writers
+            // would lose their conditional writes to them)
+            let deliveries = nommer_shared::notify::deliveries(state.store.client(), state.store.table(), &id)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "could not read the job's deliveries");
+                    Vec::new()
+                });
+            if !deliveries.is_empty() {
+                v["deliveries"] = serde_json::to_value(deliveries).map_err(Problem::internal)?;
+            }
+            Ok(Json(v))
+        }
         None => Err(not_found()),
     }
 }
