@@ -1,0 +1,320 @@
+//! Job events on the local stack: from the table's stream to SNS (with filterable
+//! attributes) and to signed webhooks, retried until they arrive, refused for private
+//! addresses.
+
+use nommer::client::ApiClient;
+use nommer::media;
+use nommer_shared::objects::S3ObjectStore;
+use nommer_shared::JobState;
+use nommer_tests::{eventually, spawn_stack_with};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The Python receiver (tests/support/webhook_receiver.py), verifying with the spec's
+/// algorithm on its own.
+struct Receiver {
+    child: std::process::Child,
+    pub url: String,
+    log: PathBuf,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+impl Receiver {
+    fn start(dir: &Path, secret: &str, fail_first: u32) -> Receiver {
+        let port_file = dir.join("port");
+        let log = dir.join("received.jsonl");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("support/webhook_receiver.py");
+        let child = std::process::Command::new("python3")
+            .arg(script)
+            .arg(&port_file)
+            .arg(secret)
+            .arg(fail_first.to_string())
+            .arg(&log)
+            .spawn()
+            .expect("python3 runs the receiver");
+        let started = std::time::Instant::now();
+        while !port_file.exists() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the receiver did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let port = std::fs::read_to_string(&port_file).unwrap();
+        Receiver {
+            child,
+            url: format!("http://127.0.0.1:{}/hook", port.trim()),
+            log,
+        }
+    }
+
+    fn received(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+fn config(dir: &Path, allow_private: bool) -> PathBuf {
+    let p = dir.join("nommer.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[webhooks]\nallow_http = true\nallow_private = {allow_private}\nretry_seconds = [0, 1, 1, 1, 1, 1, 1, 1]\n"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// An SQS queue subscribed to the events topic (raw delivery), with an optional filter.
+async fn subscribe(stack: &nommer::LocalStack, name: &str, filter: Option<Value>) -> String {
+    let sqs = nommer_shared::aws::sqs_client(&stack.config);
+    let url = sqs
+        .create_queue()
+        .queue_name(format!("{}-{name}", stack.names.stack))
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    let sns = aws_sdk_sns::Client::new(&stack.config);
+    let mut req = sns
+        .subscribe()
+        .topic_arn(stack.env[nommer_shared::settings::EVENTS_TOPIC_ARN].clone())
+        .protocol("sqs")
+        .endpoint(arn)
+        .attributes("RawMessageDelivery", "true");
+    if let Some(f) = filter {
+        req = req.attributes("FilterPolicy", f.to_string());
+    }
+    req.send().await.unwrap();
+    url
+}
+
+async fn drain(stack: &nommer::LocalStack, url: &str) -> Vec<Value> {
+    let sqs = nommer_shared::aws::sqs_client(&stack.config);
+    let mut out = Vec::new();
+    loop {
+        let r = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        if r.messages().is_empty() {
+            return out;
+        }
+        for m in r.messages() {
+            out.push(serde_json::from_str(m.body().unwrap()).unwrap());
+            sqs.delete_message()
+                .queue_url(url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}
+
+async fn submit(stack: &nommer::LocalStack, dir: &Path, notify_url: &str) -> String {
+    let src = dir.join("clip.mp4");
+    if !src.exists() {
+        media::generate_clip(&src, 2, 320, 240, true).unwrap();
+    }
+    let key = format!("sources/{}.mp4", uuid::Uuid::new_v4());
+    S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config))
+        .upload_file(&stack.names.inbox_bucket, &key, &src, "video/mp4")
+        .await
+        .unwrap();
+    let body = json!({
+        "source": format!("s3://{}/{key}", stack.names.inbox_bucket),
+        "preset": "mp4-360p",
+        "notify_url": notify_url,
+        "user_metadata": {"order": "42"}
+    });
+    let (status, job) = ApiClient::new(&stack.api_url).create_job(&body, None).await.unwrap();
+    assert_eq!(status, 201, "{job}");
+    job["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_transition_arrives_once_signed_on_the_webhook_and_on_sns() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), true);
+    let stack = spawn_stack_with("notify-all", 1, |o| o.config_path = Some(cfg)).await;
+    let all = subscribe(&stack, "all", None).await;
+    let completions = subscribe(&stack, "done", Some(json!({"state": ["complete"]}))).await;
+    // the receiver is "down" for each event's first two attempts
+    let secret = stack.env[nommer_shared::settings::WEBHOOK_SECRET].clone();
+    let rx = Receiver::start(dir.path(), &secret, 2);
+    let id = submit(&stack, dir.path(), &rx.url).await;
+
+    let job = ApiClient::new(&stack.api_url)
+        .wait(&id, Duration::from_secs(180), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(job.state, JobState::Complete, "{job:#?}");
+    let expected = [
+        JobState::Submitted,
+        JobState::Queued,
+        JobState::Downloading,
+        JobState::Encoding,
+        JobState::Uploading,
+        JobState::Complete,
+    ];
+    let delivered: Vec<Value> = eventually(Duration::from_secs(60), "every event delivered", || async {
+        let ok: Vec<Value> = rx
+            .received()
+            .into_iter()
+            .filter(|r| r["answered"] == 200 && r["event"]["type"] == "job.state_changed")
+            .collect();
+        (ok.len() >= expected.len()).then_some(ok)
+    })
+    .await;
+    let mut states: Vec<(String, String)> = delivered
+        .iter()
+        .map(|r| {
+            (
+                r["event"]["time"].as_str().unwrap().to_string(),
+                r["event"]["job"]["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    states.sort();
+    let names: Vec<&str> = states.iter().map(|(_, s)| s.as_str()).collect();
+    assert_eq!(
+        names,
+        expected.map(|s| s.as_str()),
+        "each transition once, none skipped"
+    );
+    for r in &delivered {
+        assert_eq!(r["verified"], true, "signed per Standard Webhooks: {r}");
+        assert_eq!(r["attempt"], 3, "arrived on the third try: {r}");
+        assert_eq!(r["event"]["version"], "1");
+        assert_eq!(r["event"]["job"]["id"], id.as_str());
+        assert_eq!(r["event"]["job"]["user_metadata"]["order"], "42");
+    }
+    let by_id: BTreeMap<String, usize> = rx.received().iter().fold(BTreeMap::new(), |mut m, r| {
+        *m.entry(r["id"].as_str().unwrap().to_string()).or_default() += 1;
+        m
+    });
+    assert!(
+        by_id.values().all(|n| *n == 3),
+        "every event tried three times, no more: {by_id:?}"
+    );
+    let done = delivered
+        .iter()
+        .find(|r| r["event"]["job"]["state"] == "complete")
+        .unwrap();
+    assert_eq!(done["event"]["job"]["previous_state"], "uploading");
+    assert!(
+        !done["event"]["job"]["outputs"].as_array().unwrap().is_empty(),
+        "{done}"
+    );
+
+    // the attempts are recorded on the job
+    let view: Value = reqwest::get(format!("{}/jobs/{id}", stack.api_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let attempts = view["deliveries"].as_array().expect("deliveries on the job");
+    let complete: Vec<&Value> = attempts.iter().filter(|a| a["state"] == "complete").collect();
+    let outcomes: Vec<(u64, &str)> = complete
+        .iter()
+        .map(|a| (a["attempt"].as_u64().unwrap(), a["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [(1, "retry"), (2, "retry"), (3, "delivered")],
+        "{attempts:#?}"
+    );
+    assert_eq!(complete[0]["status"], 500);
+
+    // SNS: the same events; the filtered subscription gets the completion only
+    let sns_all = eventually(Duration::from_secs(30), "all events on SNS", || async {
+        let v = drain(&stack, &all).await;
+        (!v.is_empty()).then_some(v)
+    })
+    .await;
+    let mut sns_all = sns_all;
+    sns_all.extend(drain(&stack, &all).await);
+    let mine: Vec<&Value> = sns_all.iter().filter(|e| e["job"]["id"] == id.as_str()).collect();
+    let sns_ids: std::collections::BTreeSet<&str> = mine
+        .iter()
+        .filter(|e| e["type"] == "job.state_changed")
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    let hook_ids: std::collections::BTreeSet<&str> = delivered.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        sns_ids, hook_ids,
+        "SNS and the webhook carry the same events, with the same ids"
+    );
+    let done = drain(&stack, &completions).await;
+    assert_eq!(
+        done.len(),
+        1,
+        "the filter policy lets only completions through: {done:#?}"
+    );
+    assert_eq!(done[0]["job"]["state"], "complete");
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_to_loopback_and_metadata_addresses_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), false);
+    let stack = spawn_stack_with("notify-ssrf", 0, |o| o.config_path = Some(cfg)).await;
+    let secret = stack.env[nommer_shared::settings::WEBHOOK_SECRET].clone();
+    let rx = Receiver::start(dir.path(), &secret, 0);
+    let loopback = submit(&stack, dir.path(), &rx.url).await;
+    let metadata = submit(&stack, dir.path(), "http://169.254.169.254/latest/meta-data/").await;
+    for id in [&loopback, &metadata] {
+        let attempts: Vec<Value> = eventually(Duration::from_secs(60), "refusals recorded", || async {
+            let v: Value = reqwest::get(format!("{}/jobs/{id}", stack.api_url))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let a = v["deliveries"].as_array().cloned().unwrap_or_default();
+            (a.len() >= 2).then_some(a)
+        })
+        .await;
+        for a in &attempts {
+            assert_eq!(a["outcome"], "dead_lettered", "refused at once, never retried: {a}");
+            assert_eq!(a["attempt"], 1);
+            let e = a["error"].as_str().unwrap();
+            assert!(e.contains("private, loopback or link-local"), "{e}");
+        }
+    }
+    let parked = drain(&stack, &stack.urls.webhooks_dlq).await;
+    assert!(parked.len() >= 4, "parked with their reason: {parked:#?}");
+    assert!(parked.iter().all(|p| p["reason"].as_str().unwrap().contains("refused")));
+    assert!(rx.received().is_empty(), "nothing reached the loopback receiver");
+    stack.shutdown().await;
+}
