@@ -26,6 +26,13 @@ pub fn project_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+pub const JSONSCHEMA_VERSION: &str = "4.26.0";
+
+/// The project venv's Python (moto and jsonschema are installed in it).
+pub fn venv_python() -> PathBuf {
+    venv_dir().join("bin").join("python")
+}
+
 fn venv_dir() -> PathBuf {
     project_root().join(".nommer").join("venv")
 }
@@ -38,7 +45,7 @@ pub fn ensure_installed() -> anyhow::Result<PathBuf> {
     }
     let venv = venv_dir();
     let bin = venv.join("bin").join("moto_server");
-    let stamp = venv.join(format!(".moto-{MOTO_VERSION}"));
+    let stamp = venv.join(format!(".moto-{MOTO_VERSION}-jsonschema-{JSONSCHEMA_VERSION}"));
     if bin.exists() && stamp.exists() {
         return Ok(bin);
     }
@@ -69,6 +76,8 @@ pub fn ensure_installed() -> anyhow::Result<PathBuf> {
             "--quiet",
             "--disable-pip-version-check",
             &format!("moto[server]=={MOTO_VERSION}"),
+            // validates the event schema in the tests
+            &format!("jsonschema=={JSONSCHEMA_VERSION}"),
         ])
         .status()
         .context("running pip")?;

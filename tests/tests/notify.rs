@@ -160,6 +160,44 @@ async fn submit(stack: &nommer::LocalStack, dir: &Path, notify_url: &str) -> Str
     job["id"].as_str().unwrap().to_string()
 }
 
+/// Validates events against docs/events.schema.json with Python's jsonschema (installed
+/// in the project venv beside the emulator).
+fn validate_against_schema(dir: &Path, events: &[Value]) {
+    assert!(!events.is_empty());
+    let file = dir.join("events.json");
+    std::fs::write(&file, serde_json::to_vec(events).unwrap()).unwrap();
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/events.schema.json");
+    let check = "import json,sys,jsonschema\n\
+schema=json.load(open(sys.argv[1]))\n\
+jsonschema.Draft202012Validator.check_schema(schema)\n\
+v=jsonschema.Draft202012Validator(schema)\n\
+bad=[(i,e.message) for i,ev in enumerate(json.load(open(sys.argv[2]))) for e in v.iter_errors(ev)]\n\
+print(bad); sys.exit(1 if bad else 0)\n";
+    let out = std::process::Command::new(nommer::emulator::venv_python())
+        .args(["-c", check])
+        .arg(&schema)
+        .arg(&file)
+        .output()
+        .expect("the venv's python runs");
+    assert!(
+        out.status.success(),
+        "events do not match the schema: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // and the check can fail: an event without its id is refused
+    let mut broken = events[0].clone();
+    broken.as_object_mut().unwrap().remove("id");
+    std::fs::write(&file, serde_json::to_vec(&[broken]).unwrap()).unwrap();
+    let out = std::process::Command::new(nommer::emulator::venv_python())
+        .args(["-c", check])
+        .arg(&schema)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the schema check catches a broken event");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_transition_arrives_once_signed_on_the_webhook_and_on_sns() {
     let dir = tempfile::tempdir().unwrap();
@@ -274,6 +312,10 @@ async fn every_transition_arrives_once_signed_on_the_webhook_and_on_sns() {
         sns_ids, hook_ids,
         "SNS and the webhook carry the same events, with the same ids"
     );
+    // every event, from both channels, is valid against the documented schema
+    let mut every: Vec<Value> = rx.received().into_iter().map(|r| r["event"].clone()).collect();
+    every.extend(sns_all.iter().cloned());
+    validate_against_schema(dir.path(), &every);
     let done = drain(&stack, &completions).await;
     assert_eq!(
         done.len(),
