@@ -9,5 +9,6 @@ pub mod media;
 pub mod resources;
 pub mod stack;
 pub mod standin;
+pub mod watch;
 
 pub use stack::{LocalStack, StackOptions};

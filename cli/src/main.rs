@@ -31,6 +31,22 @@ enum Cmd {
         workers: usize,
         #[arg(long, default_value = "nommer")]
         stack: String,
+        /// Print job events (the SNS topic's) as they arrive.
+        #[arg(long)]
+        events: bool,
+    },
+    /// Print job events as they arrive on the events topic (of the local stack or AWS:
+    /// the SDK's usual configuration, AWS_ENDPOINT_URL for an emulator).
+    Events {
+        /// The events topic (default: NOMMER_EVENTS_TOPIC_ARN).
+        #[arg(long, env = "NOMMER_EVENTS_TOPIC_ARN")]
+        topic_arn: String,
+        /// Only these states (repeatable), through an SNS filter policy.
+        #[arg(long = "state")]
+        states: Vec<String>,
+        /// Print the whole event as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// List the presets.
     Presets,
@@ -52,7 +68,42 @@ async fn main() {
             preset,
             keep_running,
         } => demo::run(file, &preset, keep_running).await,
-        Cmd::Up { port, workers, stack } => up(port, workers, &stack).await,
+        Cmd::Up {
+            port,
+            workers,
+            stack,
+            events,
+        } => up(port, workers, &stack, events).await,
+        Cmd::Events {
+            topic_arn,
+            states,
+            json,
+        } => {
+            for st in &states {
+                if nommer_shared::JobState::parse(st).is_none() {
+                    eprintln!("nommer: `{st}` is not a state; states: submitted queued downloading encoding uploading complete failed cancelled");
+                    std::process::exit(2);
+                }
+            }
+            let config = nommer_shared::aws::sdk_config().await;
+            eprintln!("nommer: watching {topic_arn}; Ctrl-C stops");
+            nommer::watch::watch(
+                &config,
+                &topic_arn,
+                &states,
+                |e| {
+                    if json {
+                        println!("{}", serde_json::to_string(&e).unwrap_or_default());
+                    } else {
+                        println!("{}", nommer::watch::line(&e));
+                    }
+                },
+                async {
+                    let _ = tokio::signal::ctrl_c().await;
+                },
+            )
+            .await
+        }
         Cmd::Presets => {
             for p in nommer_shared::presets::Catalog::builtin().iter() {
                 println!("{:<12} {}", p.name, p.description);
@@ -66,7 +117,7 @@ async fn main() {
     }
 }
 
-async fn up(port: u16, workers: usize, stack: &str) -> anyhow::Result<()> {
+async fn up(port: u16, workers: usize, stack: &str, events: bool) -> anyhow::Result<()> {
     let log_dir = nommer::emulator::project_root()
         .join(".nommer")
         .join("logs")
@@ -80,7 +131,22 @@ async fn up(port: u16, workers: usize, stack: &str) -> anyhow::Result<()> {
     println!("  outbox s3://{}/", s.names.outbox_bucket);
     demo::print_env(&s);
     println!("Ctrl-C stops it.");
-    tokio::signal::ctrl_c().await?;
+    if events {
+        let topic = s.urls.topic_arn.clone();
+        println!("events (job.state_changed, job.progress):");
+        nommer::watch::watch(
+            &s.config,
+            &topic,
+            &[],
+            |e| println!("  {}", nommer::watch::line(&e)),
+            async {
+                let _ = tokio::signal::ctrl_c().await;
+            },
+        )
+        .await?;
+    } else {
+        tokio::signal::ctrl_c().await?;
+    }
     s.shutdown().await;
     Ok(())
 }

@@ -360,3 +360,64 @@ async fn webhooks_to_loopback_and_metadata_addresses_are_refused() {
     assert!(rx.received().is_empty(), "nothing reached the loopback receiver");
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_prints_events_as_they_arrive() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let stack = spawn_stack_with("notify-cli", 1, |_| {}).await;
+    let bin = nommer::stack::locate_binary("nommer").unwrap();
+    let mut child = std::process::Command::new(bin)
+        .args(["events", "--topic-arn"])
+        .arg(&stack.env[nommer_shared::settings::EVENTS_TOPIC_ARN])
+        .env("AWS_ENDPOINT_URL", &stack.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", nommer::emulator::REGION)
+        .env_remove("AWS_PROFILE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // it says when it is subscribed
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    err.read_line(&mut first).unwrap();
+    assert!(first.contains("watching"), "{first}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let id = submit(&stack, dir.path(), "https://hooks.example.invalid/none").await;
+    let out = child.stdout.take().unwrap();
+    let wanted = id.clone();
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        for l in std::io::BufReader::new(out).lines() {
+            let l = l.unwrap();
+            let done = l.contains(&wanted) && l.contains("→ complete");
+            seen.push(l);
+            if done {
+                break;
+            }
+        }
+        seen
+    });
+    let lines = tokio::time::timeout(Duration::from_secs(120), lines)
+        .await
+        .expect("the completion is printed")
+        .unwrap();
+    let _ = child.kill();
+    let mine: Vec<&String> = lines.iter().filter(|l| l.contains(&id)).collect();
+    for st in [
+        "submitted",
+        "queued",
+        "downloading",
+        "encoding",
+        "uploading",
+        "complete",
+    ] {
+        assert!(
+            mine.iter().any(|l| l.contains(&format!("→ {st}"))),
+            "{st} printed: {mine:#?}"
+        );
+    }
+    stack.shutdown().await;
+}
