@@ -4,7 +4,7 @@ delivery with the Standard Webhooks algorithm (HMAC-SHA256 over "id.timestamp.bo
 the base64 key after "whsec_"), answers 500 to the first FAIL_FIRST attempts of every
 webhook-id, and logs each verified delivery as a JSON line.
 
-usage: webhook_receiver.py PORT_FILE SECRET FAIL_FIRST LOG_FILE
+usage: webhook_receiver.py PORT_FILE SECRET FAIL_FIRST LOG_FILE [PORT]
 """
 import base64
 import hashlib
@@ -56,7 +56,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+port = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
 with open(port_file + ".tmp", "w") as f:
     f.write(str(server.server_address[1]))
 import os

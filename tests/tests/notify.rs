@@ -28,7 +28,13 @@ impl Drop for Receiver {
 
 impl Receiver {
     fn start(dir: &Path, secret: &str, fail_first: u32) -> Receiver {
+        Self::start_on(dir, secret, fail_first, 0)
+    }
+
+    /// On a given port (0: any).
+    fn start_on(dir: &Path, secret: &str, fail_first: u32, port: u16) -> Receiver {
         let port_file = dir.join("port");
+        let _ = std::fs::remove_file(&port_file);
         let log = dir.join("received.jsonl");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("support/webhook_receiver.py");
         let child = std::process::Command::new("python3")
@@ -37,6 +43,7 @@ impl Receiver {
             .arg(secret)
             .arg(fail_first.to_string())
             .arg(&log)
+            .arg(port.to_string())
             .spawn()
             .expect("python3 runs the receiver");
         let started = std::time::Instant::now();
@@ -65,12 +72,14 @@ impl Receiver {
 }
 
 fn config(dir: &Path, allow_private: bool) -> PathBuf {
+    config_with(dir, allow_private, "[0, 1, 1, 1, 1, 1, 1, 1]")
+}
+
+fn config_with(dir: &Path, allow_private: bool, retry_seconds: &str) -> PathBuf {
     let p = dir.join("nommer.toml");
     std::fs::write(
         &p,
-        format!(
-            "[webhooks]\nallow_http = true\nallow_private = {allow_private}\nretry_seconds = [0, 1, 1, 1, 1, 1, 1, 1]\n"
-        ),
+        format!("[webhooks]\nallow_http = true\nallow_private = {allow_private}\nretry_seconds = {retry_seconds}\n"),
     )
     .unwrap();
     p
@@ -419,5 +428,74 @@ async fn the_cli_prints_events_as_they_arrive() {
             "{st} printed: {mine:#?}"
         );
     }
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_was_down_gets_every_event_when_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_with(dir.path(), true, "[0, 1, 2, 3, 4, 5, 6, 7]");
+    let stack = spawn_stack_with("notify-down", 0, |o| o.config_path = Some(cfg)).await;
+    let secret = stack.env[nommer_shared::settings::WEBHOOK_SECRET].clone();
+    // a port with nothing listening yet
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let id = submit(&stack, dir.path(), &format!("http://127.0.0.1:{port}/hook")).await;
+    let api = ApiClient::new(&stack.api_url);
+    // submitted and queued (no workers): both fail while the receiver is down
+    eventually(Duration::from_secs(30), "failed attempts while down", || async {
+        let v: Value = reqwest::get(format!("{}/jobs/{id}", stack.api_url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let a = v["deliveries"].as_array().cloned().unwrap_or_default();
+        (a.iter().filter(|a| a["outcome"] == "retry").count() >= 2).then_some(())
+    })
+    .await;
+    let rx = Receiver::start_on(dir.path(), &secret, 0, port);
+    let got = eventually(
+        Duration::from_secs(60),
+        "both events after the receiver is back",
+        || async {
+            let ok: Vec<Value> = rx
+                .received()
+                .into_iter()
+                .filter(|r| r["answered"] == 200 && r["verified"] == true)
+                .collect();
+            (ok.len() >= 2).then_some(ok)
+        },
+    )
+    .await;
+    let mut states: Vec<&str> = got
+        .iter()
+        .map(|r| r["event"]["job"]["state"].as_str().unwrap())
+        .collect();
+    states.sort();
+    assert_eq!(states, ["queued", "submitted"]);
+    let job = api.get_job(&id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Queued);
+    let v: Value = reqwest::get(format!("{}/jobs/{id}", stack.api_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let attempts = v["deliveries"].as_array().unwrap();
+    let first = attempts.iter().find(|a| a["attempt"] == 1).unwrap();
+    assert!(
+        first["status"].is_null() && first["outcome"] == "retry",
+        "connection refused, retried: {first}"
+    );
+    assert!(
+        attempts
+            .iter()
+            .any(|a| a["outcome"] == "delivered" && a["attempt"].as_u64().unwrap() > 1),
+        "{attempts:#?}"
+    );
     stack.shutdown().await;
 }
