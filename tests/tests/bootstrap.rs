@@ -130,7 +130,15 @@ async fn api_bootstrap_answers_an_api_gateway_v2_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bootstrap_without_its_config_says_which_variable_is_missing() {
     let env = HashMap::from([("AWS_REGION".to_string(), "us-east-1".to_string())]);
-    for bin in ["ingest", "dispatch", "api"] {
+    for bin in [
+        "ingest",
+        "dispatch",
+        "api",
+        "notify",
+        "notify-deliver",
+        "encodingcom-callback",
+        "encodingcom-poller",
+    ] {
         let r = invoke_binary(&locate_binary(bin).unwrap(), &env, json!({})).await;
         let msg = match r {
             Err(stderr) => stderr,
@@ -139,4 +147,114 @@ async fn a_bootstrap_without_its_config_says_which_variable_is_missing() {
         };
         assert!(msg.contains("NOMMER_"), "{bin}: {msg}");
     }
+}
+
+fn stream_event(records: Vec<serde_json::Value>) -> serde_json::Value {
+    json!({ "Records": records })
+}
+
+fn stream_record(seq: &str, image: serde_json::Value) -> serde_json::Value {
+    json!({
+        "eventID": format!("e{seq}"), "eventName": "INSERT", "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+        "dynamodb": { "ApproximateCreationDateTime": 1764000000.0, "Keys": { "pk": image["pk"].clone() },
+                      "NewImage": image, "SequenceNumber": seq, "SizeBytes": 100,
+                      "StreamViewType": "NEW_AND_OLD_IMAGES" },
+        "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026-11-25T00:00:00.000"
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_bootstrap_publishes_a_stream_records_event_and_reports_a_bad_record() {
+    let stack = spawn_stack("bootnotify", 0).await;
+    let job = nommer_tests::submitted_job(&stack.names.inbox_bucket);
+    let doc = serde_json::to_string(&job).unwrap();
+    let good = stream_record(
+        "100",
+        json!({"pk": {"S": job.id}, "kind": {"S": "job"}, "doc": {"S": doc}}),
+    );
+    let other = stream_record("101", json!({"pk": {"S": "event#x"}, "kind": {"S": "event"}}));
+    let bad = stream_record(
+        "102",
+        json!({"pk": {"S": "jbad"}, "kind": {"S": "job"}, "doc": {"S": "{not json"}}),
+    );
+    let reply = invoke_binary(
+        &locate_binary("notify").unwrap(),
+        &lambda_env(&stack),
+        stream_event(vec![good, other, bad]),
+    )
+    .await
+    .unwrap();
+    let Reply::Response(r) = reply else { panic!("{reply:?}") };
+    assert_eq!(
+        r,
+        json!({ "batchItemFailures": [{ "itemIdentifier": "102" }] }),
+        "the bad record is named"
+    );
+    // the good record's event went out: its marker says published
+    let marker = nommer_shared::aws::dynamodb_client(&stack.config)
+        .scan()
+        .table_name(&stack.names.table)
+        .send()
+        .await
+        .unwrap()
+        .items()
+        .iter()
+        .filter(|i| i["pk"].as_s().unwrap().starts_with("event#"))
+        .map(|i| *i["published"].as_bool().unwrap())
+        .collect::<Vec<_>>();
+    assert_eq!(marker, [true], "one event, published");
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliver_bootstrap_parks_a_refused_delivery_and_fails_a_malformed_one() {
+    let stack = spawn_stack("bootdeliver", 0).await;
+    let job = nommer_tests::submitted_job(&stack.names.inbox_bucket);
+    let event = nommer_shared::events::from_change(None, &job).remove(0);
+    let delivery = nommer_shared::notify::Delivery {
+        event,
+        target: nommer_shared::notify::Target::Job {
+            url: "https://169.254.169.254/latest/meta-data/".into(),
+        },
+        attempt: 1,
+        not_before: chrono::Utc::now(),
+    };
+    let mut ev = sqs_event(&serde_json::to_string(&delivery).unwrap());
+    let mut bad = ev["Records"][0].clone();
+    bad["messageId"] = json!("bad-one");
+    bad["body"] = json!("{}");
+    ev["Records"].as_array_mut().unwrap().push(bad);
+    let reply = invoke_binary(&locate_binary("notify-deliver").unwrap(), &lambda_env(&stack), ev)
+        .await
+        .unwrap();
+    let Reply::Response(r) = reply else { panic!("{reply:?}") };
+    assert_eq!(r, json!({ "batchItemFailures": [{ "itemIdentifier": "bad-one" }] }));
+    let q = SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config));
+    assert_eq!(
+        q.depth(&stack.urls.webhooks_dlq).await.unwrap().0,
+        1,
+        "parked with its reason"
+    );
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encodingcom_poller_bootstrap_answers_a_schedule_event() {
+    let stack = spawn_stack("bootpoller", 0).await;
+    let event = json!({
+        "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": "123456789012", "time": "2026-11-25T10:00:00Z",
+        "region": "us-east-1", "resources": ["arn:aws:events:us-east-1:123456789012:rule/poll"], "detail": {}
+    });
+    let reply = invoke_binary(
+        &locate_binary("encodingcom-poller").unwrap(),
+        &lambda_env(&stack),
+        event,
+    )
+    .await
+    .unwrap();
+    let Reply::Response(r) = reply else { panic!("{reply:?}") };
+    assert_eq!(r, json!({ "jobs": 0 }));
+    stack.shutdown().await;
 }
