@@ -356,6 +356,9 @@ pub struct Job {
     /// The job's task at a remote backend (Encoding.com).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<RemoteTask>,
+    /// The failed job this one retries (`POST /jobs/{id}/retry`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     #[serde(default)]
@@ -414,6 +417,7 @@ impl Job {
             source_hints: None,
             routing: None,
             remote: None,
+            retry_of: None,
             created_at: now,
             updated_at: now,
             history: vec![HistoryEntry {

@@ -265,4 +265,71 @@ impl DynamoJobStore {
             .and_then(|v| v.as_s().ok())
             .cloned())
     }
+
+    /// One page of jobs, newest first: jobs in any of `states` created in `[from, to]`,
+    /// strictly before `before` (the `created_at` key of the previous page's last job),
+    /// that `keep` accepts. Returns the page and the cursor for the next one.
+    pub async fn list_page(
+        &self,
+        states: &[JobState],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        before: Option<&str>,
+        limit: usize,
+        keep: impl Fn(&Job) -> bool,
+    ) -> Result<(Vec<Job>, Option<String>), StoreError> {
+        let key_of = |j: &Job| format!("{}#{}", j.created_at.to_rfc3339(), j.id);
+        let mut upper = match before {
+            Some(b) => b.to_string(),
+            None => format!("{}~", to.to_rfc3339()),
+        };
+        let lower = from.to_rfc3339();
+        let mut page: Vec<Job> = Vec::new();
+        // a filter may drop jobs: read on, a bounded number of rounds
+        for _ in 0..10 {
+            let mut batch: Vec<Job> = Vec::new();
+            for st in states {
+                let out = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(STATE_INDEX)
+                    .key_condition_expression("#state = :state AND created_at BETWEEN :from AND :to")
+                    .expression_attribute_names("#state", "state")
+                    .expression_attribute_values(":state", s(st.as_str()))
+                    .expression_attribute_values(":from", s(&lower))
+                    .expression_attribute_values(":to", s(&upper))
+                    .scan_index_forward(false)
+                    .limit(limit as i32 + 1)
+                    .send()
+                    .await
+                    .map_err(aws_err)?;
+                for item in out.items() {
+                    let id = item.get("pk").and_then(|p| p.as_s().ok()).cloned().unwrap_or_default();
+                    batch.push(Self::from_item(&id, item)?);
+                }
+            }
+            batch.retain(|j| key_of(j) < upper);
+            batch.sort_by_key(|j| std::cmp::Reverse(key_of(j)));
+            // each state gave its newest limit+1: the merged newest limit+1 are the newest overall
+            batch.truncate(limit + 1);
+            let exhausted = batch.len() <= limit;
+            for j in &batch {
+                if page.len() == limit {
+                    // more remain: the next page starts below this page's last job
+                    let cursor = page.last().map(key_of);
+                    return Ok((page, cursor));
+                }
+                if keep(j) {
+                    page.push(j.clone());
+                }
+            }
+            if exhausted {
+                return Ok((page, None));
+            }
+            upper = key_of(batch.last().expect("not exhausted, so not empty"));
+        }
+        let cursor = page.last().map(key_of);
+        Ok((page, cursor))
+    }
 }

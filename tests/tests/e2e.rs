@@ -547,3 +547,239 @@ async fn a_worker_stopped_with_sigterm_gives_its_job_back_at_once() {
 async fn a_spot_interruption_notice_gives_the_job_back() {
     interrupted_mid_encode_gives_the_job_back(Interrupt::SpotNotice).await;
 }
+
+/// The FFmpeg processes running under a worker (its children, by /proc).
+fn ffmpeg_children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let children = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        for c in children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()) {
+            let comm = std::fs::read_to_string(format!("/proc/{c}/comm")).unwrap_or_default();
+            if comm.trim() == "ffmpeg" {
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_running_job_stops_its_ffmpeg_and_frees_the_worker() {
+    let stack = spawn_stack("cancel-run", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let long = dir.path().join("long.mp4");
+    media::generate_clip(&long, 90, 640, 360, true).unwrap();
+    // VP9 on 90 s: long enough to be caught in the middle
+    let id = upload(&stack, &long, "inbox/webm-vp9-720p/long.mp4").await;
+    let api = ApiClient::new(&stack.api_url);
+    encoding(&api, &id).await;
+    let pid = stack.workers()[0].pid().unwrap();
+    eventually(Duration::from_secs(30), "ffmpeg runs", || async {
+        (!ffmpeg_children(pid).is_empty()).then_some(())
+    })
+    .await;
+    let r = reqwest::Client::new()
+        .post(format!("{}/jobs/{id}/cancel", stack.api_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    eventually(Duration::from_secs(20), "ffmpeg stopped", || async {
+        ffmpeg_children(pid).is_empty().then_some(())
+    })
+    .await;
+    // the worker is free: a short job runs to the end while the long one stays cancelled
+    let short = dir.path().join("short.mp4");
+    media::generate_clip(&short, 2, 320, 240, true).unwrap();
+    let next = upload(&stack, &short, "inbox/mp4-360p/short.mp4").await;
+    let done = wait_job(&stack, &next).await;
+    assert_eq!(done.state, JobState::Complete, "{done:#?}");
+    let job = api.get_job(&id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Cancelled, "{job:#?}");
+    assert!(job.manifest.is_empty(), "nothing was uploaded for the cancelled job");
+    let listed = objects(&stack)
+        .list(&stack.names.outbox_bucket, &format!("{id}/"))
+        .await
+        .unwrap();
+    assert!(listed.is_empty(), "{listed:?}");
+    assert!(
+        stack.worker_logs(200).contains("stopping its work"),
+        "{}",
+        stack.worker_logs(40)
+    );
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presets_health_and_retrying_a_cancelled_job() {
+    let stack = spawn_stack("api-more", 0).await;
+    let http = reqwest::Client::new();
+    let base = &stack.api_url;
+    let health: serde_json::Value = http
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok", "{health}");
+    let presets: serde_json::Value = http
+        .get(format!("{base}/presets"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(presets["default"], "mp4-720p");
+    let names: Vec<&str> = presets["presets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"hls") && names.contains(&"sprite"), "{names:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("r.mp4");
+    media::generate_clip(&src, 1, 160, 120, true).unwrap();
+    objects(&stack)
+        .upload_file(&stack.names.inbox_bucket, "sources/r.mp4", &src, "video/mp4")
+        .await
+        .unwrap();
+    let api = ApiClient::new(base);
+    let body = json!({"source": format!("s3://{}/sources/r.mp4", stack.names.inbox_bucket),
+                      "preset": "mp4-360p", "user_metadata": {"k": "v"}});
+    let (status, job) = api.create_job(&body, None).await.unwrap();
+    assert_eq!(status, 201);
+    let id = job["id"].as_str().unwrap().to_string();
+    // a queued job cannot be retried; cancel it first
+    let r = http.post(format!("{base}/jobs/{id}/retry")).send().await.unwrap();
+    assert_eq!(r.status(), 409);
+    assert_eq!(
+        http.post(format!("{base}/jobs/{id}/cancel"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let retry = |key: &'static str| {
+        http.post(format!("{base}/jobs/{id}/retry"))
+            .header("Idempotency-Key", key)
+            .send()
+    };
+    let r = retry("again-1").await.unwrap();
+    assert_eq!(r.status(), 201);
+    let new: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(new["retry_of"], id.as_str());
+    assert_ne!(new["id"], id.as_str());
+    assert_eq!(new["user_metadata"]["k"], "v");
+    let r = retry("again-1").await.unwrap();
+    assert_eq!(r.status(), 200, "the same key gives the same retry");
+    let same: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(same["id"], new["id"]);
+    let old = api.get_job(&id).await.unwrap().unwrap();
+    assert_eq!(old.state, JobState::Cancelled, "the old job stays as it ended");
+    let missing = http
+        .post(format!("{base}/jobs/j00000000000000000000000000000000/retry"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_are_listed_newest_first_with_filters_and_cursors() {
+    let stack = spawn_stack("api-list", 0).await;
+    let http = reqwest::Client::new();
+    let base = &stack.api_url;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("l.mp4");
+    media::generate_clip(&src, 1, 160, 120, false).unwrap();
+    objects(&stack)
+        .upload_file(&stack.names.inbox_bucket, "sources/l.mp4", &src, "video/mp4")
+        .await
+        .unwrap();
+    let api = ApiClient::new(base);
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let team = if i % 2 == 0 { "red" } else { "blue" };
+        let body = json!({"source": format!("s3://{}/sources/l.mp4", stack.names.inbox_bucket),
+                          "preset": "mp4-360p", "user_metadata": {"team": team}});
+        let (status, job) = api.create_job(&body, None).await.unwrap();
+        assert_eq!(status, 201);
+        ids.push(job["id"].as_str().unwrap().to_string());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    http.post(format!("{base}/jobs/{}/cancel", ids[1]))
+        .send()
+        .await
+        .unwrap();
+    let get = |q: String| {
+        let http = http.clone();
+        async move {
+            let r = http.get(format!("{base}/jobs?{q}")).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    // pages of two, newest first, every job once
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let q = match &cursor {
+            Some(c) => format!("limit=2&cursor={c}"),
+            None => "limit=2".into(),
+        };
+        let (status, page) = get(q).await;
+        assert_eq!(status, 200, "{page}");
+        pages += 1;
+        for j in page["jobs"].as_array().unwrap() {
+            seen.push(j["id"].as_str().unwrap().to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+        assert!(pages < 10);
+    }
+    let mut newest_first = ids.clone();
+    newest_first.reverse();
+    assert_eq!(seen, newest_first);
+    assert_eq!(pages, 3);
+    let (_, cancelled) = get("state=cancelled".into()).await;
+    let c: Vec<&str> = cancelled["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(c, [ids[1].as_str()]);
+    let (_, red) = get("metadata.team=red&state=queued,submitted".into()).await;
+    assert_eq!(red["jobs"].as_array().unwrap().len(), 3, "{red}");
+    let (_, none) = get("created_before=2000-01-01T00:00:00Z".into()).await;
+    assert!(none["jobs"].as_array().unwrap().is_empty(), "{none}");
+    let (_, recent) = get(format!(
+        "created_after={}",
+        (chrono::Utc::now() - chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M:%SZ")
+    ))
+    .await;
+    assert_eq!(recent["jobs"].as_array().unwrap().len(), 5, "{recent}");
+    let (status, bad) = get("created_after=2099-01-01T00:00:00Z".into()).await;
+    assert_eq!((status, bad["field"].as_str()), (400, Some("created_after")), "{bad}");
+    let (status, bad) = get("state=done".into()).await;
+    assert_eq!((status, bad["field"].as_str()), (400, Some("state")), "{bad}");
+    let (status, bad) = get("cursor=zzz".into()).await;
+    assert_eq!((status, bad["field"].as_str()), (400, Some("cursor")), "{bad}");
+    let (status, bad) = get("sort=asc".into()).await;
+    assert_eq!((status, bad["field"].as_str()), (400, Some("sort")), "{bad}");
+    stack.shutdown().await;
+}

@@ -91,9 +91,31 @@ struct Held {
     store: DynamoJobStore,
     worker_id: String,
     message_id: String,
+    /// Set when the job turns out to be finished by someone else (a cancel): whatever
+    /// runs for it stops.
+    stop: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Held {
+    /// After a lost conditional write: if the job is now terminal (cancelled, or failed
+    /// by another hand), everything working on it is told to stop.
+    async fn on_conflict(&self, e: &StoreError) {
+        if let StoreError::Conflict { id, .. } = e {
+            if let Ok(Some(now)) = self.store.get(id).await {
+                if now.state.is_terminal() {
+                    tracing::info!(job_id = %id, state = %now.state, "the job was finished elsewhere (cancelled?); stopping its work");
+                    self.stop.send_replace(true);
+                }
+            }
+        }
+    }
+
+    /// Resolves once the job must stop.
+    async fn stopped(&self) {
+        let mut rx = self.stop.subscribe();
+        let _ = rx.wait_for(|v| *v).await;
+    }
+
     async fn transition(&self, t: Transition, note: Option<String>) -> Result<Job, StoreError> {
         let mut guard = self.job.lock().await;
         let mut next = guard.clone();
@@ -101,7 +123,13 @@ impl Held {
         next.heartbeat_at = Some(Utc::now());
         next.worker = Some(self.worker_id.clone());
         next.message_id = Some(self.message_id.clone());
-        let stored = self.store.replace(&guard, next).await?;
+        let stored = match self.store.replace(&guard, next).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.on_conflict(&e).await;
+                return Err(e);
+            }
+        };
         tracing::info!(job_id = %stored.id, state = %stored.state, "job state changed");
         *guard = stored.clone();
         Ok(stored)
@@ -109,13 +137,20 @@ impl Held {
 
     async fn update(&self, change: impl FnOnce(&mut Job)) -> Result<Job, StoreError> {
         let mut guard = self.job.lock().await;
-        let stored = self
+        let stored = match self
             .store
             .update(&guard, |j| {
                 change(j);
                 j.heartbeat_at = Some(Utc::now());
             })
-            .await?;
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                self.on_conflict(&e).await;
+                return Err(e);
+            }
+        };
         *guard = stored.clone();
         Ok(stored)
     }
@@ -438,6 +473,7 @@ impl Worker {
             store: self.store.clone(),
             worker_id: self.settings.worker_id.clone(),
             message_id: msg.message_id.clone(),
+            stop: Arc::new(tokio::sync::watch::channel(false).0),
         };
         let heartbeat = Heartbeat::start(
             self.queue.clone(),
@@ -446,7 +482,12 @@ impl Worker {
             self.settings.visibility_timeout,
             held.clone(),
         );
-        let result = self.attempt(&held, dir.path()).await;
+        // a cancel stops the attempt wherever it is (FFmpeg's process group is killed
+        // when its future is dropped)
+        let result = tokio::select! {
+            r = self.attempt(&held, dir.path()) => r,
+            _ = held.stopped() => Err(JobFailure::Superseded("the job was cancelled or finished elsewhere".into())),
+        };
         heartbeat.stop().await;
         self.current.lock().unwrap().remove(&msg.receipt_handle);
         let job = held.snapshot().await;

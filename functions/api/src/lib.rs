@@ -1,7 +1,9 @@
 //! The HTTP API (API Gateway HTTP API → Lambda): an axum router.
 //!
 //! - `POST /jobs` creates a job (`Idempotency-Key` honoured)
-//! - `GET /jobs/{id}` reads one
+//! - `GET /jobs/{id}` reads one; `GET /jobs` lists them (filters, cursor pagination)
+//! - `POST /jobs/{id}/retry` makes a new job from a failed one
+//! - `GET /presets` lists the presets; `GET /health` says whether the table answers
 //! - `POST /jobs/{id}/cancel` cancels one (a queued job never starts; an Encoding.com
 //!   task gets `CancelMedia`)
 //!
@@ -72,9 +74,12 @@ pub fn router(state: Arc<ApiState>) -> Router {
 
 fn jobs_router() -> Router<Arc<ApiState>> {
     Router::new()
-        .route("/jobs", post(create_job))
+        .route("/jobs", post(create_job).get(list_jobs))
         .route("/jobs/{id}", get(get_job))
         .route("/jobs/{id}/cancel", post(cancel_job))
+        .route("/jobs/{id}/retry", post(retry_job))
+        .route("/presets", get(list_presets))
+        .route("/health", get(health))
 }
 
 /// `POST /jobs` body.
@@ -462,6 +467,178 @@ async fn create_job(State(state): State<Arc<ApiState>>, headers: HeaderMap, body
         )
         .with_field("Idempotency-Key")),
     }
+}
+
+/// `GET /jobs?state=…&created_after=…&created_before=…&metadata.<key>=<value>&limit=…&cursor=…`:
+/// newest first. `state` may repeat or be comma-separated; `cursor` is the
+/// `next_cursor` of the previous page.
+async fn list_jobs(
+    State(state): State<Arc<ApiState>>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Result<Json<serde_json::Value>, Problem> {
+    use base64::Engine;
+    let mut states: Vec<nommer_shared::JobState> = Vec::new();
+    let mut after = chrono::DateTime::<chrono::Utc>::from_timestamp(0, 0).expect("epoch");
+    let mut before = chrono::Utc::now() + chrono::Duration::days(1);
+    let mut meta: Vec<(String, String)> = Vec::new();
+    let mut limit = 20usize;
+    let mut cursor: Option<String> = None;
+    let time = |field: &str, v: &str| {
+        chrono::DateTime::parse_from_rfc3339(v)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .map_err(|_| invalid(field, "an RFC 3339 time such as 2026-11-25T10:00:00Z"))
+    };
+    for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let dec = |x: &str| {
+            percent_encoding::percent_decode_str(&x.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let (k, v) = (dec(k), dec(v));
+        match k.as_str() {
+            "state" => {
+                for st in v.split(',').filter(|x| !x.is_empty()) {
+                    states.push(nommer_shared::JobState::parse(st).ok_or_else(|| {
+                        invalid("state", format!("`{st}` is not a state; states: submitted, queued, downloading, encoding, uploading, complete, failed, cancelled"))
+                    })?);
+                }
+            }
+            "created_after" => after = time("created_after", &v)?,
+            "created_before" => before = time("created_before", &v)?,
+            "limit" => {
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=100).contains(n))
+                    .ok_or_else(|| invalid("limit", "a number from 1 to 100"))?
+            }
+            "cursor" => {
+                let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(v.as_bytes())
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .filter(|c| c.contains('#') && c.len() < 200)
+                    .ok_or_else(|| invalid("cursor", "not a cursor this API gave; start again without it"))?;
+                cursor = Some(raw);
+            }
+            other => {
+                match other.strip_prefix("metadata.") {
+                    Some(key) if !key.is_empty() => meta.push((key.to_string(), v)),
+                    _ => return Err(invalid(
+                        other,
+                        "unknown parameter; known: state, created_after, created_before, metadata.<key>, limit, cursor",
+                    )),
+                }
+            }
+        }
+    }
+    if after > before {
+        return Err(invalid("created_after", "is after created_before"));
+    }
+    if states.is_empty() {
+        states = nommer_shared::JobState::ALL.to_vec();
+    }
+    let (jobs, next) = state
+        .store
+        .list_page(&states, after, before, cursor.as_deref(), limit, |j| {
+            meta.iter().all(|(k, v)| j.user_metadata.get(k) == Some(v))
+        })
+        .await
+        .map_err(Problem::internal)?;
+    let next = next.map(|c| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(c));
+    Ok(Json(serde_json::json!({
+        "jobs": jobs.into_iter().map(public).collect::<Vec<_>>(),
+        "next_cursor": next,
+    })))
+}
+
+async fn list_presets(State(state): State<Arc<ApiState>>) -> Json<serde_json::Value> {
+    let presets: Vec<&Preset> = state.settings.config.catalog.iter().collect();
+    Json(serde_json::json!({ "default": state.settings.default_preset, "presets": presets }))
+}
+
+async fn health(State(state): State<Arc<ApiState>>) -> Response {
+    // the table is what every request needs; a read of a key that never exists proves it answers
+    match state.store.get("health#probe").await {
+        Ok(_) => (
+            StatusCode::OK,
+            Json(serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") })),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "health: the table does not answer");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({ "status": "unavailable", "detail": "the job table does not answer" })),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// `POST /jobs/{id}/retry`: a new job with the failed job's source, outputs, notify URL
+/// and metadata (`retry_of` names the old one). Jobs are never revived: a finished job
+/// stays as it ended. With `Idempotency-Key`, a repeated request returns the same retry.
+async fn retry_job(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let key = idempotency_key(&headers)?;
+    let not_found = || {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "job-not-found",
+            "Job not found",
+            format!("no job has id {id:?}"),
+        )
+    };
+    if !ids::looks_valid(&id) {
+        return Err(not_found());
+    }
+    let old = state
+        .store
+        .get(&id)
+        .await
+        .map_err(Problem::internal)?
+        .ok_or_else(not_found)?;
+    if !matches!(
+        old.state,
+        nommer_shared::JobState::Failed | nommer_shared::JobState::Cancelled
+    ) {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "job-not-failed",
+            "Only failed or cancelled jobs can be retried",
+            format!("the job is {}", old.state),
+        ));
+    }
+    let new_id = match &key {
+        Some(k) => ids::for_idempotency_key(&format!("retry:{id}:{k}")),
+        None => ids::random(),
+    };
+    let mut job = Job::new(
+        new_id,
+        Origin::Api,
+        old.source.clone(),
+        old.outputs.clone(),
+        chrono::Utc::now(),
+    );
+    job.source_etag = old.source_etag.clone();
+    job.notify_url = old.notify_url.clone();
+    job.user_metadata = old.user_metadata.clone();
+    job.source_hints = old.source_hints.clone();
+    job.retry_of = Some(old.id.clone());
+    let created = submit::create_and_enqueue(&state.store, &state.queue, &state.settings.jobs_queue_url, &job)
+        .await
+        .map_err(Problem::internal)?;
+    let (status, j) = match created {
+        Created::New(j) => (StatusCode::CREATED, j),
+        Created::Existing(j) => (StatusCode::OK, j),
+    };
+    let location = format!("/jobs/{}", j.id);
+    Ok((status, [(axum::http::header::LOCATION, location)], Json(public(j))).into_response())
 }
 
 async fn cancel_job(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Result<Response, Problem> {
