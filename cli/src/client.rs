@@ -12,9 +12,23 @@ pub struct ApiClient {
 
 impl ApiClient {
     pub fn new(base: &str) -> Self {
+        Self::with_key(base, None)
+    }
+
+    /// A client that sends `key` in `x-api-key` with every request.
+    pub fn with_key(base: &str, key: Option<&str>) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(k) = key {
+            if let Ok(v) = reqwest::header::HeaderValue::from_str(k) {
+                headers.insert("x-api-key", v);
+            }
+        }
         ApiClient {
             base: base.trim_end_matches('/').to_string(),
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .expect("an HTTP client"),
         }
     }
 

@@ -124,12 +124,22 @@ async fn up(port: u16, workers: usize, stack: &str, events: bool) -> anyhow::Res
         .join(stack);
     let mut opts = StackOptions::new(stack, &log_dir);
     opts.api_port = port;
+    // the local API asks for a key, as a deployed one does
+    let key = std::env::var("NOMMER_API_KEY")
+        .ok()
+        .filter(|k| !k.is_empty())
+        .unwrap_or_else(|| format!("nk_{}", uuid::Uuid::new_v4().simple()));
+    opts.api_key = Some(key.clone());
     opts.workers = workers;
     let s = LocalStack::start(opts).await?;
     println!("nommer: local stack `{stack}` is up; logs in {}", log_dir.display());
     println!("  inbox  s3://{}/inbox/<preset>/<file>", s.names.inbox_bucket);
     println!("  outbox s3://{}/", s.names.outbox_bucket);
     demo::print_env(&s);
+    println!(
+        "  export NOMMER_API_URL={} NOMMER_API_KEY={key}   # send it as x-api-key",
+        s.api_url
+    );
     println!("Ctrl-C stops it.");
     if events {
         let topic = s.urls.topic_arn.clone();

@@ -39,6 +39,8 @@ pub struct StackOptions {
     pub fleet: Option<FleetOptions>,
     /// How often the Encoding.com poller runs (every 2 minutes on AWS).
     pub encodingcom_poll: Duration,
+    /// Require this key in `x-api-key` (none: the API is open).
+    pub api_key: Option<String>,
 }
 
 impl StackOptions {
@@ -53,6 +55,7 @@ impl StackOptions {
             config_path: std::env::var_os(s::CONFIG).map(PathBuf::from),
             fleet: None,
             encodingcom_poll: Duration::from_secs(1),
+            api_key: None,
         }
     }
 }
@@ -362,6 +365,9 @@ impl LocalStack {
             format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes))
         };
         env.entry(s::WEBHOOK_SECRET.to_string()).or_insert(secret);
+        if let Some(k) = &opts.api_key {
+            env.insert(s::API_KEY_HASHES.to_string(), api::key_hash(k));
+        }
         let source = env.clone();
 
         let notifier =

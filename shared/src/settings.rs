@@ -48,6 +48,7 @@ pub const EVENTS_TOPIC_ARN: &str = "NOMMER_EVENTS_TOPIC_ARN";
 pub const WEBHOOKS_QUEUE_URL: &str = "NOMMER_WEBHOOKS_QUEUE_URL";
 pub const WEBHOOKS_DLQ_URL: &str = "NOMMER_WEBHOOKS_DLQ_URL";
 pub const WEBHOOK_SECRET: &str = "NOMMER_WEBHOOK_SECRET";
+pub const API_KEY_HASHES: &str = "NOMMER_API_KEY_HASHES";
 /// Replaces every Encoding.com backend's endpoint (the local stand-in).
 pub const ENCODINGCOM_ENDPOINT: &str = "NOMMER_ENCODINGCOM_ENDPOINT";
 
@@ -185,6 +186,9 @@ pub struct ApiSettings {
     /// Buckets a job's source may come from (the inbox, plus `NOMMER_SOURCE_BUCKETS`).
     pub source_buckets: Vec<String>,
     pub config: crate::config::Config,
+    /// SHA-256 (hex) of the API keys accepted in `x-api-key` (or `Authorization:
+    /// Bearer`); empty: the API is open (the local stack's tests).
+    pub api_key_hashes: Vec<String>,
 }
 
 impl ApiSettings {
@@ -199,6 +203,20 @@ impl ApiSettings {
             default_preset: preset_name(src, &config.catalog)?,
             source_buckets,
             config,
+            api_key_hashes: {
+                let hashes = list(src, API_KEY_HASHES);
+                if let Some(bad) = hashes
+                    .iter()
+                    .find(|h| h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
+                {
+                    return Err(SettingsError::Invalid {
+                        name: API_KEY_HASHES,
+                        value: bad.clone(),
+                        reason: "list the SHA-256 (64 hex digits) of each key: echo -n KEY | sha256sum".into(),
+                    });
+                }
+                hashes.into_iter().map(|h| h.to_ascii_lowercase()).collect()
+            },
         })
     }
     pub fn from_env() -> Result<Self, SettingsError> {

@@ -5,7 +5,7 @@ use nommer::media;
 use nommer_shared::error::JobErrorCode;
 use nommer_shared::objects::S3ObjectStore;
 use nommer_shared::{ids, Job, JobState};
-use nommer_tests::{all_jobs, eventually, spawn_stack};
+use nommer_tests::{all_jobs, eventually, spawn_stack, spawn_stack_with};
 use serde_json::json;
 use std::time::Duration;
 
@@ -781,5 +781,53 @@ async fn jobs_are_listed_newest_first_with_filters_and_cursors() {
     assert_eq!((status, bad["field"].as_str()), (400, Some("cursor")), "{bad}");
     let (status, bad) = get("sort=asc".into()).await;
     assert_eq!((status, bad["field"].as_str()), (400, Some("sort")), "{bad}");
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_key_configured_the_api_refuses_requests_without_it() {
+    let stack = spawn_stack_with("api-auth", 0, |o| o.api_key = Some("nk_test_key".into())).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/jobs/j00000000000000000000000000000000", stack.api_url);
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let p: serde_json::Value = r.json().await.unwrap();
+    assert!(p["detail"].as_str().unwrap().contains("x-api-key"), "{p}");
+    let r = http.get(&url).header("x-api-key", "nk_wrong").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    // the right key passes (to a 404: no such job), in either header
+    let r = http.get(&url).header("x-api-key", "nk_test_key").send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = http.get(&url).bearer_auth("nk_test_key").send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = http
+        .post(format!("{}/jobs", stack.api_url))
+        .json(&json!({"source": "s3://x/y"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "creating needs the key too");
+    // health stays open for load balancers; the Encoding.com callback is not ours to key
+    assert_eq!(
+        http.get(format!("{}/health", stack.api_url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let cb = http
+        .post(format!("{}/callbacks/encodingcom", stack.api_url))
+        .body("json=%7B%7D")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(cb.status(), 401);
+    let keyed = ApiClient::with_key(&stack.api_url, Some("nk_test_key"));
+    assert!(keyed
+        .get_job("j00000000000000000000000000000000")
+        .await
+        .unwrap()
+        .is_none());
     stack.shutdown().await;
 }

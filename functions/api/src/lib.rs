@@ -57,6 +57,61 @@ impl ApiState {
     }
 }
 
+/// The header that carries an API key (`Authorization: Bearer <key>` works too).
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// The SHA-256 (hex) of an API key, as `NOMMER_API_KEY_HASHES` lists them.
+pub fn key_hash(key: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(key.as_bytes()))
+}
+
+/// Refuses requests without a known key, when keys are configured. `/health` stays open.
+async fn authenticate(
+    State(state): State<Arc<ApiState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let keys = &state.settings.api_key_hashes;
+    if keys.is_empty() || req.uri().path() == "/health" {
+        return next.run(req).await;
+    }
+    let h = req.headers();
+    let given = h
+        .get(API_KEY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            h.get(axum::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+        })
+        .map(str::trim);
+    let ok = given.map(|k| {
+        let hash = key_hash(k);
+        // constant time over the candidates
+        keys.iter().fold(false, |acc, want| {
+            acc | (want.len() == hash.len() && want.bytes().zip(hash.bytes()).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0)
+        })
+    });
+    match ok {
+        Some(true) => next.run(req).await,
+        Some(false) => Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Unknown API key",
+            "the key in x-api-key is not one this deployment accepts",
+        )
+        .into_response(),
+        None => Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "API key required",
+            "send your key in the x-api-key header (or Authorization: Bearer <key>)",
+        )
+        .into_response(),
+    }
+}
+
 /// The whole API.
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
@@ -69,6 +124,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
                 "See the README for the API's routes.",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
 }
 
@@ -723,6 +779,7 @@ mod tests {
             default_preset: "mp4-720p".into(),
             source_buckets: vec!["inbox".into()],
             config: Default::default(),
+            api_key_hashes: Vec::new(),
         }
     }
 
