@@ -32,6 +32,26 @@ impl ApiClient {
         }
     }
 
+    /// Any call; returns the status and the JSON body (null when it is not JSON).
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let m = reqwest::Method::from_bytes(method.as_bytes())?;
+        let mut req = self.http.request(m, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req
+            .send()
+            .await
+            .with_context(|| format!("calling {method} {path} on {}; is the API up?", self.base))?;
+        let status = r.status().as_u16();
+        Ok((status, r.json().await.unwrap_or(serde_json::Value::Null)))
+    }
+
     pub async fn get_job(&self, id: &str) -> anyhow::Result<Option<Job>> {
         let r = self
             .http

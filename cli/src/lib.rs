@@ -2,6 +2,7 @@
 //! workers), the demo, and a small client for the API.
 
 pub mod client;
+pub mod commands;
 pub mod demo;
 pub mod emulator;
 pub mod event_sources;

@@ -48,18 +48,107 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// List the presets.
-    Presets,
+    /// List the presets (the API's with --api or NOMMER_API_URL, else the built-in ones).
+    Presets {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Submit a file (uploaded through a presigned URL) or an s3:// source.
+    Submit {
+        /// A local file, or s3://bucket/key in a bucket the API accepts.
+        input: String,
+        /// Preset of an output (repeat for several outputs; default: the API's default).
+        #[arg(long = "preset")]
+        presets: Vec<String>,
+        /// key=value user metadata (repeatable).
+        #[arg(long = "metadata")]
+        metadata: Vec<String>,
+        /// Webhook for the job's events.
+        #[arg(long)]
+        notify_url: Option<String>,
+        /// Upload in parts even when the file is small.
+        #[arg(long)]
+        multipart: bool,
+        /// Show the progress until the job ends (exit status 1 unless it completes).
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// A job's state, backend, estimate and outputs.
+    Status {
+        id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Jobs, newest first.
+    List {
+        #[arg(long = "state")]
+        states: Vec<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Follow a job until it ends.
+    Watch {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Cancel a job.
+    Cancel {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Retry a failed or cancelled job (as a new job).
+    Retry {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+/// Where the API is: flags, else NOMMER_API_URL / NOMMER_API_KEY, else
+/// ~/.config/nommer/cli.toml.
+#[derive(clap::Args, Clone)]
+struct ApiArgs {
+    /// The API's base URL.
+    #[arg(long = "api")]
+    url: Option<String>,
+    /// An API key (sent as x-api-key).
+    #[arg(long)]
+    key: Option<String>,
+}
+
+impl ApiArgs {
+    fn target(self) -> anyhow::Result<nommer::commands::Target> {
+        nommer::commands::Target::resolve(self.url, self.key)
+    }
+}
+
+async fn code(r: anyhow::Result<i32>) -> anyhow::Result<()> {
+    let c = r?;
+    if c != 0 {
+        std::process::exit(c);
+    }
+    Ok(())
 }
 
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
     // the demo shows its own progress; the functions' logs go to warnings only
-    let level = if matches!(cli.command, Cmd::Demo { .. }) {
-        "warn"
-    } else {
+    // the stack's own logs for `up`; the other commands show their own output
+    let level = if matches!(cli.command, Cmd::Up { .. }) {
         "info"
+    } else {
+        "warn"
     };
     nommer_shared::telemetry::init_with_default(level);
     let r = match cli.command {
@@ -104,12 +193,53 @@ async fn main() {
             )
             .await
         }
-        Cmd::Presets => {
-            for p in nommer_shared::presets::Catalog::builtin().iter() {
-                println!("{:<12} {}", p.name, p.description);
-            }
-            Ok(())
+        Cmd::Presets { api } => {
+            let t = if api.url.is_some() || std::env::var("NOMMER_API_URL").is_ok() {
+                api.target().ok()
+            } else {
+                None
+            };
+            code(nommer::commands::presets(t).await).await
         }
+        Cmd::Submit {
+            input,
+            presets,
+            metadata,
+            notify_url,
+            multipart,
+            wait,
+            api,
+        } => match api.target() {
+            Ok(t) => {
+                code(nommer::commands::submit(&t, &input, &presets, &metadata, notify_url, multipart, wait).await).await
+            }
+            Err(e) => Err(e),
+        },
+        Cmd::Status { id, json, api } => match api.target() {
+            Ok(t) => code(nommer::commands::status(&t, &id, json).await).await,
+            Err(e) => Err(e),
+        },
+        Cmd::List {
+            states,
+            limit,
+            json,
+            api,
+        } => match api.target() {
+            Ok(t) => code(nommer::commands::list(&t, &states, limit, json).await).await,
+            Err(e) => Err(e),
+        },
+        Cmd::Watch { id, api } => match api.target() {
+            Ok(t) => code(nommer::commands::watch(&t, &id).await).await,
+            Err(e) => Err(e),
+        },
+        Cmd::Cancel { id, api } => match api.target() {
+            Ok(t) => code(nommer::commands::act(&t, &id, "cancel").await).await,
+            Err(e) => Err(e),
+        },
+        Cmd::Retry { id, api } => match api.target() {
+            Ok(t) => code(nommer::commands::act(&t, &id, "retry").await).await,
+            Err(e) => Err(e),
+        },
     };
     if let Err(e) = r {
         eprintln!("nommer: {e:#}");

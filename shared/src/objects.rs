@@ -300,4 +300,89 @@ impl S3ObjectStore {
         }
         Ok(out)
     }
+
+    /// A presigned PUT of one object.
+    pub async fn presign_put(
+        &self,
+        bucket: &str,
+        key: &str,
+        content_type: &str,
+        expires: std::time::Duration,
+    ) -> Result<String, ObjectError> {
+        let cfg = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires)
+            .map_err(|e| ObjectError::Aws(e.to_string()))?;
+        let req = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .presigned(cfg)
+            .await
+            .map_err(aws_err)?;
+        Ok(req.uri().to_string())
+    }
+
+    /// Starts a multipart upload and presigns a PUT for each of its `parts`.
+    pub async fn presign_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        content_type: &str,
+        parts: u32,
+        expires: std::time::Duration,
+    ) -> Result<(String, Vec<String>), ObjectError> {
+        let up = self
+            .client
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(aws_err)?;
+        let upload_id = up.upload_id().unwrap_or_default().to_string();
+        let mut urls = Vec::new();
+        for n in 1..=parts {
+            let cfg = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires)
+                .map_err(|e| ObjectError::Aws(e.to_string()))?;
+            let req = self
+                .client
+                .upload_part()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .part_number(n as i32)
+                .presigned(cfg)
+                .await
+                .map_err(aws_err)?;
+            urls.push(req.uri().to_string());
+        }
+        Ok((upload_id, urls))
+    }
+
+    /// Completes a multipart upload from its parts' ETags, in order.
+    pub async fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        etags: &[String],
+    ) -> Result<(), ObjectError> {
+        let parts = etags
+            .iter()
+            .enumerate()
+            .map(|(i, e)| CompletedPart::builder().part_number(i as i32 + 1).e_tag(e).build())
+            .collect();
+        self.client
+            .complete_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await
+            .map_err(aws_err)?;
+        Ok(())
+    }
 }

@@ -3,6 +3,8 @@
 //! - `POST /jobs` creates a job (`Idempotency-Key` honoured)
 //! - `GET /jobs/{id}` reads one; `GET /jobs` lists them (filters, cursor pagination)
 //! - `POST /jobs/{id}/retry` makes a new job from a failed one
+//! - `POST /uploads` presigns PUTs into the inbox (multipart for large files);
+//!   `POST /uploads/complete` finishes a multipart one
 //! - `GET /presets` lists the presets; `GET /health` says whether the table answers
 //! - `POST /jobs/{id}/cancel` cancels one (a queued job never starts; an Encoding.com
 //!   task gets `CancelMedia`)
@@ -135,6 +137,8 @@ fn jobs_router() -> Router<Arc<ApiState>> {
         .route("/jobs/{id}/cancel", post(cancel_job))
         .route("/jobs/{id}/retry", post(retry_job))
         .route("/presets", get(list_presets))
+        .route("/uploads", post(create_upload))
+        .route("/uploads/complete", post(complete_upload))
         .route("/health", get(health))
 }
 
@@ -607,6 +611,137 @@ async fn list_jobs(
         "jobs": jobs.into_iter().map(public).collect::<Vec<_>>(),
         "next_cursor": next,
     })))
+}
+
+/// Files above this are uploaded in parts.
+const SINGLE_PUT_MAX: u64 = 100 * 1024 * 1024;
+/// S3's limits: parts of 5 MiB at least (but the last), 10,000 parts, 5 TiB in all.
+const MIN_PART: u64 = 5 * 1024 * 1024;
+const MAX_PARTS: u64 = 10_000;
+const MAX_UPLOAD: u64 = 5 * 1024 * 1024 * 1024 * 1024;
+const UPLOAD_URL_LIFETIME: std::time::Duration = std::time::Duration::from_secs(3600);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadRequest {
+    filename: String,
+    size: u64,
+    #[serde(default)]
+    content_type: Option<String>,
+    /// Ask for a multipart upload even under the size where it is chosen anyway.
+    #[serde(default)]
+    multipart: bool,
+}
+
+/// `POST /uploads`: where to PUT a file so a job can use it as its source. The key is
+/// under `uploads/` in the inbox (not `inbox/`, so the upload itself makes no job).
+async fn create_upload(State(state): State<Arc<ApiState>>, body: Bytes) -> Result<Response, Problem> {
+    let req: UploadRequest = serde_json::from_slice(&body).map_err(|e| {
+        let msg = e.to_string();
+        let field = msg.split('`').nth(1).filter(|_| msg.contains("field")).unwrap_or("");
+        invalid(
+            field,
+            format!("{msg}; send {{\"filename\": \"talk.mov\", \"size\": 123}}"),
+        )
+    })?;
+    let name: String = req
+        .filename
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or("")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(200)
+        .collect();
+    if name.is_empty() || name.chars().all(|c| c == '.') {
+        return Err(invalid("filename", "a file name such as talk.mov"));
+    }
+    if req.size == 0 || req.size > MAX_UPLOAD {
+        return Err(invalid("size", "the file's size in bytes, 1 B to 5 TiB"));
+    }
+    let content_type = req.content_type.unwrap_or_else(|| "application/octet-stream".into());
+    if content_type.len() > 100 || content_type.contains(char::is_whitespace) {
+        return Err(invalid("content_type", "a MIME type such as video/mp4"));
+    }
+    let bucket = state.settings.source_buckets[0].clone();
+    let key = format!("uploads/{}/{name}", uuid::Uuid::new_v4().simple());
+    let source = format!("s3://{bucket}/{key}");
+    let expires_at = chrono::Utc::now() + chrono::Duration::from_std(UPLOAD_URL_LIFETIME).unwrap();
+    if req.size <= SINGLE_PUT_MAX && !req.multipart {
+        let url = state
+            .objects
+            .presign_put(&bucket, &key, &content_type, UPLOAD_URL_LIFETIME)
+            .await
+            .map_err(Problem::internal)?;
+        return Ok((
+            StatusCode::CREATED,
+            Json(serde_json::json!({
+                "kind": "single", "source": source, "method": "PUT", "url": url,
+                "headers": {"content-type": content_type}, "expires_at": expires_at,
+            })),
+        )
+            .into_response());
+    }
+    let part_size = MIN_PART.max(req.size.div_ceil(MAX_PARTS));
+    let parts = req.size.div_ceil(part_size) as u32;
+    let (upload_id, urls) = state
+        .objects
+        .presign_multipart(&bucket, &key, &content_type, parts, UPLOAD_URL_LIFETIME)
+        .await
+        .map_err(Problem::internal)?;
+    let parts: Vec<serde_json::Value> = urls
+        .into_iter()
+        .enumerate()
+        .map(|(i, url)| serde_json::json!({"part_number": i + 1, "url": url}))
+        .collect();
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({
+            "kind": "multipart", "source": source, "upload_id": upload_id, "part_size": part_size,
+            "parts": parts, "complete": "/uploads/complete", "expires_at": expires_at,
+        })),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompleteUpload {
+    source: String,
+    upload_id: String,
+    /// Each part's ETag (from its PUT's answer), in part order.
+    etags: Vec<String>,
+}
+
+/// `POST /uploads/complete`: joins the parts of a multipart upload.
+async fn complete_upload(State(state): State<Arc<ApiState>>, body: Bytes) -> Result<Response, Problem> {
+    let req: CompleteUpload = serde_json::from_slice(&body).map_err(|e| invalid("", e.to_string()))?;
+    let src = S3Uri::parse(&req.source).map_err(|e| invalid("source", e))?;
+    if src.bucket != state.settings.source_buckets[0] || !src.key.starts_with("uploads/") {
+        return Err(invalid("source", "not an upload this API started"));
+    }
+    if req.etags.is_empty() || req.etags.len() as u64 > MAX_PARTS {
+        return Err(invalid("etags", "one ETag per part, in order"));
+    }
+    state
+        .objects
+        .complete_multipart(&src.bucket, &src.key, &req.upload_id, &req.etags)
+        .await
+        .map_err(|e| {
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "upload-incomplete",
+                "The upload could not be completed",
+                format!("{e}; upload every part, then send their ETags in order"),
+            )
+        })?;
+    Ok((StatusCode::OK, Json(serde_json::json!({ "source": req.source }))).into_response())
 }
 
 async fn list_presets(State(state): State<Arc<ApiState>>) -> Json<serde_json::Value> {

@@ -1,0 +1,135 @@
+//! The `nommer` command against a local stack's API, as a user runs it.
+
+use nommer::media;
+use nommer_tests::spawn_stack_with;
+use std::process::Output;
+
+struct Cli {
+    url: String,
+    key: Option<String>,
+    home: tempfile::TempDir,
+}
+
+impl Cli {
+    async fn run(&self, args: &[&str]) -> Output {
+        let bin = nommer::stack::locate_binary("nommer").unwrap();
+        let mut cmd = tokio::process::Command::new(bin);
+        cmd.args(args)
+            .env_remove("NOMMER_API_URL")
+            .env_remove("NOMMER_API_KEY")
+            .env("HOME", self.home.path())
+            .env_remove("XDG_CONFIG_HOME");
+        if !self.url.is_empty() {
+            cmd.env("NOMMER_API_URL", &self.url);
+        }
+        if let Some(k) = &self.key {
+            cmd.env("NOMMER_API_KEY", k);
+        }
+        tokio::time::timeout(std::time::Duration::from_secs(240), cmd.output())
+            .await
+            .expect("the command ends")
+            .unwrap()
+    }
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_wait_status_list_cancel_and_retry_from_the_terminal() {
+    let stack = spawn_stack_with("cli", 1, |o| o.api_key = Some("nk_cli_key".into())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("my talk.mp4");
+    media::generate_clip(&file, 2, 320, 240, true).unwrap();
+    let cli = Cli {
+        url: stack.api_url.clone(),
+        key: Some("nk_cli_key".into()),
+        home: tempfile::tempdir().unwrap(),
+    };
+    let f = file.to_str().unwrap();
+
+    // upload through a presigned PUT, create the job, follow it to the end
+    let o = cli
+        .run(&["submit", f, "--preset", "mp4-360p", "--metadata", "team=red", "--wait"])
+        .await;
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    let id = out.lines().next().unwrap().trim().to_string();
+    assert!(id.starts_with('j') && id.len() == 33, "{out}");
+    assert!(
+        err.contains("uploading") && err.contains("encoding"),
+        "progress is shown: {err}"
+    );
+    assert!(out.contains("state    complete"), "{out}");
+    assert!(out.contains("/mp4-360p/"), "the output is listed: {out}");
+
+    // the same in parts, then watch it
+    let o = cli.run(&["submit", f, "--preset", "mp4-360p", "--multipart"]).await;
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    let id2 = out.lines().next().unwrap().trim().to_string();
+    let o = cli.run(&["watch", &id2]).await;
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("state    complete"), "{out}");
+
+    let o = cli.run(&["status", &id, "--json"]).await;
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["state"], "complete");
+    assert_eq!(v["user_metadata"]["team"], "red");
+
+    let o = cli.run(&["list", "--state", "complete"]).await;
+    let (out, _) = text(&o);
+    assert!(
+        out.starts_with("ID") && out.contains(&id) && out.contains(&id2),
+        "{out}"
+    );
+
+    // errors say what is wrong
+    let o = cli.run(&["cancel", &id]).await;
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(err.contains("409") && err.contains("complete"), "{err}");
+    let o = cli.run(&["retry", &id]).await;
+    assert!(!o.status.success());
+    let o = cli.run(&["status", "j00000000000000000000000000000000"]).await;
+    let (_, err) = text(&o);
+    assert!(err.contains("404") && err.contains("nommer list"), "{err}");
+    let o = cli.run(&["submit", "/no/such/file.mp4"]).await;
+    let (_, err) = text(&o);
+    assert!(!o.status.success() && err.contains("/no/such/file.mp4"), "{err}");
+
+    // without the key, or without an API
+    let nokey = Cli {
+        url: stack.api_url.clone(),
+        key: None,
+        home: tempfile::tempdir().unwrap(),
+    };
+    let o = nokey.run(&["list"]).await;
+    let (_, err) = text(&o);
+    assert!(err.contains("401") && err.contains("NOMMER_API_KEY"), "{err}");
+    let noapi = Cli {
+        url: String::new(),
+        key: None,
+        home: tempfile::tempdir().unwrap(),
+    };
+    let o = noapi.run(&["list"]).await;
+    let (_, err) = text(&o);
+    assert!(err.contains("no API") && err.contains("NOMMER_API_URL"), "{err}");
+    // the config file is read too
+    let cfg = noapi.home.path().join(".config/nommer");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(
+        cfg.join("cli.toml"),
+        format!("api_url = \"{}\"\napi_key = \"nk_cli_key\"\n", stack.api_url),
+    )
+    .unwrap();
+    let o = noapi.run(&["list"]).await;
+    let (out, err) = text(&o);
+    assert!(o.status.success() && out.contains(&id), "{out}\n{err}");
+    stack.shutdown().await;
+}
