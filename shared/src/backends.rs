@@ -268,6 +268,13 @@ impl Backends {
                 tracing::info!(job_id, backend = ?stored.backend, "job routed");
                 stored
             }
+            // a duplicate of a dispatch that just ran (S3 and SQS deliver at least once):
+            // the other dispatch is handing it over; a dispatch that crashed before handing
+            // over is retried after the jobs queue's visibility timeout, later than this
+            JobState::Queued if Utc::now() - job.updated_at < chrono::Duration::seconds(10) => {
+                tracing::info!(job_id, "job was just dispatched; duplicate dispatch ignored");
+                return Ok(());
+            }
             JobState::Queued => job,
             other => {
                 tracing::info!(job_id, state = %other, "job is past dispatch; nothing to do");

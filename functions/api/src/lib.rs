@@ -75,7 +75,7 @@ async fn authenticate(
     next: axum::middleware::Next,
 ) -> Response {
     let keys = &state.settings.api_key_hashes;
-    if keys.is_empty() || req.uri().path() == "/health" {
+    if keys.is_empty() || matches!(req.uri().path(), "/health" | "/openapi.json") {
         return next.run(req).await;
     }
     let h = req.headers();
@@ -140,6 +140,7 @@ fn jobs_router() -> Router<Arc<ApiState>> {
         .route("/uploads", post(create_upload))
         .route("/uploads/complete", post(complete_upload))
         .route("/health", get(health))
+        .route("/openapi.json", get(openapi))
 }
 
 /// `POST /jobs` body.
@@ -744,6 +745,13 @@ async fn complete_upload(State(state): State<Arc<ApiState>>, body: Bytes) -> Res
     Ok((StatusCode::OK, Json(serde_json::json!({ "source": req.source }))).into_response())
 }
 
+/// The API's OpenAPI 3.1 document (`docs/openapi.json`).
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+async fn openapi() -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
 async fn list_presets(State(state): State<Arc<ApiState>>) -> Json<serde_json::Value> {
     let presets: Vec<&Preset> = state.settings.config.catalog.iter().collect();
     Json(serde_json::json!({ "default": state.settings.default_preset, "presets": presets }))
@@ -1019,5 +1027,41 @@ mod tests {
             outs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(),
             ["small", "mp4-1080p"]
         );
+    }
+
+    /// Every (method, path) the router serves, read from this file's `.route(...)` calls.
+    fn served() -> std::collections::BTreeSet<(String, String)> {
+        let src = include_str!("lib.rs");
+        let mut out = std::collections::BTreeSet::new();
+        for part in src.split(".route(\"").skip(1) {
+            let path = part.split('"').next().unwrap().to_string();
+            let call = part.split(')').take(3).collect::<Vec<_>>().join(")");
+            for m in ["get", "post", "put", "delete", "patch"] {
+                if call.contains(&format!(" {m}(")) || call.contains(&format!(".{m}(")) {
+                    out.insert((m.to_string(), path.clone()));
+                }
+            }
+        }
+        // the Encoding.com callback is served beside the API (functions/encodingcom)
+        out.insert(("post".into(), "/callbacks/encodingcom".into()));
+        out
+    }
+
+    #[test]
+    fn the_openapi_document_lists_exactly_the_routes_served() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let mut documented = std::collections::BTreeSet::new();
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for m in ops.as_object().unwrap().keys() {
+                documented.insert((m.clone(), path.clone()));
+            }
+        }
+        let served = served();
+        assert!(served.len() >= 11, "{served:?}");
+        let missing: Vec<_> = served.difference(&documented).collect();
+        assert!(missing.is_empty(), "served but not documented: {missing:?}");
+        let extra: Vec<_> = documented.difference(&served).collect();
+        assert!(extra.is_empty(), "documented but not served: {extra:?}");
     }
 }
