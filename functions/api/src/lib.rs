@@ -667,7 +667,16 @@ async fn create_upload(State(state): State<Arc<ApiState>>, body: Bytes) -> Resul
         return Err(invalid("size", "the file's size in bytes, 1 B to 5 TiB"));
     }
     let content_type = req.content_type.unwrap_or_else(|| "application/octet-stream".into());
-    if content_type.len() > 100 || content_type.contains(char::is_whitespace) {
+    let token = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
+    };
+    let mime_ok = content_type
+        .split_once('/')
+        .map(|(a, b)| token(a) && token(b))
+        .unwrap_or(false);
+    if content_type.len() > 100 || !mime_ok {
         return Err(invalid("content_type", "a MIME type such as video/mp4"));
     }
     let bucket = state.settings.source_buckets[0].clone();
