@@ -54,6 +54,17 @@ pub struct PriceTable {
     pub image: f64,
 }
 
+/// The fleet's prices when the config file gives none: a c7g.xlarge on demand
+/// ($0.145/h) running two jobs, at roughly real time for HD with x264 `veryfast`, scaled by
+/// pixels for the other classes. An estimate to compare backends with, not a bill.
+pub const FLEET_PRICES: PriceTable = PriceTable {
+    audio: 0.0001,
+    sd: 0.0006,
+    hd: 0.0012,
+    uhd: 0.0048,
+    image: 0.00001,
+};
+
 /// Resolution classes of the price table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PriceClass {
@@ -190,7 +201,7 @@ impl Default for Routing {
             backends: vec![Backend {
                 name: DEFAULT_BACKEND.into(),
                 kind: BackendKind::Ffmpeg,
-                prices: PriceTable::default(),
+                prices: FLEET_PRICES,
                 fallback: None,
                 encodingcom: None,
             }],
