@@ -380,7 +380,11 @@ impl Backends {
         };
         let mut current = job;
         for _ in 0..5 {
-            if current.state != JobState::Queued || current.backend.as_deref() != Some(backend) {
+            let other_task = current
+                .remote
+                .as_ref()
+                .is_some_and(|r| r.backend == backend && r.media_id != media_id);
+            if other_task || current.state != JobState::Queued || current.backend.as_deref() != Some(backend) {
                 // cancelled (or moved) while the task was being added: take it back
                 tracing::info!(job_id = %current.id, media_id, state = %current.state, "job changed during AddMedia; cancelling the task");
                 let _ = client.cancel_media(&media_id).await;
@@ -560,6 +564,28 @@ impl Backends {
             if files.is_empty() {
                 return Ok(Err(format!(
                     "Encoding.com reported Finished but output {} has no files under {prefix}",
+                    o.name
+                )));
+            }
+            // a ladder's manifest lists its playlists, not every segment (as the fleet's
+            // does): a long ladder has thousands of segments
+            let ladder = self
+                .settings
+                .config
+                .catalog
+                .find(&o.preset)
+                .is_some_and(|p| matches!(p.kind, crate::presets::PresetKind::Ladder { .. }));
+            let files: Vec<(String, u64)> = if ladder {
+                files
+                    .into_iter()
+                    .filter(|(k, _)| k.ends_with(".m3u8") || k.ends_with(".mpd"))
+                    .collect()
+            } else {
+                files
+            };
+            if files.is_empty() {
+                return Ok(Err(format!(
+                    "Encoding.com reported Finished but output {} has no playlist under {prefix}",
                     o.name
                 )));
             }

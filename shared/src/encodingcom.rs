@@ -316,7 +316,9 @@ impl Client {
             percent_encoding::utf8_percent_encode(&body, percent_encoding::NON_ALPHANUMERIC)
         );
         let mut last = String::new();
-        for attempt in 0..3u32 {
+        // AddMedia is not idempotent: a retried one may start a second task
+        let tries = if action == "AddMedia" { 1 } else { 3 };
+        for attempt in 0..tries {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(500 * 2u64.pow(attempt))).await;
             }

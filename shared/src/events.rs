@@ -235,36 +235,29 @@ impl Endpoint {
     }
 }
 
-/// Why a URL may not be called.
+/// Why a URL may not be called; else its host (as the HTTP client will see it) and port.
+/// Parsed with the same URL parser the HTTP client uses, so the host checked is the host
+/// connected to (a `\\` or other oddity cannot make them differ).
 pub fn check_url(url: &str, policy: &Webhooks) -> Result<(String, u16), String> {
-    let (scheme, rest) = url.split_once("://").ok_or("not a URL")?;
-    let port = match scheme {
-        "https" => 443,
-        "http" if policy.allow_http => 80,
+    let u = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+    match u.scheme() {
+        "https" => {}
+        "http" if policy.allow_http => {}
         "http" => return Err("webhook URLs must be https (http is allowed only by config, for local use)".into()),
         other => return Err(format!("scheme `{other}` is not allowed")),
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.contains('@') {
+    }
+    if !u.username().is_empty() || u.password().is_some() {
         return Err("URLs with credentials are not allowed".into());
     }
-    let (host, port) = if let Some(h) = authority.strip_prefix('[') {
-        let (h, after) = h.split_once(']').ok_or("bad IPv6 address")?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => p.parse().map_err(|_| "bad port")?,
-            None => port,
-        };
-        (h.to_string(), port)
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), p.parse().map_err(|_| "bad port")?),
-            None => (authority.to_string(), port),
-        }
-    };
-    if host.is_empty() {
-        return Err("no host".into());
-    }
-    Ok((host.to_ascii_lowercase(), port))
+    let host = u
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or("no host")?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let port = u.port_or_known_default().ok_or("no port")?;
+    Ok((host, port))
 }
 
 /// Whether an address is one a webhook may reach (unless the config allows private ones).
@@ -408,6 +401,12 @@ mod tests {
             check_url("https://[::1]:8443/x", &strict).unwrap(),
             ("::1".into(), 8443)
         );
+        // the host checked is the host the client connects to
+        assert_eq!(
+            check_url("https://10.0.0.5\\x.attacker.example/", &strict).unwrap().0,
+            "10.0.0.5"
+        );
+        assert_eq!(check_url("https://0x7f.1/", &strict).unwrap().0, "127.0.0.1");
         let local = Webhooks {
             allow_http: true,
             ..Webhooks::default()

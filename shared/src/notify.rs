@@ -287,20 +287,23 @@ impl Notifier {
 
     /// Checks a URL and resolves it, refusing private addresses unless allowed. Returns
     /// the host and the one address to connect to.
-    pub async fn vet(&self, url: &str) -> Result<(String, std::net::SocketAddr), String> {
+    /// `Err((reason, permanent))`: a refusal by policy is permanent, a failed lookup is not.
+    pub async fn vet(&self, url: &str) -> Result<(String, std::net::SocketAddr), (String, bool)> {
         let policy = self.webhooks();
-        let (host, port) = events::check_url(url, policy)?;
+        let (host, port) = events::check_url(url, policy).map_err(|e| (e, true))?;
         let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
             .await
-            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .map_err(|e| (format!("cannot resolve {host}: {e}"), false))?
             .collect();
-        let first = *addrs.first().ok_or_else(|| format!("{host} resolves to no address"))?;
+        let first = *addrs
+            .first()
+            .ok_or_else(|| (format!("{host} resolves to no address"), false))?;
         if !policy.allow_private {
             if let Some(bad) = addrs.iter().find(|a| !events::is_public(a.ip())) {
-                return Err(format!(
+                return Err((format!(
                     "{host} resolves to {}, a private, loopback or link-local address; refused (allow_private in [webhooks] allows it for local use)",
                     bad.ip()
-                ));
+                ), true));
             }
         }
         Ok((host, first))
@@ -329,7 +332,7 @@ impl Notifier {
         let result = match self.secret_and_url(&d.target) {
             Err(e) => Err((None, e, true)),
             Ok((url, secret, _)) => match self.vet(&url).await {
-                Err(e) => Err((None, e, true)),
+                Err((e, permanent)) => Err((None, e, permanent)),
                 Ok((host, addr)) => self.post(&url, &host, addr, &secret, &d.event).await,
             },
         };

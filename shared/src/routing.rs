@@ -312,6 +312,20 @@ impl Routing {
                 if f == &b.name {
                     return Err(format!("backends.{}.fallback names itself", b.name));
                 }
+                // a chain of fallbacks must end: a cycle would bounce a failing job forever
+                let mut seen = vec![b.name.as_str()];
+                let mut next = Some(f.as_str());
+                while let Some(n) = next {
+                    if seen.contains(&n) {
+                        return Err(format!(
+                            "backends.{}.fallback makes a cycle: {} → {n}",
+                            b.name,
+                            seen.join(" → ")
+                        ));
+                    }
+                    seen.push(n);
+                    next = self.backend(n).and_then(|x| x.fallback.as_deref());
+                }
                 if self.backend(f).is_none() {
                     return Err(format!(
                         "backends.{}.fallback `{f}` is not a backend; known: {}",
@@ -846,6 +860,7 @@ match = { max_height = 480, max_duration_seconds = 60 }
             ("[backends.a]\nkind = \"ffmpeg\"\nsecret = \"s\"\n", "line 1", "encodingcom"),
             ("[backends.a]\nkind = \"ffmpeg\"\n[backends.b]\nkind = \"ffmpeg\"\n", "line 1", "default is required"),
             ("[routing]\ndefault = \"a\"\n", "line 1", "[backends.<name>]"),
+            ("[backends.a]\nkind = \"encodingcom\"\nfallback = \"b\"\n[backends.b]\nkind = \"encodingcom\"\nfallback = \"a\"\n[routing]\ndefault = \"a\"\n", "line 1", "cycle"),
             ("[backends.a]\nkind = \"ffmpeg\"\n[routing]\ndefault = \"a\"\n[[routing.rules]]\nname = \"r1\"\nbackend = \"a\"\nmatch = { min_height = 900, max_height = 100 }\n", "line 6", "min_height"),
         ];
         for (text, line, what) in cases {

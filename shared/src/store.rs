@@ -281,14 +281,17 @@ impl DynamoJobStore {
         let key_of = |j: &Job| format!("{}#{}", j.created_at.to_rfc3339(), j.id);
         let mut upper = match before {
             Some(b) => b.to_string(),
-            None => format!("{}~", to.to_rfc3339()),
+            None => format!("{}~#", to.to_rfc3339()),
         };
         let lower = from.to_rfc3339();
         let mut page: Vec<Job> = Vec::new();
         // a filter may drop jobs: read on, a bounded number of rounds
         for _ in 0..10 {
             let mut batch: Vec<Job> = Vec::new();
+            let mut cut_short = false;
             for st in states {
+                // BETWEEN includes the bound, which may be the previous page's last job:
+                // one more than needed keeps limit+1 below it
                 let out = self
                     .client
                     .query()
@@ -300,20 +303,26 @@ impl DynamoJobStore {
                     .expression_attribute_values(":from", s(&lower))
                     .expression_attribute_values(":to", s(&upper))
                     .scan_index_forward(false)
-                    .limit(limit as i32 + 1)
+                    .limit(limit as i32 + 2)
                     .send()
                     .await
                     .map_err(aws_err)?;
+                let n = out.items().len();
                 for item in out.items() {
                     let id = item.get("pk").and_then(|p| p.as_s().ok()).cloned().unwrap_or_default();
                     batch.push(Self::from_item(&id, item)?);
                 }
+                // a page cut at 1 MB (or full) may hide more
+                if out.last_evaluated_key().is_some() && n < limit + 2 {
+                    cut_short = true;
+                }
             }
             batch.retain(|j| key_of(j) < upper);
             batch.sort_by_key(|j| std::cmp::Reverse(key_of(j)));
-            // each state gave its newest limit+1: the merged newest limit+1 are the newest overall
+            // each state gave its newest limit+1 below the bound: the merged newest limit+1
+            // are the newest overall
             batch.truncate(limit + 1);
-            let exhausted = batch.len() <= limit;
+            let exhausted = batch.len() <= limit && !cut_short;
             for j in &batch {
                 if page.len() == limit {
                     // more remain: the next page starts below this page's last job
@@ -327,9 +336,12 @@ impl DynamoJobStore {
             if exhausted {
                 return Ok((page, None));
             }
-            upper = key_of(batch.last().expect("not exhausted, so not empty"));
+            match batch.last() {
+                Some(last) => upper = key_of(last),
+                None => break,
+            }
         }
-        let cursor = page.last().map(key_of);
-        Ok((page, cursor))
+        // rounds used up: go on from where this page stopped looking
+        Ok((page, Some(upper)))
     }
 }

@@ -755,6 +755,30 @@ async fn jobs_are_listed_newest_first_with_filters_and_cursors() {
     newest_first.reverse();
     assert_eq!(seen, newest_first);
     assert_eq!(pages, 3);
+    // one page at a time through some states (the cursor is a bound every state shares)
+    let mut open = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10 {
+        let q = match &cursor {
+            Some(c) => format!("state=queued,submitted,queued&limit=1&cursor={c}"),
+            None => "state=queued,submitted,queued&limit=1".into(),
+        };
+        let (status, page) = get(q).await;
+        assert_eq!(status, 200, "{page}");
+        open.extend(
+            page["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|j| j["id"].as_str().unwrap().to_string()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = newest_first.iter().filter(|i| **i != ids[1]).cloned().collect();
+    assert_eq!(open, expected, "every open job once, newest first, none skipped");
     let (_, cancelled) = get("state=cancelled".into()).await;
     let c: Vec<&str> = cancelled["jobs"]
         .as_array()

@@ -600,6 +600,8 @@ async fn list_jobs(
     if states.is_empty() {
         states = nommer_shared::JobState::ALL.to_vec();
     }
+    states.sort_by_key(|s| s.as_str());
+    states.dedup();
     let (jobs, next) = state
         .store
         .list_page(&states, after, before, cursor.as_deref(), limit, |j| {
@@ -880,6 +882,12 @@ async fn cancel_job(State(state): State<Arc<ApiState>>, Path(id): Path<String>) 
             "job-finished",
             "Job already finished",
             format!("the job is {s}; only unfinished jobs can be cancelled"),
+        )),
+        Err(BackendError::Busy(_)) => Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "job-busy",
+            "The job is changing",
+            "the job kept changing while it was being cancelled; try again",
         )),
         Err(e) => Err(Problem::internal(e)),
     }
