@@ -678,10 +678,33 @@ impl Backends {
             JobState::Encoding,
             JobState::Uploading,
         ] {
-            let jobs = self
-                .store
-                .list_by_state(state, now - chrono::Duration::days(30), now, 500)
-                .await?;
+            // every page: a backlog of fleet jobs must not hide older Encoding.com ones
+            let routing = &self.settings.config.routing;
+            let followed = |j: &Job| {
+                j.backend.as_deref().and_then(|b| routing.backend(b)).is_some_and(|b| {
+                    b.kind == BackendKind::EncodingCom || j.routing.as_ref().is_some_and(|d| d.fallback_from.is_some())
+                })
+            };
+            let mut jobs = Vec::new();
+            let mut cursor: Option<String> = None;
+            for _ in 0..50 {
+                let (page, next) = self
+                    .store
+                    .list_page(
+                        &[state],
+                        now - chrono::Duration::days(30),
+                        now,
+                        cursor.as_deref(),
+                        100,
+                        followed,
+                    )
+                    .await?;
+                jobs.extend(page);
+                match next {
+                    Some(c) => cursor = Some(c),
+                    None => break,
+                }
+            }
             for job in jobs {
                 let Some(backend) = job.backend.clone() else { continue };
                 let Some(b) = self.settings.config.routing.backend(&backend) else {
@@ -705,7 +728,9 @@ impl Backends {
                     (BackendKind::Ffmpeg, _)
                         if state == JobState::Queued
                             && job.routing.as_ref().and_then(|d| d.fallback_from.as_ref()).is_some()
-                            && (now - job.updated_at).num_seconds() >= 60 =>
+                            // once, a minute after the fallback: the worker drops duplicates,
+                            // but a message per poll would pile up behind a backlog
+                            && (60..60 + 2 * poll.max(60)).contains(&(now - job.updated_at).num_seconds()) =>
                     {
                         looked += 1;
                         if let Err(e) = self.hand_over(job.clone()).await {
