@@ -1,4 +1,5 @@
-//! `nommer demo`: the whole system on the local stack, one upload end to end.
+//! `nommer demo`: the whole system on the local stack: one upload encoded on the FFmpeg fleet,
+//! a copy routed by rule to the Encoding.com stand-in.
 
 use crate::client::ApiClient;
 use crate::{media, LocalStack, StackOptions};
@@ -9,16 +10,18 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// The demo's routing: the own fleet by default; uploads under `inbox/partner/` go to
+/// The demo's routing: the own fleet by default; uploads under `inbox/<preset>/partner/` go to
 /// Encoding.com (the local stand-in), falling back to the fleet if it fails.
-pub const DEMO_CONFIG: &str = r#"
+pub fn demo_config(preset: &str) -> String {
+    format!(
+        r#"
 [backends.fleet]
 kind = "ffmpeg"
-prices = { audio = 0.0004, sd = 0.0015, hd = 0.0030, uhd = 0.0090, image = 0.0001 }
+prices = {{ audio = 0.0004, sd = 0.0015, hd = 0.0030, uhd = 0.0090, image = 0.0001 }}
 
 [backends.encodingcom]
 kind = "encodingcom"
-prices = { audio = 0.0050, sd = 0.0100, hd = 0.0200, uhd = 0.0400, image = 0.0010 }
+prices = {{ audio = 0.0050, sd = 0.0100, hd = 0.0200, uhd = 0.0400, image = 0.0010 }}
 fallback = "fleet"
 poll_seconds = 5
 
@@ -28,8 +31,10 @@ default = "fleet"
 [[routing.rules]]
 name = "partner uploads go to Encoding.com"
 backend = "encodingcom"
-match = { key_prefix = "inbox/partner/" }
-"#;
+match = {{ key_prefix = "inbox/{preset}/partner/" }}
+"#
+    )
+}
 
 pub async fn run(file: Option<PathBuf>, preset: &str, keep_running: bool) -> anyhow::Result<()> {
     let catalog = nommer_shared::presets::Catalog::builtin();
@@ -64,7 +69,7 @@ pub async fn run(file: Option<PathBuf>, preset: &str, keep_running: bool) -> any
     let mut opts = StackOptions::new("nommer-demo", &log_dir);
     if opts.config_path.is_none() {
         let cfg = scratch.path().join("nommer.toml");
-        std::fs::write(&cfg, DEMO_CONFIG)?;
+        std::fs::write(&cfg, demo_config(preset))?;
         println!("• config: the fleet by default, Encoding.com (a local stand-in) for the partner/ folder");
         opts.config_path = Some(cfg);
     }
@@ -102,7 +107,7 @@ pub async fn run(file: Option<PathBuf>, preset: &str, keep_running: bool) -> any
     // it to Encoding.com, here its local stand-in)
     let uploads = [
         ("fleet-bound", format!("inbox/{preset}/{name}")),
-        ("partner", format!("inbox/partner/{name}")),
+        ("partner", format!("inbox/{preset}/partner/{name}")),
     ];
     let mut ids_by_label = Vec::new();
     for (label, key) in &uploads {

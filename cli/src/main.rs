@@ -12,8 +12,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the whole system locally and encode one file end to end (a generated clip
-    /// unless FILE is given).
+    /// Run the whole system locally and encode one file end to end, on the FFmpeg fleet
+    /// and (by a routing rule) at the Encoding.com stand-in (a generated clip unless FILE
+    /// is given).
     Demo {
         file: Option<PathBuf>,
         #[arg(long, default_value = nommer_shared::presets::DEFAULT)]

@@ -12,6 +12,7 @@ use aws_sdk_s3::types::{
     S3KeyFilter,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
+use nommer_shared::queue::SqsQueue;
 use nommer_shared::store::STATE_INDEX;
 use std::collections::HashMap;
 
@@ -81,17 +82,7 @@ async fn queue_with_dlq(
         .await
         .with_context(|| format!("creating queue {name}-dlq"))?;
     let dlq_url = dlq.queue_url().unwrap_or_default().to_string();
-    let attrs = sqs
-        .get_queue_attributes()
-        .queue_url(&dlq_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await?;
-    let dlq_arn = attrs
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
-        .cloned()
-        .unwrap_or_default();
+    let dlq_arn = SqsQueue::new(sqs.clone()).arn(&dlq_url).await?;
     let redrive = serde_json::json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVES }).to_string();
     let q = sqs
         .create_queue()
@@ -132,16 +123,7 @@ pub async fn create(config: &SdkConfig, names: &StackNames) -> anyhow::Result<Qu
         .unwrap_or_default()
         .to_string();
 
-    let ingest_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&ingest)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await?
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
-        .cloned()
-        .unwrap_or_default();
+    let ingest_arn = SqsQueue::new(sqs.clone()).arn(&ingest).await?;
     s3.put_bucket_notification_configuration()
         .bucket(&names.inbox_bucket)
         .notification_configuration(

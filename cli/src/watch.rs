@@ -49,16 +49,7 @@ pub async fn watch(
         .queue_url()
         .unwrap_or_default()
         .to_string();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await?
-        .attributes()
-        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
-        .cloned()
-        .unwrap_or_default();
+    let arn = nommer_shared::queue::SqsQueue::new(sqs.clone()).arn(&url).await?;
     // the topic may send to this queue, and only this topic
     let policy = serde_json::json!({
         "Version": "2012-10-17",

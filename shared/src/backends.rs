@@ -4,7 +4,7 @@
 //! store's conditional writes; a lost race re-reads and tries again, so callbacks and
 //! the poller can run at once and any of them can be repeated.
 
-use crate::encodingcom::{self, MediaStatus, Status};
+use crate::encodingcom::{self, MediaStatus};
 use crate::error::{JobErrorCode, StoreError};
 use crate::job::{Job, JobError, OutputFile, Probe, RemoteTask, S3Uri};
 use crate::messages::JobMessage;
@@ -146,7 +146,7 @@ impl Backends {
     /// first bytes. `Err` = refused (a playlist or script); `Ok(None)` = could not probe
     /// (no ffprobe here, unreadable media: the worker will say why).
     pub async fn probe_source(&self, job: &Job) -> Result<Option<Probe>, String> {
-        let head = match self
+        let (head, size) = match self
             .objects
             .head_bytes(&job.source.bucket, &job.source.key, 64 * 1024)
             .await
@@ -158,10 +158,6 @@ impl Backends {
             }
         };
         crate::ffmpeg::sniff(&head)?;
-        let size = match self.objects.head(&job.source.bucket, &job.source.key).await {
-            Ok(Some(i)) => i.size,
-            _ => return Ok(None),
-        };
         match self.probe_object(&job.source.bucket, &job.source.key, size).await {
             Ok(p) => Ok(Some(p)),
             Err(ProbeFailure::Unreadable(reason)) => {
@@ -309,7 +305,7 @@ impl Backends {
     }
 
     fn output_prefix(&self, job: &Job, output: &crate::job::OutputSpec) -> (String, String) {
-        let stem = stem_of(&job.source);
+        let stem = job.source.output_stem();
         let key = crate::config::render_key_template(
             &self.settings.config.key_template,
             &job.id,
@@ -802,33 +798,4 @@ fn step_to(job: &mut Job, target: JobState, now: chrono::DateTime<Utc>) -> Resul
         job.apply(t, now, Some("Encoding.com".into()))?;
     }
     Ok(())
-}
-
-/// The source file's stem, as a safe key segment.
-pub fn stem_of(source: &S3Uri) -> String {
-    let name = source.file_name();
-    let stem = name.rsplit_once('.').map(|(s, _)| s).unwrap_or(name);
-    let s: String = stem
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(80)
-        .collect();
-    if s.is_empty() {
-        "output".into()
-    } else {
-        s
-    }
-}
-
-impl Status {
-    /// Whether Encoding.com is done with the task.
-    pub fn is_final(&self) -> bool {
-        matches!(self, Status::Finished | Status::Error | Status::Deleted)
-    }
 }

@@ -545,14 +545,10 @@ pub fn format_for(
             };
             f.insert("output".into(), json!(output));
             f.insert("segment_duration".into(), json!(format!("{segment_seconds}")));
-            let kept: Vec<_> = rungs
-                .iter()
-                .filter(|r| source_height.map(|h| r.height <= h).unwrap_or(true))
-                .collect();
-            let kept = if kept.is_empty() {
-                rungs.iter().min_by_key(|r| r.height).into_iter().collect()
-            } else {
-                kept
+            // the same rungs the fleet would make (never above the source)
+            let kept = match source_height {
+                Some(h) => crate::plan::ladder_for(rungs, h),
+                None => rungs.clone(),
             };
             let streams: Vec<Value> = kept
                 .iter()

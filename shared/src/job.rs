@@ -52,7 +52,41 @@ impl S3Uri {
     pub fn file_name(&self) -> &str {
         self.key.rsplit('/').next().unwrap_or(&self.key)
     }
+
+    /// The file name without its extension, safe in an S3 key and on disk: what outputs
+    /// are named after (`{source_stem}`), whichever backend makes them.
+    pub fn output_stem(&self) -> String {
+        let name = self.file_name();
+        let stem = match name.rsplit_once('.') {
+            Some((s, _)) if !s.is_empty() => s,
+            _ => name,
+        };
+        sanitize_stem(stem)
+    }
 }
+
+/// A file name stem safe in an S3 key and on disk.
+pub fn sanitize_stem(stem: &str) -> String {
+    let s: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(100)
+        .collect();
+    let s = s.trim_start_matches('.').to_string();
+    if s.is_empty() {
+        "output".into()
+    } else {
+        s
+    }
+}
+
+impl S3Uri {}
 
 impl TryFrom<String> for S3Uri {
     type Error = String;
@@ -500,6 +534,15 @@ mod tests {
         assert!(S3Uri::parse("s3://bucket").unwrap_err().contains("no object key"));
         assert!(S3Uri::parse("s3://Bad_Bucket/x").unwrap_err().contains("bucket name"));
         assert!(S3Uri::parse("s3://bucket/dir/").unwrap_err().contains("folder"));
+    }
+
+    #[test]
+    fn names_are_sanitised() {
+        assert_eq!(sanitize_stem("my clip (1)"), "my_clip__1_");
+        assert_eq!(sanitize_stem("../../etc"), "_.._etc");
+        assert_eq!(sanitize_stem("..."), "output");
+        assert_eq!(S3Uri::new("b", "in/my clip.final.mov").output_stem(), "my_clip.final");
+        assert_eq!(S3Uri::new("b", "in/.hidden").output_stem(), "hidden");
     }
 
     #[test]

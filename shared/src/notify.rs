@@ -82,8 +82,6 @@ pub enum NotifyError {
     Table(String),
     #[error(transparent)]
     Queue(#[from] crate::queue::QueueError),
-    #[error("{0}")]
-    Bad(String),
 }
 
 #[derive(Clone)]

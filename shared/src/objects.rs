@@ -250,8 +250,9 @@ impl S3ObjectStore {
         Ok(req.uri().to_string())
     }
 
-    /// The first `n` bytes of an object (fewer if it is shorter).
-    pub async fn head_bytes(&self, bucket: &str, key: &str, n: u64) -> Result<Vec<u8>, ObjectError> {
+    /// The first `n` bytes of an object (fewer if it is shorter), and its whole size (from
+    /// the ranged GET's `Content-Range`, so no HEAD is needed).
+    pub async fn head_bytes(&self, bucket: &str, key: &str, n: u64) -> Result<(Vec<u8>, u64), ObjectError> {
         let out = self
             .client
             .get_object()
@@ -270,8 +271,20 @@ impl S3ObjectStore {
                     aws_err(e)
                 }
             })?;
-        let bytes = out.body.collect().await.map_err(|e| ObjectError::Aws(e.to_string()))?;
-        Ok(bytes.into_bytes().to_vec())
+        let total = out
+            .content_range()
+            .and_then(|r| r.rsplit('/').next())
+            .and_then(|t| t.parse().ok());
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| ObjectError::Aws(e.to_string()))?
+            .into_bytes()
+            .to_vec();
+        // an object shorter than the range comes whole
+        let total = total.unwrap_or(bytes.len() as u64);
+        Ok((bytes, total))
     }
 
     /// Keys and sizes under a prefix.

@@ -50,6 +50,23 @@ impl SqsQueue {
         Ok(out.message_id().unwrap_or_default().to_string())
     }
 
+    /// The queue's ARN (for redrive policies and subscriptions).
+    pub async fn arn(&self, queue_url: &str) -> Result<String, QueueError> {
+        use aws_sdk_sqs::types::QueueAttributeName;
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(aws_err)?;
+        out.attributes()
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+            .cloned()
+            .ok_or_else(|| QueueError(format!("{queue_url} has no QueueArn attribute")))
+    }
+
     /// Sends a message that stays invisible for `delay_seconds` (at most 900, SQS's cap).
     pub async fn send_delayed(&self, queue_url: &str, body: &str, delay_seconds: i32) -> Result<String, QueueError> {
         let out = self

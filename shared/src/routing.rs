@@ -466,18 +466,13 @@ fn estimate(backend: &Backend, outputs: &[(&OutputSpec, &Preset)], facts: &Facts
             PresetKind::File { video: Some(v), .. } => usd += backend.prices.per_minute(class(v.max_height)) * minutes,
             PresetKind::File { video: None, .. } => usd += backend.prices.per_minute(PriceClass::Audio) * minutes,
             PresetKind::Ladder { rungs, .. } => {
-                let kept: Vec<u32> = rungs
-                    .iter()
-                    .map(|r| r.height)
-                    .filter(|h| src_h.map(|s| *h <= s).unwrap_or(true))
-                    .collect();
-                let kept = if kept.is_empty() {
-                    vec![rungs.iter().map(|r| r.height).min().unwrap_or(360)]
-                } else {
-                    kept
+                // the rungs the source can fill, as the ladder builder picks them
+                let kept = match src_h {
+                    Some(h) => crate::plan::ladder_for(rungs, h),
+                    None => rungs.clone(),
                 };
-                for h in kept {
-                    usd += backend.prices.per_minute(class(h)) * minutes;
+                for r in kept {
+                    usd += backend.prices.per_minute(class(r.height)) * minutes;
                 }
                 usd += backend.prices.per_minute(PriceClass::Audio) * minutes;
             }

@@ -199,36 +199,16 @@ impl DynamoJobStore {
         self.replace(job, next).await
     }
 
-    /// Jobs in `state` created in `[from, to)`, newest first, up to `limit`.
+    /// Jobs in `state` created in `[from, to]`, newest first, up to `limit` (the first page
+    /// of [`Self::list_page`]).
     pub async fn list_by_state(
         &self,
         state: JobState,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-        limit: i32,
+        limit: usize,
     ) -> Result<Vec<Job>, StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(STATE_INDEX)
-            .key_condition_expression("#state = :state AND created_at BETWEEN :from AND :to")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":state", s(state.as_str()))
-            .expression_attribute_values(":from", s(from.to_rfc3339()))
-            .expression_attribute_values(":to", s(to.to_rfc3339()))
-            .scan_index_forward(false)
-            .limit(limit)
-            .send()
-            .await
-            .map_err(aws_err)?;
-        out.items()
-            .iter()
-            .map(|item| {
-                let id = item.get("pk").and_then(|p| p.as_s().ok()).cloned().unwrap_or_default();
-                Self::from_item(&id, item)
-            })
-            .collect()
+        Ok(self.list_page(&[state], from, to, None, limit, |_| true).await?.0)
     }
 
     /// Records which job a remote backend's task belongs to (`media#<backend>#<id>`), for
@@ -266,7 +246,9 @@ impl DynamoJobStore {
             .cloned())
     }
 
-    /// One page of jobs, newest first: jobs in any of `states` created in `[from, to]`,
+    /// One page of jobs, newest first: jobs in any of `states` (give them in lifecycle
+    /// order: a job that moves on while the states are read one after the other is then
+    /// seen twice, and kept once, rather than missed) created in `[from, to]`,
     /// strictly before `before` (the `created_at` key of the previous page's last job),
     /// that `keep` accepts. Returns the page and the cursor for the next one.
     pub async fn list_page(
@@ -318,7 +300,9 @@ impl DynamoJobStore {
                 }
             }
             batch.retain(|j| key_of(j) < upper);
-            batch.sort_by_key(|j| std::cmp::Reverse(key_of(j)));
+            // a job read in two states (it moved on between the queries): its later version
+            batch.sort_by_key(|j| (std::cmp::Reverse(key_of(j)), std::cmp::Reverse(j.version)));
+            batch.dedup_by(|a, b| a.id == b.id);
             // each state gave its newest limit+1 below the bound: the merged newest limit+1
             // are the newest overall
             batch.truncate(limit + 1);

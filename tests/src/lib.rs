@@ -141,3 +141,14 @@ pub async fn download_output(stack: &LocalStack, key: &str, dir: &std::path::Pat
         .expect("download the output");
     p
 }
+
+/// Uploads `path` into the inbox under `key` and returns the id of the job the upload
+/// makes.
+pub async fn upload(stack: &LocalStack, path: &std::path::Path, key: &str) -> String {
+    let o = nommer_shared::objects::S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+    o.upload_file(&stack.names.inbox_bucket, key, path, "video/mp4")
+        .await
+        .unwrap();
+    let info = o.head(&stack.names.inbox_bucket, key).await.unwrap().unwrap();
+    nommer_shared::ids::for_upload(&stack.names.inbox_bucket, key, info.etag.as_deref().unwrap())
+}

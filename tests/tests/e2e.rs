@@ -5,7 +5,7 @@ use nommer::media;
 use nommer_shared::error::JobErrorCode;
 use nommer_shared::objects::S3ObjectStore;
 use nommer_shared::{ids, Job, JobState};
-use nommer_tests::{all_jobs, eventually, spawn_stack, spawn_stack_with};
+use nommer_tests::{all_jobs, eventually, spawn_stack, spawn_stack_with, upload};
 use serde_json::json;
 use std::time::Duration;
 
@@ -13,16 +13,6 @@ const JOB_LIMIT: Duration = Duration::from_secs(240);
 
 fn objects(stack: &nommer::LocalStack) -> S3ObjectStore {
     S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config))
-}
-
-/// Uploads `path` to the inbox and returns the id of the job the upload makes.
-async fn upload(stack: &nommer::LocalStack, path: &std::path::Path, key: &str) -> String {
-    let o = objects(stack);
-    o.upload_file(&stack.names.inbox_bucket, key, path, "video/mp4")
-        .await
-        .unwrap();
-    let info = o.head(&stack.names.inbox_bucket, key).await.unwrap().unwrap();
-    ids::for_upload(&stack.names.inbox_bucket, key, info.etag.as_deref().unwrap())
 }
 
 async fn wait_job(stack: &nommer::LocalStack, id: &str) -> Job {

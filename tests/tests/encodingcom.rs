@@ -6,8 +6,8 @@ use nommer::client::ApiClient;
 use nommer::media;
 use nommer_shared::error::JobErrorCode;
 use nommer_shared::objects::S3ObjectStore;
-use nommer_shared::{ids, Job, JobState};
-use nommer_tests::{eventually, spawn_stack_with};
+use nommer_shared::{Job, JobState};
+use nommer_tests::{eventually, spawn_stack_with, upload};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -56,15 +56,6 @@ async fn stack(test: &str, workers: usize, poll_seconds: u32) -> (nommer::LocalS
         "the stack starts the stand-in for an encodingcom backend"
     );
     (s, dir)
-}
-
-async fn upload(stack: &nommer::LocalStack, path: &std::path::Path, key: &str) -> String {
-    let o = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
-    o.upload_file(&stack.names.inbox_bucket, key, path, "video/mp4")
-        .await
-        .unwrap();
-    let info = o.head(&stack.names.inbox_bucket, key).await.unwrap().unwrap();
-    ids::for_upload(&stack.names.inbox_bucket, key, info.etag.as_deref().unwrap())
 }
 
 async fn wait_job(stack: &nommer::LocalStack, id: &str) -> Job {

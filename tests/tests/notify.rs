@@ -97,16 +97,10 @@ async fn subscribe(stack: &nommer::LocalStack, name: &str, filter: Option<Value>
         .queue_url()
         .unwrap()
         .to_string();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
+    let arn = nommer_shared::queue::SqsQueue::new(sqs.clone())
+        .arn(&url)
         .await
-        .unwrap()
-        .attributes()
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
+        .unwrap();
     let sns = aws_sdk_sns::Client::new(&stack.config);
     let mut req = sns
         .subscribe()

@@ -640,11 +640,7 @@ impl Worker {
 
         // encode, each output into its own folder
         held.transition(Transition::StartEncode, None).await?;
-        let stem = Path::new(job.source.file_name())
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .map(sanitize)
-            .unwrap_or_else(|| "output".into());
+        let stem = job.source.output_stem();
         let n = outputs.len();
         let mut done: Vec<(usize, PathBuf, plan::Plan)> = Vec::new();
         for (i, (o, preset)) in outputs.iter().enumerate() {
@@ -1042,36 +1038,4 @@ pub fn list_files(dir: &Path) -> std::io::Result<Vec<(String, u64)>> {
     walk(dir, dir, &mut out)?;
     out.sort();
     Ok(out)
-}
-
-/// A file name stem safe in an S3 key and on disk.
-pub fn sanitize(stem: &str) -> String {
-    let s: String = stem
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(100)
-        .collect();
-    let s = s.trim_start_matches('.').to_string();
-    if s.is_empty() {
-        "output".into()
-    } else {
-        s
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    #[test]
-    fn names_are_sanitised() {
-        assert_eq!(sanitize("my clip (1)"), "my_clip__1_");
-        assert_eq!(sanitize("../../etc"), "_.._etc");
-        assert_eq!(sanitize("..."), "output");
-    }
 }

@@ -600,7 +600,8 @@ async fn list_jobs(
     if states.is_empty() {
         states = nommer_shared::JobState::ALL.to_vec();
     }
-    states.sort_by_key(|s| s.as_str());
+    // in lifecycle order (the store's listing depends on it), each once
+    states.sort_by_key(|s| nommer_shared::JobState::ALL.iter().position(|x| x == s));
     states.dedup();
     let (jobs, next) = state
         .store
@@ -798,14 +799,7 @@ async fn retry_job(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let key = idempotency_key(&headers)?;
-    let not_found = || {
-        Problem::new(
-            StatusCode::NOT_FOUND,
-            "job-not-found",
-            "Job not found",
-            format!("no job has id {id:?}"),
-        )
-    };
+    let not_found = || Problem::job_not_found(&id);
     if !ids::looks_valid(&id) {
         return Err(not_found());
     }
@@ -855,12 +849,7 @@ async fn retry_job(
 
 async fn cancel_job(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Result<Response, Problem> {
     if !ids::looks_valid(&id) {
-        return Err(Problem::new(
-            StatusCode::NOT_FOUND,
-            "job-not-found",
-            "Job not found",
-            format!("no job has id {id:?}"),
-        ));
+        return Err(Problem::job_not_found(&id));
     }
     match state.backends.cancel(&id, "cancelled through the API").await {
         Ok((job, remote)) => {
@@ -873,12 +862,7 @@ async fn cancel_job(State(state): State<Arc<ApiState>>, Path(id): Path<String>) 
             }
             Ok((StatusCode::OK, Json(body)).into_response())
         }
-        Err(BackendError::Store(nommer_shared::StoreError::NotFound(_))) => Err(Problem::new(
-            StatusCode::NOT_FOUND,
-            "job-not-found",
-            "Job not found",
-            format!("no job has id {id:?}"),
-        )),
+        Err(BackendError::Store(nommer_shared::StoreError::NotFound(_))) => Err(Problem::job_not_found(&id)),
         Err(BackendError::Finished(s)) => Err(Problem::new(
             StatusCode::CONFLICT,
             "job-finished",
@@ -899,14 +883,7 @@ async fn get_job(
     State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, Problem> {
-    let not_found = || {
-        Problem::new(
-            StatusCode::NOT_FOUND,
-            "job-not-found",
-            "Job not found",
-            format!("no job has id {id:?}"),
-        )
-    };
+    let not_found = || Problem::job_not_found(&id);
     if !ids::looks_valid(&id) {
         return Err(not_found());
     }

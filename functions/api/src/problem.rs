@@ -38,6 +38,16 @@ impl Problem {
     }
 
     /// Logs the internal error and returns a 500 that does not leak it.
+    /// 404 for a job id that names no job (or is not a job id at all).
+    pub fn job_not_found(id: &str) -> Self {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "job-not-found",
+            "Job not found",
+            format!("no job has id {id:?}; `GET /jobs` lists them"),
+        )
+    }
+
     pub fn internal(e: impl std::fmt::Display) -> Self {
         let id = uuid_like();
         tracing::error!(error = %e, error_id = %id, "internal error");
