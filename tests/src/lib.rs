@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests (the `spawn_app` pattern): one emulator per test
 //! binary, and for each test its own uniquely named stack on it.
 
+pub mod freeze;
 pub mod runtime_api;
 
 use nommer::{LocalStack, StackOptions};

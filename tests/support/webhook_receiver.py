@@ -56,10 +56,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+import os
+
 port = int(sys.argv[5]) if len(sys.argv) > 5 else 0
-server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+# "closed until FILE exists": the port is bound (so it is ours, and nobody else can take
+# it) but not listening, so connections are refused, as when a receiver is down; once
+# FILE appears the server listens on that same port.
+closed_until = sys.argv[6] if len(sys.argv) > 6 else None
+server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler, bind_and_activate=False)
+server.server_bind()
 with open(port_file + ".tmp", "w") as f:
     f.write(str(server.server_address[1]))
-import os
 os.rename(port_file + ".tmp", port_file)
+if closed_until:
+    while not os.path.exists(closed_until):
+        time.sleep(0.05)
+server.server_activate()
 server.serve_forever()

@@ -231,10 +231,25 @@ async fn deliver_bootstrap_parks_a_refused_delivery_and_fails_a_malformed_one() 
     let Reply::Response(r) = reply else { panic!("{reply:?}") };
     assert_eq!(r, json!({ "batchItemFailures": [{ "itemIdentifier": "bad-one" }] }));
     let q = SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config));
+    assert_eq!(q.depth(&stack.urls.webhooks_dlq).await.unwrap().0, 1, "parked");
+    // the parked message says which delivery and why
+    let sqs = nommer_shared::aws::sqs_client(&stack.config);
+    let got = sqs
+        .receive_message()
+        .queue_url(&stack.urls.webhooks_dlq)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    let parked: serde_json::Value = serde_json::from_str(got.messages()[0].body().unwrap()).unwrap();
     assert_eq!(
-        q.depth(&stack.urls.webhooks_dlq).await.unwrap().0,
-        1,
-        "parked with its reason"
+        parked["delivery"]["target"]["url"], "https://169.254.169.254/latest/meta-data/",
+        "{parked}"
+    );
+    let reason = parked["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("169.254.169.254") && (reason.contains("link-local") || reason.contains("metadata")),
+        "the reason names the address and why it is refused: {parked}"
     );
     stack.shutdown().await;
 }

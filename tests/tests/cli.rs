@@ -67,11 +67,49 @@ async fn submit_wait_status_list_cancel_and_retry_from_the_terminal() {
     assert!(out.contains("state    complete"), "{out}");
     assert!(out.contains("/mp4-360p/"), "the output is listed: {out}");
 
-    // the same in parts, then watch it
-    let o = cli.run(&["submit", f, "--preset", "mp4-360p", "--multipart"]).await;
+    // a bigger file (lossless noise, over S3's 5 MiB minimum part) in parts, then watch it
+    let big = dir.path().join("big.mkv");
+    let st = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=640x360:r=25:d=2"])
+        .args([
+            "-vf",
+            "noise=alls=60:allf=t",
+            "-c:v",
+            "libx264",
+            "-qp",
+            "0",
+            "-preset",
+            "ultrafast",
+        ])
+        .arg(&big)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let big_size = std::fs::metadata(&big).unwrap().len();
+    assert!(big_size > 6 * 1024 * 1024, "{big_size}");
+    let o = cli
+        .run(&["submit", big.to_str().unwrap(), "--preset", "mp4-360p", "--multipart"])
+        .await;
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}\n{err}");
     let id2 = out.lines().next().unwrap().trim().to_string();
+    // S3 itself says how it was uploaded: a multipart object's ETag ends in -<parts>
+    let o = cli.run(&["status", &id2, "--json"]).await;
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let source = nommer_shared::S3Uri::parse(v["source"].as_str().unwrap()).unwrap();
+    let head = nommer_shared::objects::S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config))
+        .head(&source.bucket, &source.key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(head.size, big_size, "all of it arrived");
+    let etag = head.etag.unwrap();
+    let parts: u32 = etag
+        .trim_matches('"')
+        .rsplit_once('-')
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a multipart ETag: {etag}"));
+    assert!(parts >= 2, "uploaded in {parts} parts: {etag}");
     let o = cli.run(&["watch", &id2]).await;
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}\n{err}");

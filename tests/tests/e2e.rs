@@ -5,6 +5,7 @@ use nommer::media;
 use nommer_shared::error::JobErrorCode;
 use nommer_shared::objects::S3ObjectStore;
 use nommer_shared::{ids, Job, JobState};
+use nommer_tests::freeze::{ffmpeg_children, freeze_encode};
 use nommer_tests::{all_jobs, eventually, spawn_stack, spawn_stack_with, upload};
 use serde_json::json;
 use std::time::Duration;
@@ -23,13 +24,6 @@ async fn wait_job(stack: &nommer::LocalStack, id: &str) -> Job {
 }
 
 /// Waits until the job is being encoded.
-async fn encoding(api: &ApiClient, id: &str) -> Job {
-    eventually(Duration::from_secs(60), "encoding", || async {
-        api.get_job(id).await.unwrap().filter(|j| j.state == JobState::Encoding)
-    })
-    .await
-}
-
 fn states(job: &Job) -> Vec<JobState> {
     job.history.iter().map(|h| h.state).collect()
 }
@@ -99,9 +93,18 @@ async fn an_upload_is_encoded_to_a_playable_mp4() {
         objects(&stack).head(&out.bucket, &out.key).await.unwrap().unwrap().size
     );
 
-    // the work message was deleted once the job was complete
+    // the work message is deleted once the job is complete (right after the final
+    // write, so the queue may still show it in flight for a moment)
     let q = nommer_shared::queue::SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config));
-    assert_eq!(q.depth(&stack.urls.work).await.unwrap(), (0, 0));
+    eventually(Duration::from_secs(30), "the work message deleted", || async {
+        (q.depth(&stack.urls.work).await.unwrap() == (0, 0)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        q.depth(&stack.urls.work_dlq).await.unwrap(),
+        (0, 0),
+        "and not dead-lettered"
+    );
     stack.shutdown().await;
 }
 
@@ -234,9 +237,11 @@ async fn a_corrupt_file_fails_with_a_readable_error_and_is_not_retried() {
     })
     .await;
     assert_eq!(q.depth(&stack.urls.work_dlq).await.unwrap(), (0, 0));
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // with no message left, visible or in flight, nothing can run the job again; and
+    // nothing has touched it since it failed
     let again = ApiClient::new(&stack.api_url).get_job(&id).await.unwrap().unwrap();
     assert_eq!(again.version, job.version, "nothing touched the failed job");
+    assert_eq!(again.history.last().unwrap().state, JobState::Failed);
     stack.shutdown().await;
 }
 
@@ -390,21 +395,30 @@ async fn a_job_whose_worker_dies_is_retried_on_another_and_completes() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("long.mp4");
-    media::generate_clip(&src, 30, 640, 360, true).unwrap();
+    media::generate_clip(&src, 10, 640, 360, true).unwrap();
     let id = upload(&stack, &src, "inbox/mp4-360p/long.mp4").await;
 
     let api = ApiClient::new(&stack.api_url);
-    // FFmpeg's -progress reaches the job while it encodes
-    let first = eventually(Duration::from_secs(60), "encoding progress on the job", || async {
-        api.get_job(&id)
-            .await
-            .unwrap()
-            .filter(|j| j.state == JobState::Encoding && j.progress > 0)
-    })
-    .await;
+    // FFmpeg's -progress reaches the job while it encodes: the encode is held and let
+    // run in short steps until the job shows progress, so it is always caught midway
+    let frozen = freeze_encode(&api, &id, &[stack.workers()[0].pid().unwrap()], Duration::from_secs(60)).await;
+    let started = std::time::Instant::now();
+    let first = loop {
+        frozen.step(Duration::from_millis(100)).await;
+        let j = api.get_job(&id).await.unwrap().unwrap();
+        if j.progress > 0 {
+            break j;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no progress on the job: {j:#?}"
+        );
+    };
+    assert_eq!(first.state, JobState::Encoding);
     assert!(first.progress < 100);
     assert_eq!(first.worker.as_deref(), Some(stack.workers()[0].id.as_str()));
     stack.kill_worker(0).await.unwrap();
+    drop(frozen);
     stack.spawn_worker().await.unwrap();
 
     let job = wait_job(&stack, &id).await;
@@ -417,24 +431,29 @@ async fn a_job_whose_worker_dies_is_retried_on_another_and_completes() {
         .find(|h| h.state == JobState::Queued && h.note.as_deref().unwrap_or("").contains("stopped responding"));
     assert!(requeue.is_some(), "{:#?}", job.history);
     let p = probe_output(&stack, &job.manifest[0].key).await;
-    assert!((duration(&p) - 30.0).abs() < 0.5, "{p}");
+    assert!((duration(&p) - 10.0).abs() < 0.5, "{p}");
     stack.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_longer_than_the_visibility_timeout_keeps_its_message_hidden() {
+    const VT: u64 = 12;
     let stack = nommer_tests::spawn_stack_with("longjob", 2, |o| {
         o.worker_env
-            .insert(nommer_shared::settings::VISIBILITY_TIMEOUT_SECS.into(), "6".into());
+            .insert(nommer_shared::settings::VISIBILITY_TIMEOUT_SECS.into(), VT.to_string());
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("long.mp4");
-    media::generate_clip(&src, 40, 1280, 720, false).unwrap();
-    let id = upload(&stack, &src, "inbox/mp4-720p/long.mp4").await;
-    // while it encodes, a duplicate work message for it arrives (as SQS may deliver one)
+    media::generate_clip(&src, 4, 640, 360, false).unwrap();
+    let id = upload(&stack, &src, "inbox/mp4-360p/long.mp4").await;
     let api = ApiClient::new(&stack.api_url);
-    encoding(&api, &id).await;
+    // the encode is held until the job has outlasted the visibility timeout, however
+    // fast this machine encodes
+    // (either worker may take the message)
+    let pids: Vec<u32> = stack.workers().iter().filter_map(|w| w.pid()).collect();
+    let frozen = freeze_encode(&api, &id, &pids, Duration::from_secs(60)).await;
+    // while it encodes, a duplicate work message for it arrives (as SQS may deliver one)
     let q = nommer_shared::queue::SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config));
     q.send(
         &stack.urls.work,
@@ -442,6 +461,32 @@ async fn a_job_longer_than_the_visibility_timeout_keeps_its_message_hidden() {
     )
     .await
     .unwrap();
+    eventually(Duration::from_secs(30), "the duplicate dropped", || async {
+        stack
+            .worker_logs(400)
+            .contains("duplicate message deleted")
+            .then_some(())
+    })
+    .await;
+    // past the visibility timeout since the worker took the message: had it not been
+    // extended, it would be visible again (and taken, and logged) by now
+    let job = api.get_job(&id).await.unwrap().unwrap();
+    let taken = job
+        .history
+        .iter()
+        .find(|h| h.state == JobState::Downloading)
+        .unwrap()
+        .at;
+    eventually(Duration::from_secs(60), "the visibility timeout passed", || async {
+        (chrono::Utc::now() - taken > chrono::Duration::seconds(VT as i64 + 2)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        q.depth(&stack.urls.work).await.unwrap(),
+        (0, 1),
+        "the message is still hidden, held by its worker"
+    );
+    frozen.release();
     let job = wait_job(&stack, &id).await;
     assert_eq!(job.state, JobState::Complete, "{job:#?}");
     let logs = stack.worker_logs(400);
@@ -454,16 +499,12 @@ async fn a_job_longer_than_the_visibility_timeout_keeps_its_message_hidden() {
         !logs.contains("own message came back") && !logs.contains("taking the job over"),
         "the holder kept its message hidden:\n{logs}"
     );
-    let took = job.updated_at - job.created_at;
+    let took = job.updated_at - taken;
     assert!(
-        took > chrono::Duration::seconds(7),
-        "the job outlasted the 6 s visibility timeout ({took})"
+        took > chrono::Duration::seconds(VT as i64),
+        "the job outlasted the {VT} s visibility timeout ({took})"
     );
-    assert_eq!(
-        job.attempts, 1,
-        "the idle second worker never got the message: {:#?}",
-        job.history
-    );
+    assert_eq!(job.attempts, 1, "no second attempt: {:#?}", job.history);
     assert_eq!(states(&job).len(), 6, "{:?}", states(&job));
     stack.shutdown().await;
 }
@@ -488,10 +529,11 @@ async fn interrupted_mid_encode_gives_the_job_back(how: Interrupt) {
     })
     .await;
     let src = dir.path().join("talk.mp4");
-    media::generate_clip(&src, 30, 640, 360, true).unwrap();
+    media::generate_clip(&src, 10, 640, 360, true).unwrap();
     let id = upload(&stack, &src, "inbox/mp4-360p/talk.mp4").await;
     let api = ApiClient::new(&stack.api_url);
-    encoding(&api, &id).await;
+    // held mid-encode: the interruption always finds the encode running
+    let frozen = freeze_encode(&api, &id, &[stack.workers()[0].pid().unwrap()], Duration::from_secs(60)).await;
     match how {
         Interrupt::Sigterm => {
             let status = stack.stop_worker(0).await.unwrap();
@@ -515,6 +557,11 @@ async fn interrupted_mid_encode_gives_the_job_back(how: Interrupt) {
         "{:#?}",
         back.history
     );
+    eventually(Duration::from_secs(10), "the interrupted encode ended", || async {
+        frozen.all_gone().then_some(())
+    })
+    .await;
+    drop(frozen);
     let _ = std::fs::remove_file(&notice);
     stack.spawn_worker().await.unwrap();
     let started = std::time::Instant::now();
@@ -538,40 +585,17 @@ async fn a_spot_interruption_notice_gives_the_job_back() {
     interrupted_mid_encode_gives_the_job_back(Interrupt::SpotNotice).await;
 }
 
-/// The FFmpeg processes running under a worker (its children, by /proc).
-fn ffmpeg_children(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let children = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
-        for c in children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()) {
-            let comm = std::fs::read_to_string(format!("/proc/{c}/comm")).unwrap_or_default();
-            if comm.trim() == "ffmpeg" {
-                out.push(c);
-            }
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_a_running_job_stops_its_ffmpeg_and_frees_the_worker() {
     let stack = spawn_stack("cancel-run", 1).await;
     let dir = tempfile::tempdir().unwrap();
     let long = dir.path().join("long.mp4");
-    media::generate_clip(&long, 90, 640, 360, true).unwrap();
-    // VP9 on 90 s: long enough to be caught in the middle
+    media::generate_clip(&long, 10, 640, 360, true).unwrap();
     let id = upload(&stack, &long, "inbox/webm-vp9-720p/long.mp4").await;
     let api = ApiClient::new(&stack.api_url);
-    encoding(&api, &id).await;
+    // held mid-encode, so the cancel always finds FFmpeg running
     let pid = stack.workers()[0].pid().unwrap();
-    eventually(Duration::from_secs(30), "ffmpeg runs", || async {
-        (!ffmpeg_children(pid).is_empty()).then_some(())
-    })
-    .await;
+    let frozen = freeze_encode(&api, &id, &[pid], Duration::from_secs(60)).await;
     let r = reqwest::Client::new()
         .post(format!("{}/jobs/{id}/cancel", stack.api_url))
         .send()
@@ -579,7 +603,7 @@ async fn cancelling_a_running_job_stops_its_ffmpeg_and_frees_the_worker() {
         .unwrap();
     assert_eq!(r.status(), 200);
     eventually(Duration::from_secs(20), "ffmpeg stopped", || async {
-        ffmpeg_children(pid).is_empty().then_some(())
+        (frozen.all_gone() && ffmpeg_children(pid).is_empty()).then_some(())
     })
     .await;
     // the worker is free: a short job runs to the end while the long one stays cancelled
@@ -832,11 +856,17 @@ async fn with_a_key_configured_the_api_refuses_requests_without_it() {
     );
     let cb = http
         .post(format!("{}/callbacks/encodingcom", stack.api_url))
+        .header("content-type", "application/x-www-form-urlencoded")
         .body("json=%7B%7D")
         .send()
         .await
         .unwrap();
-    assert_ne!(cb.status(), 401);
+    // past the key check, to the callback's own answer: a notification without a media
+    // id is refused as malformed, never as unauthorised (nor a server error)
+    let status = cb.status();
+    let body = cb.text().await.unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(!body.contains("x-api-key"), "{body}");
     let keyed = ApiClient::with_key(&stack.api_url, Some("nk_test_key"));
     assert!(keyed
         .get_job("j00000000000000000000000000000000")

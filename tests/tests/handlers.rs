@@ -251,6 +251,55 @@ async fn a_source_replaced_after_upload_is_not_encoded_in_its_place() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_overwritten_before_it_is_encoded_fails_and_the_new_one_is_encoded() {
+    // no worker yet: both uploads wait in the queue
+    let mut stack = spawn_stack("overwrite", 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (one, two) = (dir.path().join("one.mp4"), dir.path().join("two.mp4"));
+    nommer::media::generate_clip(&one, 1, 320, 240, true).unwrap();
+    nommer::media::generate_clip(&two, 3, 320, 240, true).unwrap();
+    let key = "inbox/mp4-360p/same-name.mp4";
+    let api = nommer::client::ApiClient::new(&stack.api_url);
+    let queued = |id: String| {
+        let api = &api;
+        async move {
+            nommer_tests::eventually(std::time::Duration::from_secs(30), "queued", || async {
+                api.get_job(&id).await.unwrap().filter(|j| j.state == JobState::Queued)
+            })
+            .await
+        }
+    };
+    let first = nommer_tests::upload(&stack, &one, key).await;
+    queued(first.clone()).await;
+    let second = nommer_tests::upload(&stack, &two, key).await;
+    assert_ne!(first, second, "a new revision is a new job");
+    queued(second.clone()).await;
+    stack.spawn_worker().await.unwrap();
+    let wait = |id: String| {
+        let api = &api;
+        async move {
+            api.wait(&id, std::time::Duration::from_secs(120), |_| {})
+                .await
+                .unwrap()
+        }
+    };
+    let a = wait(first).await;
+    assert_eq!(a.state, JobState::Failed, "{a:#?}");
+    let e = a.error.unwrap();
+    assert_eq!(e.code, JobErrorCode::SourceNotFound, "{e:?}");
+    assert!(e.message.contains("replaced"), "{}", e.message);
+    assert!(a.manifest.is_empty());
+    let b = wait(second).await;
+    assert_eq!(b.state, JobState::Complete, "{b:#?}");
+    // the output is the second upload (3 s), by ffprobe on the file itself
+    let out = nommer_tests::download_output(&stack, &b.manifest[0].key, dir.path()).await;
+    let p = nommer::media::probe(&out).unwrap();
+    let secs: f64 = p["format"]["duration"].as_str().unwrap().parse().unwrap();
+    assert!((secs - 3.0).abs() < 0.3, "{secs}");
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_lettered_job_is_failed_with_the_reason() {
     let stack = spawn_stack("deadletter", 0).await;
     let s = store(&stack);

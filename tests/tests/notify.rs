@@ -28,11 +28,21 @@ impl Drop for Receiver {
 
 impl Receiver {
     fn start(dir: &Path, secret: &str, fail_first: u32) -> Receiver {
-        Self::start_on(dir, secret, fail_first, 0)
+        Self::start_with(dir, secret, fail_first, None)
     }
 
-    /// On a given port (0: any).
-    fn start_on(dir: &Path, secret: &str, fail_first: u32, port: u16) -> Receiver {
+    /// Down until [`Receiver::open`]: its port is bound, so no one else takes it, but
+    /// not listening, so every connection is refused.
+    fn start_closed(dir: &Path, secret: &str) -> Receiver {
+        Self::start_with(dir, secret, 0, Some(dir.join("open")))
+    }
+
+    /// Starts listening (a receiver that was down is back).
+    fn open(&self) {
+        std::fs::write(self.log.with_file_name("open"), "").unwrap();
+    }
+
+    fn start_with(dir: &Path, secret: &str, fail_first: u32, closed_until: Option<PathBuf>) -> Receiver {
         let port_file = dir.join("port");
         let _ = std::fs::remove_file(&port_file);
         let log = dir.join("received.jsonl");
@@ -43,7 +53,8 @@ impl Receiver {
             .arg(secret)
             .arg(fail_first.to_string())
             .arg(&log)
-            .arg(port.to_string())
+            .arg("0")
+            .args(closed_until.iter())
             .spawn()
             .expect("python3 runs the receiver");
         let started = std::time::Instant::now();
@@ -296,25 +307,46 @@ async fn every_transition_arrives_once_signed_on_the_webhook_and_on_sns() {
     );
     assert_eq!(complete[0]["status"], 500);
 
-    // SNS: the same events; the filtered subscription gets the completion only
-    let sns_all = eventually(Duration::from_secs(30), "all events on SNS", || async {
-        let v = drain(&stack, &all).await;
-        (!v.is_empty()).then_some(v)
-    })
-    .await;
-    let mut sns_all = sns_all;
+    // SNS: the same events, each once; the filtered subscription gets the completion only
+    let mut sns_all: Vec<Value> = Vec::new();
+    let mine_changes = |all: &[Value]| -> Vec<Value> {
+        all.iter()
+            .filter(|e| e["job"]["id"] == id.as_str() && e["type"] == "job.state_changed")
+            .cloned()
+            .collect()
+    };
+    let waited = std::time::Instant::now();
+    while mine_changes(&sns_all).len() < expected.len() {
+        assert!(
+            waited.elapsed() < Duration::from_secs(30),
+            "every transition on SNS: {sns_all:#?}"
+        );
+        sns_all.extend(drain(&stack, &all).await);
+    }
+    // whatever else is already in the subscriber's queue counts too
     sns_all.extend(drain(&stack, &all).await);
-    let mine: Vec<&Value> = sns_all.iter().filter(|e| e["job"]["id"] == id.as_str()).collect();
-    let sns_ids: std::collections::BTreeSet<&str> = mine
+    let mut sns_ids: Vec<String> = mine_changes(&sns_all)
         .iter()
-        .filter(|e| e["type"] == "job.state_changed")
-        .map(|e| e["id"].as_str().unwrap())
+        .map(|e| e["id"].as_str().unwrap().to_string())
         .collect();
-    let hook_ids: std::collections::BTreeSet<&str> = delivered.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    sns_ids.sort();
+    let mut hook_ids: Vec<String> = delivered
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    hook_ids.sort();
     assert_eq!(
         sns_ids, hook_ids,
-        "SNS and the webhook carry the same events, with the same ids"
+        "SNS and the webhook carry the same events, with the same ids, each once"
     );
+    let mut sns_states: Vec<String> = mine_changes(&sns_all)
+        .iter()
+        .map(|e| e["job"]["state"].as_str().unwrap().to_string())
+        .collect();
+    sns_states.sort();
+    let mut want: Vec<String> = expected.iter().map(|s| s.as_str().to_string()).collect();
+    want.sort();
+    assert_eq!(sns_states, want, "each transition once on SNS");
     // every event, from both channels, is valid against the documented schema
     let mut every: Vec<Value> = rx.received().into_iter().map(|r| r["event"].clone()).collect();
     every.extend(sns_all.iter().cloned());
@@ -431,13 +463,9 @@ async fn a_receiver_that_was_down_gets_every_event_when_it_is_back() {
     let cfg = config_with(dir.path(), true, "[0, 1, 2, 3, 4, 5, 6, 7]");
     let stack = spawn_stack_with("notify-down", 0, |o| o.config_path = Some(cfg)).await;
     let secret = stack.env[nommer_shared::settings::WEBHOOK_SECRET].clone();
-    // a port with nothing listening yet
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let id = submit(&stack, dir.path(), &format!("http://127.0.0.1:{port}/hook")).await;
+    // a receiver that is down: its port refuses connections
+    let rx = Receiver::start_closed(dir.path(), &secret);
+    let id = submit(&stack, dir.path(), &rx.url).await;
     let api = ApiClient::new(&stack.api_url);
     // submitted and queued (no workers): both fail while the receiver is down
     eventually(Duration::from_secs(30), "failed attempts while down", || async {
@@ -451,7 +479,8 @@ async fn a_receiver_that_was_down_gets_every_event_when_it_is_back() {
         (a.iter().filter(|a| a["outcome"] == "retry").count() >= 2).then_some(())
     })
     .await;
-    let rx = Receiver::start_on(dir.path(), &secret, 0, port);
+    assert!(rx.received().is_empty(), "nothing got through while down");
+    rx.open();
     let got = eventually(
         Duration::from_secs(60),
         "both events after the receiver is back",

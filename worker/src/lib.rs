@@ -226,9 +226,11 @@ impl Worker {
 
     /// How old a running job's heartbeat may be before its worker counts as lost. A live
     /// worker refreshes it every third of the visibility timeout; a message comes back
-    /// only after a whole timeout without refresh.
+    /// only after a whole timeout without refresh. Two thirds sits midway: a live
+    /// holder's heartbeat is a third old at most (plus the time its writes take, which a
+    /// loaded machine stretches), a lost one's is a whole timeout old.
     fn stale_after(&self) -> chrono::Duration {
-        chrono::Duration::from_std(self.settings.visibility_timeout / 2).unwrap_or(chrono::Duration::seconds(60))
+        chrono::Duration::from_std(self.settings.visibility_timeout * 2 / 3).unwrap_or(chrono::Duration::seconds(60))
     }
 
     /// Gives the job in hand back at shutdown: the job `queued`, and only then its message
