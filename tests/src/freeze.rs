@@ -7,6 +7,21 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+/// The FFmpeg encodes running under a worker: its FFmpeg children that report
+/// `-progress` (which the worker asks of every encode, and of nothing else: not of
+/// `ffmpeg -version` at start, nor of an analysis pass).
+pub fn encodes_under(pid: u32) -> Vec<u32> {
+    ffmpeg_children(pid)
+        .into_iter()
+        .filter(|c| {
+            std::fs::read(format!("/proc/{c}/cmdline"))
+                .unwrap_or_default()
+                .split(|b| *b == 0)
+                .any(|a| a == b"-progress")
+        })
+        .collect()
+}
+
 /// The FFmpeg processes running under a process (its children, by /proc).
 pub fn ffmpeg_children(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
@@ -51,11 +66,11 @@ pub struct Frozen {
 }
 
 impl Frozen {
-    /// Stops every FFmpeg now running under any of `workers` that is not held yet, and
-    /// returns how many are held in all.
+    /// Stops every FFmpeg encode now running under any of `workers` that is not held
+    /// yet, and returns how many are held in all.
     pub fn catch(&mut self, workers: &[u32]) -> usize {
         for w in workers {
-            for c in ffmpeg_children(*w) {
+            for c in encodes_under(*w) {
                 if self.pids.insert(c) {
                     signal(c, libc::SIGSTOP);
                 }
