@@ -1,0 +1,135 @@
+//! What the README promises about a job that cannot finish: the attempt limit, the
+//! encode timeout, and an output that fails its check. Each drives the whole system on
+//! the local stack and checks the job, the queue and the outbox.
+
+use nommer::client::ApiClient;
+use nommer::media;
+use nommer_shared::error::JobErrorCode;
+use nommer_shared::objects::S3ObjectStore;
+use nommer_shared::settings;
+use nommer_shared::JobState;
+use nommer_tests::freeze::freeze_encode;
+use nommer_tests::{eventually, spawn_stack_with, upload};
+use std::time::Duration;
+
+async fn queue_empty(stack: &nommer::LocalStack) {
+    let q = nommer_shared::queue::SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config));
+    eventually(Duration::from_secs(30), "the work message deleted", || async {
+        (q.depth(&stack.urls.work).await.unwrap() == (0, 0)).then_some(())
+    })
+    .await;
+    assert_eq!(q.depth(&stack.urls.work_dlq).await.unwrap(), (0, 0));
+}
+
+async fn outbox_empty(stack: &nommer::LocalStack, id: &str) {
+    let o = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+    let listed = o.list(&stack.names.outbox_bucket, &format!("{id}/")).await.unwrap();
+    assert!(listed.is_empty(), "nothing uploaded: {listed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_interrupted_on_every_attempt_fails_when_attempts_run_out() {
+    let mut stack = spawn_stack_with("attempts", 1, |o| {
+        o.worker_env.insert(settings::MAX_ATTEMPTS.into(), "2".into());
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("clip.mp4");
+    media::generate_clip(&src, 4, 320, 240, true).unwrap();
+    let id = upload(&stack, &src, "inbox/mp4-360p/clip.mp4").await;
+    let api = ApiClient::new(&stack.api_url);
+    // two attempts, each stopped mid-encode (its worker shut down), so each one counts
+    for attempt in 1..=2u32 {
+        let w = stack.workers().len() - 1;
+        let frozen = freeze_encode(&api, &id, &[stack.workers()[w].pid().unwrap()], Duration::from_secs(60)).await;
+        assert_eq!(api.get_job(&id).await.unwrap().unwrap().attempts, attempt);
+        assert!(stack.stop_worker(w).await.unwrap().success());
+        drop(frozen);
+        eventually(Duration::from_secs(30), "the job back in the queue", || async {
+            api.get_job(&id).await.unwrap().filter(|j| j.state == JobState::Queued)
+        })
+        .await;
+        stack.spawn_worker().await.unwrap();
+    }
+    let job = api.wait(&id, Duration::from_secs(60), |_| {}).await.unwrap();
+    assert_eq!(job.state, JobState::Failed, "{job:#?}");
+    let e = job.error.as_ref().unwrap();
+    assert_eq!(e.code, JobErrorCode::AttemptsExhausted, "{e:?}");
+    assert!(e.message.contains("2 attempts"), "{}", e.message);
+    assert_eq!(job.attempts, 2, "no third attempt started");
+    queue_empty(&stack).await;
+    outbox_empty(&stack, &id).await;
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encode_past_the_timeout_is_killed_and_the_job_fails() {
+    let stack = spawn_stack_with("timeout", 1, |o| {
+        o.worker_env.insert(settings::ENCODE_TIMEOUT_SECS.into(), "3".into());
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("clip.mp4");
+    media::generate_clip(&src, 4, 320, 240, true).unwrap();
+    let id = upload(&stack, &src, "inbox/mp4-360p/clip.mp4").await;
+    let api = ApiClient::new(&stack.api_url);
+    // an encode that hangs (held stopped) outlives the 3 s limit however fast the machine
+    let frozen = freeze_encode(&api, &id, &[stack.workers()[0].pid().unwrap()], Duration::from_secs(60)).await;
+    let job = api.wait(&id, Duration::from_secs(60), |_| {}).await.unwrap();
+    assert_eq!(job.state, JobState::Failed, "{job:#?}");
+    let e = job.error.as_ref().unwrap();
+    assert_eq!(e.code, JobErrorCode::EncodeFailed, "{e:?}");
+    assert!(
+        e.message.contains("longer than") && e.message.contains("killed"),
+        "{}",
+        e.message
+    );
+    eventually(Duration::from_secs(10), "the hung FFmpeg killed", || async {
+        frozen.all_gone().then_some(())
+    })
+    .await;
+    assert_eq!(job.attempts, 1, "a hang is not retried");
+    queue_empty(&stack).await;
+    outbox_empty(&stack, &id).await;
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_that_fails_its_check_fails_the_job_with_invalid_output() {
+    let stack = spawn_stack_with("badout", 1, |_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    // 6 s of picture but 1 s of sound: an audio-only output lasts 1 s, not the 6 s the
+    // source's duration promises
+    let src = dir.path().join("short-sound.mp4");
+    let st = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=320x240:r=25:d=6"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:duration=1"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"])
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // the oracle: ffprobe says so too
+    let p = media::probe(&src).unwrap();
+    let audio = p["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["codec_type"] == "audio")
+        .unwrap();
+    let audio_secs: f64 = audio["duration"].as_str().unwrap().parse().unwrap();
+    assert!(audio_secs < 1.5, "{audio_secs}");
+    let id = upload(&stack, &src, "inbox/audio-aac/short-sound.mp4").await;
+    let job = ApiClient::new(&stack.api_url)
+        .wait(&id, Duration::from_secs(60), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(job.state, JobState::Failed, "{job:#?}");
+    let e = job.error.as_ref().unwrap();
+    assert_eq!(e.code, JobErrorCode::InvalidOutput, "{e:?}");
+    assert!(e.message.contains("should last"), "{}", e.message);
+    assert_eq!(job.attempts, 1, "an invalid output is not retried");
+    queue_empty(&stack).await;
+    outbox_empty(&stack, &id).await;
+    stack.shutdown().await;
+}
