@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import http.server
 import json
+import os
 import sys
 import time
 
@@ -42,9 +43,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         ok = verify(self.headers, body)
         with open(log_file, "a") as f:
             f.write(json.dumps({"id": msg_id, "attempt": n, "verified": ok,
-                                "answered": 500 if n <= fail_first else (200 if ok else 401),
+                                "answered": 307 if os.environ.get("RECEIVER_REDIRECT") else (500 if n <= fail_first else (200 if ok else 401)),
                                 "event": json.loads(body or b"null")}) + "\n")
-        if n <= fail_first:
+        redirect = os.environ.get("RECEIVER_REDIRECT")
+        if redirect:
+            self.send_response(307)
+            self.send_header("location", redirect)
+        elif n <= fail_first:
             self.send_response(500)
         elif ok:
             self.send_response(200)
@@ -55,8 +60,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-
-import os
 
 port = int(sys.argv[5]) if len(sys.argv) > 5 else 0
 # "closed until FILE exists": the port is bound (so it is ours, and nobody else can take

@@ -28,13 +28,18 @@ impl Drop for Receiver {
 
 impl Receiver {
     fn start(dir: &Path, secret: &str, fail_first: u32) -> Receiver {
-        Self::start_with(dir, secret, fail_first, None)
+        Self::start_with(dir, secret, fail_first, None, None)
+    }
+
+    /// Answers every delivery with a 307 to `to`.
+    fn start_redirecting(dir: &Path, secret: &str, to: &str) -> Receiver {
+        Self::start_with(dir, secret, 0, None, Some(to))
     }
 
     /// Down until [`Receiver::open`]: its port is bound, so no one else takes it, but
     /// not listening, so every connection is refused.
     fn start_closed(dir: &Path, secret: &str) -> Receiver {
-        Self::start_with(dir, secret, 0, Some(dir.join("open")))
+        Self::start_with(dir, secret, 0, Some(dir.join("open")), None)
     }
 
     /// Starts listening (a receiver that was down is back).
@@ -42,7 +47,13 @@ impl Receiver {
         std::fs::write(self.log.with_file_name("open"), "").unwrap();
     }
 
-    fn start_with(dir: &Path, secret: &str, fail_first: u32, closed_until: Option<PathBuf>) -> Receiver {
+    fn start_with(
+        dir: &Path,
+        secret: &str,
+        fail_first: u32,
+        closed_until: Option<PathBuf>,
+        redirect: Option<&str>,
+    ) -> Receiver {
         let port_file = dir.join("port");
         let _ = std::fs::remove_file(&port_file);
         let log = dir.join("received.jsonl");
@@ -55,6 +66,7 @@ impl Receiver {
             .arg(&log)
             .arg("0")
             .args(closed_until.iter())
+            .envs(redirect.map(|to| ("RECEIVER_REDIRECT", to)))
             .spawn()
             .expect("python3 runs the receiver");
         let started = std::time::Instant::now();
@@ -520,5 +532,321 @@ async fn a_receiver_that_was_down_gets_every_event_when_it_is_back() {
             .any(|a| a["outcome"] == "delivered" && a["attempt"].as_u64().unwrap() > 1),
         "{attempts:#?}"
     );
+    stack.shutdown().await;
+}
+
+/// The job's `deliveries` as the API shows them.
+async fn deliveries(stack: &nommer::LocalStack, id: &str) -> Vec<Value> {
+    let v: Value = reqwest::get(format!("{}/jobs/{id}", stack.api_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["deliveries"].as_array().cloned().unwrap_or_default()
+}
+
+/// A delivery message as the deliver function reads it from the webhooks queue.
+async fn enqueue_delivery(
+    stack: &nommer::LocalStack,
+    event: &Value,
+    url: &str,
+    not_before: chrono::DateTime<chrono::Utc>,
+) {
+    let d = json!({ "event": event, "target": {"kind": "job", "url": url}, "attempt": 1, "not_before": not_before });
+    nommer_shared::queue::SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config))
+        .send(&stack.urls.webhooks, &d.to_string())
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_that_always_fails_is_parked_after_eight_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_with(dir.path(), true, "[0, 0, 0, 0, 0, 0, 0, 0]");
+    let stack = spawn_stack_with("notify-8", 0, |o| o.config_path = Some(cfg)).await;
+    let secret = stack.env[nommer_shared::settings::WEBHOOK_SECRET].clone();
+    let rx = Receiver::start(dir.path(), &secret, u32::MAX);
+    let id = submit(&stack, dir.path(), &rx.url).await;
+    // no worker: the job's two events (submitted, queued) are each tried 8 times
+    let parked = eventually(Duration::from_secs(60), "both events parked", || async {
+        let d = deliveries(&stack, &id).await;
+        let parked: Vec<Value> = d.into_iter().filter(|a| a["outcome"] == "dead_lettered").collect();
+        (parked.len() == 2).then_some(parked)
+    })
+    .await;
+    for p in &parked {
+        assert_eq!(p["attempt"], 8, "the eighth attempt is the last: {p}");
+        assert_eq!(p["status"], 500, "{p}");
+    }
+    let tries: BTreeMap<String, usize> = rx.received().iter().fold(BTreeMap::new(), |mut m, r| {
+        *m.entry(r["id"].as_str().unwrap().to_string()).or_default() += 1;
+        m
+    });
+    assert_eq!(tries.len(), 2, "{tries:?}");
+    assert!(tries.values().all(|n| *n == 8), "eight tries each, no more: {tries:?}");
+    let sqs = nommer_shared::aws::sqs_client(&stack.config);
+    let mut reasons = Vec::new();
+    for _ in 0..5 {
+        let got = sqs
+            .receive_message()
+            .queue_url(&stack.urls.webhooks_dlq)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        for m in got.messages() {
+            let v: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+            reasons.push(v);
+        }
+        if reasons.len() >= 2 {
+            break;
+        }
+    }
+    assert_eq!(reasons.len(), 2, "both parked in the webhooks DLQ: {reasons:#?}");
+    for r in &reasons {
+        assert_eq!(r["delivery"]["attempt"], 8, "{r}");
+        assert!(
+            r["reason"].as_str().unwrap().contains("500"),
+            "the reason says what failed: {r}"
+        );
+    }
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_is_not_followed_and_counts_as_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_with(dir.path(), true, "[0, 0]");
+    let stack = spawn_stack_with("notify-302", 0, |o| o.config_path = Some(cfg)).await;
+    let secret = stack.env[nommer_shared::settings::WEBHOOK_SECRET].clone();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let target = Receiver::start(&b, &secret, 0);
+    let rx = Receiver::start_redirecting(&a, &secret, &target.url);
+    let id = submit(&stack, dir.path(), &rx.url).await;
+    let parked = eventually(Duration::from_secs(60), "both events parked", || async {
+        let d = deliveries(&stack, &id).await;
+        let parked: Vec<Value> = d.into_iter().filter(|a| a["outcome"] == "dead_lettered").collect();
+        (parked.len() == 2).then_some(parked)
+    })
+    .await;
+    for p in &parked {
+        assert_eq!(p["status"], 307, "the redirect is the answer: {p}");
+    }
+    assert_eq!(rx.received().len(), 4, "two events, two tries each");
+    assert!(target.received().is_empty(), "the redirect's target was never asked");
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_due_later_waits_on_the_queue_past_the_15_minute_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_with(dir.path(), true, "[0, 0]");
+    let stack = spawn_stack_with("notify-wait", 0, |o| o.config_path = Some(cfg)).await;
+    let secret = stack.env[nommer_shared::settings::WEBHOOK_SECRET].clone();
+    let rx = Receiver::start(dir.path(), &secret, 0);
+    let id = submit(&stack, dir.path(), &rx.url).await;
+    let first = eventually(Duration::from_secs(30), "the first event delivered", || async {
+        rx.received().into_iter().find(|r| r["answered"] == 200)
+    })
+    .await;
+    let mut event = first["event"].clone();
+
+    // a retry due in 20 minutes: past SQS's 15-minute cap, so it hops through the queue
+    event["id"] = json!(format!("{}-later", event["id"].as_str().unwrap()));
+    enqueue_delivery(
+        &stack,
+        &event,
+        &rx.url,
+        chrono::Utc::now() + chrono::Duration::minutes(20),
+    )
+    .await;
+    // taken off the queue and put back with SQS's longest delay: nothing visible or in
+    // flight, one message delayed
+    let sqs = nommer_shared::aws::sqs_client(&stack.config);
+    let counts = || async {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let out = sqs
+            .get_queue_attributes()
+            .queue_url(&stack.urls.webhooks)
+            .attribute_names(A::All)
+            .send()
+            .await
+            .unwrap();
+        let a = out.attributes().cloned().unwrap_or_default();
+        let n = |k: A| a.get(&k).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
+        (
+            n(A::ApproximateNumberOfMessages),
+            n(A::ApproximateNumberOfMessagesNotVisible),
+            n(A::ApproximateNumberOfMessagesDelayed),
+        )
+    };
+    eventually(
+        Duration::from_secs(30),
+        "the delivery back on the queue, delayed",
+        || async { (counts().await == (0, 0, 1)).then_some(()) },
+    )
+    .await;
+    assert!(
+        !rx.received().iter().any(|r| r["id"] == event["id"]),
+        "not delivered before its time"
+    );
+
+    // one due in 3 s hops once and then arrives, no earlier
+    event["id"] = json!(format!("{}-soon", first["event"]["id"].as_str().unwrap()));
+    let due = chrono::Utc::now() + chrono::Duration::seconds(3);
+    enqueue_delivery(&stack, &event, &rx.url, due).await;
+    eventually(Duration::from_secs(30), "the delayed one delivered", || async {
+        rx.received().into_iter().find(|r| r["id"] == event["id"])
+    })
+    .await;
+    let at = deliveries(&stack, &id)
+        .await
+        .into_iter()
+        .find(|a| a["event_id"] == event["id"] && a["outcome"] == "delivered")
+        .expect("recorded");
+    let at: chrono::DateTime<chrono::Utc> = serde_json::from_value(at["at"].clone()).unwrap();
+    assert!(at >= due - chrono::Duration::seconds(1), "delivered at {at}, due {due}");
+
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_name_is_checked_by_the_addresses_it_resolves_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), false);
+    let stack = spawn_stack_with("notify-dns", 0, |o| o.config_path = Some(cfg)).await;
+    let secret = stack.env[nommer_shared::settings::WEBHOOK_SECRET].clone();
+    let rx = Receiver::start(dir.path(), &secret, 0);
+    // a job without a notify_url; then a delivery of its event to a host *name* that
+    // resolves to loopback (as a public name could, once DNS changes after submit)
+    let src = dir.path().join("clip.mp4");
+    media::generate_clip(&src, 1, 160, 120, true).unwrap();
+    let key = "sources/dns.mp4";
+    S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config))
+        .upload_file(&stack.names.inbox_bucket, key, &src, "video/mp4")
+        .await
+        .unwrap();
+    let body = json!({"source": format!("s3://{}/{key}", stack.names.inbox_bucket), "preset": "mp4-360p"});
+    let api = ApiClient::new(&stack.api_url);
+    let (status, job) = api.create_job(&body, None).await.unwrap();
+    assert_eq!(status, 201, "{job}");
+    let job = api.get_job(job["id"].as_str().unwrap()).await.unwrap().unwrap();
+    let event = serde_json::to_value(&nommer_shared::events::from_change(None, &job)[0]).unwrap();
+    let by_name = rx.url.replace("127.0.0.1", "localhost");
+    enqueue_delivery(&stack, &event, &by_name, chrono::Utc::now()).await;
+    let refused = eventually(Duration::from_secs(30), "the named host refused", || async {
+        deliveries(&stack, &job.id)
+            .await
+            .into_iter()
+            .find(|a| a["event_id"] == event["id"])
+    })
+    .await;
+    assert_eq!(
+        refused["outcome"], "dead_lettered",
+        "refused at once, not retried: {refused}"
+    );
+    let why = refused["error"].as_str().unwrap();
+    assert!(
+        why.contains("localhost resolves to") && why.contains("127.0.0.1"),
+        "{why}"
+    );
+    assert!(rx.received().is_empty(), "nothing reached the receiver");
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_endpoints_get_the_states_they_ask_for_and_progress_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let done_only = Receiver::start(&a, secret, 0);
+    let everything = Receiver::start(&b, secret, 0);
+    let cfg = dir.path().join("nommer.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[webhooks]\nallow_http = true\nallow_private = true\n\n\
+             [[webhooks.endpoints]]\nname = \"ops\"\nurl = \"{}\"\nsecret = \"{secret}\"\nstates = [\"complete\", \"failed\"]\nprogress = false\n\n\
+             [[webhooks.endpoints]]\nname = \"all\"\nurl = \"{}\"\nsecret = \"{secret}\"\n",
+            done_only.url, everything.url
+        ),
+    )
+    .unwrap();
+    let stack = spawn_stack_with("notify-ends", 1, |o| o.config_path = Some(cfg)).await;
+    let src = dir.path().join("clip.mp4");
+    media::generate_clip(&src, 4, 320, 240, true).unwrap();
+    let id = nommer_tests::upload(&stack, &src, "inbox/mp4-360p/clip.mp4").await;
+    let api = ApiClient::new(&stack.api_url);
+    // the encode is let run in short steps until the job shows progress, so a progress
+    // event is always made
+    let pid = stack.workers()[0].pid().unwrap();
+    let frozen = nommer_tests::freeze::freeze_encode(&api, &id, &[pid], Duration::from_secs(60)).await;
+    let started = std::time::Instant::now();
+    while api.get_job(&id).await.unwrap().unwrap().progress == 0 {
+        assert!(started.elapsed() < Duration::from_secs(60), "no progress");
+        frozen.step(Duration::from_millis(100)).await;
+    }
+    frozen.release();
+    let job = api.wait(&id, Duration::from_secs(120), |_| {}).await.unwrap();
+    assert_eq!(job.state, JobState::Complete, "{job:#?}");
+    let all = eventually(
+        Duration::from_secs(60),
+        "six transitions and progress at 'all'",
+        || async {
+            let got: Vec<Value> = everything
+                .received()
+                .into_iter()
+                .filter(|r| r["answered"] == 200 && r["event"]["job"]["id"] == id.as_str())
+                .collect();
+            let changes = got.iter().filter(|r| r["event"]["type"] == "job.state_changed").count();
+            let progress = got.iter().filter(|r| r["event"]["type"] == "job.progress").count();
+            (changes >= 6 && progress >= 1).then_some(got)
+        },
+    )
+    .await;
+    let progress: Vec<&Value> = all.iter().filter(|r| r["event"]["type"] == "job.progress").collect();
+    assert!(
+        !progress.is_empty(),
+        "progress events reach an endpoint that wants them"
+    );
+    for p in &progress {
+        let pct = p["event"]["job"]["progress"].as_u64().unwrap();
+        assert!(pct > 0 && pct < 100, "{p}");
+        let state = p["event"]["job"]["state"].as_str().unwrap();
+        assert!(state == "encoding" || state == "uploading", "{p}");
+        assert_eq!(p["verified"], true);
+    }
+    let got = eventually(Duration::from_secs(30), "the completion at 'ops'", || async {
+        let got = done_only.received();
+        (!got.is_empty()).then_some(got)
+    })
+    .await;
+    let kinds: Vec<(String, String)> = got
+        .iter()
+        .map(|r| {
+            (
+                r["event"]["type"].as_str().unwrap().to_string(),
+                r["event"]["job"]["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [("job.state_changed".to_string(), "complete".to_string())],
+        "only the states it asked for, no progress"
+    );
+    assert_eq!(got[0]["verified"], true, "signed with the endpoint's own secret");
+    let targets: std::collections::BTreeSet<String> = deliveries(&stack, &id)
+        .await
+        .iter()
+        .map(|d| d["target"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(targets, ["all".to_string(), "ops".to_string()].into_iter().collect());
     stack.shutdown().await;
 }
