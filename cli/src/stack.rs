@@ -173,7 +173,7 @@ impl Default for FleetOptions {
 /// Worker processes by instance id.
 pub type FleetProcesses = Arc<std::sync::Mutex<std::collections::BTreeMap<String, WorkerProcess>>>;
 
-async fn create_launch_template(config: &SdkConfig, stack: &str) -> anyhow::Result<String> {
+pub async fn create_launch_template(config: &SdkConfig, stack: &str) -> anyhow::Result<String> {
     use aws_sdk_ec2::types::RequestLaunchTemplateData;
     let ec2 = aws_sdk_ec2::Client::new(config);
     let images = ec2
