@@ -133,3 +133,91 @@ async fn an_output_that_fails_its_check_fails_the_job_with_invalid_output() {
     outbox_empty(&stack, &id).await;
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_answers_503_when_the_job_table_does_not() {
+    let stack = spawn_stack_with("health", 0, |_| {}).await;
+    let url = format!("{}/health", stack.api_url);
+    assert_eq!(reqwest::get(&url).await.unwrap().status(), 200);
+    nommer_shared::aws::dynamodb_client(&stack.config)
+        .delete_table()
+        .table_name(&stack.names.table)
+        .send()
+        .await
+        .unwrap();
+    let r = reqwest::get(&url).await.unwrap();
+    assert_eq!(r.status(), 503);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["status"], "unavailable", "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("table"), "{v}");
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_info_gives_routing_the_facts_when_the_source_cannot_be_probed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("nommer.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[backends.fleet]
+kind = "ffmpeg"
+
+[backends.bigfleet]
+kind = "ffmpeg"
+
+[routing]
+default = "fleet"
+
+[[routing.rules]]
+name = "long films"
+backend = "bigfleet"
+match = { min_duration_seconds = 600, min_height = 1000 }
+"#,
+    )
+    .unwrap();
+    let stack = spawn_stack_with("srcinfo", 0, |o| o.config_path = Some(cfg)).await;
+    // bytes no prober can read: the dispatcher learns nothing from the source itself
+    let key = "sources/opaque.bin";
+    S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config))
+        .put_bytes(
+            &stack.names.inbox_bucket,
+            key,
+            vec![7u8; 4096],
+            "application/octet-stream",
+        )
+        .await
+        .unwrap();
+    let api = ApiClient::new(&stack.api_url);
+    let source = format!("s3://{}/{key}", stack.names.inbox_bucket);
+    let mut ids = Vec::new();
+    for body in [
+        serde_json::json!({"source": source, "preset": "mp4-720p", "source_info": {"duration_seconds": 3600, "height": 1080}}),
+        serde_json::json!({"source": source, "preset": "mp4-720p", "user_metadata": {"n": "2"}}),
+    ] {
+        let (status, job) = api.create_job(&body, None).await.unwrap();
+        assert_eq!(status, 201, "{job}");
+        ids.push(job["id"].as_str().unwrap().to_string());
+    }
+    let routed = |id: String| {
+        let api = &api;
+        async move {
+            eventually(Duration::from_secs(30), "routed", || async {
+                api.get_job(&id).await.unwrap().filter(|j| j.routing.is_some())
+            })
+            .await
+        }
+    };
+    let told = routed(ids[0].clone()).await;
+    let d = told.routing.as_ref().unwrap();
+    assert_eq!(d.backend, "bigfleet", "{d:#?}");
+    assert_eq!(d.rule.as_deref(), Some("long films"));
+    let untold = routed(ids[1].clone()).await;
+    let d = untold.routing.as_ref().unwrap();
+    assert_eq!(
+        d.backend, "fleet",
+        "a rule needing a fact nobody knows does not match: {d:#?}"
+    );
+    assert_eq!(d.rule, None);
+    stack.shutdown().await;
+}
