@@ -526,6 +526,18 @@ async fn create_job(State(state): State<Arc<ApiState>>, headers: HeaderMap, body
         )
         .with_field("source"));
     };
+    if head.size > state.settings.max_source_bytes {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "source-too-large",
+            "Source too large",
+            format!(
+                "{source} is {} bytes, over this deployment's limit of {} bytes (NOMMER_MAX_SOURCE_BYTES); no job was made",
+                head.size, state.settings.max_source_bytes
+            ),
+        )
+        .with_field("source"));
+    }
     let id = key.as_deref().map(ids::for_idempotency_key).unwrap_or_else(ids::random);
     let mut job = Job::new(id, Origin::Api, source, outputs, chrono::Utc::now());
     job.notify_url = req.notify_url.clone();
@@ -957,6 +969,7 @@ mod tests {
             source_buckets: vec!["inbox".into()],
             config: Default::default(),
             api_key_hashes: Vec::new(),
+            max_source_bytes: nommer_shared::settings::DEFAULT_MAX_SOURCE_BYTES,
         }
     }
 
