@@ -362,6 +362,8 @@ impl Worker {
                 "{program} -version failed: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
+            let version = String::from_utf8_lossy(&out.stdout);
+            tracing::info!(program = %program, version = %version.lines().next().unwrap_or(""), "using");
         }
         std::fs::create_dir_all(&self.settings.work_dir)
             .map_err(|e| anyhow::anyhow!("work dir {}: {e}", self.settings.work_dir.display()))?;
