@@ -226,3 +226,48 @@ async fn an_upload_over_the_byte_limit_makes_a_failed_job_at_ingest() {
     );
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submit_over_the_byte_limit_is_refused_with_a_422() {
+    use nommer_shared::settings::ApiSettings;
+    let stack = nommer_tests::spawn_stack("limit-api", 0).await;
+    // the API function with a 1000-byte limit, served on its own port
+    let mut env = stack.env.clone();
+    env.insert(s::MAX_SOURCE_BYTES.into(), "1000".into());
+    let state = std::sync::Arc::new(api::ApiState::new(
+        ApiSettings::from_source(&env).unwrap(),
+        (*stack.backends).clone(),
+        &stack.config,
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, api::router(state)).await });
+    let o = nommer_shared::objects::S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+    let bucket = stack.names.inbox_bucket.clone();
+    let client = ApiClient::new(&url);
+    for (key, n, want) in [("sources/small.mp4", 1000usize, 201), ("sources/large.mp4", 1001, 422)] {
+        o.put_bytes(&bucket, key, vec![0u8; n], "video/mp4").await.unwrap();
+        let (status, body) = client
+            .create_job(&serde_json::json!({ "source": format!("s3://{bucket}/{key}") }), None)
+            .await
+            .unwrap();
+        assert_eq!(status, want, "{key}: {body}");
+        if want == 422 {
+            assert_eq!(
+                body["type"].as_str().map(|t| t.ends_with("source-too-large")),
+                Some(true),
+                "{body}"
+            );
+            assert_eq!(body["field"], "source", "{body}");
+            let detail = body["detail"].as_str().unwrap();
+            assert!(
+                detail.contains("1001 bytes") && detail.contains("limit of 1000 bytes"),
+                "{detail}"
+            );
+        }
+    }
+    let jobs = nommer_tests::all_jobs(&stack).await;
+    assert_eq!(jobs.len(), 1, "the refused request made no job: {jobs:#?}");
+    server.abort();
+    stack.shutdown().await;
+}
