@@ -562,6 +562,16 @@ mod tests {
         assert_eq!(w.max_attempts, 3);
         assert_eq!(w.visibility_timeout, Duration::from_secs(120));
         assert_eq!(w.limits, crate::ffmpeg::Limits::default());
+        assert_eq!(w.max_source_bytes, 50 * 1024 * 1024 * 1024);
+        assert_eq!(w.scratch_headroom_bytes, 256 * 1024 * 1024);
+        let mut big = env(&[(TABLE, "t"), (WORK_QUEUE_URL, "q"), (OUTBOX_BUCKET, "o")]);
+        big.insert(MAX_SOURCE_BYTES.into(), "10GB".into());
+        assert!(WorkerSettings::from_source(&big)
+            .unwrap_err()
+            .to_string()
+            .contains("NOMMER_MAX_SOURCE_BYTES"));
+        big.insert(MAX_SOURCE_BYTES.into(), "1000".into());
+        assert_eq!(WorkerSettings::from_source(&big).unwrap().max_source_bytes, 1000);
         let mut e = env(&[
             (TABLE, "t"),
             (WORK_QUEUE_URL, "q"),
