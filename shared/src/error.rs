@@ -22,6 +22,12 @@ pub enum JobErrorCode {
     EncodeFailed,
     /// The job's preset is not in the catalog.
     UnknownPreset,
+    /// The source is over the byte limit (`NOMMER_MAX_SOURCE_BYTES`) or larger than the
+    /// worker's scratch disk can hold; refused from its size, before any download.
+    SourceTooLarge,
+    /// The worker's scratch disk filled up ("No space left on device") during the
+    /// download or the encode; not retried on the same disk.
+    DiskFull,
     /// The job was retried as often as allowed.
     AttemptsExhausted,
     /// The job's message reached a dead-letter queue.
@@ -40,6 +46,8 @@ impl JobErrorCode {
             JobErrorCode::SourceNotFound => "source_not_found",
             JobErrorCode::EncodeFailed => "encode_failed",
             JobErrorCode::UnknownPreset => "unknown_preset",
+            JobErrorCode::SourceTooLarge => "source_too_large",
+            JobErrorCode::DiskFull => "disk_full",
             JobErrorCode::AttemptsExhausted => "attempts_exhausted",
             JobErrorCode::DeadLettered => "dead_lettered",
             JobErrorCode::Internal => "internal",

@@ -283,28 +283,9 @@ impl Notifier {
         }
     }
 
-    /// Checks a URL and resolves it, refusing private addresses unless allowed. Returns
-    /// the host and the one address to connect to.
-    /// `Err((reason, permanent))`: a refusal by policy is permanent, a failed lookup is not.
+    /// Checks a URL and resolves it ([`vet_url`] under this config's `[webhooks]`).
     pub async fn vet(&self, url: &str) -> Result<(String, std::net::SocketAddr), (String, bool)> {
-        let policy = self.webhooks();
-        let (host, port) = events::check_url(url, policy).map_err(|e| (e, true))?;
-        let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .map_err(|e| (format!("cannot resolve {host}: {e}"), false))?
-            .collect();
-        let first = *addrs
-            .first()
-            .ok_or_else(|| (format!("{host} resolves to no address"), false))?;
-        if !policy.allow_private {
-            if let Some(bad) = addrs.iter().find(|a| !events::is_public(a.ip())) {
-                return Err((format!(
-                    "{host} resolves to {}, a private, loopback or link-local address; refused (allow_private in [webhooks] allows it for local use)",
-                    bad.ip()
-                ), true));
-            }
-        }
-        Ok((host, first))
+        vet_url(url, self.webhooks()).await
     }
 
     /// Runs one delivery attempt. Errors only when the next step could not be queued
@@ -454,6 +435,34 @@ impl Notifier {
             .map_err(ddb_err)?;
         Ok(())
     }
+}
+
+/// Checks a webhook URL against the `[webhooks]` policy and resolves it, refusing
+/// private, loopback and link-local addresses unless allowed. Returns the host and the
+/// one address to connect to. The one check both the API (at submit and retry) and each
+/// delivery run; delivery checks again because DNS can change.
+/// `Err((reason, permanent))`: a refusal by policy is permanent, a failed lookup is not.
+pub async fn vet_url(url: &str, policy: &events::Webhooks) -> Result<(String, std::net::SocketAddr), (String, bool)> {
+    let (host, port) = events::check_url(url, policy).map_err(|e| (e, true))?;
+    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|e| (format!("cannot resolve {host}: {e}"), false))?
+        .collect();
+    let first = *addrs
+        .first()
+        .ok_or_else(|| (format!("{host} resolves to no address"), false))?;
+    if !policy.allow_private {
+        if let Some(bad) = addrs.iter().find(|a| !events::is_public(a.ip())) {
+            return Err((
+                format!(
+                    "{host} resolves to {}, a private, loopback or link-local address; refused (allow_private in [webhooks] allows it for local use)",
+                    bad.ip()
+                ),
+                true,
+            ));
+        }
+    }
+    Ok((host, first))
 }
 
 /// A job's webhook attempts, oldest first (for the API's view of the job).

@@ -22,6 +22,8 @@ pub const FFPROBE: &str = "NOMMER_FFPROBE";
 pub const MAX_DURATION_SECS: &str = "NOMMER_MAX_DURATION_SECS";
 pub const MAX_PIXELS: &str = "NOMMER_MAX_PIXELS";
 pub const MAX_STREAMS: &str = "NOMMER_MAX_STREAMS";
+pub const MAX_SOURCE_BYTES: &str = "NOMMER_MAX_SOURCE_BYTES";
+pub const SCRATCH_HEADROOM_BYTES: &str = "NOMMER_SCRATCH_HEADROOM_BYTES";
 pub const FORMAT_WHITELIST: &str = "NOMMER_FORMAT_WHITELIST";
 pub const CONFIG: &str = "NOMMER_CONFIG";
 pub const CONFIG_TOML: &str = "NOMMER_CONFIG_TOML";
@@ -150,6 +152,16 @@ fn preset_name(src: &dyn Source, catalog: &crate::presets::Catalog) -> Result<St
     Ok(p)
 }
 
+/// The largest source a job may have unless `NOMMER_MAX_SOURCE_BYTES` says otherwise:
+/// 50 GiB (a 4K camera original of about an hour).
+pub const DEFAULT_MAX_SOURCE_BYTES: u64 = 50 * 1024 * 1024 * 1024;
+/// Free space a worker keeps beyond the source and outputs of its size: 256 MiB.
+pub const DEFAULT_SCRATCH_HEADROOM_BYTES: u64 = 256 * 1024 * 1024;
+
+fn max_source_bytes(src: &dyn Source) -> Result<u64, SettingsError> {
+    number(src, MAX_SOURCE_BYTES, DEFAULT_MAX_SOURCE_BYTES, 1)
+}
+
 const TABLE_HINT: &str = "the DynamoDB table of jobs (the template sets it)";
 const JOBS_HINT: &str = "the URL of the SQS queue of new jobs";
 
@@ -160,6 +172,8 @@ pub struct IngestSettings {
     pub jobs_queue_url: String,
     pub default_preset: String,
     pub config: crate::config::Config,
+    /// Uploads over this many bytes make a job failed at once (`source_too_large`).
+    pub max_source_bytes: u64,
 }
 
 impl IngestSettings {
@@ -170,6 +184,7 @@ impl IngestSettings {
             jobs_queue_url: required(src, JOBS_QUEUE_URL, JOBS_HINT)?,
             default_preset: preset_name(src, &config.catalog)?,
             config,
+            max_source_bytes: max_source_bytes(src)?,
         })
     }
     pub fn from_env() -> Result<Self, SettingsError> {
@@ -189,6 +204,8 @@ pub struct ApiSettings {
     /// SHA-256 (hex) of the API keys accepted in `x-api-key` (or `Authorization:
     /// Bearer`); empty: the API is open (the local stack's tests).
     pub api_key_hashes: Vec<String>,
+    /// Sources over this many bytes are refused at submit (`NOMMER_MAX_SOURCE_BYTES`).
+    pub max_source_bytes: u64,
 }
 
 impl ApiSettings {
@@ -203,6 +220,7 @@ impl ApiSettings {
             default_preset: preset_name(src, &config.catalog)?,
             source_buckets,
             config,
+            max_source_bytes: max_source_bytes(src)?,
             api_key_hashes: {
                 let hashes = list(src, API_KEY_HASHES);
                 if let Some(bad) = hashes
@@ -365,6 +383,10 @@ pub struct WorkerSettings {
     pub interruption_file: Option<PathBuf>,
     /// On EC2: watch instance metadata (IMDSv2) for a Spot interruption notice.
     pub imds: bool,
+    /// Sources over this many bytes fail before download (`source_too_large`).
+    pub max_source_bytes: u64,
+    /// Free space kept on the scratch disk beyond the source and outputs of its size.
+    pub scratch_headroom_bytes: u64,
 }
 
 impl WorkerSettings {
@@ -395,6 +417,8 @@ impl WorkerSettings {
                 .get(IMDS)
                 .map(|v| v == "1" || v.eq_ignore_ascii_case("true"))
                 .unwrap_or(false),
+            max_source_bytes: max_source_bytes(src)?,
+            scratch_headroom_bytes: number(src, SCRATCH_HEADROOM_BYTES, DEFAULT_SCRATCH_HEADROOM_BYTES, 0)?,
         })
     }
     pub fn from_env() -> Result<Self, SettingsError> {
@@ -538,6 +562,16 @@ mod tests {
         assert_eq!(w.max_attempts, 3);
         assert_eq!(w.visibility_timeout, Duration::from_secs(120));
         assert_eq!(w.limits, crate::ffmpeg::Limits::default());
+        assert_eq!(w.max_source_bytes, 50 * 1024 * 1024 * 1024);
+        assert_eq!(w.scratch_headroom_bytes, 256 * 1024 * 1024);
+        let mut big = env(&[(TABLE, "t"), (WORK_QUEUE_URL, "q"), (OUTBOX_BUCKET, "o")]);
+        big.insert(MAX_SOURCE_BYTES.into(), "10GB".into());
+        assert!(WorkerSettings::from_source(&big)
+            .unwrap_err()
+            .to_string()
+            .contains("NOMMER_MAX_SOURCE_BYTES"));
+        big.insert(MAX_SOURCE_BYTES.into(), "1000".into());
+        assert_eq!(WorkerSettings::from_source(&big).unwrap().max_source_bytes, 1000);
         let mut e = env(&[
             (TABLE, "t"),
             (WORK_QUEUE_URL, "q"),

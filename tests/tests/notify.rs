@@ -373,6 +373,34 @@ async fn every_transition_arrives_once_signed_on_the_webhook_and_on_sns() {
     stack.shutdown().await;
 }
 
+/// A job with this `notify_url` made straight in the store and queued for dispatch, as
+/// the API would have made it while the URL's host still resolved to a public address
+/// (the API refuses it now; delivery must refuse it too, since DNS can change).
+async fn accepted_earlier(stack: &nommer::LocalStack, dir: &Path, notify_url: &str) -> String {
+    let src = dir.join("clip.mp4");
+    if !src.exists() {
+        media::generate_clip(&src, 2, 320, 240, true).unwrap();
+    }
+    let key = format!("sources/{}.mp4", uuid::Uuid::new_v4());
+    let objects = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+    objects
+        .upload_file(&stack.names.inbox_bucket, &key, &src, "video/mp4")
+        .await
+        .unwrap();
+    let mut job = nommer_tests::submitted_job(&stack.names.inbox_bucket);
+    job.source = nommer_shared::job::S3Uri::new(&stack.names.inbox_bucket, &key);
+    job.notify_url = Some(notify_url.to_string());
+    let store = nommer_shared::store::DynamoJobStore::new(
+        nommer_shared::aws::dynamodb_client(&stack.config),
+        &stack.names.table,
+    );
+    let queue = nommer_shared::queue::SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config));
+    nommer_shared::submit::create_and_enqueue(&store, &queue, &stack.urls.jobs, &job)
+        .await
+        .unwrap();
+    job.id
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_to_loopback_and_metadata_addresses_are_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -380,8 +408,8 @@ async fn webhooks_to_loopback_and_metadata_addresses_are_refused() {
     let stack = spawn_stack_with("notify-ssrf", 0, |o| o.config_path = Some(cfg)).await;
     let secret = stack.env[nommer_shared::settings::WEBHOOK_SECRET].clone();
     let rx = Receiver::start(dir.path(), &secret, 0);
-    let loopback = submit(&stack, dir.path(), &rx.url).await;
-    let metadata = submit(&stack, dir.path(), "http://169.254.169.254/latest/meta-data/").await;
+    let loopback = accepted_earlier(&stack, dir.path(), &rx.url).await;
+    let metadata = accepted_earlier(&stack, dir.path(), "http://169.254.169.254/latest/meta-data/").await;
     for id in [&loopback, &metadata] {
         let attempts: Vec<Value> = eventually(Duration::from_secs(60), "refusals recorded", || async {
             let v: Value = reqwest::get(format!("{}/jobs/{id}", stack.api_url))
@@ -848,5 +876,94 @@ async fn config_endpoints_get_the_states_they_ask_for_and_progress_events() {
         .map(|d| d["target"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(targets, ["all".to_string(), "ops".to_string()].into_iter().collect());
+    stack.shutdown().await;
+}
+
+/// Submits a job through the API; returns the status and the body.
+async fn try_submit(stack: &nommer::LocalStack, dir: &Path, notify_url: &str) -> (u16, Value) {
+    let src = dir.join("clip.mp4");
+    if !src.exists() {
+        media::generate_clip(&src, 1, 160, 120, true).unwrap();
+    }
+    let key = format!("sources/{}.mp4", uuid::Uuid::new_v4());
+    S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config))
+        .upload_file(&stack.names.inbox_bucket, &key, &src, "video/mp4")
+        .await
+        .unwrap();
+    let body = json!({
+        "source": format!("s3://{}/{key}", stack.names.inbox_bucket),
+        "preset": "mp4-360p",
+        "notify_url": notify_url,
+    });
+    ApiClient::new(&stack.api_url).create_job(&body, None).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notify_url_no_delivery_could_reach_is_a_400_at_submit_and_at_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    // the default policy: https only, no private addresses
+    let stack = spawn_stack_with("notify-submit", 0, |_| {}).await;
+    for (url, why) in [
+        ("http://hooks.example.com/x", "must be https"),
+        ("ftp://hooks.example.com/x", "scheme `ftp` is not allowed"),
+        ("https://user:pw@hooks.example.com/x", "credentials"),
+        (
+            "https://127.0.0.1:8443/x",
+            "127.0.0.1, a private, loopback or link-local address",
+        ),
+        ("https://10.1.2.3/x", "10.1.2.3, a private"),
+        (
+            "https://169.254.169.254/latest/meta-data/",
+            "169.254.169.254, a private",
+        ),
+        ("https://[::1]/x", "::1, a private"),
+        // a host name (from /etc/hosts) that resolves to loopback
+        ("https://localhost:8443/x", "localhost resolves to"),
+    ] {
+        let (status, body) = try_submit(&stack, dir.path(), url).await;
+        assert_eq!(status, 400, "{url}: {body}");
+        assert_eq!(body["field"], "notify_url", "{url}: {body}");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains(why), "{url}: the reason is given: {detail}");
+    }
+    assert!(
+        nommer_tests::all_jobs(&stack).await.is_empty(),
+        "no refused request made a job"
+    );
+    // a host that does not resolve now is let through (DNS may be failing for a while;
+    // each delivery checks again)
+    let (status, body) = try_submit(&stack, dir.path(), "https://hooks.example.invalid/x").await;
+    assert_eq!(status, 201, "{body}");
+
+    // a failed job whose notify_url this config refuses is not retried into the same wall
+    let store = nommer_shared::store::DynamoJobStore::new(
+        nommer_shared::aws::dynamodb_client(&stack.config),
+        &stack.names.table,
+    );
+    let mut failed = nommer_tests::submitted_job(&stack.names.inbox_bucket);
+    failed.notify_url = Some("https://127.0.0.1:8443/hook".into());
+    failed
+        .fail(
+            nommer_shared::job::JobError::new(nommer_shared::error::JobErrorCode::EncodeFailed, "test"),
+            chrono::Utc::now(),
+        )
+        .unwrap();
+    store.create(&failed).await.unwrap();
+    let api = ApiClient::new(&stack.api_url);
+    let (status, body) = api
+        .request("POST", &format!("/jobs/{}/retry", failed.id), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["field"], "notify_url", "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("127.0.0.1, a private"),
+        "{body}"
+    );
+    let jobs = nommer_tests::all_jobs(&stack).await;
+    assert!(
+        !jobs.iter().any(|j| j.retry_of.as_deref() == Some(failed.id.as_str())),
+        "no retry was made"
+    );
     stack.shutdown().await;
 }

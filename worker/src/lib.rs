@@ -364,6 +364,8 @@ impl Worker {
                 "{program} -version failed: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
+            let version = String::from_utf8_lossy(&out.stdout);
+            tracing::info!(program = %program, version = %version.lines().next().unwrap_or(""), "using");
         }
         std::fs::create_dir_all(&self.settings.work_dir)
             .map_err(|e| anyhow::anyhow!("work dir {}: {e}", self.settings.work_dir.display()))?;
@@ -568,6 +570,16 @@ impl Worker {
             })
             .collect::<Result<_, _>>()?;
 
+        // the source's size, from a HEAD, before a byte is downloaded
+        let info = self
+            .objects
+            .head(&job.source.bucket, &job.source.key)
+            .await?
+            .ok_or_else(|| {
+                JobFailure::Permanent(JobErrorCode::SourceNotFound, format!("{} does not exist", job.source))
+            })?;
+        self.check_room(info.size, dir)?;
+
         // download (streamed to disk), only the revision the job was made for
         let ext = Path::new(job.source.file_name())
             .extension()
@@ -581,7 +593,11 @@ impl Worker {
         let size = self
             .objects
             .download_to_file(&job.source.bucket, &job.source.key, &input, job.source_etag.as_deref())
-            .await?;
+            .await
+            .map_err(|e| match e {
+                ObjectError::Io(io) if is_disk_full(&io) => self.disk_full("downloading the source"),
+                other => other.into(),
+            })?;
         tracing::info!(job_id = %job.id, bytes = size, secs = started.elapsed().as_secs_f64(), "source downloaded");
 
         // refuse playlists and scripts before FFmpeg sees them, then probe within limits
@@ -848,6 +864,66 @@ impl Worker {
         }
     }
 
+    /// Refuses a source over the byte limit, or one the scratch disk cannot hold with
+    /// outputs of its size and the headroom, before anything is downloaded. Only a disk
+    /// full of this worker's other jobs makes it a retry (another worker, or later).
+    fn check_room(&self, size: u64, dir: &Path) -> Result<(), JobFailure> {
+        let max = self.settings.max_source_bytes;
+        if size > max {
+            return Err(JobFailure::Permanent(
+                JobErrorCode::SourceTooLarge,
+                format!(
+                    "the source is {size} bytes, over this deployment's limit of {max} bytes (NOMMER_MAX_SOURCE_BYTES); it was not downloaded"
+                ),
+            ));
+        }
+        let free = free_bytes(dir)
+            .map_err(|e| JobFailure::Retryable(format!("cannot read the scratch disk's free space: {e}")))?;
+        let need = size
+            .saturating_mul(2)
+            .saturating_add(self.settings.scratch_headroom_bytes);
+        tracing::info!(
+            source_bytes = size,
+            free_bytes = free,
+            need_bytes = need,
+            "scratch space checked"
+        );
+        if need <= free {
+            return Ok(());
+        }
+        let reason = format!(
+            "the source is {size} bytes; this worker's scratch disk ({}) has {free} bytes free and needs {need} (the source, outputs up to its size, and {} bytes of headroom: NOMMER_SCRATCH_HEADROOM_BYTES); it was not downloaded. Give workers a larger disk (NOMMER_WORK_DIR, or the launch template's volume)",
+            self.settings.work_dir.display(),
+            self.settings.scratch_headroom_bytes
+        );
+        if self.others_active() {
+            Err(JobFailure::Retryable(format!(
+                "{reason}; other jobs on this worker hold space now"
+            )))
+        } else {
+            Err(JobFailure::Permanent(JobErrorCode::SourceTooLarge, reason))
+        }
+    }
+
+    /// Whether jobs besides the caller's are running on this worker.
+    fn others_active(&self) -> bool {
+        self.active.load(std::sync::atomic::Ordering::SeqCst) > 1
+    }
+
+    /// "No space left on device": permanent for this disk, unless this worker's other
+    /// jobs are what fills it.
+    fn disk_full(&self, during: &str) -> JobFailure {
+        let reason = format!(
+            "the worker's scratch disk ({}) filled up while {during} (No space left on device); the job needs a worker with a larger disk (NOMMER_WORK_DIR, or the launch template's volume)",
+            self.settings.work_dir.display()
+        );
+        if self.others_active() {
+            JobFailure::Retryable(format!("{reason}; other jobs on this worker hold space now"))
+        } else {
+            JobFailure::Permanent(JobErrorCode::DiskFull, reason)
+        }
+    }
+
     /// Downloads a watermark image and checks it is a single PNG or JPEG picture.
     async fn fetch_watermark(&self, image: &nommer_shared::S3Uri, dest: &Path) -> Result<PathBuf, JobFailure> {
         let size = self
@@ -952,6 +1028,9 @@ impl Worker {
         drop(tx);
         let _ = writer.await;
         match r {
+            // FFmpeg 5.1 can exit 0 when the disk fills at the trailer, leaving a file
+            // without its index: that is the disk's fault, not the output's
+            Ok(f) if f.success && f.stderr.contains("No space left on device") => Err(self.disk_full("encoding")),
             Ok(f) if f.success => {
                 tracing::info!(preset, secs = started.elapsed().as_secs_f64(), "encoded");
                 Ok(())
@@ -962,8 +1041,11 @@ impl Worker {
                     f.code,
                     ffmpeg::reason_from_stderr(&f.stderr)
                 );
-                // killed by a signal (OOM killer) or out of disk: the machine's fault, not the media's
-                if f.code.is_none() || f.stderr.contains("No space left on device") {
+                // out of disk: this disk will not grow by trying again
+                if f.stderr.contains("No space left on device") {
+                    Err(self.disk_full("encoding"))
+                // killed by a signal (OOM killer): the machine's fault, not the media's
+                } else if f.code.is_none() {
                     Err(JobFailure::Retryable(reason))
                 } else {
                     Err(JobFailure::Permanent(JobErrorCode::EncodeFailed, reason))
@@ -994,6 +1076,20 @@ impl Drop for ActiveGuard<'_> {
             *self.0.idle_since.lock().unwrap() = Some(Utc::now());
         }
     }
+}
+
+/// Bytes an unprivileged process may still write on the filesystem holding `dir`.
+pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    let st = rustix::fs::statvfs(dir)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// Whether an I/O error is "No space left on device" (or a quota).
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    ) || e.raw_os_error() == Some(libc::ENOSPC)
 }
 
 /// The first 4 KiB of a file.

@@ -266,13 +266,10 @@ pub fn parse_request(
         }
     };
     if let Some(url) = &req.notify_url {
-        let ok = (url.starts_with("https://") || url.starts_with("http://"))
-            && url.len() <= 2048
-            && !url.contains(char::is_whitespace);
-        if !ok {
+        if url.len() > 2048 || url.contains(char::is_whitespace) {
             return Err(invalid(
                 "notify_url",
-                "must be an http(s) URL of at most 2048 characters",
+                "must be an http(s) URL of at most 2048 characters, without spaces",
             ));
         }
     }
@@ -306,6 +303,33 @@ pub fn parse_request(
         }
     }
     Ok((req, source, outputs))
+}
+
+/// How long the API waits for DNS when it checks a `notify_url`.
+const NOTIFY_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Refuses a `notify_url` that no delivery would ever call: the very check each delivery
+/// runs ([`nommer_shared::notify::vet_url`]: scheme, credentials, and every address the
+/// host resolves to). A host that does not resolve now (or not within 3 s) is let
+/// through: DNS may fail for a while, and each delivery checks again.
+pub async fn check_notify_url(url: &str, settings: &ApiSettings) -> Result<(), String> {
+    match tokio::time::timeout(
+        NOTIFY_LOOKUP_TIMEOUT,
+        nommer_shared::notify::vet_url(url, &settings.config.webhooks),
+    )
+    .await
+    {
+        Ok(Err((why, true))) => Err(why),
+        Ok(Err((why, false))) => {
+            tracing::info!(url, reason = %why, "notify_url not resolvable now; accepted, checked again at delivery");
+            Ok(())
+        }
+        Ok(Ok(_)) => Ok(()),
+        Err(_) => {
+            tracing::info!(url, "notify_url lookup timed out; accepted, checked again at delivery");
+            Ok(())
+        }
+    }
 }
 
 fn join(path: &str, field: &str) -> String {
@@ -483,6 +507,11 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
 async fn create_job(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
     let key = idempotency_key(&headers)?;
     let (req, source, outputs) = parse_request(&body, &state.settings)?;
+    if let Some(url) = &req.notify_url {
+        check_notify_url(url, &state.settings)
+            .await
+            .map_err(|why| invalid("notify_url", format!("{why}; no delivery could reach it")))?;
+    }
     let head = state
         .objects
         .head(&source.bucket, &source.key)
@@ -497,6 +526,18 @@ async fn create_job(State(state): State<Arc<ApiState>>, headers: HeaderMap, body
         )
         .with_field("source"));
     };
+    if head.size > state.settings.max_source_bytes {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "source-too-large",
+            "Source too large",
+            format!(
+                "{source} is {} bytes, over this deployment's limit of {} bytes (NOMMER_MAX_SOURCE_BYTES); no job was made",
+                head.size, state.settings.max_source_bytes
+            ),
+        )
+        .with_field("source"));
+    }
     let id = key.as_deref().map(ids::for_idempotency_key).unwrap_or_else(ids::random);
     let mut job = Job::new(id, Origin::Api, source, outputs, chrono::Utc::now());
     job.notify_url = req.notify_url.clone();
@@ -820,6 +861,15 @@ async fn retry_job(
             format!("the job is {}", old.state),
         ));
     }
+    if let Some(url) = &old.notify_url {
+        // the config may have changed since the job was made
+        check_notify_url(url, &state.settings).await.map_err(|why| {
+            invalid(
+                "notify_url",
+                format!("the job's notify_url is refused by this deployment's config: {why}; submit a new job (POST /jobs) with a notify_url it allows"),
+            )
+        })?;
+    }
     let new_id = match &key {
         Some(k) => ids::for_idempotency_key(&format!("retry:{id}:{k}")),
         None => ids::random(),
@@ -919,6 +969,7 @@ mod tests {
             source_buckets: vec!["inbox".into()],
             config: Default::default(),
             api_key_hashes: Vec::new(),
+            max_source_bytes: nommer_shared::settings::DEFAULT_MAX_SOURCE_BYTES,
         }
     }
 
