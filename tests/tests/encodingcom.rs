@@ -13,18 +13,19 @@ use std::time::Duration;
 
 const JOB_LIMIT: Duration = Duration::from_secs(180);
 
-/// Two backends: the fleet by default, Encoding.com for the `partner/` folder and for
+/// Two backends (prices per minute large enough that routing's rounding of estimates to
+/// 4 decimals keeps a 2 s clip's estimate above 0): the fleet by default, Encoding.com for the `partner/` folder and for
 /// budget jobs when it is cheaper; Encoding.com falls back to the fleet.
 fn config(dir: &std::path::Path, poll_seconds: u32) -> std::path::PathBuf {
     let text = format!(
         r#"
 [backends.fleet]
 kind = "ffmpeg"
-prices = {{ audio = 0.0005, sd = 0.002, hd = 0.004, uhd = 0.012 }}
+prices = {{ audio = 0.5, sd = 2.0, hd = 4.0, uhd = 12.0 }}
 
 [backends.encodingcom]
 kind = "encodingcom"
-prices = {{ audio = 0.001, sd = 0.001, hd = 0.003, uhd = 0.02 }}
+prices = {{ audio = 1.0, sd = 1.0, hd = 3.0, uhd = 20.0 }}
 fallback = "fleet"
 poll_seconds = {poll_seconds}
 
@@ -116,9 +117,9 @@ async fn rules_send_one_file_to_encodingcom_and_another_to_the_fleet() {
     assert_eq!(d.rule.as_deref(), Some("partner uploads"));
     assert_eq!(d.facts.measured_by, "probe", "{d:?}");
     assert_eq!(d.facts.height, Some(360));
-    // 2 s of sd: 2/60 * 0.001 (a relative tolerance: an estimate of 0 must not pass)
+    // 2 s of sd: 2/60 * 1.0 (a relative tolerance: an estimate of 0 must not pass)
     let est = d.estimated_cost_usd.expect("an estimate");
-    let want = 2.0 / 60.0 * 0.001;
+    let want = 2.0 / 60.0 * 1.0;
     assert!((est - want).abs() <= want * 0.05, "{est} vs {want}");
     assert!(d.estimates.contains_key("fleet") && d.estimates.contains_key("encodingcom"));
     let task = remote.remote.as_ref().expect("the Encoding.com task is on the job");
