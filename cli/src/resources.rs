@@ -118,7 +118,6 @@ pub async fn create(config: &SdkConfig, names: &StackNames) -> anyhow::Result<Qu
             .with_context(|| format!("creating bucket {b}"))?;
     }
     bucket_settings(&s3, names).await?;
-    source_reader(config, names).await?;
     let (ingest, ingest_dlq) = queue_with_dlq(&sqs, &names.ingest_queue, 30).await?;
     let (jobs, jobs_dlq) = queue_with_dlq(&sqs, &names.jobs_queue, 30).await?;
     let (work, work_dlq) = queue_with_dlq(&sqs, &names.work_queue, 120).await?;
@@ -301,10 +300,11 @@ pub const DELIVERY_DAYS: i32 = 3;
 
 /// The read-only IAM user whose own access key presigns source URLs for Encoding.com
 /// (up to 7 days, unlike a function's session credentials), its key kept in Secrets
-/// Manager, as the template makes them. The user and key are made in the emulator's IAM
+/// Manager, as the template makes them (only for a stack with an Encoding.com backend,
+/// as in the template). The user and key are made in the emulator's IAM
 /// with boto3 from the emulator's venv (the workspace has no IAM crate: adding one would
 /// rebuild every AWS SDK crate for one call the functions never make).
-async fn source_reader(config: &SdkConfig, names: &StackNames) -> anyhow::Result<()> {
+pub async fn source_reader(config: &SdkConfig, names: &StackNames) -> anyhow::Result<()> {
     let user = &names.source_reader;
     let policy = serde_json::json!({
         "Version": "2012-10-17",
