@@ -30,6 +30,11 @@ pub struct StackNames {
     pub stack: String,
     pub inbox_bucket: String,
     pub outbox_bucket: String,
+    /// Where Encoding.com delivers (copied from into the outbox).
+    pub delivery_bucket: String,
+    /// The read-only IAM user that presigns sources for Encoding.com, and its key's secret.
+    pub source_reader: String,
+    pub source_reader_secret: String,
     pub table: String,
     pub ingest_queue: String,
     pub jobs_queue: String,
@@ -44,6 +49,9 @@ impl StackNames {
             stack: stack.to_string(),
             inbox_bucket: format!("{stack}-inbox-{account}"),
             outbox_bucket: format!("{stack}-outbox-{account}"),
+            delivery_bucket: format!("{stack}-delivery-{account}"),
+            source_reader: format!("{stack}-encodingcom-source-reader"),
+            source_reader_secret: format!("{stack}/encodingcom-source-reader"),
             table: format!("{stack}-jobs"),
             ingest_queue: format!("{stack}-ingest"),
             jobs_queue: format!("{stack}-jobs"),
@@ -102,13 +110,14 @@ pub async fn create(config: &SdkConfig, names: &StackNames) -> anyhow::Result<Qu
     let sqs = nommer_shared::aws::sqs_client(config);
     let ddb = nommer_shared::aws::dynamodb_client(config);
 
-    for b in [&names.inbox_bucket, &names.outbox_bucket] {
+    for b in [&names.inbox_bucket, &names.outbox_bucket, &names.delivery_bucket] {
         s3.create_bucket()
             .bucket(b)
             .send()
             .await
             .with_context(|| format!("creating bucket {b}"))?;
     }
+    bucket_settings(&s3, names).await?;
     let (ingest, ingest_dlq) = queue_with_dlq(&sqs, &names.ingest_queue, 30).await?;
     let (jobs, jobs_dlq) = queue_with_dlq(&sqs, &names.jobs_queue, 30).await?;
     let (work, work_dlq) = queue_with_dlq(&sqs, &names.work_queue, 120).await?;
@@ -200,6 +209,151 @@ pub async fn create(config: &SdkConfig, names: &StackNames) -> anyhow::Result<Qu
     })
 }
 
+/// Block Public Access, Object Ownership, the delivery bucket's policy and lifecycle, as
+/// the template sets them (moto stores them; the Encoding.com stand-in checks them).
+async fn bucket_settings(s3: &aws_sdk_s3::Client, names: &StackNames) -> anyhow::Result<()> {
+    use aws_sdk_s3::types::{
+        BucketLifecycleConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleFilter,
+        ObjectOwnership, OwnershipControls, OwnershipControlsRule, PublicAccessBlockConfiguration,
+    };
+    let pab = |block_public_acls: bool, ignore_public_acls: bool| {
+        PublicAccessBlockConfiguration::builder()
+            .block_public_acls(block_public_acls)
+            .ignore_public_acls(ignore_public_acls)
+            .block_public_policy(true)
+            .restrict_public_buckets(true)
+            .build()
+    };
+    let ownership = |o: ObjectOwnership| {
+        OwnershipControls::builder()
+            .rules(OwnershipControlsRule::builder().object_ownership(o).build().unwrap())
+            .build()
+            .unwrap()
+    };
+    for b in [&names.inbox_bucket, &names.outbox_bucket] {
+        s3.put_public_access_block()
+            .bucket(b)
+            .public_access_block_configuration(pab(true, true))
+            .send()
+            .await
+            .with_context(|| format!("blocking public access to {b}"))?;
+        s3.put_bucket_ownership_controls()
+            .bucket(b)
+            .ownership_controls(ownership(ObjectOwnership::BucketOwnerEnforced))
+            .send()
+            .await
+            .with_context(|| format!("setting {b}'s object ownership"))?;
+    }
+    // Encoding.com writes with a canned ACL (authenticated-read by default): accepted
+    // (BlockPublicAcls off), never honoured (IgnorePublicAcls on)
+    let d = &names.delivery_bucket;
+    s3.put_public_access_block()
+        .bucket(d)
+        .public_access_block_configuration(pab(false, true))
+        .send()
+        .await
+        .with_context(|| format!("setting {d}'s public access block"))?;
+    s3.put_bucket_ownership_controls()
+        .bucket(d)
+        .ownership_controls(ownership(ObjectOwnership::BucketOwnerPreferred))
+        .send()
+        .await
+        .with_context(|| format!("setting {d}'s object ownership"))?;
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "EncodingComDelivers",
+            "Effect": "Allow",
+            "Principal": {"CanonicalUser": crate::standin::CANONICAL_USER_ID},
+            "Action": ["s3:PutObject", "s3:PutObjectAcl"],
+            "Resource": format!("arn:aws:s3:::{d}/*"),
+        }]
+    });
+    s3.put_bucket_policy()
+        .bucket(d)
+        .policy(policy.to_string())
+        .send()
+        .await
+        .with_context(|| format!("setting {d}'s policy"))?;
+    s3.put_bucket_lifecycle_configuration()
+        .bucket(d)
+        .lifecycle_configuration(
+            BucketLifecycleConfiguration::builder()
+                .rules(
+                    LifecycleRule::builder()
+                        .id("deliveries-expire")
+                        .status(ExpirationStatus::Enabled)
+                        .filter(LifecycleRuleFilter::builder().prefix("").build())
+                        .expiration(LifecycleExpiration::builder().days(DELIVERY_DAYS).build())
+                        .build()?,
+                )
+                .build()?,
+        )
+        .send()
+        .await
+        .with_context(|| format!("setting {d}'s lifecycle"))?;
+    Ok(())
+}
+
+/// Days a delivered object is kept (it is copied into the outbox within minutes).
+pub const DELIVERY_DAYS: i32 = 3;
+
+/// The read-only IAM user whose own access key presigns source URLs for Encoding.com
+/// (up to 7 days, unlike a function's session credentials), its key kept in Secrets
+/// Manager, as the template makes them (only for a stack with an Encoding.com backend,
+/// as in the template). The user and key are made in the emulator's IAM
+/// with boto3 from the emulator's venv (the workspace has no IAM crate: adding one would
+/// rebuild every AWS SDK crate for one call the functions never make).
+pub async fn source_reader(config: &SdkConfig, names: &StackNames) -> anyhow::Result<()> {
+    let user = &names.source_reader;
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": format!("arn:aws:s3:::{}/*", names.inbox_bucket),
+        }]
+    });
+    let script = r#"
+import boto3, json, sys
+iam = boto3.client("iam")
+user, policy = sys.argv[1], sys.argv[2]
+iam.create_user(UserName=user)
+iam.put_user_policy(UserName=user, PolicyName="read-sources", PolicyDocument=policy)
+k = iam.create_access_key(UserName=user)["AccessKey"]
+print(json.dumps({"access_key_id": k["AccessKeyId"], "secret_access_key": k["SecretAccessKey"]}))
+"#;
+    let endpoint = config
+        .endpoint_url()
+        .context("the local stack needs the emulator's endpoint")?;
+    let out = tokio::process::Command::new(crate::emulator::venv_python())
+        .arg("-c")
+        .arg(script)
+        .arg(user)
+        .arg(policy.to_string())
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_DEFAULT_REGION", crate::emulator::REGION)
+        .output()
+        .await
+        .context("running the emulator venv's Python to make the source reader")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "creating IAM user {user}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = String::from_utf8(out.stdout).context("the access key is not UTF-8")?;
+    aws_sdk_secretsmanager::Client::new(config)
+        .create_secret()
+        .name(&names.source_reader_secret)
+        .secret_string(key.trim())
+        .send()
+        .await
+        .with_context(|| format!("storing {user}'s key in secret {}", names.source_reader_secret))?;
+    Ok(())
+}
+
 /// The environment each component reads, as the template sets it.
 pub fn function_env(names: &StackNames, urls: &QueueUrls) -> HashMap<String, String> {
     use nommer_shared::settings as s;
@@ -207,6 +361,11 @@ pub fn function_env(names: &StackNames, urls: &QueueUrls) -> HashMap<String, Str
         (s::TABLE.to_string(), names.table.clone()),
         (s::INBOX_BUCKET.to_string(), names.inbox_bucket.clone()),
         (s::OUTBOX_BUCKET.to_string(), names.outbox_bucket.clone()),
+        (s::DELIVERY_BUCKET.to_string(), names.delivery_bucket.clone()),
+        (
+            s::ENCODINGCOM_SOURCE_SECRET.to_string(),
+            names.source_reader_secret.clone(),
+        ),
         (s::JOBS_QUEUE_URL.to_string(), urls.jobs.clone()),
         (s::WORK_QUEUE_URL.to_string(), urls.work.clone()),
         (s::EVENTS_TOPIC_ARN.to_string(), urls.topic_arn.clone()),

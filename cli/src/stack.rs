@@ -339,6 +339,9 @@ impl LocalStack {
             .next()
             .is_some()
         {
+            resources::source_reader(&config, &names)
+                .await
+                .context("creating the Encoding.com source reader")?;
             let si = crate::standin::StandIn::start(&config, &opts.log_dir.join("encodingcom-standin")).await?;
             env.insert(s::ENCODINGCOM_ENDPOINT.to_string(), si.url.clone());
             env.insert(

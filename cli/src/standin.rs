@@ -1,10 +1,24 @@
 //! A local stand-in for Encoding.com, for the local stack and the tests: a real HTTP
 //! server that speaks the documented API (a form POST whose `json` field holds
-//! `{"query": {userid, userkey, action, …}}`) for `AddMedia`, `GetStatus` (plain and
-//! extended), `CancelMedia` and `GetMediaInfo`. Each task downloads its source URL,
-//! really transcodes each `format` with FFmpeg, writes the results to their
-//! `https://BUCKET.s3.amazonaws.com/key` destinations (in the emulator, as Encoding.com
-//! would with the write access a bucket grants it), and POSTs the `notify` URL.
+//! `{"query": {userid, userkey, action, …}}`) for every action PyPI's `encodingcom`
+//! client sends: `AddMedia`, `AddMediaBenchmark`, `ProcessMedia`, `UpdateMedia`,
+//! `GetStatus` (plain and extended), `GetMediaInfo`, `GetMediaInfoEx`, `GetMediaList`,
+//! `CancelMedia`, `StopMedia`, `RestartMedia`, `RestartMediaErrors`, `RestartMediaTask`.
+//! Each task downloads its source URL, really transcodes each `format` with FFmpeg,
+//! writes the results to their `https://BUCKET.s3.amazonaws.com/key` destinations (in
+//! the emulator), and POSTs the `notify` URL.
+//!
+//! It keeps Encoding.com's documented defaults, which Nommer must cope with:
+//! - every S3 write carries a canned ACL: `authenticated-read` unless the destination
+//!   says `?acl=…` (plus FULL_CONTROL for `canonical_id=…`). moto stores Block Public
+//!   Access and Object Ownership settings but enforces neither, so before each write the
+//!   stand-in reads the target bucket's settings from the emulator and refuses what S3
+//!   would: any ACL but `bucket-owner-full-control` under `BucketOwnerEnforced` (S3's
+//!   default for new buckets), a public ACL (`public-read`, `authenticated-read`) under
+//!   `BlockPublicAcls` (on by default too);
+//! - `advanced_hls` / `advanced_dash` deliver ONE tar unless `pack_files` is `no`;
+//! - notifications are XML in a form field `xml` unless `notify_format` is `json`.
+//!
 //! It answers like Encoding.com does: errors in `response.errors.error`, one-item lists
 //! as bare objects, `progress` reading 100 while "Waiting for encoder".
 //!
@@ -44,12 +58,18 @@ pub struct Switches {
 struct Media {
     source: String,
     notify: Option<String>,
+    /// `notify_format` as asked (`xml` when absent, Encoding.com's default).
+    notify_json: bool,
     formats: Vec<Value>,
     status: String,
     progress: f64,
     description: String,
     created: String,
     finished: String,
+    /// Bumped by every stop, restart or update: a run of an older generation stops.
+    generation: u64,
+    /// What ffprobe said of the source, once downloaded (for `GetMediaInfo`).
+    info: Option<Value>,
 }
 
 #[derive(Default)]
@@ -148,6 +168,11 @@ impl StandIn {
     pub fn status(&self, media_id: &str) -> Option<String> {
         self.inner.lock().unwrap().media.get(media_id).map(|m| m.status.clone())
     }
+
+    /// The source URL a task was added with.
+    pub fn source(&self, media_id: &str) -> Option<String> {
+        self.inner.lock().unwrap().media.get(media_id).map(|m| m.source.clone())
+    }
 }
 
 fn form_field<'a>(body: &'a str, name: &str) -> Option<String> {
@@ -181,33 +206,154 @@ async fn handle(State(ctx): State<Ctx>, body: Bytes) -> axum::Json<Value> {
     }
     let action = s("action");
     axum::Json(match action.as_str() {
-        "AddMedia" => add_media(&ctx, &q),
+        "AddMedia" => add_media(&ctx, &q, false),
+        "AddMediaBenchmark" => add_media(&ctx, &q, true),
         "GetStatus" => get_status(&ctx, &q),
-        "CancelMedia" => {
-            let id = s("mediaid");
-            let mut inner = ctx.inner.lock().unwrap();
-            inner.calls.push(format!("CancelMedia {id}"));
-            match inner.media.get_mut(&id) {
-                Some(m) => {
-                    m.status = "Deleted".into();
-                    json!({"response": {"message": "Deleted"}})
-                }
-                None => error(&format!("Media ID {id} not found")),
+        "CancelMedia" => each_media(&ctx, &q, "CancelMedia", |m| {
+            m.status = "Deleted".into();
+            m.generation += 1;
+            Ok(false)
+        }),
+        "StopMedia" => each_media(&ctx, &q, "StopMedia", |m| {
+            if ["Finished", "Error", "Deleted", "Stopped"].contains(&m.status.as_str()) {
+                return Err(format!("Media is already {}", m.status));
             }
+            m.status = "Stopped".into();
+            m.generation += 1;
+            m.finished = now();
+            Ok(false)
+        }),
+        "RestartMedia" | "RestartMediaTask" => each_media(&ctx, &q, &action, |m| {
+            if m.status == "Deleted" {
+                return Err("Media is deleted".into());
+            }
+            Ok(true)
+        }),
+        "RestartMediaErrors" => each_media(&ctx, &q, "RestartMediaErrors", |m| {
+            if m.status != "Error" {
+                return Err(format!("Media has no errors to restart (it is {})", m.status));
+            }
+            Ok(true)
+        }),
+        "ProcessMedia" | "UpdateMedia" => {
+            let formats = match formats_of(&q) {
+                Ok(f) => f,
+                Err(e) => return axum::Json(e),
+            };
+            let benchmark_only = action == "ProcessMedia";
+            each_media(&ctx, &q, &action, move |m| {
+                if benchmark_only && m.status != "Ready to process" {
+                    return Err(format!(
+                        "ProcessMedia starts media added with AddMediaBenchmark; this one is {}",
+                        m.status
+                    ));
+                }
+                m.formats = formats.clone();
+                Ok(true)
+            })
         }
         "GetMediaInfo" => {
             let id = s("mediaid");
             let inner = ctx.inner.lock().unwrap();
             match inner.media.get(&id) {
-                Some(_) => json!({"response": {"duration": "", "size": ""}}),
+                Some(Media { info: Some(i), .. }) => json!({ "response": i }),
+                Some(m) => error(&format!("Media info is not available yet: the source is {}", m.status)),
                 None => error(&format!("Media ID {id} not found")),
             }
+        }
+        "GetMediaInfoEx" => {
+            let id = s("mediaid");
+            let inner = ctx.inner.lock().unwrap();
+            match inner.media.get(&id) {
+                Some(m) => {
+                    let mut r = status_json(&id, m, true);
+                    if let Some(i) = &m.info {
+                        r["mediainfo"] = i.clone();
+                    }
+                    json!({ "response": { "job": r } })
+                }
+                None => error(&format!("Media ID {id} not found")),
+            }
+        }
+        "GetMediaList" => {
+            let inner = ctx.inner.lock().unwrap();
+            let media: Vec<Value> = inner
+                .media
+                .iter()
+                .map(|(id, m)| {
+                    json!({"mediafile": m.source, "mediaid": id, "mediastatus": m.status,
+                        "createdate": m.created, "startdate": m.created, "finishdate": m.finished})
+                })
+                .collect();
+            json!({"response": {"media": one_or_list(media)}})
         }
         other => error(&format!("Wrong action: {other}")),
     })
 }
 
-fn add_media(ctx: &Ctx, q: &Value) -> Value {
+/// Applies `f` to each media in `mediaid` (comma-separated); `Ok(true)` from `f` starts
+/// the media's task again from the download.
+fn each_media(ctx: &Ctx, q: &Value, action: &str, f: impl Fn(&mut Media) -> Result<bool, String>) -> Value {
+    let ids = q.get("mediaid").and_then(|m| m.as_str()).unwrap_or("").to_string();
+    let ids: Vec<&str> = ids.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    if ids.is_empty() {
+        return error("Media ID is not indicated");
+    }
+    let mut restart = Vec::new();
+    {
+        let mut inner = ctx.inner.lock().unwrap();
+        for id in &ids {
+            inner.calls.push(format!("{action} {id}"));
+            let Some(m) = inner.media.get_mut(*id) else {
+                return error(&format!("Media ID {id} not found"));
+            };
+            match f(m) {
+                Ok(true) => {
+                    m.generation += 1;
+                    m.status = "New".into();
+                    m.progress = 0.0;
+                    m.description.clear();
+                    m.finished = "0000-00-00 00:00:00".into();
+                    restart.push((id.to_string(), m.generation));
+                }
+                Ok(false) => {}
+                Err(e) => return error(&e),
+            }
+        }
+    }
+    for (id, generation) in restart {
+        let c = ctx.clone();
+        tokio::spawn(async move { run_task(c, id, generation, false).await });
+    }
+    let message = match action {
+        "CancelMedia" => "Deleted",
+        "StopMedia" => "Stopped",
+        "ProcessMedia" => "Processing started",
+        "UpdateMedia" => "Updated",
+        _ => "Restarted",
+    };
+    json!({"response": {"message": message, "MediaID": ids.join(",")}})
+}
+
+/// The `format` list of a query, each with a destination the stand-in can write.
+fn formats_of(q: &Value) -> Result<Vec<Value>, Value> {
+    let formats: Vec<Value> = match q.get("format") {
+        Some(Value::Array(a)) => a.clone(),
+        Some(o @ Value::Object(_)) => vec![o.clone()],
+        _ => return Err(error("No format specified")),
+    };
+    for f in &formats {
+        let Some(d) = f.get("destination").and_then(|d| d.as_str()) else {
+            return Err(error("Destination is not indicated"));
+        };
+        if parse_destination(d).is_none() {
+            return Err(error(&format!("Wrong destination: {d}")));
+        }
+    }
+    Ok(formats)
+}
+
+fn add_media(ctx: &Ctx, q: &Value, benchmark: bool) -> Value {
     if ctx.switches.refuse_add.load(Ordering::SeqCst) {
         ctx.inner.lock().unwrap().calls.push("AddMedia refused".into());
         return error("Source file is not available (switch: refuse_add)");
@@ -217,40 +363,41 @@ fn add_media(ctx: &Ctx, q: &Value) -> Value {
         Some(Value::Array(a)) if a.len() == 1 => a[0].as_str().unwrap_or("").to_string(),
         _ => return error("Source file is not indicated"),
     };
-    let formats: Vec<Value> = match q.get("format") {
-        Some(Value::Array(a)) => a.clone(),
-        Some(o @ Value::Object(_)) => vec![o.clone()],
-        _ => return error("No format specified"),
+    let formats = match formats_of(q) {
+        Ok(f) => f,
+        Err(e) => return e,
     };
-    for f in &formats {
-        let Some(d) = f.get("destination").and_then(|d| d.as_str()) else {
-            return error("Destination is not indicated");
-        };
-        if parse_destination(d).is_none() {
-            return error(&format!("Wrong destination: {d}"));
-        }
-    }
+    let notify_json = q
+        .get("notify_format")
+        .and_then(|n| n.as_str())
+        .is_some_and(|n| n.trim().eq_ignore_ascii_case("json"));
     let mut inner = ctx.inner.lock().unwrap();
     inner.next_id += 1;
     let id = inner.next_id.to_string();
-    inner.calls.push(format!("AddMedia {id}"));
+    inner.calls.push(format!(
+        "{} {id}",
+        if benchmark { "AddMediaBenchmark" } else { "AddMedia" }
+    ));
     inner.media.insert(
         id.clone(),
         Media {
             source,
             notify: q.get("notify").and_then(|n| n.as_str()).map(str::to_string),
+            notify_json,
             formats,
             status: "New".into(),
             progress: 0.0,
             description: String::new(),
             created: now(),
             finished: "0000-00-00 00:00:00".into(),
+            generation: 0,
+            info: None,
         },
     );
     drop(inner);
     let c = ctx.clone();
     let mid = id.clone();
-    tokio::spawn(async move { run_task(c, mid).await });
+    tokio::spawn(async move { run_task(c, mid, 0, benchmark).await });
     json!({"response": {"message": "Added", "MediaID": id}})
 }
 
@@ -313,11 +460,12 @@ fn get_status(ctx: &Ctx, q: &Value) -> Value {
     }
 }
 
-/// Sets a task's status unless it was cancelled; false once it is.
-fn set(ctx: &Ctx, id: &str, status: &str, progress: f64) -> bool {
+/// Sets a task's status unless its run is over (cancelled, stopped, restarted or
+/// updated since it began); false once it is.
+fn set(ctx: &Ctx, id: &str, generation: u64, status: &str, progress: f64) -> bool {
     let mut inner = ctx.inner.lock().unwrap();
     let Some(m) = inner.media.get_mut(id) else { return false };
-    if m.status == "Deleted" {
+    if m.generation != generation || m.status == "Deleted" || m.status == "Stopped" {
         return false;
     }
     m.status = status.into();
@@ -333,22 +481,40 @@ async fn pause(ctx: &Ctx) {
     tokio::time::sleep(Duration::from_millis(ms)).await;
 }
 
-async fn run_task(ctx: Ctx, id: String) {
-    let dir = ctx.work.join(format!("media-{id}"));
-    let result = process(&ctx, &id, &dir).await;
+/// How one run of a task ended.
+enum Run {
+    Finished,
+    /// Cancelled, stopped, restarted or updated on the way.
+    Stopped,
+    /// Added with `AddMediaBenchmark`: downloaded, waiting for `ProcessMedia`.
+    Waiting,
+}
+
+async fn run_task(ctx: Ctx, id: String, generation: u64, benchmark: bool) {
+    let dir = ctx.work.join(format!("media-{id}-{generation}"));
+    let result = process(&ctx, &id, generation, benchmark, &dir).await;
     let _ = tokio::fs::remove_dir_all(&dir).await;
+    let stopped = |ctx: &Ctx| ctx.inner.lock().unwrap().calls.push(format!("stopped {id}"));
     match result {
-        Ok(true) => {
-            set(&ctx, &id, "Finished", 100.0);
+        Ok(Run::Finished) => {
+            if !set(&ctx, &id, generation, "Finished", 100.0) {
+                return stopped(&ctx);
+            }
         }
-        Ok(false) => return, // cancelled
+        Ok(Run::Waiting) => return,
+        Ok(Run::Stopped) => return stopped(&ctx),
         Err(e) => {
             tracing::warn!(media_id = %id, error = %e, "stand-in task failed");
-            if let Some(m) = ctx.inner.lock().unwrap().media.get_mut(&id) {
-                if m.status != "Deleted" {
+            let mut inner = ctx.inner.lock().unwrap();
+            match inner.media.get_mut(&id) {
+                Some(m) if m.generation == generation && m.status != "Deleted" && m.status != "Stopped" => {
                     m.status = "Error".into();
                     m.description = format!("{e:#}");
                     m.finished = now();
+                }
+                _ => {
+                    inner.calls.push(format!("stopped {id}"));
+                    return;
                 }
             }
         }
@@ -356,31 +522,70 @@ async fn run_task(ctx: Ctx, id: String) {
     notify(&ctx, &id).await;
 }
 
-/// POSTs the notify URL: a form with a `json` field holding `{"result": …}`.
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
+}
+
+/// The documented notify body: `<result>` (or `{"result": …}` for `notify_format: json`).
+fn notify_body(id: &str, m: &Media) -> String {
+    let saved = m.status == "Finished";
+    if m.notify_json {
+        let formats: Vec<Value> = m
+            .formats
+            .iter()
+            .map(|f| {
+                json!({"output": f.get("output"), "destination": f.get("destination"),
+                    "destination_status": if saved { "Saved" } else { "Error" }, "status": m.status})
+            })
+            .collect();
+        let result = json!({"result": {"mediaid": id, "source": m.source, "status": m.status,
+            "description": m.description, "format": one_or_list(formats)}});
+        return format!(
+            "json={}",
+            percent_encoding::utf8_percent_encode(&result.to_string(), percent_encoding::NON_ALPHANUMERIC)
+        );
+    }
+    let mut x = format!(
+        "<?xml version=\"1.0\"?>\n<result>\n<mediaid>{}</mediaid>\n<source>{}</source>\n<status>{}</status>\n",
+        xml_escape(id),
+        xml_escape(&m.source),
+        xml_escape(&m.status)
+    );
+    if !m.description.is_empty() {
+        x.push_str(&format!("<description>{}</description>\n", xml_escape(&m.description)));
+    }
+    for f in &m.formats {
+        x.push_str(&format!(
+            "<format>\n<output>{}</output>\n<destination>{}</destination>\n<destination_status>{}</destination_status>\n<status>{}</status>\n</format>\n",
+            xml_escape(field(f, "output").unwrap_or("")),
+            xml_escape(field(f, "destination").unwrap_or("")),
+            if saved { "Saved" } else { "Error" },
+            xml_escape(&m.status)
+        ));
+    }
+    x.push_str("</result>\n");
+    format!(
+        "xml={}",
+        percent_encoding::utf8_percent_encode(&x, percent_encoding::NON_ALPHANUMERIC)
+    )
+}
+
+/// POSTs the notify URL: a form with an `xml` field (a `json` one when asked).
 async fn notify(ctx: &Ctx, id: &str) {
     if ctx.switches.lose_callbacks.load(Ordering::SeqCst) {
         ctx.inner.lock().unwrap().calls.push(format!("notify {id} lost"));
         return;
     }
-    let (url, result) = {
+    let (url, form) = {
         let inner = ctx.inner.lock().unwrap();
         let Some(m) = inner.media.get(id) else { return };
         let Some(url) = m.notify.clone() else { return };
-        let formats: Vec<Value> = m
-            .formats
-            .iter()
-            .map(|f| json!({"output": f.get("output"), "destination": f.get("destination"), "status": m.status}))
-            .collect();
-        (
-            url,
-            json!({"result": {"mediaid": id, "source": m.source, "status": m.status,
-                "description": m.description, "format": one_or_list(formats)}}),
-        )
+        (url, notify_body(id, m))
     };
-    let form = format!(
-        "json={}",
-        percent_encoding::utf8_percent_encode(&result.to_string(), percent_encoding::NON_ALPHANUMERIC)
-    );
     // Encoding.com retries a failed callback up to 3 times
     for attempt in 0..3 {
         let res = ctx
@@ -403,18 +608,183 @@ async fn notify(ctx: &Ctx, id: &str) {
     }
 }
 
-/// Runs one task; `Ok(false)` when it was cancelled on the way.
-async fn process(ctx: &Ctx, id: &str, dir: &Path) -> anyhow::Result<bool> {
-    tokio::fs::create_dir_all(dir).await?;
-    let (source, formats) = {
-        let inner = ctx.inner.lock().unwrap();
-        let m = &inner.media[id];
-        (m.source.clone(), m.formats.clone())
-    };
-    pause(ctx).await;
-    if !set(ctx, id, "Downloading", 0.0) {
-        return Ok(false);
+/// The stand-in's own canonical user id: the template's EncodingComCanonicalUserId in
+/// the local stack, so the delivery bucket's policy names it as it names Encoding.com's.
+pub const CANONICAL_USER_ID: &str = "5e1c0d1a9b6f4e2c8d3a7b0f1e2d3c4b5a69788796a5b4c3d2e1f0a9b8c7d6e5";
+
+/// One object to write: where, and with which ACL.
+struct Put {
+    path: PathBuf,
+    bucket: String,
+    key: String,
+    acl: String,
+    canonical_id: Option<String>,
+}
+
+fn code_of<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &aws_sdk_s3::error::SdkError<E>) -> String {
+    e.as_service_error().and_then(|s| s.code()).unwrap_or("").to_string()
+}
+
+/// What S3 would say to this write, judged from the bucket's settings as the emulator
+/// stores them (moto enforces none of them). A bucket without Object Ownership or Block
+/// Public Access settings gets S3's defaults for new buckets: `BucketOwnerEnforced` and
+/// every block on.
+async fn check_write(ctx: &Ctx, bucket: &str, acl: &str) -> anyhow::Result<()> {
+    let ownership = match ctx.s3.get_bucket_ownership_controls().bucket(bucket).send().await {
+        Ok(o) => o
+            .ownership_controls()
+            .and_then(|c| c.rules().first())
+            .map(|r| r.object_ownership().as_str().to_string()),
+        Err(e) if code_of(&e).contains("NotFound") => None,
+        Err(e) => anyhow::bail!(
+            "Saving failed: s3://{bucket}: {}",
+            aws_sdk_s3::error::DisplayErrorContext(&e)
+        ),
     }
+    .unwrap_or_else(|| "BucketOwnerEnforced".into());
+    let block_public_acls = match ctx.s3.get_public_access_block().bucket(bucket).send().await {
+        Ok(o) => o
+            .public_access_block_configuration()
+            .and_then(|c| c.block_public_acls())
+            .unwrap_or(false),
+        Err(e) if code_of(&e).contains("NoSuchPublicAccessBlock") => true,
+        Err(e) => anyhow::bail!(
+            "Saving failed: s3://{bucket}: {}",
+            aws_sdk_s3::error::DisplayErrorContext(&e)
+        ),
+    };
+    if ownership == "BucketOwnerEnforced" && acl != "bucket-owner-full-control" {
+        anyhow::bail!(
+            "Saving failed: s3://{bucket}: AccessControlListNotSupported: The bucket does not allow ACLs (Object Ownership is BucketOwnerEnforced; the object was written with ACL {acl})"
+        );
+    }
+    if block_public_acls && ["public-read", "public-read-write", "authenticated-read"].contains(&acl) {
+        anyhow::bail!(
+            "Saving failed: s3://{bucket}: AccessDenied: the public ACL {acl} is blocked by the bucket's BlockPublicAcls setting"
+        );
+    }
+    // the stand-in writes as Encoding.com does, as a foreign account: the bucket's
+    // policy must let its canonical user put objects
+    let policy = match ctx.s3.get_bucket_policy().bucket(bucket).send().await {
+        Ok(p) => p.policy().unwrap_or_default().to_string(),
+        Err(e) if code_of(&e).contains("NoSuchBucketPolicy") => String::new(),
+        Err(e) => anyhow::bail!(
+            "Saving failed: s3://{bucket}: {}",
+            aws_sdk_s3::error::DisplayErrorContext(&e)
+        ),
+    };
+    anyhow::ensure!(
+        policy_lets_us_put(&policy),
+        "Saving failed: s3://{bucket}: AccessDenied: the bucket policy does not grant s3:PutObject to Encoding.com's canonical user"
+    );
+    Ok(())
+}
+
+fn listed(v: Option<&Value>, want: impl Fn(&str) -> bool) -> bool {
+    match v {
+        Some(Value::String(s)) => want(s),
+        Some(Value::Array(a)) => a.iter().any(|x| x.as_str().is_some_and(&want)),
+        _ => false,
+    }
+}
+
+fn policy_lets_us_put(policy: &str) -> bool {
+    let Ok(p) = serde_json::from_str::<Value>(policy) else {
+        return false;
+    };
+    let statements = match p.get("Statement") {
+        Some(Value::Array(a)) => a.clone(),
+        Some(o @ Value::Object(_)) => vec![o.clone()],
+        _ => return false,
+    };
+    statements.iter().any(|st| {
+        st.get("Effect").and_then(|e| e.as_str()) == Some("Allow")
+            && listed(st.get("Principal").and_then(|p| p.get("CanonicalUser")), |c| {
+                c == CANONICAL_USER_ID
+            })
+            && listed(st.get("Action"), |a| a == "s3:PutObject" || a == "s3:*")
+    })
+}
+
+async fn put(ctx: &Ctx, p: &Put) -> anyhow::Result<()> {
+    check_write(ctx, &p.bucket, &p.acl).await?;
+    ctx.s3
+        .put_object()
+        .bucket(&p.bucket)
+        .key(&p.key)
+        .acl(aws_sdk_s3::types::ObjectCannedAcl::from(p.acl.as_str()))
+        .content_type(nommer_shared::plan::content_type(&p.key))
+        .body(aws_sdk_s3::primitives::ByteStream::from_path(&p.path).await?)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("Saving failed: {}", aws_sdk_s3::error::DisplayErrorContext(&e)))?;
+    if let Some(id) = &p.canonical_id {
+        // documented: `canonical_id` gets FULL_CONTROL on the object, beside the ACL's grant
+        let mut req = ctx
+            .s3
+            .put_object_acl()
+            .bucket(&p.bucket)
+            .key(&p.key)
+            .grant_full_control(format!("id={id}"));
+        match p.acl.as_str() {
+            "authenticated-read" => {
+                req = req.grant_read("uri=\"http://acs.amazonaws.com/groups/global/AuthenticatedUsers\"")
+            }
+            "public-read" => req = req.grant_read("uri=\"http://acs.amazonaws.com/groups/global/AllUsers\""),
+            _ => {}
+        }
+        req.send()
+            .await
+            .map_err(|e| anyhow::anyhow!("Saving failed: {}", aws_sdk_s3::error::DisplayErrorContext(&e)))?;
+    }
+    Ok(())
+}
+
+/// What `GetMediaInfo` answers for a source, from ffprobe.
+async fn media_info(ctx: &Ctx, input: &Path) -> anyhow::Result<(Value, bool)> {
+    let probe = tokio::process::Command::new(&ctx.ffprobe)
+        .args(["-v", "error", "-show_format", "-show_streams", "-of", "json"])
+        .arg(input)
+        .output()
+        .await
+        .context("running ffprobe")?;
+    anyhow::ensure!(probe.status.success(), "The source file cannot be read as media");
+    let p: Value = serde_json::from_slice(&probe.stdout).context("reading ffprobe's answer")?;
+    let streams = p["streams"].as_array().cloned().unwrap_or_default();
+    let v = streams.iter().find(|s| s["codec_type"] == "video");
+    let a = streams.iter().find(|s| s["codec_type"] == "audio");
+    let f = &p["format"];
+    let kbps = f["bit_rate"]
+        .as_str()
+        .and_then(|b| b.parse::<u64>().ok())
+        .map(|b| format!("{}k", b / 1000))
+        .unwrap_or_default();
+    let info = json!({
+        "bitrate": kbps,
+        "duration": f["duration"].as_str().unwrap_or(""),
+        "video_codec": v.and_then(|v| v["codec_name"].as_str()).unwrap_or(""),
+        "frame_rate": v.and_then(|v| v["r_frame_rate"].as_str()).unwrap_or(""),
+        "size": v.map(|v| format!("{}x{}", v["width"], v["height"])).unwrap_or_default(),
+        "audio_codec": a.and_then(|a| a["codec_name"].as_str()).unwrap_or(""),
+        "audio_sample_rate": a.and_then(|a| a["sample_rate"].as_str()).unwrap_or(""),
+        "audio_channels": a.map(|a| a["channels"].to_string()).unwrap_or_default(),
+    });
+    Ok((info, a.is_some()))
+}
+
+/// Runs one task.
+async fn process(ctx: &Ctx, id: &str, generation: u64, benchmark: bool, dir: &Path) -> anyhow::Result<Run> {
+    tokio::fs::create_dir_all(dir).await?;
+    let source = ctx.inner.lock().unwrap().media[id].source.clone();
+    macro_rules! step {
+        ($status:expr, $progress:expr) => {
+            if !set(ctx, id, generation, $status, $progress) {
+                return Ok(Run::Stopped);
+            }
+        };
+    }
+    pause(ctx).await;
+    step!("Downloading", 0.0);
     let input = dir.join("source");
     let res = ctx
         .http
@@ -424,49 +794,41 @@ async fn process(ctx: &Ctx, id: &str, dir: &Path) -> anyhow::Result<bool> {
         .context("Source file is not available")?;
     anyhow::ensure!(
         res.status().is_success(),
-        "Source file is not available: HTTP {}",
+        "Download error: Source file is not available: HTTP {}",
         res.status()
     );
     let bytes = res.bytes().await.context("downloading the source")?;
     tokio::fs::write(&input, &bytes).await?;
+    let (info, has_audio) = media_info(ctx, &input).await?;
+    if let Some(m) = ctx.inner.lock().unwrap().media.get_mut(id) {
+        m.info = Some(info);
+    }
     pause(ctx).await;
-    if !set(ctx, id, "Ready to process", 0.0) {
-        return Ok(false);
+    step!("Ready to process", 0.0);
+    if benchmark {
+        return Ok(Run::Waiting);
     }
     pause(ctx).await;
     // Encoding.com's quirk: progress reads 100 while the task waits for an encoder
-    if !set(ctx, id, "Waiting for encoder", 100.0) {
-        return Ok(false);
-    }
+    step!("Waiting for encoder", 100.0);
     pause(ctx).await;
     if ctx.switches.fail_tasks.load(Ordering::SeqCst) {
         anyhow::bail!("Processing failed: the encoder stopped (switch: fail_tasks)");
     }
-    if !set(ctx, id, "Processing", 0.0) {
-        return Ok(false);
-    }
-    let probe = tokio::process::Command::new(&ctx.ffprobe)
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "a",
-            "-show_entries",
-            "stream=index",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(&input)
-        .output()
-        .await
-        .context("running ffprobe")?;
-    anyhow::ensure!(probe.status.success(), "The source file cannot be read as media");
-    let has_audio = !String::from_utf8_lossy(&probe.stdout).trim().is_empty();
-    let mut outputs: Vec<(PathBuf, String)> = Vec::new();
+    step!("Processing", 0.0);
+    let formats = ctx.inner.lock().unwrap().media[id].formats.clone();
+    let mut outputs: Vec<Put> = Vec::new();
     for (i, f) in formats.iter().enumerate() {
         let out = dir.join(format!("format-{i}"));
         tokio::fs::create_dir_all(&out).await?;
-        let dest = parse_destination(f["destination"].as_str().unwrap_or_default()).context("Wrong destination")?;
+        let d = f["destination"].as_str().unwrap_or_default();
+        let dest = parse_destination(d).context("Wrong destination")?;
+        let params = nommer_shared::encodingcom::destination_params(d);
+        let acl = params
+            .get("acl")
+            .cloned()
+            .unwrap_or_else(|| "authenticated-read".into());
+        let canonical_id = params.get("canonical_id").cloned();
         let file = dest.file_name().to_string();
         for args in ffmpeg_args(f, &input, &out, &file, has_audio)? {
             let o = tokio::process::Command::new(&ctx.ffmpeg)
@@ -486,33 +848,50 @@ async fn process(ctx: &Ctx, id: &str, dir: &Path) -> anyhow::Result<bool> {
             .rsplit_once('/')
             .map(|(p, _)| format!("{p}/"))
             .unwrap_or_default();
-        for entry in std::fs::read_dir(&out)? {
-            let p = entry?.path();
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            outputs.push((p, format!("{}|{folder}{name}", dest.bucket)));
+        let output = field(f, "output").unwrap_or("");
+        let packed = ["advanced_hls", "advanced_dash"].contains(&output)
+            && !field(f, "pack_files").is_some_and(|p| p.eq_ignore_ascii_case("no"));
+        let mut files: Vec<(PathBuf, String)> = Vec::new();
+        if packed {
+            // documented default `pack_files: yes`: the whole rendition set as one tar
+            let stem = file.rsplit_once('.').map(|(s, _)| s).unwrap_or(&file).to_string();
+            let tar = dir.join(format!("format-{i}.tar"));
+            let st = tokio::process::Command::new("tar")
+                .arg("-cf")
+                .arg(&tar)
+                .arg("-C")
+                .arg(&out)
+                .arg(".")
+                .status()
+                .await
+                .context("running tar")?;
+            anyhow::ensure!(st.success(), "Processing failed: packing the files");
+            files.push((tar, format!("{stem}.tar")));
+        } else {
+            for entry in std::fs::read_dir(&out)? {
+                let p = entry?.path();
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                files.push((p, name));
+            }
         }
-        if !set(ctx, id, "Processing", ((i + 1) * 100 / formats.len()) as f64) {
-            return Ok(false);
+        for (path, name) in files {
+            outputs.push(Put {
+                path,
+                bucket: dest.bucket.clone(),
+                key: format!("{folder}{name}"),
+                acl: acl.clone(),
+                canonical_id: canonical_id.clone(),
+            });
         }
+        step!("Processing", ((i + 1) * 100 / formats.len()) as f64);
     }
     pause(ctx).await;
-    if !set(ctx, id, "Saving", 100.0) {
-        return Ok(false);
-    }
-    for (path, target) in outputs {
-        let (bucket, key) = target.split_once('|').unwrap();
-        ctx.s3
-            .put_object()
-            .bucket(bucket)
-            .key(key)
-            .content_type(nommer_shared::plan::content_type(key))
-            .body(aws_sdk_s3::primitives::ByteStream::from_path(&path).await?)
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!("Saving failed: {}", aws_sdk_s3::error::DisplayErrorContext(&e)))?;
+    step!("Saving", 100.0);
+    for p in &outputs {
+        put(ctx, p).await?;
     }
     pause(ctx).await;
-    Ok(true)
+    Ok(Run::Finished)
 }
 
 fn field<'a>(f: &'a Value, k: &str) -> Option<&'a str> {

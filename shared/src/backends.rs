@@ -45,10 +45,132 @@ pub enum ProbeFailure {
     Unavailable(String),
 }
 
-/// Clients of the remote backends, by backend name.
+/// Clients of the remote backends, by backend name, and what delivering to Encoding.com
+/// needs (read when the first task is added, so functions that add none never read it).
 #[derive(Clone, Debug, Default)]
 pub struct Remotes {
     clients: BTreeMap<String, encodingcom::Client>,
+    handoff: Handoff,
+}
+
+/// The long-lived source reader and the delivery bucket's owner, looked up once.
+#[derive(Clone, Default)]
+struct Handoff {
+    sdk: Option<aws_config::SdkConfig>,
+    reader_secret: Option<String>,
+    delivery_bucket: Option<String>,
+    cell: std::sync::Arc<tokio::sync::OnceCell<Delivery>>,
+}
+
+impl std::fmt::Debug for Handoff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handoff")
+            .field("reader_secret", &self.reader_secret)
+            .field("delivery_bucket", &self.delivery_bucket)
+            .field("delivery", &self.cell.get())
+            .finish()
+    }
+}
+
+/// What adding a task needs beyond the API client.
+#[derive(Clone)]
+pub struct Delivery {
+    /// S3 with the read-only source reader's own long-lived access key: URLs it
+    /// presigns live up to 7 days, whatever the function's session credentials do.
+    reader: S3ObjectStore,
+    pub reader_access_key_id: String,
+    /// The delivery bucket owner's canonical id, granted FULL_CONTROL of every object
+    /// Encoding.com writes there (`canonical_id` in the destination).
+    pub owner_canonical_id: String,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("reader_access_key_id", &self.reader_access_key_id)
+            .field("owner_canonical_id", &self.owner_canonical_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a source URL for Encoding.com lives: SigV4's maximum, 7 days, so a task that
+/// waits hours in Encoding.com's queue can still fetch it.
+pub const SOURCE_URL_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+
+impl Remotes {
+    /// The source reader (from its secret) and the delivery bucket's owner, read once.
+    pub async fn delivery(&self) -> Result<&Delivery, String> {
+        let h = &self.handoff;
+        h.cell
+            .get_or_try_init(|| async {
+                let sdk = h.sdk.as_ref().ok_or("no AWS configuration for Encoding.com delivery")?;
+                let name = h.reader_secret.as_deref().ok_or_else(|| {
+                    format!(
+                        "set {} to the secret with the source reader's access key",
+                        crate::settings::ENCODINGCOM_SOURCE_SECRET
+                    )
+                })?;
+                let bucket = h.delivery_bucket.as_deref().ok_or_else(|| {
+                    format!(
+                        "set {} to the bucket Encoding.com delivers into",
+                        crate::settings::DELIVERY_BUCKET
+                    )
+                })?;
+                let v = read_secret_json(sdk, name).await?;
+                let field = |k: &str| {
+                    v.get(k)
+                        .and_then(|x| x.as_str())
+                        .map(str::to_string)
+                        .ok_or_else(|| format!("secret `{name}` has no `{k}` string (the source reader's access key)"))
+                };
+                let (id, key) = (field("access_key_id")?, field("secret_access_key")?);
+                let mut b = aws_sdk_s3::config::Builder::from(sdk).credentials_provider(
+                    aws_sdk_s3::config::Credentials::new(&id, key, None, None, "nommer-source-reader"),
+                );
+                if sdk.endpoint_url().is_some() {
+                    b = b.force_path_style(true);
+                }
+                let reader = S3ObjectStore::new(aws_sdk_s3::Client::from_conf(b.build()));
+                let acl = crate::aws::s3_client(sdk)
+                    .get_bucket_acl()
+                    .bucket(bucket)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "reading the owner of delivery bucket `{bucket}`: {}",
+                            aws_sdk_s3::error::DisplayErrorContext(&e)
+                        )
+                    })?;
+                let owner = acl
+                    .owner()
+                    .and_then(|o| o.id())
+                    .ok_or_else(|| format!("delivery bucket `{bucket}` has no owner id"))?
+                    .to_string();
+                Ok(Delivery {
+                    reader,
+                    reader_access_key_id: id,
+                    owner_canonical_id: owner,
+                })
+            })
+            .await
+    }
+}
+
+/// A Secrets Manager secret's JSON.
+async fn read_secret_json(sdk: &aws_config::SdkConfig, name: &str) -> Result<serde_json::Value, String> {
+    let out = aws_sdk_secretsmanager::Client::new(sdk)
+        .get_secret_value()
+        .secret_id(name)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "reading secret `{name}`: {}",
+                aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+            )
+        })?;
+    serde_json::from_str(out.secret_string().unwrap_or_default()).map_err(|_| format!("secret `{name}` is not JSON"))
 }
 
 impl Remotes {
@@ -105,7 +227,15 @@ impl Remotes {
                 ),
             );
         }
-        Ok(Remotes { clients })
+        Ok(Remotes {
+            clients,
+            handoff: Handoff {
+                sdk: Some(sdk.clone()),
+                reader_secret: settings.source_reader_secret.clone(),
+                delivery_bucket: settings.delivery_bucket.clone(),
+                cell: Default::default(),
+            },
+        })
     }
 
     pub fn client(&self, backend: &str) -> Option<&encodingcom::Client> {
@@ -122,9 +252,6 @@ pub struct Backends {
     pub queue: SqsQueue,
     pub remotes: Remotes,
 }
-
-/// How long a presigned source URL lives (Encoding.com fetches it soon after AddMedia).
-const SOURCE_URL_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
 impl Backends {
     pub async fn new(settings: BackendSettings, sdk: &aws_config::SdkConfig) -> Result<Backends, String> {
@@ -327,11 +454,20 @@ impl Backends {
             .callback_url
             .clone()
             .ok_or_else(|| BackendError::Config("NOMMER_ENCODINGCOM_CALLBACK_URL is not set".into()))?;
-        let height = job
-            .routing
-            .as_ref()
-            .and_then(|d| d.facts.height)
-            .or_else(|| Self::facts(&job, job.probe.as_ref()).height);
+        let delivery_bucket = self
+            .settings
+            .delivery_bucket
+            .clone()
+            .ok_or_else(|| BackendError::Config(format!("{} is not set", crate::settings::DELIVERY_BUCKET)))?;
+        let delivery = self.remotes.delivery().await.map_err(BackendError::Config)?;
+        // the picture's displayed size; without a probe, the request's height hint read as
+        // a landscape picture
+        let source = display_size(&job).or_else(|| {
+            job.source_hints
+                .as_ref()
+                .and_then(|h| h.height)
+                .map(|h| (h.saturating_mul(16) / 9, h))
+        });
         let mut formats = Vec::new();
         for o in &job.outputs {
             let Some(preset) = self.settings.config.catalog.find(&o.preset) else {
@@ -339,13 +475,14 @@ impl Backends {
                     .backend_failed(job.clone(), backend, format!("output {}: unknown preset", o.name))
                     .await;
             };
-            let (prefix, stem) = self.output_prefix(&job, o);
+            let (_, stem) = self.output_prefix(&job, o);
             match encodingcom::format_for(
                 preset,
                 &o.options,
-                height,
-                &S3Uri::new(&self.settings.outbox_bucket, prefix),
+                source,
+                &S3Uri::new(&delivery_bucket, delivery_prefix(&job, o)),
                 &stem,
+                Some(&delivery.owner_canonical_id),
             ) {
                 Ok(f) => formats.push(f),
                 Err(e) => {
@@ -355,8 +492,9 @@ impl Backends {
                 }
             }
         }
-        let url = self
-            .objects
+        // signed with the source reader's long-lived key, not this function's session
+        let url = delivery
+            .reader
             .presign_get(&job.source.bucket, &job.source.key, SOURCE_URL_LIFETIME)
             .await?;
         let media_id = match client.add_media(&url, &callback, formats).await {
@@ -474,7 +612,13 @@ impl Backends {
             {
                 return Ok(current);
             }
-            let (target, progress) = status.status.ours(status.progress);
+            let (target, progress) = match status.status.ours(status.progress) {
+                Some(t) => t,
+                None => {
+                    tracing::warn!(job_id, media_id = %task.media_id, status = status.status.as_str(), "unknown Encoding.com status word; the job stays where it is");
+                    (current.state, current.progress)
+                }
+            };
             let now = Utc::now();
             let mut next = current.clone();
             if let Some(t) = next.remote.as_mut() {
@@ -551,17 +695,58 @@ impl Backends {
         Err(BackendError::Busy(job_id.to_string()))
     }
 
-    /// The outbox files of every output, or which output has none.
+    /// Copies every output's files from the delivery bucket into the outbox (server-side,
+    /// under the output's prefix) and returns the manifest of the copies, or why the
+    /// delivery is not usable: an output with no files, or a tar (Nommer asks for
+    /// `pack_files: no`, so a tar means the request was not honoured: it is refused with
+    /// that reason rather than unpacked, so nothing unchecked reaches the outbox).
+    /// Repeating it copies the same objects again, so a lost race is harmless.
     async fn collect_outputs(&self, job: &Job) -> Result<Result<Vec<OutputFile>, String>, BackendError> {
+        let Some(delivery_bucket) = self.settings.delivery_bucket.clone() else {
+            return Err(BackendError::Config(format!(
+                "{} is not set",
+                crate::settings::DELIVERY_BUCKET
+            )));
+        };
         let mut manifest = Vec::new();
         for o in &job.outputs {
             let (prefix, _) = self.output_prefix(job, o);
-            let files = self.objects.list(&self.settings.outbox_bucket, &prefix).await?;
-            if files.is_empty() {
+            let from = delivery_prefix(job, o);
+            let delivered = self.objects.list(&delivery_bucket, &from).await?;
+            if delivered.is_empty() {
                 return Ok(Err(format!(
-                    "Encoding.com reported Finished but output {} has no files under {prefix}",
+                    "Encoding.com reported Finished but output {} has no files under s3://{delivery_bucket}/{from}",
                     o.name
                 )));
+            }
+            if let Some((tar, _)) = delivered
+                .iter()
+                .find(|(k, _)| [".tar", ".tar.gz", ".tgz", ".zip"].iter().any(|x| k.ends_with(x)))
+            {
+                return Ok(Err(format!(
+                    "Encoding.com delivered output {} packed as one archive ({tar}) although `pack_files: no` was asked; its playlists cannot be checked, so it is not accepted",
+                    o.name
+                )));
+            }
+            let mut files = Vec::new();
+            for (key, size) in delivered {
+                let rel = &key[from.len()..];
+                let to = format!("{prefix}{rel}");
+                self.objects
+                    .client()
+                    .copy_object()
+                    .copy_source(copy_source(&delivery_bucket, &key))
+                    .bucket(&self.settings.outbox_bucket)
+                    .key(&to)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        crate::objects::ObjectError::Aws(format!(
+                            "copying s3://{delivery_bucket}/{key} into the outbox: {}",
+                            aws_sdk_s3::error::DisplayErrorContext(&e)
+                        ))
+                    })?;
+                files.push((to, size));
             }
             // a ladder's manifest lists its playlists, not every segment (as the fleet's
             // does): a long ladder has thousands of segments
@@ -581,7 +766,7 @@ impl Backends {
             };
             if files.is_empty() {
                 return Ok(Err(format!(
-                    "Encoding.com reported Finished but output {} has no playlist under {prefix}",
+                    "Encoding.com reported Finished but output {} has no playlist under s3://{delivery_bucket}/{from}",
                     o.name
                 )));
             }
@@ -798,4 +983,30 @@ fn step_to(job: &mut Job, target: JobState, now: chrono::DateTime<Utc>) -> Resul
         job.apply(t, now, Some("Encoding.com".into()))?;
     }
     Ok(())
+}
+
+/// Where Encoding.com delivers one output: `<job id>/<output name>/` in the delivery bucket.
+pub fn delivery_prefix(job: &Job, output: &crate::job::OutputSpec) -> String {
+    format!("{}/{}/", job.id, output.name)
+}
+
+/// CopyObject's `x-amz-copy-source`: `bucket/key`, the key URL-encoded.
+fn copy_source(bucket: &str, key: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'/')
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    format!("{bucket}/{}", percent_encoding::utf8_percent_encode(key, SET))
+}
+
+/// The source's displayed width and height (rotation applied), from the job's probe.
+fn display_size(job: &Job) -> Option<(u32, u32)> {
+    let v = job.probe.as_ref()?.streams.iter().find(|s| s.kind == "video")?;
+    let (w, h) = (v.width?, v.height?);
+    Some(match v.rotation.map(|r| r.rem_euclid(180)) {
+        Some(90) => (h, w),
+        _ => (w, h),
+    })
 }

@@ -11,6 +11,7 @@ use crate::job::{OutputOptions, S3Uri};
 use crate::presets::{AudioCodec, Container, LadderFormat, Preset, PresetKind, ThumbnailMode, VideoCodec};
 use crate::state::JobState;
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -77,12 +78,20 @@ pub enum Status {
 }
 
 impl Status {
+    /// Reads a status word whatever its spelling: case, spaces, `_` and `-` are ignored,
+    /// so `Waiting for encoder`, `Waitingforencoder` and `waiting_for_encoder` are one
+    /// status (Encoding.com's answers and its clients use all of these).
     pub fn parse(s: &str) -> Status {
-        match s.trim().to_ascii_lowercase().as_str() {
+        let folded: String = s
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        match folded.as_str() {
             "new" => Status::New,
             "downloading" | "downloaded" => Status::Downloading,
-            "ready to process" => Status::ReadyToProcess,
-            "waiting for encoder" => Status::WaitingForEncoder,
+            "readytoprocess" => Status::ReadyToProcess,
+            "waitingforencoder" => Status::WaitingForEncoder,
             "processing" => Status::Processing,
             "saving" | "saved" => Status::Saving,
             "finished" => Status::Finished,
@@ -107,14 +116,17 @@ impl Status {
         }
     }
 
-    /// Our state for this status and the progress to show in it. `Finished`, `Error` and
-    /// `Deleted` map to terminal states the caller handles (outputs to check, fallback).
-    /// Before processing starts, Encoding.com's `progress` is ignored: it can read 100
-    /// while the task waits for an encoder.
-    pub fn ours(&self, progress: f64) -> (JobState, u8) {
+    /// Our state for this status and the progress to show in it; `None` for a word we do
+    /// not know, which leaves the job where it is (still running at Encoding.com, never
+    /// queued again from scratch). `Finished`, `Error` and `Deleted` map to terminal
+    /// states the caller handles (outputs to check, fallback). Before processing starts,
+    /// Encoding.com's `progress` is ignored: it can read 100 while the task waits for an
+    /// encoder.
+    pub fn ours(&self, progress: f64) -> Option<(JobState, u8)> {
         let pct = |p: f64| if p.is_finite() { p.clamp(0.0, 99.0) as u8 } else { 0 };
-        match self {
-            Status::New | Status::Other(_) => (JobState::Queued, 0),
+        Some(match self {
+            Status::New => (JobState::Queued, 0),
+            Status::Other(_) => return None,
             Status::Downloading => (JobState::Downloading, 0),
             // the source is fetched; the task waits for a machine
             Status::ReadyToProcess | Status::WaitingForEncoder => (JobState::Downloading, 100),
@@ -123,7 +135,7 @@ impl Status {
             Status::Finished => (JobState::Complete, 100),
             Status::Error => (JobState::Failed, 0),
             Status::Deleted => (JobState::Cancelled, 0),
-        }
+        })
     }
 }
 
@@ -366,7 +378,8 @@ impl Client {
         let mut f = Map::new();
         f.insert("source".into(), json!(source_url));
         f.insert("notify".into(), json!(notify_url));
-        f.insert("notify_format".into(), json!("json"));
+        // no `notify_format`: Encoding.com's default, XML in a form field `xml`, which the
+        // callback reads (as it reads `json`)
         f.insert("notify_encoding_errors".into(), json!(notify_url));
         f.insert("format".into(), Value::Array(formats));
         let r = self.call("AddMedia", f).await?;
@@ -405,7 +418,7 @@ impl Client {
 
 /// Why an output cannot go to Encoding.com, if it cannot.
 pub fn check_output(preset: &Preset, options: &OutputOptions) -> Result<(), String> {
-    format_for(preset, options, None, &S3Uri::new("bucket", "check/"), "x").map(|_| ())
+    format_for(preset, options, None, &S3Uri::new("bucket", "check/"), "x", None).map(|_| ())
 }
 
 fn video_codec(c: VideoCodec) -> Result<&'static str, String> {
@@ -426,12 +439,57 @@ fn audio_codec(c: AudioCodec) -> &'static str {
     }
 }
 
-/// An Encoding.com S3 destination for a key in our outbox.
-/// (its documented form: `https://BUCKET.s3.amazonaws.com/key`; the bucket grants
-/// Encoding.com's canonical user write access, so no keys travel in the URL).
-pub fn destination(bucket: &str, key: &str) -> String {
+/// The canned ACL Nommer asks for on every delivered object. It is Encoding.com's default
+/// (and one of the two it documents); the delivery bucket accepts it but ignores the
+/// grant (`IgnorePublicAcls`), so nothing is readable beyond the account.
+pub const DELIVERY_ACL: &str = "authenticated-read";
+
+/// An Encoding.com S3 destination for a key in the delivery bucket, in its documented
+/// form `https://BUCKET.s3.amazonaws.com/key?acl=…&canonical_id=…`: the bucket grants
+/// Encoding.com's canonical user `s3:PutObject`, so no keys travel in the URL, and
+/// `canonical_id` (the bucket owner's) gives our account FULL_CONTROL of each object
+/// Encoding.com writes, so Nommer can copy it into the outbox.
+pub fn destination(bucket: &str, key: &str, owner_canonical_id: Option<&str>) -> String {
     let key = percent_encoding::utf8_percent_encode(key, KEY_SET);
-    format!("https://{bucket}.s3.amazonaws.com/{key}")
+    let mut d = format!("https://{bucket}.s3.amazonaws.com/{key}?acl={DELIVERY_ACL}");
+    if let Some(id) = owner_canonical_id {
+        d.push_str("&canonical_id=");
+        d.push_str(&percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC).to_string());
+    }
+    d
+}
+
+/// The query parameters of a destination URL (`acl`, `canonical_id`, …), decoded.
+pub fn destination_params(d: &str) -> BTreeMap<String, String> {
+    let Some((_, q)) = d.split_once('?') else {
+        return BTreeMap::new();
+    };
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            let dec = |x: &str| percent_encoding::percent_decode_str(x).decode_utf8_lossy().into_owned();
+            (dec(k), dec(v))
+        })
+        .collect()
+}
+
+/// The `size` (`WxH`, 0 = keep the aspect ratio) that bounds the picture's SHORT side by
+/// `max`, so a portrait source keeps its class: 720x1280 through a 720p preset is
+/// `720x0`, 1280x720 is `0x720`; never above the source. `source` is the displayed
+/// (rotation applied) width and height, when known.
+pub fn size_for(source: Option<(u32, u32)>, max: u32) -> String {
+    match source {
+        Some((w, h)) if w > 0 && h > 0 => {
+            let short = (w.min(h).min(max) / 2 * 2).max(2);
+            if h > w {
+                format!("{short}x0")
+            } else {
+                format!("0x{short}")
+            }
+        }
+        _ => format!("0x{}", max / 2 * 2),
+    }
 }
 
 /// Reads a destination back into bucket and key (`https://BUCKET.s3.amazonaws.com/key`,
@@ -461,14 +519,17 @@ const KEY_SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
-/// The Encoding.com `format` for one of our outputs. `prefix` is the output's folder in
-/// the outbox (`s3://bucket/key-prefix/`), `stem` the file name stem.
+/// The Encoding.com `format` for one of our outputs. `source` is the source's displayed
+/// width and height when known; `prefix` the output's folder in the delivery bucket
+/// (`s3://bucket/key-prefix/`), `stem` the file name stem; `owner` the delivery
+/// bucket owner's canonical id (granted FULL_CONTROL of each delivered object).
 pub fn format_for(
     preset: &Preset,
     o: &OutputOptions,
-    source_height: Option<u32>,
+    source: Option<(u32, u32)>,
     prefix: &S3Uri,
     stem: &str,
+    owner: Option<&str>,
 ) -> Result<Value, String> {
     if o.watermark.is_some() {
         return Err("watermarks are made by the FFmpeg fleet only".into());
@@ -482,8 +543,7 @@ pub fn format_for(
     if o.crf.is_some() {
         return Err("Encoding.com takes a bit rate, not crf".into());
     }
-    let dest = |file: &str| destination(&prefix.bucket, &format!("{}{file}", prefix.key));
-    let height = |max: u32| source_height.map(|h| h.min(max)).unwrap_or(max) / 2 * 2;
+    let dest = |file: &str| destination(&prefix.bucket, &format!("{}{file}", prefix.key), owner);
     let mut f = Map::new();
     match &preset.kind {
         PresetKind::File {
@@ -505,7 +565,7 @@ pub fn format_for(
                 f.insert("video_codec".into(), json!(video_codec(v.codec)?));
                 let kbps = o.video_bitrate_kbps.unwrap_or(v.max_bitrate_kbps);
                 f.insert("bitrate".into(), json!(format!("{kbps}k")));
-                f.insert("size".into(), json!(format!("0x{}", height(v.max_height))));
+                f.insert("size".into(), json!(size_for(source, v.max_height)));
                 f.insert("keep_aspect_ratio".into(), json!("yes"));
                 f.insert("two_pass".into(), json!(if o.two_pass { "yes" } else { "no" }));
                 let fps = o.max_frame_rate.unwrap_or(30.0);
@@ -545,17 +605,19 @@ pub fn format_for(
             };
             f.insert("output".into(), json!(output));
             f.insert("segment_duration".into(), json!(format!("{segment_seconds}")));
-            // the same rungs the fleet would make (never above the source)
-            let kept = match source_height {
-                Some(h) => crate::plan::ladder_for(rungs, h),
-                None => rungs.clone(),
+            // playlists and segments as files, not one tar (`pack_files` defaults to yes)
+            f.insert("pack_files".into(), json!("no"));
+            // the same rungs the fleet would make (never above the source's short side)
+            let kept = match source {
+                Some((w, h)) if w > 0 && h > 0 => crate::plan::ladder_for(rungs, w.min(h)),
+                _ => rungs.clone(),
             };
             let streams: Vec<Value> = kept
                 .iter()
                 .map(|r| {
                     json!({
                         "video_codec": video_codec(*codec).unwrap_or("libx264"),
-                        "size": format!("0x{}", height(r.height)),
+                        "size": size_for(source, r.height),
                         "bitrate": format!("{}k", r.video_kbps),
                         "audio_codec": audio_codec(audio.codec),
                         "audio_bitrate": format!("{}k", audio.bitrate_kbps),
@@ -610,7 +672,7 @@ mod tests {
         assert_eq!((m.media_id.as_str(), &m.status), ("77", &Status::Processing));
         assert_eq!(m.formats.len(), 1);
         assert_eq!(m.formats[0].destinations, ["s3://b/k.mp4"]);
-        assert_eq!(m.status.ours(m.progress), (JobState::Encoding, 41));
+        assert_eq!(m.status.ours(m.progress), Some((JobState::Encoding, 41)));
         let list = json!({"id": 78, "status": "Error", "description": "Source file is corrupt",
             "format": [{"output": "mp4", "status": "Error"}, {"output": "thumbnail", "status": "Error"}]});
         let m = parse_media(&list).unwrap();
@@ -621,11 +683,50 @@ mod tests {
 
     #[test]
     fn progress_while_waiting_is_not_encoding_progress() {
-        assert_eq!(Status::WaitingForEncoder.ours(100.0), (JobState::Downloading, 100));
-        assert_eq!(Status::New.ours(100.0), (JobState::Queued, 0));
-        assert_eq!(Status::Processing.ours(100.0), (JobState::Encoding, 99));
+        assert_eq!(
+            Status::WaitingForEncoder.ours(100.0),
+            Some((JobState::Downloading, 100))
+        );
+        assert_eq!(Status::New.ours(100.0), Some((JobState::Queued, 0)));
+        assert_eq!(Status::Processing.ours(100.0), Some((JobState::Encoding, 99)));
         assert_eq!(Status::parse("Ready to process"), Status::ReadyToProcess);
-        assert_eq!(Status::parse("Finished").ours(3.0).0, JobState::Complete);
+        assert_eq!(Status::parse("Finished").ours(3.0).unwrap().0, JobState::Complete);
+    }
+
+    #[test]
+    fn status_words_are_read_whatever_their_spelling() {
+        // the spellings seen in Encoding.com's answers and in its clients (PyPI's
+        // `encodingcom` lists `Waitingforencoder`)
+        for w in [
+            "Waiting for encoder",
+            "Waitingforencoder",
+            "waiting_for_encoder",
+            "WAITING FOR ENCODER",
+            " waiting-for-encoder ",
+        ] {
+            assert_eq!(Status::parse(w), Status::WaitingForEncoder, "{w:?}");
+            assert_eq!(
+                Status::parse(w).ours(100.0),
+                Some((JobState::Downloading, 100)),
+                "{w:?} is not queued again"
+            );
+        }
+        for (w, want) in [
+            ("ReadyToProcess", Status::ReadyToProcess),
+            ("ready_to_process", Status::ReadyToProcess),
+            ("FINISHED", Status::Finished),
+            ("Stopped", Status::Deleted),
+            ("Downloaded", Status::Downloading),
+        ] {
+            assert_eq!(Status::parse(w), want, "{w:?}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_status_word_leaves_the_job_where_it_is() {
+        let s = Status::parse("Transmuxing");
+        assert_eq!(s, Status::Other("Transmuxing".into()));
+        assert_eq!(s.ours(50.0), None, "never read as queued from scratch");
     }
 
     #[test]
@@ -654,15 +755,19 @@ mod tests {
         let f = format_for(
             c.find("mp4-720p").unwrap(),
             &OutputOptions::default(),
-            Some(480),
+            Some((854, 480)),
             &prefix,
             "clip",
+            Some("abc123"),
         )
         .unwrap();
         assert_eq!(f["output"], "mp4");
         assert_eq!(f["video_codec"], "libx264");
         assert_eq!(f["size"], "0x480", "never upscaled");
-        assert_eq!(f["destination"], "https://outbox.s3.amazonaws.com/j1/web/clip.mp4");
+        assert_eq!(
+            f["destination"],
+            "https://outbox.s3.amazonaws.com/j1/web/clip.mp4?acl=authenticated-read&canonical_id=abc123"
+        );
         assert_eq!(
             parse_destination("https://outbox.s3.amazonaws.com/j1/web/a%20b.mp4?acl=public-read").unwrap(),
             S3Uri::new("outbox", "j1/web/a b.mp4")
@@ -671,18 +776,31 @@ mod tests {
         let hls = format_for(
             c.find("hls").unwrap(),
             &OutputOptions::default(),
-            Some(720),
+            Some((1280, 720)),
             &prefix,
             "clip",
+            None,
         )
         .unwrap();
         assert_eq!(hls["output"], "advanced_hls");
-        assert!(hls["stream"].as_array().unwrap().len() >= 2);
-        assert!(hls["stream"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|s| s["size"].as_str().unwrap() <= "0x720"));
+        assert_eq!(hls["pack_files"], "no", "playlists and segments, not one tar");
+        let heights = sizes(&hls);
+        assert!(heights.len() >= 2, "{hls}");
+        assert!(
+            heights.iter().all(|(w, h)| *w == 0 && *h <= 720),
+            "never above the source: {heights:?}"
+        );
+        // the same ladder from a 1080p source has a rung above 720: the check can fail
+        let full = format_for(
+            c.find("hls").unwrap(),
+            &OutputOptions::default(),
+            Some((1920, 1080)),
+            &prefix,
+            "clip",
+            None,
+        )
+        .unwrap();
+        assert!(sizes(&full).iter().any(|(_, h)| *h > 720), "{full}");
         assert!(check_output(c.find("sprite").unwrap(), &OutputOptions::default()).is_err());
         assert!(check_output(c.find("mp4-av1-720p").unwrap(), &OutputOptions::default())
             .unwrap_err()
@@ -695,6 +813,88 @@ mod tests {
             .unwrap_err()
             .contains("crf"));
         assert!(check_output(c.find("audio-mp3").unwrap(), &OutputOptions::default()).is_ok());
+    }
+
+    /// The (width, height) of each ladder stream's `size`, as numbers.
+    fn sizes(f: &Value) -> Vec<(u32, u32)> {
+        f["stream"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let (w, h) = s["size"].as_str().unwrap().split_once('x').unwrap();
+                (w.parse().unwrap(), h.parse().unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_presets_height_bounds_the_short_side_so_portrait_stays_portrait() {
+        let c = crate::presets::Catalog::builtin();
+        let prefix = S3Uri::new("delivery", "j1/web/");
+        let mp4 = |src| {
+            format_for(
+                c.find("mp4-720p").unwrap(),
+                &OutputOptions::default(),
+                src,
+                &prefix,
+                "c",
+                None,
+            )
+            .unwrap()
+        };
+        // a phone video, 720x1280: its short side is already 720, so it stays 720x1280
+        assert_eq!(mp4(Some((720, 1280)))["size"], "720x0");
+        assert_eq!(mp4(Some((1080, 1920)))["size"], "720x0");
+        assert_eq!(mp4(Some((1920, 1080)))["size"], "0x720");
+        assert_eq!(mp4(Some((360, 640)))["size"], "360x0", "never upscaled");
+        assert_eq!(mp4(None)["size"], "0x720");
+        let hls = format_for(
+            c.find("hls").unwrap(),
+            &OutputOptions::default(),
+            Some((720, 1280)),
+            &prefix,
+            "c",
+            None,
+        )
+        .unwrap();
+        let rungs = sizes(&hls);
+        assert!(
+            rungs.len() >= 2,
+            "a 720-wide portrait source keeps its 720 rung and those below: {hls}"
+        );
+        assert!(
+            rungs.iter().all(|(w, h)| *h == 0 && *w <= 720),
+            "every rung bounds the width of a portrait picture: {rungs:?}"
+        );
+        assert!(rungs.iter().any(|(w, _)| *w == 720), "{rungs:?}");
+    }
+
+    #[test]
+    fn destinations_carry_the_acl_and_read_back() {
+        let d = destination("deliv", "j 1/a.mp4", Some("owner/id"));
+        assert_eq!(
+            d,
+            "https://deliv.s3.amazonaws.com/j%201/a.mp4?acl=authenticated-read&canonical_id=owner%2Fid"
+        );
+        let p = destination_params(&d);
+        assert_eq!(p["acl"], "authenticated-read");
+        assert_eq!(p["canonical_id"], "owner/id");
+        assert_eq!(parse_destination(&d).unwrap(), S3Uri::new("deliv", "j 1/a.mp4"));
+        assert!(destination_params("https://b.s3.amazonaws.com/k").is_empty());
+    }
+
+    #[test]
+    fn the_documented_xml_notification_is_read() {
+        let xml = "<?xml version=\"1.0\"?>\n<result>\n <mediaid>1234</mediaid>\n <source>https://x/y</source>\n <status>Finished</status>\n <format><output>mp4</output><destination>https://b.s3.amazonaws.com/k.mp4</destination><destination_status>Saved</destination_status><status>Finished</status></format>\n</result>";
+        let body = format!(
+            "xml={}",
+            percent_encoding::utf8_percent_encode(xml, percent_encoding::NON_ALPHANUMERIC)
+        );
+        assert_eq!(
+            parse_notify(Some("application/x-www-form-urlencoded"), body.as_bytes()).unwrap(),
+            "1234"
+        );
     }
 
     #[test]

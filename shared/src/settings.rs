@@ -53,6 +53,12 @@ pub const WEBHOOK_SECRET: &str = "NOMMER_WEBHOOK_SECRET";
 pub const API_KEY_HASHES: &str = "NOMMER_API_KEY_HASHES";
 /// Replaces every Encoding.com backend's endpoint (the local stand-in).
 pub const ENCODINGCOM_ENDPOINT: &str = "NOMMER_ENCODINGCOM_ENDPOINT";
+/// The bucket Encoding.com delivers into (ACLs accepted, never honoured); Nommer copies
+/// each finished task's files from it into the outbox.
+pub const DELIVERY_BUCKET: &str = "NOMMER_DELIVERY_BUCKET";
+/// The Secrets Manager secret holding the access key of the read-only IAM user that
+/// presigns source URLs for Encoding.com (`{"access_key_id": …, "secret_access_key": …}`).
+pub const ENCODINGCOM_SOURCE_SECRET: &str = "NOMMER_ENCODINGCOM_SOURCE_SECRET";
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SettingsError {
@@ -260,6 +266,10 @@ pub struct BackendSettings {
     pub encodingcom_env: Option<(String, crate::encodingcom::UserKey)>,
     /// `NOMMER_ENCODINGCOM_ENDPOINT`, if set.
     pub encodingcom_endpoint: Option<String>,
+    /// `NOMMER_DELIVERY_BUCKET`; required with an Encoding.com backend.
+    pub delivery_bucket: Option<String>,
+    /// `NOMMER_ENCODINGCOM_SOURCE_SECRET`; required with an Encoding.com backend.
+    pub source_reader_secret: Option<String>,
 }
 
 impl BackendSettings {
@@ -275,6 +285,20 @@ impl BackendSettings {
             return Err(SettingsError::Missing {
                 name: CALLBACK_URL,
                 hint: "the config file has an Encoding.com backend: set the URL of the /callbacks/encodingcom route",
+            });
+        }
+        let delivery_bucket = src.get(DELIVERY_BUCKET);
+        if remote && delivery_bucket.is_none() {
+            return Err(SettingsError::Missing {
+                name: DELIVERY_BUCKET,
+                hint: "the config file has an Encoding.com backend: set the bucket it delivers into (the template's DeliveryBucket)",
+            });
+        }
+        let source_reader_secret = src.get(ENCODINGCOM_SOURCE_SECRET);
+        if remote && source_reader_secret.is_none() {
+            return Err(SettingsError::Missing {
+                name: ENCODINGCOM_SOURCE_SECRET,
+                hint: "the config file has an Encoding.com backend: set the Secrets Manager secret with the source reader's access key (the template's EncodingComSourceReaderSecret)",
             });
         }
         Ok(BackendSettings {
@@ -293,6 +317,8 @@ impl BackendSettings {
                 _ => None,
             },
             encodingcom_endpoint: src.get(ENCODINGCOM_ENDPOINT),
+            delivery_bucket,
+            source_reader_secret,
         })
     }
     pub fn from_env() -> Result<Self, SettingsError> {

@@ -13,18 +13,19 @@ use std::time::Duration;
 
 const JOB_LIMIT: Duration = Duration::from_secs(180);
 
-/// Two backends: the fleet by default, Encoding.com for the `partner/` folder and for
+/// Two backends (prices per minute large enough that routing's rounding of estimates to
+/// 4 decimals keeps a 2 s clip's estimate above 0): the fleet by default, Encoding.com for the `partner/` folder and for
 /// budget jobs when it is cheaper; Encoding.com falls back to the fleet.
 fn config(dir: &std::path::Path, poll_seconds: u32) -> std::path::PathBuf {
     let text = format!(
         r#"
 [backends.fleet]
 kind = "ffmpeg"
-prices = {{ audio = 0.0005, sd = 0.002, hd = 0.004, uhd = 0.012 }}
+prices = {{ audio = 0.5, sd = 2.0, hd = 4.0, uhd = 12.0 }}
 
 [backends.encodingcom]
 kind = "encodingcom"
-prices = {{ audio = 0.001, sd = 0.001, hd = 0.003, uhd = 0.02 }}
+prices = {{ audio = 1.0, sd = 1.0, hd = 3.0, uhd = 20.0 }}
 fallback = "fleet"
 poll_seconds = {poll_seconds}
 
@@ -84,10 +85,31 @@ async fn rules_send_one_file_to_encodingcom_and_another_to_the_fleet() {
     // a long poll interval: this job must be brought along by the callback
     let (stack, dir) = stack("ecom-route", 1, 600).await;
     let src = clip(dir.path(), "clip.mp4");
+    let portrait = dir.path().join("phone.mp4");
+    media::generate_clip(&portrait, 2, 720, 1280, true).unwrap();
     let remote_id = upload(&stack, &src, "inbox/partner/clip.mp4").await;
     let fleet_id = upload(&stack, &src, "inbox/mp4-480p/clip.mp4").await;
+    let phone_id = upload(&stack, &portrait, "inbox/partner/phone.mp4").await;
     let remote = wait_job(&stack, &remote_id).await;
     let fleet = wait_job(&stack, &fleet_id).await;
+    let phone = wait_job(&stack, &phone_id).await;
+
+    // a portrait phone video through mp4-720p keeps its class: 720x1280, not 406x720
+    assert_eq!(phone.state, JobState::Complete, "{phone:#?}");
+    assert_eq!(phone.backend.as_deref(), Some("encodingcom"));
+    let got = nommer_tests::download_output(&stack, &phone.manifest[0].key, dir.path()).await;
+    let p = media::probe(&got).unwrap();
+    let v = p["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["codec_type"] == "video")
+        .expect("a video stream");
+    assert_eq!(
+        (v["width"].as_u64(), v["height"].as_u64()),
+        (Some(720), Some(1280)),
+        "{v}"
+    );
 
     assert_eq!(remote.state, JobState::Complete, "{remote:#?}");
     assert_eq!(remote.backend.as_deref(), Some("encodingcom"));
@@ -95,13 +117,25 @@ async fn rules_send_one_file_to_encodingcom_and_another_to_the_fleet() {
     assert_eq!(d.rule.as_deref(), Some("partner uploads"));
     assert_eq!(d.facts.measured_by, "probe", "{d:?}");
     assert_eq!(d.facts.height, Some(360));
-    // 2 s of sd: 2/60 * 0.001
+    // 2 s of sd: 2/60 * 1.0 (a relative tolerance: an estimate of 0 must not pass)
     let est = d.estimated_cost_usd.expect("an estimate");
-    assert!((est - 2.0 / 60.0 * 0.001).abs() < 0.0002, "{est}");
+    let want = 2.0 / 60.0 * 1.0;
+    assert!((est - want).abs() <= want * 0.05, "{est} vs {want}");
     assert!(d.estimates.contains_key("fleet") && d.estimates.contains_key("encodingcom"));
     let task = remote.remote.as_ref().expect("the Encoding.com task is on the job");
     assert!(task.notifications >= 1, "completed through the callback: {task:?}");
     assert_eq!(task.status, "Finished");
+    // the source URL outlives any session: signed with the source reader's own key, for
+    // SigV4's maximum of 7 days, with no session token that could expire first
+    let si = stack.standin.as_ref().unwrap();
+    let source = si.source(&task.media_id).expect("the stand-in saw the task");
+    let reader = reader_key_id(&stack).await;
+    assert!(
+        source.contains(&format!("X-Amz-Credential={reader}%2F")),
+        "signed by the source reader {reader}: {source}"
+    );
+    assert!(source.contains("X-Amz-Expires=604800"), "{source}");
+    assert!(!source.contains("X-Amz-Security-Token"), "{source}");
     assert_eq!(
         states(&remote),
         [
@@ -302,8 +336,27 @@ async fn cancelling_a_job_at_encodingcom_calls_cancel_media() {
         si.calls()
     );
     assert_eq!(si.status(&media_id).as_deref(), Some("Deleted"));
-    // the poller and late news leave it cancelled; a second cancel is a conflict
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // the task's run at the stand-in notices the cancel and stops (a positive event,
+    // not a wait for nothing), and late news of it is confirmed and changes nothing
+    eventually(Duration::from_secs(60), "the stand-in's run stops", || async {
+        si.calls().contains(&format!("stopped {media_id}")).then_some(())
+    })
+    .await;
+    let late = format!(
+        "json={}",
+        percent_encoding::utf8_percent_encode(
+            &format!(r#"{{"result":{{"mediaid":"{media_id}","status":"Finished"}}}}"#),
+            percent_encoding::NON_ALPHANUMERIC
+        )
+    );
+    let r = reqwest::Client::new()
+        .post(format!("{}{}", stack.api_url, encodingcom::CALLBACK_PATH))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(late)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the late notification was handled");
     let job = api.get_job(&id).await.unwrap().unwrap();
     assert_eq!(job.state, JobState::Cancelled);
     let again = reqwest::Client::new()
@@ -387,6 +440,8 @@ async fn credentials_come_from_secrets_manager_and_never_print() {
             (nommer_shared::settings::TABLE, "t"),
             (nommer_shared::settings::WORK_QUEUE_URL, "q"),
             (nommer_shared::settings::OUTBOX_BUCKET, "o"),
+            (nommer_shared::settings::DELIVERY_BUCKET, "d"),
+            (nommer_shared::settings::ENCODINGCOM_SOURCE_SECRET, "reader"),
             (
                 nommer_shared::settings::CALLBACK_URL,
                 "https://api.example/callbacks/encodingcom",
@@ -455,5 +510,353 @@ async fn a_ladder_and_a_poster_made_at_encodingcom_land_in_the_outbox() {
     let poster = nommer_tests::download_output(&stack, &format!("{id}/poster/poster.jpg"), dir.path()).await;
     let p = media::probe(&poster).unwrap();
     assert_eq!(p["streams"][0]["codec_name"], "mjpeg", "{p}");
+    stack.shutdown().await;
+}
+
+/// The access key id of the stack's source reader, from its secret.
+async fn reader_key_id(stack: &nommer::LocalStack) -> String {
+    let v = aws_sdk_secretsmanager::Client::new(&stack.config)
+        .get_secret_value()
+        .secret_id(&stack.names.source_reader_secret)
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(v.secret_string().unwrap()).unwrap();
+    v["access_key_id"].as_str().unwrap().to_string()
+}
+
+/// One raw API call to the stand-in (as Encoding.com's documented form POST).
+async fn ecom(si: &nommer::standin::StandIn, query: serde_json::Value) -> serde_json::Value {
+    let mut q = query;
+    q["userid"] = nommer::standin::USERID.into();
+    q["userkey"] = nommer::standin::USERKEY.into();
+    let body = format!(
+        "json={}",
+        percent_encoding::utf8_percent_encode(
+            &serde_json::json!({ "query": q }).to_string(),
+            percent_encoding::NON_ALPHANUMERIC
+        )
+    );
+    reqwest::Client::new()
+        .post(&si.url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn wait_status(si: &nommer::standin::StandIn, id: &str, done: &[&str]) -> String {
+    eventually(JOB_LIMIT, &format!("media {id} ends"), || async {
+        si.status(id).filter(|s| done.contains(&s.as_str()))
+    })
+    .await
+}
+
+/// A local receiver of notify POSTs: (URL, bodies received).
+async fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let g = got.clone();
+    let app = axum::Router::new().route(
+        "/n",
+        axum::routing::post(move |body: String| {
+            let g = g.clone();
+            async move {
+                g.lock().unwrap().push(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+    let url = format!("http://{}/n", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standin_keeps_encodingcoms_documented_defaults() {
+    let (stack, dir) = stack("ecom-defaults", 0, 600).await;
+    let si = stack.standin.as_ref().unwrap();
+    let src = clip(dir.path(), "g.mp4");
+    let o = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+    o.upload_file(&stack.names.inbox_bucket, "sources/g.mp4", &src, "video/mp4")
+        .await
+        .unwrap();
+    let source = o
+        .presign_get(&stack.names.inbox_bucket, "sources/g.mp4", Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let (notify, bodies) = receiver().await;
+    let mp4 =
+        |dest: String| serde_json::json!({"output": "mp4", "size": "0x180", "bitrate": "300k", "destination": dest});
+    let delivery = &stack.names.delivery_bucket;
+    let add = |format: serde_json::Value, extra: serde_json::Value| {
+        let mut q = serde_json::json!({"action": "AddMedia", "source": source, "notify": notify, "format": format});
+        q.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        ecom(si, q)
+    };
+    let id = |r: serde_json::Value| {
+        r["response"]["MediaID"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{r}"))
+            .to_string()
+    };
+
+    // 1. a write without an ACL is authenticated-read: the outbox (BucketOwnerEnforced,
+    //    BlockPublicAcls) refuses it, as S3 would
+    let refused = id(add(
+        mp4(format!(
+            "https://{}.s3.amazonaws.com/x/refused.mp4",
+            stack.names.outbox_bucket
+        )),
+        serde_json::json!({}),
+    )
+    .await);
+    // 2. a ladder without pack_files arrives as ONE tar; 3. with `pack_files: no`, as files
+    let ladder = |key: &str, pack: Option<&str>| {
+        let mut f = serde_json::json!({"output": "advanced_hls", "segment_duration": "1",
+            "stream": [{"video_codec": "libx264", "size": "0x180", "bitrate": "300k"}],
+            "destination": format!("https://{delivery}.s3.amazonaws.com/{key}/master.m3u8")});
+        if let Some(p) = pack {
+            f["pack_files"] = p.into();
+        }
+        f
+    };
+    let packed = id(add(ladder("packed", None), serde_json::json!({})).await);
+    let loose = id(add(
+        ladder("loose", Some("no")),
+        serde_json::json!({"notify_format": "json"}),
+    )
+    .await);
+
+    assert_eq!(wait_status(si, &refused, &["Finished", "Error"]).await, "Error");
+    let r = ecom(si, serde_json::json!({"action": "GetStatus", "mediaid": refused})).await;
+    let why = r["response"]["description"].to_string();
+    assert!(why.contains("AccessControlListNotSupported"), "{r}");
+    assert!(
+        o.list(&stack.names.outbox_bucket, "x/").await.unwrap().is_empty(),
+        "nothing was written"
+    );
+
+    assert_eq!(wait_status(si, &packed, &["Finished", "Error"]).await, "Finished");
+    let keys: Vec<String> = o
+        .list(delivery, "packed/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(keys, ["packed/master.tar"], "one tar, no playlist");
+
+    assert_eq!(wait_status(si, &loose, &["Finished", "Error"]).await, "Finished");
+    let keys: Vec<String> = o
+        .list(delivery, "loose/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert!(keys.contains(&"loose/master.m3u8".to_string()), "{keys:?}");
+    assert!(keys.iter().any(|k| k.ends_with(".ts")), "{keys:?}");
+    assert!(!keys.iter().any(|k| k.ends_with(".tar")), "{keys:?}");
+    // every write carried the ACL: authenticated-read's grant is on the object
+    let acl = o
+        .client()
+        .get_object_acl()
+        .bucket(delivery)
+        .key("loose/master.m3u8")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        acl.grants().iter().any(|g| g
+            .grantee()
+            .and_then(|x| x.uri())
+            .is_some_and(|u| u.ends_with("AuthenticatedUsers"))),
+        "{acl:?}"
+    );
+
+    // 4. notifications: XML in a form field `xml` by default, JSON in `json` when asked
+    let bodies = eventually(Duration::from_secs(60), "three notifications", || async {
+        let b = bodies.lock().unwrap().clone();
+        (b.len() >= 3).then_some(b)
+    })
+    .await;
+    let decoded = |b: &str| {
+        percent_encoding::percent_decode_str(b.split_once('=').unwrap().1)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    for m in [&refused, &packed] {
+        let b = bodies
+            .iter()
+            .find(|b| b.starts_with("xml=") && decoded(b).contains(&format!("<mediaid>{m}</mediaid>")))
+            .unwrap_or_else(|| panic!("an XML notification for {m}: {bodies:?}"));
+        assert_eq!(
+            encodingcom_mediaid(b),
+            *m,
+            "Nommer's callback parser reads the stand-in's XML"
+        );
+    }
+    let j = bodies
+        .iter()
+        .find(|b| b.starts_with("json="))
+        .unwrap_or_else(|| panic!("{bodies:?}"));
+    let v: serde_json::Value = serde_json::from_str(&decoded(j)).unwrap();
+    assert_eq!(v["result"]["mediaid"], loose.as_str());
+    stack.shutdown().await;
+}
+
+fn encodingcom_mediaid(body: &str) -> String {
+    nommer_shared::encodingcom::parse_notify(Some("application/x-www-form-urlencoded"), body.as_bytes()).unwrap()
+}
+
+/// PyPI's `encodingcom` client, pinned, in a venv of its own under `.nommer/`.
+fn python_client() -> std::path::PathBuf {
+    const VERSION: &str = "0.1.3";
+    let root = nommer::emulator::project_root().join(".nommer");
+    let venv = root.join(format!("encodingcom-{VERSION}"));
+    let python = venv.join("bin").join("python");
+    let stamp = venv.join(".installed");
+    std::fs::create_dir_all(&root).unwrap();
+    let lock = std::fs::File::create(root.join("encodingcom.lock")).unwrap();
+    lock.lock().unwrap();
+    if !stamp.exists() {
+        let st = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 -m venv (apt-get install python3-venv)");
+        assert!(st.success(), "python3 -m venv failed");
+        let st = std::process::Command::new(venv.join("bin").join("pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .arg(format!("encodingcom=={VERSION}"))
+            .status()
+            .unwrap();
+        assert!(
+            st.success(),
+            "pip could not install encodingcom=={VERSION}; check that PyPI is reachable"
+        );
+        std::fs::write(&stamp, VERSION).unwrap();
+    }
+    python
+}
+
+/// Drives every action of the client; prints one JSON line per call.
+const PY_CLIENT_SCRIPT: &str = r#"
+import json, sys, time
+from encodingcom.encoding import Encoding
+from encodingcom.exception import EncodingErrors
+
+url, uid, key, source, missing, dest = sys.argv[1:7]
+e = Encoding(uid, key)
+e.url = url
+fmt = {"output": "mp4", "size": "0x180", "bitrate": "300k", "destination": dest}
+
+def call(name, f, *a, **kw):
+    try:
+        status, r = f(*a, **kw)
+        print(json.dumps({"action": name, "http": status, "response": r}), flush=True)
+        return r.get("response", {})
+    except EncodingErrors as x:
+        print(json.dumps({"action": name, "error": str(x)}), flush=True)
+        return {}
+
+def wait(mid, statuses):
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        _, r = e.get_status(mediaid=mid)
+        if r["response"]["status"] in statuses:
+            return
+        time.sleep(0.2)
+    raise SystemExit("media %s never reached %s" % (mid, statuses))
+
+a = call("AddMedia", e.add_media, source=source, format=fmt)["MediaID"]
+call("GetStatus", e.get_status, mediaid=a)
+call("GetMediaList", e.get_media_list)
+wait(a, ["Finished"])
+call("GetMediaInfo", e.get_media_info, False, mediaid=a)
+call("GetMediaInfoEx", e.get_media_info, True, mediaid=a)
+b = call("AddMediaBenchmark", e.add_media_benchmark, source=source, format=fmt)["MediaID"]
+wait(b, ["Ready to process"])
+call("ProcessMedia", e.process_media, mediaid=b, format=fmt)
+call("UpdateMedia", e.update_media, mediaid=a, format=fmt)
+call("StopMedia", e.stop_media, mediaid=a)
+call("RestartMedia", e.restart_media, mediaid=a)
+call("RestartMediaTask", e.restart_media_task, mediaid=a, taskid="1")
+c = call("AddMedia (a missing source)", e.add_media, source=missing, format=fmt)["MediaID"]
+wait(c, ["Error"])
+call("RestartMediaErrors", e.restart_media_errors, mediaid=c)
+call("CancelMedia", e.cancel_media, mediaid=b)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_action_of_pypis_encodingcom_client_gets_a_real_answer() {
+    let (stack, dir) = stack("ecom-pyclient", 0, 600).await;
+    let si = stack.standin.as_ref().unwrap();
+    let python = tokio::task::spawn_blocking(python_client).await.unwrap();
+    let src = clip(dir.path(), "p.mp4");
+    let o = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+    o.upload_file(&stack.names.inbox_bucket, "sources/p.mp4", &src, "video/mp4")
+        .await
+        .unwrap();
+    let presign = |k: &'static str| o.presign_get(&stack.names.inbox_bucket, k, Duration::from_secs(3600));
+    let source = presign("sources/p.mp4").await.unwrap();
+    let missing = presign("sources/missing.mp4").await.unwrap();
+    let dest = format!("https://{}.s3.amazonaws.com/py/out.mp4", stack.names.delivery_bucket);
+    let out = tokio::process::Command::new(&python)
+        .arg("-c")
+        .arg(PY_CLIENT_SCRIPT)
+        .args([
+            &si.url,
+            nommer::standin::USERID,
+            nommer::standin::USERKEY,
+            &source,
+            &missing,
+            &dest,
+        ])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let actions: Vec<&str> = lines.iter().map(|l| l["action"].as_str().unwrap()).collect();
+    for want in [
+        "AddMedia",
+        "AddMediaBenchmark",
+        "ProcessMedia",
+        "UpdateMedia",
+        "GetStatus",
+        "GetMediaInfo",
+        "GetMediaInfoEx",
+        "GetMediaList",
+        "CancelMedia",
+        "StopMedia",
+        "RestartMedia",
+        "RestartMediaErrors",
+        "RestartMediaTask",
+    ] {
+        assert!(actions.contains(&want), "{want} was driven: {actions:?}");
+    }
+    for l in &lines {
+        assert!(
+            l.get("error").is_none(),
+            "every action is answered without an error: {l}"
+        );
+        assert_eq!(l["http"], 200, "{l}");
+    }
+    let info = &lines.iter().find(|l| l["action"] == "GetMediaInfo").unwrap()["response"]["response"];
+    assert_eq!(info["video_codec"], "h264", "a real probe of the source: {info}");
+    assert_eq!(info["size"], "640x360", "{info}");
+    let list = &lines.iter().find(|l| l["action"] == "GetMediaList").unwrap()["response"]["response"];
+    assert!(list["media"].to_string().contains("mediaid"), "{list}");
     stack.shutdown().await;
 }
