@@ -290,6 +290,42 @@ pub struct Probe {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bit_rate: Option<u64>,
     pub streams: Vec<ProbeStream>,
+    /// Whether the video is interlaced (and so deinterlaced), and how that was decided;
+    /// set by the worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interlacing: Option<Interlacing>,
+}
+
+/// The decision to deinterlace, as recorded on the job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Interlacing {
+    pub interlaced: bool,
+    /// `field_order` (the stream says so) or `idet` (FFmpeg's detector on a sample,
+    /// when the stream does not say).
+    pub detected_by: String,
+    /// Which field is shown first, when known (`true`: top).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_field_first: Option<bool>,
+    /// idet's multi-frame totals, when it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idet: Option<IdetCounts>,
+}
+
+/// The "Multi frame detection" totals of FFmpeg's `idet` filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct IdetCounts {
+    pub tff: u32,
+    pub bff: u32,
+    pub progressive: u32,
+    pub undetermined: u32,
+}
+
+impl IdetCounts {
+    /// Most of the frames idet could decide on are interlaced.
+    pub fn interlaced(&self) -> bool {
+        let fields = self.tff + self.bff;
+        fields >= 5 && fields > self.progressive
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -312,11 +348,26 @@ pub struct ProbeStream {
     pub channels: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sample_rate: Option<u32>,
+    /// A still picture attached to the file (cover art, `disposition.attached_pic`): a
+    /// video stream to ffprobe, but not video.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub attached_pic: bool,
+    /// ffprobe's `field_order`: `progressive`, `tt`, `bb`, `tb`, `bt`, or absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field_order: Option<String>,
 }
 
 impl Probe {
+    /// Whether the source has a stream of `kind` (`video`: real video, not cover art).
     pub fn has(&self, kind: &str) -> bool {
-        self.streams.iter().any(|s| s.kind == kind)
+        self.streams
+            .iter()
+            .any(|s| s.kind == kind && !(kind == "video" && s.attached_pic))
+    }
+
+    /// The video stream outputs are made from: the first that is not an attached picture.
+    pub fn video(&self) -> Option<&ProbeStream> {
+        self.streams.iter().find(|s| s.kind == "video" && !s.attached_pic)
     }
 }
 

@@ -228,7 +228,7 @@ async fn odd_portrait_silent_and_audio_only_sources() {
     }
 
     // portrait phone video: 1280x720 stored with 90° rotation metadata → upright 720x1280,
-    // capped to 720 high for mp4-720p: 406x720 (even, aspect kept)
+    // which is 720p already (the preset bounds the short side): 720x1280
     let upright = dir.path().join("landscape.mp4");
     lavfi(
         &upright,
@@ -249,7 +249,11 @@ async fn odd_portrait_silent_and_audio_only_sources() {
     let probe = job.probe.as_ref().unwrap();
     assert_eq!(probe.streams[0].rotation.map(|r| r.abs()), Some(90), "{probe:?}");
     let f = &job.manifest[0];
-    assert_eq!((f.width, f.height), (Some(406), Some(720)), "portrait kept upright");
+    assert_eq!(
+        (f.width, f.height),
+        (Some(720), Some(1280)),
+        "portrait kept upright, at 720p"
+    );
 
     // audio only: audio presets work, a video preset is refused with the reason
     let sound = dir.path().join("sound.m4a");
