@@ -250,6 +250,12 @@ pub fn parse_probe(json: &str, size: u64) -> Result<Probe, String> {
             let (n, d): (f64, f64) = (n.parse().ok()?, d.parse().ok()?);
             (d > 0.0 && n > 0.0).then(|| n / d)
         });
+        let text = |k: &str| -> Option<String> {
+            s.get(k)
+                .and_then(|v| v.as_str())
+                .filter(|v| !v.is_empty() && *v != "unknown" && *v != "N/A")
+                .map(str::to_string)
+        };
         streams.push(ProbeStream {
             index: s.get("index").and_then(|i| i.as_u64()).unwrap_or(0) as u32,
             kind: s
@@ -279,6 +285,12 @@ pub fn parse_probe(json: &str, size: u64) -> Result<Probe, String> {
                 .and_then(|f| f.as_str())
                 .filter(|f| !f.is_empty() && *f != "unknown")
                 .map(str::to_string),
+            pix_fmt: text("pix_fmt"),
+            color_transfer: text("color_transfer"),
+            color_primaries: text("color_primaries"),
+            color_space: text("color_space"),
+            color_range: text("color_range"),
+            sample_aspect_ratio: text("sample_aspect_ratio").filter(|r| r != "1:1" && r != "0:1"),
         });
     }
     Ok(Probe {

@@ -355,6 +355,37 @@ pub struct ProbeStream {
     /// ffprobe's `field_order`: `progressive`, `tt`, `bb`, `tb`, `bt`, or absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field_order: Option<String>,
+    /// Pixel format, e.g. `yuv420p`, `yuv420p10le`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pix_fmt: Option<String>,
+    /// Colour transfer (`bt709`, `smpte2084` for PQ, `arib-std-b67` for HLG, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub color_transfer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub color_primaries: Option<String>,
+    /// Colour matrix (`bt709`, `bt2020nc`, `smpte170m`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub color_space: Option<String>,
+    /// `tv` (limited) or `pc` (full).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub color_range: Option<String>,
+    /// Sample (pixel) aspect ratio `n:d`, when not square.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_aspect_ratio: Option<String>,
+}
+
+impl ProbeStream {
+    /// High dynamic range: a PQ or HLG transfer.
+    pub fn is_hdr(&self) -> bool {
+        matches!(self.color_transfer.as_deref(), Some("smpte2084" | "arib-std-b67"))
+    }
+
+    /// The sample aspect ratio as a number, when it is known and not square.
+    pub fn sar(&self) -> Option<f64> {
+        let (n, d) = self.sample_aspect_ratio.as_deref()?.split_once(':')?;
+        let (n, d): (f64, f64) = (n.parse().ok()?, d.parse().ok()?);
+        (n > 0.0 && d > 0.0 && (n - d).abs() > f64::EPSILON).then(|| n / d)
+    }
 }
 
 impl Probe {

@@ -52,10 +52,16 @@ pub struct PlanInput<'a> {
     pub limits: &'a Limits,
 }
 
-/// The source's picture as displayed: rotation applied (FFmpeg autorotates on decode).
+/// The source's picture as displayed: non-square pixels made square (a 720x576 PAL
+/// picture with 16:15 pixels shows 768x576), rotation applied (FFmpeg autorotates on
+/// decode).
 pub fn display_size(probe: &Probe) -> Option<(u32, u32)> {
     let v = probe.video()?;
     let (w, h) = (v.width?, v.height?);
+    let w = match v.sar() {
+        Some(sar) => ((w as f64 * sar).round() as u32).max(1),
+        None => w,
+    };
     match v.rotation.map(|r| r.rem_euclid(180)) {
         Some(90) => Some((h, w)),
         _ => Some((w, h)),
@@ -198,18 +204,85 @@ fn video_filters(inp: &PlanInput, height: HeightRule) -> String {
         // aspect kept, both sides even
         (HeightRule::AtMost(h), Some(d)) => {
             let (w, h) = output_size(d, h, false);
-            f.push(format!("scale=w={w}:h={h}:flags=bicubic"));
+            f.push(format!("scale=w={w}:h={h}:flags=bicubic{},setsar=1", matrix(inp.probe)));
         }
         (HeightRule::Exactly(h), Some(d)) => {
             let (w, h) = output_size(d, h, true);
-            f.push(format!("scale=w={w}:h={h}:flags=bicubic"));
+            f.push(format!("scale=w={w}:h={h}:flags=bicubic{},setsar=1", matrix(inp.probe)));
         }
         // no size in the probe: bound the height the filter sees
         (HeightRule::AtMost(h), None) => f.push(format!("scale=w=-2:h='trunc(min({h},ih)/2)*2':flags=bicubic")),
         (HeightRule::Exactly(h), None) => f.push(format!("scale=w=-2:h={h}:flags=bicubic")),
     }
-    f.push(s("format=yuv420p"));
+    f.push(to_sdr_8bit(inp.probe));
     f.join(",")
+}
+
+/// swscale's matrix conversion to BT.709 (limited range) for an SDR source: from the
+/// stream's own matrix, or, untagged, the usual guess (BT.601 below 720 lines).
+fn matrix(probe: &Probe) -> String {
+    let Some(v) = probe.video().filter(|v| !v.is_hdr()) else {
+        return String::new();
+    };
+    let input = match v.color_space.as_deref() {
+        Some("bt709") => "bt709",
+        Some("smpte170m" | "bt470bg") => "bt601",
+        Some("fcc") => "fcc",
+        Some("smpte240m") => "smpte240m",
+        Some("bt2020nc" | "bt2020c") => "bt2020",
+        _ if short_side(probe).unwrap_or(0) >= 720 => "bt709",
+        _ => "bt601",
+    };
+    let range = match v.color_range.as_deref() {
+        Some("pc") => "pc",
+        _ => "tv",
+    };
+    format!(":in_color_matrix={input}:in_range={range}:out_color_matrix=bt709:out_range=tv")
+}
+
+/// The end of every video chain: 8-bit 4:2:0 BT.709. An HDR source (PQ or HLG, BT.2020)
+/// is tone-mapped (linear light, BT.709 primaries, Hable's curve without desaturation)
+/// rather than squeezed into 8 bits as if it were SDR, which looks washed out.
+fn to_sdr_8bit(probe: &Probe) -> String {
+    match probe.video().filter(|v| v.is_hdr()) {
+        Some(v) => {
+            let tin = v.color_transfer.as_deref().unwrap_or("smpte2084");
+            let pin = match v.color_primaries.as_deref() {
+                Some(p @ ("bt2020" | "bt709" | "smpte432" | "smpte431")) => p,
+                _ => "bt2020",
+            };
+            let min = match v.color_space.as_deref() {
+                Some(m @ ("bt2020nc" | "bt2020c" | "bt709")) => m,
+                _ => "bt2020nc",
+            };
+            let rin = match v.color_range.as_deref() {
+                Some("pc") => "pc",
+                _ => "tv",
+            };
+            format!(
+                "zscale=tin={tin}:pin={pin}:min={min}:rin={rin}:t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,\
+                 tonemap=hable:desat=0,zscale=t=bt709:m=bt709:r=tv,format=yuv420p"
+            )
+        }
+        None => s("format=yuv420p"),
+    }
+}
+
+/// The colour tags every video output carries (what [`to_sdr_8bit`] made).
+fn colour_tags() -> Vec<String> {
+    [
+        "-color_primaries",
+        "bt709",
+        "-color_trc",
+        "bt709",
+        "-colorspace",
+        "bt709",
+        "-color_range",
+        "tv",
+    ]
+    .iter()
+    .map(|x| s(x))
+    .collect()
 }
 
 #[derive(Clone, Copy)]
@@ -432,6 +505,7 @@ pub fn plan(inp: &PlanInput) -> Result<Plan, String> {
             for r in &per_rung {
                 a.extend(r.iter().skip_while(|x| !x.starts_with("-b:")).cloned());
             }
+            a.extend(colour_tags());
             let seg = *segment_seconds;
             a.extend([
                 s("-force_key_frames"),
@@ -570,6 +644,7 @@ fn file_pass(
                 v.max_bitrate_kbps,
                 None,
             ));
+            a.extend(colour_tags());
             if let Some((n, log)) = two_pass {
                 a.extend([s("-pass"), n.to_string(), s("-passlogfile"), log.display().to_string()]);
                 if v.codec == VideoCodec::H265 {
@@ -609,10 +684,14 @@ fn thumbnails(inp: &PlanInput, t: &ThumbnailSpec) -> Result<Plan, String> {
     let mut a = vec![s("-hide_banner"), s("-nostdin"), s("-y"), s("-loglevel"), s("error")];
     a.extend(input_guard(inp.limits));
     let out = |name: &str| format!("file:{}", inp.out_dir.join(name).display());
-    let scale = match deinterlace(inp.probe) {
+    let mut scale = match deinterlace(inp.probe) {
         Some(d) => format!("{d},scale={width}:{height}:flags=bicubic"),
         None => format!("scale={width}:{height}:flags=bicubic"),
     };
+    if inp.probe.video().is_some_and(|v| v.is_hdr()) {
+        scale = format!("{scale},{}", to_sdr_8bit(inp.probe));
+    }
+    scale.push_str(",setsar=1");
     let (main, images, sprite) = match t.mode {
         ThumbnailMode::Poster => {
             let at = inp.options.at_seconds.unwrap_or(start + dur * 0.1);
@@ -1153,6 +1232,53 @@ mod tests {
         assert_eq!(l.matches("bwdif=").count(), 1, "{l}");
         let t = plan_for("poster", &p, &OutputOptions::default()).passes[0].join(" ");
         assert!(t.contains("bwdif=mode=send_frame:parity=bff:deint=all,scale="), "{t}");
+    }
+
+    #[test]
+    fn hdr_is_tone_mapped_and_every_output_is_tagged_bt709() {
+        let mut p = probe(1920, 1080, None, true, 2.0);
+        let sdr = plan_for("mp4-720p", &p, &OutputOptions::default()).passes[0].join(" ");
+        assert!(
+            sdr.contains(
+                ":in_color_matrix=bt709:in_range=tv:out_color_matrix=bt709:out_range=tv,setsar=1,format=yuv420p"
+            ) && !sdr.contains("tonemap"),
+            "{sdr}"
+        );
+        let tags = "-color_primaries bt709 -color_trc bt709 -colorspace bt709 -color_range tv";
+        assert!(sdr.contains(tags), "{sdr}");
+        let sd = plan_for("mp4-360p", &probe(640, 360, None, true, 2.0), &OutputOptions::default()).passes[0].join(" ");
+        assert!(sd.contains(":in_color_matrix=bt601:"), "untagged SD is BT.601: {sd}");
+        for (trc, name) in [("smpte2084", "PQ"), ("arib-std-b67", "HLG")] {
+            let v = &mut p.streams[0];
+            v.color_transfer = Some(trc.into());
+            v.color_primaries = Some("bt2020".into());
+            v.color_space = Some("bt2020nc".into());
+            v.pix_fmt = Some("yuv420p10le".into());
+            let a = plan_for("mp4-720p", &p, &OutputOptions::default()).passes[0].join(" ");
+            assert!(
+                a.contains(&format!("zscale=tin={trc}:pin=bt2020:min=bt2020nc:rin=tv:t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,tonemap=hable:desat=0,zscale=t=bt709:m=bt709:r=tv,format=yuv420p"))
+                    && a.contains(tags)
+                    && !a.contains("in_color_matrix"),
+                "{name}: {a}"
+            );
+            let l = plan_for("hls", &p, &OutputOptions::default()).passes[0].join(" ");
+            assert_eq!(l.matches("tonemap=hable").count(), 5, "every rung: {l}");
+            assert!(l.contains(tags), "{l}");
+        }
+    }
+
+    #[test]
+    fn non_square_pixels_become_square_at_the_display_size() {
+        let mut p = probe(720, 576, None, true, 2.0);
+        p.streams[0].sample_aspect_ratio = Some("64:45".into());
+        assert_eq!(display_size(&p), Some((1024, 576)));
+        let a = plan_for("mp4-480p", &p, &OutputOptions::default()).passes[0].join(" ");
+        assert!(a.contains("scale=w=854:h=480:"), "{a}");
+        assert!(a.contains(",setsar=1,"), "{a}");
+        p.streams[0].sample_aspect_ratio = Some("16:15".into());
+        assert_eq!(display_size(&p), Some((768, 576)));
+        let t = plan_for("poster", &p, &OutputOptions::default()).passes[0].join(" ");
+        assert!(t.contains("scale=768:576:flags=bicubic,setsar=1"), "{t}");
     }
 
     #[test]

@@ -235,7 +235,8 @@ async fn interlaced_sources_are_deinterlaced() {
     let dir = tempfile::tempdir().unwrap();
     // 50 fields a second woven into 25 interlaced frames, flagged top field first
     let flagged = dir.path().join("flagged.mp4");
-    let woven = "testsrc2=size=320x240:rate=50:duration=2,tinterlace=interleave_top";
+    // (a smoothly scrolling pattern: idet reads it cleanly, unlike testsrc2's sharp text)
+    let woven = "rgbtestsrc=size=320x240:rate=50:duration=2,scroll=h=0.01:v=0.02,tinterlace=interleave_top";
     lavfi(
         &flagged,
         &[woven],
@@ -281,13 +282,158 @@ async fn interlaced_sources_are_deinterlaced() {
         assert_eq!(i.detected_by, by, "{name}");
         // the oracle: FFmpeg's own detector finds no combing in what came out
         let out = output_file(&stack, &job, "mp4-360p", dir.path()).await;
-        // (the source: every frame interlaced; deinterlaced, at most a few frames look combed)
+        // (the source: every frame interlaced)
         let (fields, progressive) = idet_of(&out);
         assert!(
-            fields * 4 <= progressive,
+            fields * 10 <= progressive,
             "{name}: the output still looks interlaced ({fields} interlaced, {progressive} progressive frames)"
         );
         assert_eq!(video_of(&out)["field_order"], "progressive", "{name}");
+    }
+    stack.shutdown().await;
+}
+
+/// The mean luma (signalstats YAVG, 0-255 for 8 bits) over a file's frames.
+fn mean_luma(path: &Path, extra_filter: &str) -> f64 {
+    let filter = format!("{extra_filter}signalstats,metadata=print:key=lavfi.signalstats.YAVG:file=-");
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-i"])
+        .arg(path)
+        .args(["-map", "0:v:0", "-vf", &filter, "-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("lavfi.signalstats.YAVG="))
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert!(!v.is_empty(), "no frames measured");
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hdr_sources_are_tone_mapped_to_sdr_bt709() {
+    let stack = spawn_stack("hdr", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    // a 10-bit HEVC PQ/BT.2020 source, as recent phones record
+    let hdr = dir.path().join("hdr.mp4");
+    lavfi(
+        &hdr,
+        &["testsrc2=size=320x240:rate=25:duration=1,format=yuv420p10le"],
+        &[
+            "-c:v",
+            "libx265",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p10le",
+            "-color_primaries",
+            "bt2020",
+            "-color_trc",
+            "smpte2084",
+            "-colorspace",
+            "bt2020nc",
+            "-x265-params",
+            "log-level=error:colorprim=bt2020:transfer=smpte2084:colormatrix=bt2020nc",
+        ],
+    );
+    let src = video_of(&hdr);
+    assert_eq!(
+        (src["color_transfer"].as_str(), src["pix_fmt"].as_str()),
+        (Some("smpte2084"), Some("yuv420p10le"))
+    );
+    let job = run_job(
+        &stack,
+        &hdr,
+        "hdr.mp4",
+        json!([{ "preset": "mp4-360p" }, { "preset": "webm-vp9-720p" }, { "preset": "hls" }]),
+    )
+    .await;
+    complete(&stack, &job);
+    let mp4 = output_file(&stack, &job, "mp4-360p", dir.path()).await;
+    let webm = output_file(&stack, &job, "webm-vp9-720p", dir.path()).await;
+    let master = job
+        .manifest
+        .iter()
+        .find(|f| f.key.ends_with("/hls/master.m3u8"))
+        .unwrap();
+    let tree = download_tree(
+        &stack,
+        master.key.strip_suffix("master.m3u8").unwrap(),
+        &dir.path().join("hls"),
+    )
+    .await;
+    for out in [mp4.clone(), webm, tree.join("240p").join("index.m3u8")] {
+        let v = video_of(&out);
+        let tags = ["color_transfer", "color_primaries", "color_space", "pix_fmt"].map(|k| v[k].as_str());
+        assert_eq!(
+            tags,
+            [Some("bt709"), Some("bt709"), Some("bt709"), Some("yuv420p")],
+            "{}: {v}",
+            out.display()
+        );
+    }
+    // not washed out: darker than squeezing the PQ signal into 8 bits as if it were SDR
+    let mapped = mean_luma(&mp4, "");
+    let naive = mean_luma(&hdr, "format=yuv420p,");
+    assert!(
+        mapped > 20.0 && mapped < naive * 0.85,
+        "tone-mapped mean luma {mapped:.1}, naive {naive:.1}"
+    );
+    stack.shutdown().await;
+}
+
+/// A stream's sample aspect ratio as a number (absent or 0:1 is square).
+fn sar_of(v: &Value) -> f64 {
+    match v["sample_aspect_ratio"].as_str() {
+        Some(r) if r != "0:1" && r != "N/A" => {
+            let (n, d) = r.split_once(':').unwrap();
+            n.parse::<f64>().unwrap() / d.parse::<f64>().unwrap()
+        }
+        _ => 1.0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anamorphic_sources_keep_their_display_aspect() {
+    let stack = spawn_stack("anamorphic", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    // 16:9 PAL on 720x576 storage: pixels 64:45 wide
+    let src = dir.path().join("pal.mp4");
+    lavfi(
+        &src,
+        &["testsrc2=size=720x576:rate=25:duration=1,setsar=64/45"],
+        &["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"],
+    );
+    let v = video_of(&src);
+    let dar = |v: &Value| {
+        let (w, h) = size_of(v);
+        w as f64 * sar_of(v) / h as f64
+    };
+    let source_dar = dar(&v);
+    assert!((source_dar - 16.0 / 9.0).abs() < 0.01, "{v}");
+    let job = run_job(
+        &stack,
+        &src,
+        "pal.mp4",
+        json!([{ "preset": "mp4-480p" }, { "preset": "poster" }]),
+    )
+    .await;
+    complete(&stack, &job);
+    for (name, size) in [("mp4-480p", (854, 480)), ("poster", (1024, 576))] {
+        let out = output_file(&stack, &job, name, dir.path()).await;
+        let o = video_of(&out);
+        assert!(
+            (dar(&o) / source_dar - 1.0).abs() < 0.01,
+            "{name}: display aspect {} vs the source's {source_dar}: {o}",
+            dar(&o)
+        );
+        assert_eq!(
+            (size_of(&o), sar_of(&o)),
+            (size, 1.0),
+            "{name}: square pixels at the display size"
+        );
     }
     stack.shutdown().await;
 }
