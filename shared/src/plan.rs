@@ -206,9 +206,11 @@ fn video_filters(inp: &PlanInput, height: HeightRule) -> String {
             let (w, h) = output_size(d, h, false);
             f.push(format!("scale=w={w}:h={h}:flags=bicubic{},setsar=1", matrix(inp.probe)));
         }
+        // a rung keeps the display aspect exactly (scale sets the sample aspect to the
+        // rounding left), as DASH wants one aspect per adaptation set
         (HeightRule::Exactly(h), Some(d)) => {
             let (w, h) = output_size(d, h, true);
-            f.push(format!("scale=w={w}:h={h}:flags=bicubic{},setsar=1", matrix(inp.probe)));
+            f.push(format!("scale=w={w}:h={h}:flags=bicubic{}", matrix(inp.probe)));
         }
         // no size in the probe: bound the height the filter sees
         (HeightRule::AtMost(h), None) => f.push(format!("scale=w=-2:h='trunc(min({h},ih)/2)*2':flags=bicubic")),
