@@ -334,13 +334,7 @@ impl Backends {
             f.container = Some(p.container.clone());
             f.size = Some(p.size);
             f.duration_seconds = p.duration_seconds;
-            f.height = p.streams.iter().find(|s| s.kind == "video").and_then(|s| {
-                // a rotated source is as tall as it is wide
-                match s.rotation.map(|r| r.rem_euclid(180)) {
-                    Some(90) => s.width,
-                    _ => s.height,
-                }
-            });
+            f.height = Facts::height_of(p);
             f.measured_by = "probe".into();
         } else if let Some(h) = &job.source_hints {
             f.duration_seconds = h.duration_seconds;

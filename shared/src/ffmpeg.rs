@@ -1,7 +1,7 @@
 //! FFmpeg and ffprobe: argv builders and parsers of what they print. Running them is the
 //! worker's business; everything here is pure.
 
-use crate::job::{Probe, ProbeStream};
+use crate::job::{IdetCounts, Interlacing, Probe, ProbeStream};
 use std::path::Path;
 
 /// The demuxers a source may be read with: real media containers only. Playlists and
@@ -250,6 +250,12 @@ pub fn parse_probe(json: &str, size: u64) -> Result<Probe, String> {
             let (n, d): (f64, f64) = (n.parse().ok()?, d.parse().ok()?);
             (d > 0.0 && n > 0.0).then(|| n / d)
         });
+        let text = |k: &str| -> Option<String> {
+            s.get(k)
+                .and_then(|v| v.as_str())
+                .filter(|v| !v.is_empty() && *v != "unknown" && *v != "N/A")
+                .map(str::to_string)
+        };
         streams.push(ProbeStream {
             index: s.get("index").and_then(|i| i.as_u64()).unwrap_or(0) as u32,
             kind: s
@@ -269,6 +275,22 @@ pub fn parse_probe(json: &str, size: u64) -> Result<Probe, String> {
             bit_rate: num(s.get("bit_rate")).map(|b| b as u64),
             channels: s.get("channels").and_then(|w| w.as_u64()).map(|w| w as u32),
             sample_rate: num(s.get("sample_rate")).map(|b| b as u32),
+            attached_pic: s
+                .get("disposition")
+                .and_then(|d| d.get("attached_pic"))
+                .and_then(|a| a.as_i64())
+                == Some(1),
+            field_order: s
+                .get("field_order")
+                .and_then(|f| f.as_str())
+                .filter(|f| !f.is_empty() && *f != "unknown")
+                .map(str::to_string),
+            pix_fmt: text("pix_fmt"),
+            color_transfer: text("color_transfer"),
+            color_primaries: text("color_primaries"),
+            color_space: text("color_space"),
+            color_range: text("color_range"),
+            sample_aspect_ratio: text("sample_aspect_ratio").filter(|r| r != "1:1" && r != "0:1"),
         });
     }
     Ok(Probe {
@@ -281,7 +303,83 @@ pub fn parse_probe(json: &str, size: u64) -> Result<Probe, String> {
         size,
         bit_rate: num(format.get("bit_rate")).map(|b| b as u64),
         streams,
+        interlacing: None,
     })
+}
+
+/// What a stream's `field_order` says: interlaced (with the field shown first), or
+/// progressive; `None` when it does not say (absent or `unknown`), which `idet` decides.
+pub fn interlacing_from_field_order(field_order: Option<&str>) -> Option<Interlacing> {
+    // tt/bb: coded and shown top (bottom) first; tb: top coded, bottom shown first; bt: the reverse
+    let (interlaced, top) = match field_order? {
+        "progressive" => (false, None),
+        "tt" | "bt" => (true, Some(true)),
+        "bb" | "tb" => (true, Some(false)),
+        _ => return None,
+    };
+    Some(Interlacing {
+        interlaced,
+        detected_by: "field_order".into(),
+        top_field_first: top,
+        idet: None,
+    })
+}
+
+/// How many frames `idet` looks at when the field order is unknown.
+pub const IDET_FRAMES: u32 = 200;
+
+/// FFmpeg argv that runs `idet` on the first frames of stream `index` of a local source
+/// (guarded like every read of a source); its verdict is on stderr, at `info` level.
+pub fn idet_args(input: &Path, index: u32, limits: &Limits) -> Vec<String> {
+    let mut a: Vec<String> = ["-hide_banner", "-nostdin", "-nostats", "-loglevel", "info"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    a.extend(input_guard(limits));
+    a.extend(["-i".into(), format!("file:{}", input.display())]);
+    a.extend(
+        [
+            "-map".to_string(),
+            format!("0:{index}"),
+            "-frames:v".into(),
+            IDET_FRAMES.to_string(),
+            "-vf".into(),
+            "idet".into(),
+            "-an".into(),
+            "-f".into(),
+            "null".into(),
+            "-".into(),
+        ]
+        .into_iter(),
+    );
+    a
+}
+
+/// Reads idet's "Multi frame detection" totals from FFmpeg's stderr.
+pub fn parse_idet(stderr: &str) -> Option<IdetCounts> {
+    let line = stderr.lines().rev().find(|l| l.contains("Multi frame detection:"))?;
+    let rest = &line[line.find("Multi frame detection:")? + "Multi frame detection:".len()..];
+    let get = |k: &str| -> Option<u32> {
+        let i = rest.find(&format!("{k}:"))? + k.len() + 1;
+        rest[i..].split_whitespace().next()?.parse().ok()
+    };
+    Some(IdetCounts {
+        tff: get("TFF")?,
+        bff: get("BFF")?,
+        progressive: get("Progressive")?,
+        undetermined: get("Undetermined")?,
+    })
+}
+
+/// The decision from idet's totals.
+pub fn interlacing_from_idet(counts: IdetCounts) -> Interlacing {
+    let interlaced = counts.interlaced();
+    Interlacing {
+        interlaced,
+        detected_by: "idet".into(),
+        top_field_first: interlaced.then_some(counts.tff >= counts.bff),
+        idet: Some(counts),
+    }
 }
 
 /// The last few meaningful lines FFmpeg wrote to stderr: its reason for failing.
@@ -334,6 +432,46 @@ mod tests {
         assert_eq!(p.streams[1].sample_rate, Some(48000));
         assert!(p.has("audio") && !p.has("subtitle"));
         assert!(parse_probe("{}", 0).is_err());
+    }
+
+    #[test]
+    fn interlacing_is_read_from_field_order_or_idet() {
+        let fo = |f| interlacing_from_field_order(f).map(|i| (i.interlaced, i.top_field_first));
+        assert_eq!(fo(Some("tt")), Some((true, Some(true))));
+        assert_eq!(fo(Some("bb")), Some((true, Some(false))));
+        assert_eq!(fo(Some("tb")), Some((true, Some(false))), "bottom shown first");
+        assert_eq!(fo(Some("bt")), Some((true, Some(true))));
+        assert_eq!(fo(Some("progressive")), Some((false, None)));
+        assert_eq!(fo(None), None);
+        assert_eq!(fo(Some("unknown")), None);
+        let stderr = "[Parsed_idet_0 @ 0x55d1] Repeated Fields: Neither:    51 Top:     0 Bottom:     0\n\
+[Parsed_idet_0 @ 0x55d1] Single frame detection: TFF:    40 BFF:     0 Progressive:     3 Undetermined:     7\n\
+[Parsed_idet_0 @ 0x55d1] Multi frame detection: TFF:    48 BFF:     0 Progressive:     2 Undetermined:     0\n";
+        let c = parse_idet(stderr).unwrap();
+        assert_eq!((c.tff, c.bff, c.progressive, c.undetermined), (48, 0, 2, 0));
+        let i = interlacing_from_idet(c);
+        assert!(i.interlaced && i.top_field_first == Some(true) && i.detected_by == "idet");
+        let p = IdetCounts {
+            tff: 1,
+            bff: 0,
+            progressive: 190,
+            undetermined: 9,
+        };
+        assert!(!interlacing_from_idet(p).interlaced);
+        assert_eq!(parse_idet("no verdict"), None);
+        let a = idet_args(Path::new("/w/in.mp4"), 0, &Limits::default()).join(" ");
+        assert!(
+            a.contains("-protocol_whitelist file") && a.contains("-map 0:0 -frames:v 200 -vf idet -an -f null -"),
+            "{a}"
+        );
+    }
+
+    #[test]
+    fn cover_art_is_not_video() {
+        let json = r#"{"streams":[{"index":0,"codec_type":"audio","codec_name":"mp3"},{"index":1,"codec_type":"video","codec_name":"png","width":64,"height":64,"disposition":{"default":0,"attached_pic":1}}],"format":{"format_name":"mp3","duration":"2.0"}}"#;
+        let p = parse_probe(json, 10).unwrap();
+        assert!(p.streams[1].attached_pic);
+        assert!(!p.has("video") && p.video().is_none() && p.has("audio"));
     }
 
     #[test]

@@ -290,6 +290,42 @@ pub struct Probe {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bit_rate: Option<u64>,
     pub streams: Vec<ProbeStream>,
+    /// Whether the video is interlaced (and so deinterlaced), and how that was decided;
+    /// set by the worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interlacing: Option<Interlacing>,
+}
+
+/// The decision to deinterlace, as recorded on the job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Interlacing {
+    pub interlaced: bool,
+    /// `field_order` (the stream says so) or `idet` (FFmpeg's detector on a sample,
+    /// when the stream does not say).
+    pub detected_by: String,
+    /// Which field is shown first, when known (`true`: top).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_field_first: Option<bool>,
+    /// idet's multi-frame totals, when it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idet: Option<IdetCounts>,
+}
+
+/// The "Multi frame detection" totals of FFmpeg's `idet` filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct IdetCounts {
+    pub tff: u32,
+    pub bff: u32,
+    pub progressive: u32,
+    pub undetermined: u32,
+}
+
+impl IdetCounts {
+    /// Most of the frames idet could decide on are interlaced.
+    pub fn interlaced(&self) -> bool {
+        let fields = self.tff + self.bff;
+        fields >= 5 && fields > self.progressive
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -312,11 +348,57 @@ pub struct ProbeStream {
     pub channels: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sample_rate: Option<u32>,
+    /// A still picture attached to the file (cover art, `disposition.attached_pic`): a
+    /// video stream to ffprobe, but not video.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub attached_pic: bool,
+    /// ffprobe's `field_order`: `progressive`, `tt`, `bb`, `tb`, `bt`, or absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field_order: Option<String>,
+    /// Pixel format, e.g. `yuv420p`, `yuv420p10le`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pix_fmt: Option<String>,
+    /// Colour transfer (`bt709`, `smpte2084` for PQ, `arib-std-b67` for HLG, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub color_transfer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub color_primaries: Option<String>,
+    /// Colour matrix (`bt709`, `bt2020nc`, `smpte170m`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub color_space: Option<String>,
+    /// `tv` (limited) or `pc` (full).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub color_range: Option<String>,
+    /// Sample (pixel) aspect ratio `n:d`, when not square.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_aspect_ratio: Option<String>,
+}
+
+impl ProbeStream {
+    /// High dynamic range: a PQ or HLG transfer.
+    pub fn is_hdr(&self) -> bool {
+        matches!(self.color_transfer.as_deref(), Some("smpte2084" | "arib-std-b67"))
+    }
+
+    /// The sample aspect ratio as a number, when it is known and not square.
+    pub fn sar(&self) -> Option<f64> {
+        let (n, d) = self.sample_aspect_ratio.as_deref()?.split_once(':')?;
+        let (n, d): (f64, f64) = (n.parse().ok()?, d.parse().ok()?);
+        (n > 0.0 && d > 0.0 && (n - d).abs() > f64::EPSILON).then(|| n / d)
+    }
 }
 
 impl Probe {
+    /// Whether the source has a stream of `kind` (`video`: real video, not cover art).
     pub fn has(&self, kind: &str) -> bool {
-        self.streams.iter().any(|s| s.kind == kind)
+        self.streams
+            .iter()
+            .any(|s| s.kind == kind && !(kind == "video" && s.attached_pic))
+    }
+
+    /// The video stream outputs are made from: the first that is not an attached picture.
+    pub fn video(&self) -> Option<&ProbeStream> {
+        self.streams.iter().find(|s| s.kind == "video" && !s.attached_pic)
     }
 }
 

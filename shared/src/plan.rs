@@ -52,25 +52,54 @@ pub struct PlanInput<'a> {
     pub limits: &'a Limits,
 }
 
-/// The source's picture as displayed: rotation applied (FFmpeg autorotates on decode).
+/// The source's picture as displayed: non-square pixels made square (a 720x576 PAL
+/// picture with 16:15 pixels shows 768x576), rotation applied (FFmpeg autorotates on
+/// decode).
 pub fn display_size(probe: &Probe) -> Option<(u32, u32)> {
-    let v = probe.streams.iter().find(|s| s.kind == "video")?;
+    let v = probe.video()?;
     let (w, h) = (v.width?, v.height?);
+    let w = match v.sar() {
+        Some(sar) => ((w as f64 * sar).round() as u32).max(1),
+        None => w,
+    };
     match v.rotation.map(|r| r.rem_euclid(180)) {
         Some(90) => Some((h, w)),
         _ => Some((w, h)),
     }
 }
 
+/// The short side of the displayed picture: what a preset's or a rung's "height" bounds,
+/// so a portrait source keeps its class (720x1280 is 720p, like 1280x720).
+pub fn short_side(probe: &Probe) -> Option<u32> {
+    display_size(probe).map(|(w, h)| w.min(h))
+}
+
 fn even(x: f64) -> u32 {
     ((x / 2.0).round() as u32).max(1) * 2
 }
 
-/// The rungs of a ladder a source of display height `source_height` gets: never taller
+/// The output size for a displayed picture of `display` whose short side becomes
+/// `short` (never above the source's own, unless `exact`): both sides even, aspect kept.
+pub fn output_size(display: (u32, u32), short: u32, exact: bool) -> (u32, u32) {
+    let (w, h) = display;
+    let src_short = w.min(h).max(1);
+    if !exact && short >= src_short {
+        return ((w & !1).max(2), (h & !1).max(2));
+    }
+    let target = (short & !1).max(2);
+    let f = target as f64 / src_short as f64;
+    if w <= h {
+        (target, even(h as f64 * f))
+    } else {
+        (even(w as f64 * f), target)
+    }
+}
+
+/// The rungs of a ladder a source whose short side is `source_short` gets: never taller
 /// than the source; a source below the smallest rung gets one rendition at its own
-/// (even) height.
-pub fn ladder_for(rungs: &[Rung], source_height: u32) -> Vec<Rung> {
-    let mut out: Vec<Rung> = rungs.iter().filter(|r| r.height <= source_height).cloned().collect();
+/// (even) size. A rung's height is the short side of its rendition.
+pub fn ladder_for(rungs: &[Rung], source_short: u32) -> Vec<Rung> {
+    let mut out: Vec<Rung> = rungs.iter().filter(|r| r.height <= source_short).cloned().collect();
     out.sort_by(|a, b| b.height.cmp(&a.height));
     out.dedup_by_key(|r| r.height);
     if out.is_empty() {
@@ -79,7 +108,7 @@ pub fn ladder_for(rungs: &[Rung], source_height: u32) -> Vec<Rung> {
             video_kbps: 400,
         });
         out.push(Rung {
-            height: (source_height & !1).max(2),
+            height: (source_short & !1).max(2),
             video_kbps: smallest.video_kbps,
         });
     }
@@ -88,6 +117,15 @@ pub fn ladder_for(rungs: &[Rung], source_height: u32) -> Vec<Rung> {
 
 fn s(x: &str) -> String {
     x.to_string()
+}
+
+/// The stream specifier of the source's video: its real video stream by index, so an
+/// attached picture (cover art) is never taken for it.
+fn video_spec(probe: &Probe) -> String {
+    match probe.video() {
+        Some(v) => format!("0:{}", v.index),
+        None => s("0:v:0"),
+    }
 }
 
 /// The part of the source the output covers: (start, duration) in seconds.
@@ -142,6 +180,18 @@ fn tail_args(inp: &PlanInput, pass: usize) -> Vec<String> {
     a
 }
 
+/// `bwdif` when the source was found interlaced (one frame per frame, so the frame rate
+/// stays; the field order from the decision, else from the frames).
+fn deinterlace(probe: &Probe) -> Option<String> {
+    let i = probe.interlacing.as_ref().filter(|i| i.interlaced)?;
+    let parity = match i.top_field_first {
+        Some(true) => "tff",
+        Some(false) => "bff",
+        None => "auto",
+    };
+    Some(format!("bwdif=mode=send_frame:parity={parity}:deint=all"))
+}
+
 /// The video filter chain for one output height (`None`: keep the height, capped by
 /// `max_height`), ending in a labelled pad when `label` is given.
 fn video_filters(inp: &PlanInput, height: HeightRule) -> String {
@@ -149,13 +199,92 @@ fn video_filters(inp: &PlanInput, height: HeightRule) -> String {
     if let Some(r) = inp.options.max_frame_rate {
         f.push(format!("fps=fps='min({r},source_fps)'"));
     }
-    match height {
-        // never upscale, keep the aspect ratio, keep both dimensions even
-        HeightRule::AtMost(h) => f.push(format!("scale=w=-2:h='trunc(min({h},ih)/2)*2':flags=bicubic")),
-        HeightRule::Exactly(h) => f.push(format!("scale=w=-2:h={h}:flags=bicubic")),
+    match (height, display_size(inp.probe)) {
+        // the short side is bounded (a portrait source keeps its class), never upscaled,
+        // aspect kept, both sides even
+        (HeightRule::AtMost(h), Some(d)) => {
+            let (w, h) = output_size(d, h, false);
+            f.push(format!("scale=w={w}:h={h}:flags=bicubic{},setsar=1", matrix(inp.probe)));
+        }
+        // a rung keeps the display aspect exactly (scale sets the sample aspect to the
+        // rounding left), as DASH wants one aspect per adaptation set
+        (HeightRule::Exactly(h), Some(d)) => {
+            let (w, h) = output_size(d, h, true);
+            f.push(format!("scale=w={w}:h={h}:flags=bicubic{}", matrix(inp.probe)));
+        }
+        // no size in the probe: bound the height the filter sees
+        (HeightRule::AtMost(h), None) => f.push(format!("scale=w=-2:h='trunc(min({h},ih)/2)*2':flags=bicubic")),
+        (HeightRule::Exactly(h), None) => f.push(format!("scale=w=-2:h={h}:flags=bicubic")),
     }
-    f.push(s("format=yuv420p"));
+    f.push(to_sdr_8bit(inp.probe));
     f.join(",")
+}
+
+/// swscale's matrix conversion to BT.709 (limited range) for an SDR source: from the
+/// stream's own matrix, or, untagged, the usual guess (BT.601 below 720 lines).
+fn matrix(probe: &Probe) -> String {
+    let Some(v) = probe.video().filter(|v| !v.is_hdr()) else {
+        return String::new();
+    };
+    let input = match v.color_space.as_deref() {
+        Some("bt709") => "bt709",
+        Some("smpte170m" | "bt470bg") => "bt601",
+        Some("fcc") => "fcc",
+        Some("smpte240m") => "smpte240m",
+        Some("bt2020nc" | "bt2020c") => "bt2020",
+        _ if short_side(probe).unwrap_or(0) >= 720 => "bt709",
+        _ => "bt601",
+    };
+    let range = match v.color_range.as_deref() {
+        Some("pc") => "pc",
+        _ => "tv",
+    };
+    format!(":in_color_matrix={input}:in_range={range}:out_color_matrix=bt709:out_range=tv")
+}
+
+/// The end of every video chain: 8-bit 4:2:0 BT.709. An HDR source (PQ or HLG, BT.2020)
+/// is tone-mapped (linear light, BT.709 primaries, Hable's curve without desaturation)
+/// rather than squeezed into 8 bits as if it were SDR, which looks washed out.
+fn to_sdr_8bit(probe: &Probe) -> String {
+    match probe.video().filter(|v| v.is_hdr()) {
+        Some(v) => {
+            let tin = v.color_transfer.as_deref().unwrap_or("smpte2084");
+            let pin = match v.color_primaries.as_deref() {
+                Some(p @ ("bt2020" | "bt709" | "smpte432" | "smpte431")) => p,
+                _ => "bt2020",
+            };
+            let min = match v.color_space.as_deref() {
+                Some(m @ ("bt2020nc" | "bt2020c" | "bt709")) => m,
+                _ => "bt2020nc",
+            };
+            let rin = match v.color_range.as_deref() {
+                Some("pc") => "pc",
+                _ => "tv",
+            };
+            format!(
+                "zscale=tin={tin}:pin={pin}:min={min}:rin={rin}:t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,\
+                 tonemap=hable:desat=0,zscale=t=bt709:m=bt709:r=tv,format=yuv420p"
+            )
+        }
+        None => s("format=yuv420p"),
+    }
+}
+
+/// The colour tags every video output carries (what [`to_sdr_8bit`] made).
+fn colour_tags() -> Vec<String> {
+    [
+        "-color_primaries",
+        "bt709",
+        "-color_trc",
+        "bt709",
+        "-colorspace",
+        "bt709",
+        "-color_range",
+        "tv",
+    ]
+    .iter()
+    .map(|x| s(x))
+    .collect()
 }
 
 #[derive(Clone, Copy)]
@@ -178,8 +307,9 @@ fn with_watermark(inp: &PlanInput, chain: &str) -> Option<String> {
         Corner::BottomRight => (format!("W-w-{m}"), format!("H-h-{m}")),
     };
     let frac = w.width_fraction.clamp(0.01, 1.0);
+    let v = video_spec(inp.probe);
     Some(format!(
-        "[0:v]{chain}[base];[1:v][base]scale2ref=w='trunc(iw*{frac}/2)*2':h='trunc(ow/mdar/2)*2'[mark][base2];\
+        "[{v}]{chain}[base];[1:v][base]scale2ref=w='trunc(iw*{frac}/2)*2':h='trunc(ow/mdar/2)*2'[mark][base2];\
          [base2][mark]overlay=x={x}:y={y}:format=auto,format=yuv420p[out]"
     ))
 }
@@ -334,18 +464,23 @@ pub fn plan(inp: &PlanInput) -> Result<Plan, String> {
             audio,
             segment_seconds,
         } => {
-            let (_, h) = display_size(inp.probe).ok_or("the source has no video stream with a size")?;
-            let rungs = ladder_for(rungs, h);
+            let short = short_side(inp.probe).ok_or("the source has no video stream with a size")?;
+            let rungs = ladder_for(rungs, short);
             let mut a = input_args(inp, 0);
             let n = rungs.len();
             let mut graph = String::new();
-            let base = match with_watermark(inp, "null") {
+            // deinterlaced once, before the rungs split
+            let deint = deinterlace(inp.probe);
+            let base = match with_watermark(inp, deint.as_deref().unwrap_or("null")) {
                 Some(g) => {
                     graph.push_str(&g);
                     graph.push(';');
                     "[out]".to_string()
                 }
-                None => "[0:v]".to_string(),
+                None => match &deint {
+                    Some(d) => format!("[{}]{d},", video_spec(inp.probe)),
+                    None => format!("[{}]", video_spec(inp.probe)),
+                },
             };
             graph.push_str(&format!(
                 "{base}split={n}{}",
@@ -372,6 +507,7 @@ pub fn plan(inp: &PlanInput) -> Result<Plan, String> {
             for r in &per_rung {
                 a.extend(r.iter().skip_while(|x| !x.starts_with("-b:")).cloned());
             }
+            a.extend(colour_tags());
             let seg = *segment_seconds;
             a.extend([
                 s("-force_key_frames"),
@@ -492,10 +628,13 @@ fn file_pass(
     a.extend([s("-map_metadata"), s("-1")]);
     match video {
         Some(v) => {
-            let chain = video_filters(inp, HeightRule::AtMost(v.max_height));
+            let chain = match deinterlace(inp.probe) {
+                Some(d) => format!("{d},{}", video_filters(inp, HeightRule::AtMost(v.max_height))),
+                None => video_filters(inp, HeightRule::AtMost(v.max_height)),
+            };
             match with_watermark(inp, &chain) {
                 Some(graph) => a.extend([s("-filter_complex"), graph, s("-map"), s("[out]")]),
-                None => a.extend([s("-map"), s("0:v:0"), s("-vf"), chain]),
+                None => a.extend([s("-map"), video_spec(inp.probe), s("-vf"), chain]),
             }
             let speed = v.speed.clone().unwrap_or_else(|| v.codec.default_speed().to_string());
             let crf = inp.options.crf.unwrap_or(v.crf);
@@ -507,6 +646,7 @@ fn file_pass(
                 v.max_bitrate_kbps,
                 None,
             ));
+            a.extend(colour_tags());
             if let Some((n, log)) = two_pass {
                 a.extend([s("-pass"), n.to_string(), s("-passlogfile"), log.display().to_string()]);
                 if v.codec == VideoCodec::H265 {
@@ -546,7 +686,14 @@ fn thumbnails(inp: &PlanInput, t: &ThumbnailSpec) -> Result<Plan, String> {
     let mut a = vec![s("-hide_banner"), s("-nostdin"), s("-y"), s("-loglevel"), s("error")];
     a.extend(input_guard(inp.limits));
     let out = |name: &str| format!("file:{}", inp.out_dir.join(name).display());
-    let scale = format!("scale={width}:{height}:flags=bicubic");
+    let mut scale = match deinterlace(inp.probe) {
+        Some(d) => format!("{d},scale={width}:{height}:flags=bicubic"),
+        None => format!("scale={width}:{height}:flags=bicubic"),
+    };
+    if inp.probe.video().is_some_and(|v| v.is_hdr()) {
+        scale = format!("{scale},{}", to_sdr_8bit(inp.probe));
+    }
+    scale.push_str(",setsar=1");
     let (main, images, sprite) = match t.mode {
         ThumbnailMode::Poster => {
             let at = inp.options.at_seconds.unwrap_or(start + dur * 0.1);
@@ -563,7 +710,7 @@ fn thumbnails(inp: &PlanInput, t: &ThumbnailSpec) -> Result<Plan, String> {
             ]);
             a.extend([
                 s("-map"),
-                s("0:v:0"),
+                video_spec(inp.probe),
                 s("-vf"),
                 scale,
                 s("-frames:v"),
@@ -595,7 +742,7 @@ fn thumbnails(inp: &PlanInput, t: &ThumbnailSpec) -> Result<Plan, String> {
             if t.mode == ThumbnailMode::Frames {
                 a.extend([
                     s("-map"),
-                    s("0:v:0"),
+                    video_spec(inp.probe),
                     s("-vf"),
                     format!("{pick},{scale}"),
                     s("-frames:v"),
@@ -611,7 +758,7 @@ fn thumbnails(inp: &PlanInput, t: &ThumbnailSpec) -> Result<Plan, String> {
                 let rows = count.div_ceil(columns);
                 a.extend([
                     s("-map"),
-                    s("0:v:0"),
+                    video_spec(inp.probe),
                     s("-vf"),
                     format!("{pick},{scale},tile={columns}x{rows}"),
                     s("-frames:v"),
@@ -816,11 +963,12 @@ pub fn parse_media_playlist(text: &str) -> Result<(Vec<String>, f64), String> {
 pub fn validate_hls(dir: &Path, plan: &Plan) -> Result<Vec<(Variant, f64)>, String> {
     let master = std::fs::read_to_string(dir.join(&plan.main)).map_err(|e| format!("no master playlist: {e}"))?;
     let variants = parse_master(&master)?;
-    let heights: Vec<u32> = variants.iter().map(|v| v.height).collect();
+    // a rung's height is its rendition's short side (portrait sources stay portrait)
+    let heights: Vec<u32> = variants.iter().map(|v| v.width.min(v.height)).collect();
     let planned: Vec<u32> = plan.rungs.iter().map(|r| r.height).collect();
     if heights != planned {
         return Err(format!(
-            "the master playlist lists heights {heights:?}, planned {planned:?}"
+            "the master playlist lists renditions of short side {heights:?}, planned {planned:?}"
         ));
     }
     let mut out = Vec::new();
@@ -846,6 +994,8 @@ pub fn validate_hls(dir: &Path, plan: &Plan) -> Result<Vec<(Variant, f64)>, Stri
 pub struct Mpd {
     /// Heights of the video representations, in order.
     pub heights: Vec<u32>,
+    /// Widths of the video representations, in order.
+    pub widths: Vec<u32>,
     pub duration_seconds: Option<f64>,
 }
 
@@ -882,6 +1032,7 @@ pub fn parse_mpd(text: &str) -> Result<Mpd, String> {
     let mpd_tag = &text[start..start + text[start..].find('>').ok_or("unterminated <MPD>")?];
     let duration_seconds = attr(mpd_tag, "mediaPresentationDuration").and_then(|d| iso_duration(&d));
     let mut heights = Vec::new();
+    let mut widths = Vec::new();
     for chunk in text.split("<Representation ").skip(1) {
         let tag = &chunk[..chunk.find('>').unwrap_or(chunk.len())];
         let tag = format!(" {tag}");
@@ -891,6 +1042,11 @@ pub fn parse_mpd(text: &str) -> Result<Mpd, String> {
                     .and_then(|h| h.parse().ok())
                     .ok_or("a video representation has no height")?,
             );
+            widths.push(
+                attr(&tag, "width")
+                    .and_then(|h| h.parse().ok())
+                    .ok_or("a video representation has no width")?,
+            );
         }
     }
     if heights.is_empty() {
@@ -898,6 +1054,7 @@ pub fn parse_mpd(text: &str) -> Result<Mpd, String> {
     }
     Ok(Mpd {
         heights,
+        widths,
         duration_seconds,
     })
 }
@@ -957,6 +1114,7 @@ mod tests {
             size: 1,
             bit_rate: None,
             streams,
+            interlacing: None,
         }
     }
 
@@ -989,7 +1147,7 @@ mod tests {
         assert!(s.contains("-protocol_whitelist file -format_whitelist mov,"), "{s}");
         assert!(!s.contains("hls") && !s.contains("concat"), "{s}");
         assert!(
-            s.contains("min(720,ih)") && s.contains("-c:v libx264") && s.contains("-c:a aac"),
+            s.contains("scale=w=1280:h=720:") && s.contains("-c:v libx264") && s.contains("-c:a aac"),
             "{s}"
         );
         assert!(s.ends_with("file:/w/out/clip.mp4"), "{s}");
@@ -1007,6 +1165,122 @@ mod tests {
         .passes[0]
             .join(" ");
         assert!(silent.contains("-an") && !silent.contains("0:a:0"), "{silent}");
+    }
+
+    #[test]
+    fn a_preset_height_bounds_the_short_side() {
+        let size = |w, h, rot| {
+            let a = plan_for("mp4-720p", &probe(w, h, rot, true, 10.0), &OutputOptions::default()).passes[0].join(" ");
+            let i = a.find("scale=w=").unwrap();
+            a[i..].split(':').take(2).collect::<Vec<_>>().join(":")
+        };
+        assert_eq!(size(720, 1280, None), "scale=w=720:h=1280");
+        assert_eq!(size(1080, 1920, None), "scale=w=720:h=1280");
+        assert_eq!(
+            size(1280, 720, Some(90)),
+            "scale=w=720:h=1280",
+            "rotation applied first"
+        );
+        assert_eq!(size(1920, 1080, None), "scale=w=1280:h=720");
+        assert_eq!(size(333, 199, None), "scale=w=332:h=198", "never upscaled, even");
+        assert_eq!(output_size((640, 360), 240, true), (426, 240));
+        assert_eq!(output_size((360, 640), 240, true), (240, 426));
+        assert_eq!(output_size((480, 270), 720, false), (480, 270));
+    }
+
+    #[test]
+    fn an_attached_picture_is_never_mapped_as_video() {
+        let mut p = probe(320, 240, None, true, 2.0);
+        for st in &mut p.streams {
+            st.index += 1;
+        }
+        p.streams.insert(
+            0,
+            ProbeStream {
+                index: 0,
+                kind: "video".into(),
+                codec: "png".into(),
+                width: Some(64),
+                height: Some(64),
+                attached_pic: true,
+                ..Default::default()
+            },
+        );
+        let a = plan_for("mp4-360p", &p, &OutputOptions::default()).passes[0].join(" ");
+        assert!(a.contains("-map 0:1 -vf") && a.contains("scale=w=320:h=240:"), "{a}");
+        let l = plan_for("hls", &p, &OutputOptions::default());
+        assert_eq!(l.rungs.iter().map(|r| r.height).collect::<Vec<_>>(), [240]);
+        assert!(l.passes[0].join(" ").contains("[0:1]split=1"), "{:?}", l.passes[0]);
+        let t = plan_for("poster", &p, &OutputOptions::default()).passes[0].join(" ");
+        assert!(t.contains("-map 0:1 "), "{t}");
+    }
+
+    #[test]
+    fn interlaced_sources_are_deinterlaced_first() {
+        let mut p = probe(720, 576, None, true, 2.0);
+        let plain = plan_for("mp4-480p", &p, &OutputOptions::default()).passes[0].join(" ");
+        assert!(!plain.contains("bwdif"), "{plain}");
+        p.interlacing = crate::ffmpeg::interlacing_from_field_order(Some("bb"));
+        let a = plan_for("mp4-480p", &p, &OutputOptions::default()).passes[0].join(" ");
+        assert!(
+            a.contains("-vf bwdif=mode=send_frame:parity=bff:deint=all,scale="),
+            "{a}"
+        );
+        let l = plan_for("hls", &p, &OutputOptions::default()).passes[0].join(" ");
+        assert!(
+            l.contains("[0:0]bwdif=mode=send_frame:parity=bff:deint=all,split=3"),
+            "once, before the rungs: {l}"
+        );
+        assert_eq!(l.matches("bwdif=").count(), 1, "{l}");
+        let t = plan_for("poster", &p, &OutputOptions::default()).passes[0].join(" ");
+        assert!(t.contains("bwdif=mode=send_frame:parity=bff:deint=all,scale="), "{t}");
+    }
+
+    #[test]
+    fn hdr_is_tone_mapped_and_every_output_is_tagged_bt709() {
+        let mut p = probe(1920, 1080, None, true, 2.0);
+        let sdr = plan_for("mp4-720p", &p, &OutputOptions::default()).passes[0].join(" ");
+        assert!(
+            sdr.contains(
+                ":in_color_matrix=bt709:in_range=tv:out_color_matrix=bt709:out_range=tv,setsar=1,format=yuv420p"
+            ) && !sdr.contains("tonemap"),
+            "{sdr}"
+        );
+        let tags = "-color_primaries bt709 -color_trc bt709 -colorspace bt709 -color_range tv";
+        assert!(sdr.contains(tags), "{sdr}");
+        let sd = plan_for("mp4-360p", &probe(640, 360, None, true, 2.0), &OutputOptions::default()).passes[0].join(" ");
+        assert!(sd.contains(":in_color_matrix=bt601:"), "untagged SD is BT.601: {sd}");
+        for (trc, name) in [("smpte2084", "PQ"), ("arib-std-b67", "HLG")] {
+            let v = &mut p.streams[0];
+            v.color_transfer = Some(trc.into());
+            v.color_primaries = Some("bt2020".into());
+            v.color_space = Some("bt2020nc".into());
+            v.pix_fmt = Some("yuv420p10le".into());
+            let a = plan_for("mp4-720p", &p, &OutputOptions::default()).passes[0].join(" ");
+            assert!(
+                a.contains(&format!("zscale=tin={trc}:pin=bt2020:min=bt2020nc:rin=tv:t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,tonemap=hable:desat=0,zscale=t=bt709:m=bt709:r=tv,format=yuv420p"))
+                    && a.contains(tags)
+                    && !a.contains("in_color_matrix"),
+                "{name}: {a}"
+            );
+            let l = plan_for("hls", &p, &OutputOptions::default()).passes[0].join(" ");
+            assert_eq!(l.matches("tonemap=hable").count(), 5, "every rung: {l}");
+            assert!(l.contains(tags), "{l}");
+        }
+    }
+
+    #[test]
+    fn non_square_pixels_become_square_at_the_display_size() {
+        let mut p = probe(720, 576, None, true, 2.0);
+        p.streams[0].sample_aspect_ratio = Some("64:45".into());
+        assert_eq!(display_size(&p), Some((1024, 576)));
+        let a = plan_for("mp4-480p", &p, &OutputOptions::default()).passes[0].join(" ");
+        assert!(a.contains("scale=w=854:h=480:"), "{a}");
+        assert!(a.contains(",setsar=1,"), "{a}");
+        p.streams[0].sample_aspect_ratio = Some("16:15".into());
+        assert_eq!(display_size(&p), Some((768, 576)));
+        let t = plan_for("poster", &p, &OutputOptions::default()).passes[0].join(" ");
+        assert!(t.contains("scale=768:576:flags=bicubic,setsar=1"), "{t}");
     }
 
     #[test]
@@ -1055,10 +1329,15 @@ mod tests {
         };
         assert_eq!(rungs(&probe(1920, 1080, None, true, 10.0)), [1080, 720, 480, 360, 240]);
         assert_eq!(rungs(&probe(1280, 720, None, true, 10.0)), [720, 480, 360, 240]);
-        // a phone video stored 1280x720 with rotation shows 720x1280: all rungs fit
-        assert_eq!(
-            rungs(&probe(1280, 720, Some(-90), true, 10.0)),
-            [1080, 720, 480, 360, 240]
+        // a rung bounds the short side: a portrait 720x1280 is a 720p source, stored
+        // upright or as 1280x720 with rotation
+        assert_eq!(rungs(&probe(720, 1280, None, true, 10.0)), [720, 480, 360, 240]);
+        assert_eq!(rungs(&probe(1280, 720, Some(-90), true, 10.0)), [720, 480, 360, 240]);
+        let portrait =
+            plan_for("hls", &probe(360, 640, None, true, 10.0), &OutputOptions::default()).passes[0].join(" ");
+        assert!(
+            portrait.contains("scale=w=360:h=640:") && portrait.contains("scale=w=240:h=426:"),
+            "{portrait}"
         );
         assert_eq!(rungs(&probe(320, 181, None, true, 10.0)), [180]);
         let hls = plan_for("hls", &probe(640, 360, None, true, 10.0), &OutputOptions::default()).passes[0].join(" ");
@@ -1154,6 +1433,7 @@ mod tests {
 <Representation id="2" mimeType="audio/mp4" codecs="mp4a.40.2" bandwidth="128000" audioSamplingRate="48000">"#;
         let p = parse_mpd(m).unwrap();
         assert_eq!(p.heights, [720, 360]);
+        assert_eq!(p.widths, [1280, 640]);
         assert_eq!(p.duration_seconds, Some(66.0));
         assert!(parse_mpd("<html>").is_err());
     }

@@ -232,6 +232,13 @@ pub struct Facts {
 }
 
 impl Facts {
+    /// The height routing and pricing see for a probed source: the short side of the
+    /// displayed picture, as a preset's height bounds it (a portrait 720x1280 phone video
+    /// is 720p, a 1280x720 one stored with 90° rotation too).
+    pub fn height_of(probe: &crate::job::Probe) -> Option<u32> {
+        crate::plan::short_side(probe)
+    }
+
     /// The facts a key alone gives (the rest filled in by the caller).
     pub fn for_key(key: &str) -> Facts {
         let ext = key
@@ -832,6 +839,31 @@ match = { max_height = 480, max_duration_seconds = 60 }
         // a ladder prices each rung the source can fill, plus audio
         let hls = route(&c.routing, &c.catalog, &outs(&["hls"]), &f);
         assert!(hls.estimates["fleet"] > d.estimates["fleet"], "{:?}", hls.estimates);
+    }
+
+    #[test]
+    fn a_probed_height_is_the_short_side() {
+        use crate::job::{Probe, ProbeStream};
+        let p = |w, h, rotation| Probe {
+            streams: vec![ProbeStream {
+                kind: "video".into(),
+                width: Some(w),
+                height: Some(h),
+                rotation,
+                ..Default::default()
+            }],
+            ..Probe::default()
+        };
+        assert_eq!(Facts::height_of(&p(720, 1280, None)), Some(720), "portrait is 720p");
+        assert_eq!(Facts::height_of(&p(1280, 720, Some(90))), Some(720));
+        assert_eq!(Facts::height_of(&p(1920, 1080, None)), Some(1080));
+        // a portrait SD clip (480x854) is a short clip of at most 480 lines
+        let c = Config::parse(CONFIG, "nommer.toml").unwrap();
+        let mut f = facts("inbox/a.mov");
+        f.duration_seconds = Some(30.0);
+        f.height = Facts::height_of(&p(480, 854, None));
+        let d = route(&c.routing, &c.catalog, &outs(&["mp4-720p"]), &f);
+        assert_eq!(d.rule.as_deref(), Some("short clips"), "{}", d.reason);
     }
 
     #[test]

@@ -233,6 +233,120 @@ async fn sources_over_the_limits_are_refused_with_the_limit_named() {
     media::generate_clip(&big, 1, 1280, 720, false).unwrap();
     let job = submit_bytes(&stack, "inbox/mp4-360p/big.mp4", std::fs::read(&big).unwrap()).await;
     refused(&job, "1280x720", false);
-    assert!(job.probe.is_none() || job.manifest.is_empty());
+    // refused before any encode: never in `encoding`, nothing made
+    for j in nommer_tests::all_jobs(&stack).await {
+        assert!(
+            j.history.iter().all(|h| h.state != JobState::Encoding),
+            "{} was encoded: {:#?}",
+            j.id,
+            j.history
+        );
+        assert!(j.manifest.is_empty(), "{}: {:?}", j.id, j.manifest);
+    }
+    let outbox = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config))
+        .list(&stack.names.outbox_bucket, "")
+        .await
+        .unwrap();
+    assert!(outbox.is_empty(), "nothing reached the outbox: {outbox:?}");
     stack.shutdown().await;
+}
+
+/// The encode's own input options (from the real plan), run with the real FFmpeg on
+/// playlists that name a local file and a loopback URL: refused, nothing opened, nothing
+/// written; without them FFmpeg follows the local one.
+#[tokio::test]
+async fn the_encode_argv_refuses_playlists_by_itself() {
+    use nommer_shared::job::{OutputOptions, Probe, ProbeStream};
+    use nommer_shared::plan;
+    use nommer_shared::presets::Catalog;
+    let dir = tempfile::tempdir().unwrap();
+    let canary = Canary::new();
+    media::generate_clip(&dir.path().join("secret.ts"), 1, 160, 120, false).unwrap();
+    // what the probe would have said of a real 160x120 clip
+    let probe = Probe {
+        container: "mov,mp4,m4a,3gp,3g2,mj2".into(),
+        duration_seconds: Some(1.0),
+        size: 1,
+        streams: vec![ProbeStream {
+            kind: "video".into(),
+            codec: "h264".into(),
+            width: Some(160),
+            height: Some(120),
+            ..Default::default()
+        }],
+        ..Probe::default()
+    };
+    let catalog = Catalog::builtin();
+    let limits = Limits::default();
+    let cases = [
+        (
+            "local.mp4",
+            "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:1.0,\nsecret.ts\n#EXT-X-ENDLIST\n".to_string(),
+        ),
+        (
+            "remote.mp4",
+            format!(
+                "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:1.0,\n{}\n#EXT-X-ENDLIST\n",
+                canary.url("a.ts")
+            ),
+        ),
+    ];
+    for (name, body) in cases {
+        let input = dir.path().join(name);
+        std::fs::write(&input, body).unwrap();
+        let out_dir = dir.path().join(format!("out-{name}"));
+        std::fs::create_dir_all(&out_dir).unwrap();
+        for preset in ["mp4-360p", "hls"] {
+            let pl = plan::plan(&plan::PlanInput {
+                preset: catalog.find(preset).unwrap(),
+                options: &OutputOptions::default(),
+                probe: &probe,
+                input: &input,
+                watermark: None,
+                out_dir: &out_dir,
+                stem: "clip",
+                limits: &limits,
+            })
+            .unwrap();
+            let out = tokio::process::Command::new("ffmpeg")
+                .args(&pl.passes[0])
+                .output()
+                .await
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{name}/{preset}: FFmpeg encoded it");
+            assert!(stderr.contains("not on whitelist"), "{name}/{preset}: {stderr}");
+            let made: Vec<_> = std::fs::read_dir(&out_dir).unwrap().collect();
+            assert!(made.is_empty(), "{name}/{preset}: it wrote {made:?}");
+        }
+        canary.assert_untouched();
+        if name == "local.mp4" {
+            // control: the same argv without the guard reads the playlist's segment
+            let pl = plan::plan(&plan::PlanInput {
+                preset: catalog.find("mp4-360p").unwrap(),
+                options: &OutputOptions::default(),
+                probe: &probe,
+                input: &input,
+                watermark: None,
+                out_dir: &out_dir,
+                stem: "clip",
+                limits: &limits,
+            })
+            .unwrap();
+            let guard = ffmpeg::input_guard(&limits);
+            let mut argv = pl.passes[0].clone();
+            let at = argv.windows(guard.len()).position(|w| w == guard.as_slice()).unwrap();
+            argv.drain(at..at + guard.len());
+            let out = tokio::process::Command::new("ffmpeg")
+                .args(&argv)
+                .output()
+                .await
+                .unwrap();
+            assert!(
+                out.status.success() && out_dir.join("clip.mp4").is_file(),
+                "unguarded FFmpeg follows it: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
 }

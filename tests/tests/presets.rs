@@ -5,7 +5,7 @@ use nommer::client::ApiClient;
 use nommer::media;
 use nommer_shared::error::JobErrorCode;
 use nommer_shared::objects::S3ObjectStore;
-use nommer_shared::presets::{Catalog, Preset, PresetKind};
+use nommer_shared::presets::{AudioCodec, Catalog, Preset, PresetKind, VideoCodec};
 use nommer_shared::JobState;
 use nommer_tests::spawn_stack;
 use serde_json::json;
@@ -69,7 +69,12 @@ async fn every_file_preset_encodes_and_validates_in_one_job() {
     );
     assert_eq!(job.manifest.len(), presets.len());
     for p in &presets {
-        let PresetKind::File { container, video, .. } = &p.kind else {
+        let PresetKind::File {
+            container,
+            video,
+            audio,
+        } = &p.kind
+        else {
             unreachable!()
         };
         let f = job
@@ -83,23 +88,120 @@ async fn every_file_preset_encodes_and_validates_in_one_job() {
             "{}",
             f.key
         );
-        assert!(
-            (f.duration_seconds.unwrap() - 2.0).abs() < 0.5,
-            "{}: {:?}",
-            p.name,
-            f.duration_seconds
-        );
+        // the oracle: ffprobe on the file that landed in the outbox
+        let d = tempfile::tempdir().unwrap();
+        let path = nommer_tests::download_output(&stack, &f.key, d.path()).await;
+        let probe = media::probe(&path).unwrap();
+        let streams = probe["streams"].as_array().unwrap();
+        let of = |kind: &str| streams.iter().find(|s| s["codec_type"] == kind);
+        let duration: f64 = probe["format"]["duration"].as_str().unwrap().parse().unwrap();
+        assert!((duration - 2.0).abs() < 0.5, "{}: lasts {duration}", p.name);
         match video {
-            Some(_) => assert_eq!(
-                (f.width, f.height),
-                (Some(480), Some(270)),
-                "{}: never upscaled",
-                p.name
-            ),
-            None => assert_eq!(f.width, None, "{} is audio only", p.name),
+            Some(v) => {
+                let s = of("video").unwrap_or_else(|| panic!("{}: no video in {probe}", p.name));
+                let want = match v.codec {
+                    VideoCodec::H264 => "h264",
+                    VideoCodec::H265 => "hevc",
+                    VideoCodec::Vp9 => "vp9",
+                    VideoCodec::Av1 => "av1",
+                };
+                assert_eq!(s["codec_name"], want, "{}", p.name);
+                assert_eq!(
+                    (s["width"].as_u64(), s["height"].as_u64()),
+                    (Some(480), Some(270)),
+                    "{}: never upscaled",
+                    p.name
+                );
+            }
+            None => assert!(of("video").is_none(), "{} is audio only: {probe}", p.name),
         }
-        assert!(f.size > 1000, "{}: {} bytes", p.name, f.size);
+        let a = audio.as_ref().expect("every file preset has audio");
+        let s = of("audio").unwrap_or_else(|| panic!("{}: lost the audio: {probe}", p.name));
+        let want = match a.codec {
+            AudioCodec::Aac => "aac",
+            AudioCodec::Opus => "opus",
+            AudioCodec::Mp3 => "mp3",
+        };
+        assert_eq!(s["codec_name"], want, "{}", p.name);
+        assert_eq!(s["channels"].as_u64(), Some(u64::from(a.channels)), "{}", p.name);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            f.size,
+            "{}: the manifest's size is the file's",
+            p.name
+        );
     }
+    stack.shutdown().await;
+}
+
+/// x264 writes its settings into the stream (an SEI message): `rc=2pass` when it ran the
+/// second pass of a two-pass encode with the first pass's statistics, `rc=abr` for one
+/// pass at a bit rate.
+fn x264_rate_control(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap();
+    let at = bytes
+        .windows(3)
+        .position(|w| w == b"rc=")
+        .unwrap_or_else(|| panic!("no x264 settings in {}", path.display()));
+    String::from_utf8_lossy(&bytes[at + 3..])
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pass_really_runs_two_passes() {
+    let stack = spawn_stack("twopass", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("talk.mp4");
+    media::generate_clip(&src, 2, 320, 180, true).unwrap();
+    let job = run_job(
+        &stack,
+        &src,
+        "talk.mp4",
+        json!([
+            { "preset": "mp4-360p", "name": "two", "options": { "two_pass": true, "video_bitrate_kbps": 300 } },
+            { "preset": "mp4-360p", "name": "one", "options": { "video_bitrate_kbps": 300 } }
+        ]),
+    )
+    .await;
+    assert_eq!(job.state, JobState::Complete, "{:#?}", job.error);
+    let file = |name: &str| job.manifest.iter().find(|f| f.output == name).unwrap().key.clone();
+    let two = nommer_tests::download_output(&stack, &file("two"), dir.path()).await;
+    let one = nommer_tests::download_output(&stack, &file("one"), dir.path()).await;
+    assert_eq!(x264_rate_control(&two), "2pass", "the encoder ran a second pass");
+    assert_eq!(x264_rate_control(&one), "abr", "control: one pass at a bit rate");
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ladder_is_one_ffmpeg_process() {
+    // the worker's FFmpeg is a wrapper that logs every run, then runs the real one
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("runs.log");
+    let wrapper = dir.path().join("ffmpeg");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\necho \"$*\" >> '{}'\nexec ffmpeg \"$@\"\n", log.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let stack = nommer_tests::spawn_stack_with("onedecode", 1, |o| {
+        o.worker_env
+            .insert(nommer_shared::settings::FFMPEG.into(), wrapper.display().to_string());
+    })
+    .await;
+    let src = dir.path().join("talk.mp4");
+    media::generate_clip(&src, 2, 640, 360, true).unwrap();
+    let job = run_job(&stack, &src, "talk.mp4", json!([{ "preset": "hls" }])).await;
+    assert_eq!(job.state, JobState::Complete, "{:#?}", job.error);
+    let variants = job.manifest.iter().filter(|f| f.key.ends_with("/index.m3u8")).count();
+    assert_eq!(variants, 2, "two renditions: {:?}", job.manifest);
+    let runs = std::fs::read_to_string(&log).unwrap();
+    let on_source: Vec<&str> = runs.lines().filter(|l| l.contains("-i file:")).collect();
+    assert_eq!(on_source.len(), 1, "one FFmpeg process read the source:\n{runs}");
     stack.shutdown().await;
 }
 
@@ -228,7 +330,7 @@ async fn odd_portrait_silent_and_audio_only_sources() {
     }
 
     // portrait phone video: 1280x720 stored with 90° rotation metadata → upright 720x1280,
-    // capped to 720 high for mp4-720p: 406x720 (even, aspect kept)
+    // which is 720p already (the preset bounds the short side): 720x1280
     let upright = dir.path().join("landscape.mp4");
     lavfi(
         &upright,
@@ -249,7 +351,11 @@ async fn odd_portrait_silent_and_audio_only_sources() {
     let probe = job.probe.as_ref().unwrap();
     assert_eq!(probe.streams[0].rotation.map(|r| r.abs()), Some(90), "{probe:?}");
     let f = &job.manifest[0];
-    assert_eq!((f.width, f.height), (Some(406), Some(720)), "portrait kept upright");
+    assert_eq!(
+        (f.width, f.height),
+        (Some(720), Some(1280)),
+        "portrait kept upright, at 720p"
+    );
 
     // audio only: audio presets work, a video preset is refused with the reason
     let sound = dir.path().join("sound.m4a");

@@ -624,11 +624,18 @@ impl Worker {
             .map_err(|e| JobFailure::Permanent(JobErrorCode::RefusedSource, e))?;
         for (o, p) in &outputs {
             if p.needs_video() && !probe.has("video") {
+                let cover = probe.streams.iter().any(|s| s.attached_pic);
                 return Err(JobFailure::Permanent(
                     JobErrorCode::MissingStream,
                     format!(
-                        "output {} ({}) needs video but the source has no video stream",
-                        o.name, p.name
+                        "output {} ({}) needs video but the source has no video stream{}; use an audio preset",
+                        o.name,
+                        p.name,
+                        if cover {
+                            " (its only picture is attached cover art, which is not video)"
+                        } else {
+                            ""
+                        }
                     ),
                 ));
             }
@@ -641,6 +648,10 @@ impl Worker {
                     ),
                 ));
             }
+        }
+        let mut probe = probe;
+        if outputs.iter().any(|(_, p)| p.needs_video()) {
+            probe.interlacing = self.interlacing(&input, &probe).await?;
         }
         held.update(|j| j.probe = Some(probe.clone())).await?;
 
@@ -809,10 +820,10 @@ impl Worker {
                     .map_err(|e| bad(format!("no MPD: {e}")))?;
                 let mpd = plan::parse_mpd(&text).map_err(bad)?;
                 let planned: Vec<u32> = pl.rungs.iter().map(|r| r.height).collect();
-                if mpd.heights != planned {
+                let shorts: Vec<u32> = mpd.heights.iter().zip(&mpd.widths).map(|(h, w)| *h.min(w)).collect();
+                if shorts != planned {
                     return Err(bad(format!(
-                        "the MPD lists heights {:?}, planned {planned:?}",
-                        mpd.heights
+                        "the MPD lists representations of short side {shorts:?}, planned {planned:?}"
                     )));
                 }
                 let p = self.probe_own(&out_dir.join(&pl.main), 0).await?;
@@ -821,8 +832,8 @@ impl Worker {
                 }
                 let mut e = entry(files.iter().map(|(_, s)| s).sum());
                 e.duration_seconds = mpd.duration_seconds;
-                e.width = p.streams.iter().find(|s| s.kind == "video").and_then(|v| v.width);
-                e.height = planned.first().copied();
+                e.width = mpd.widths.first().copied();
+                e.height = mpd.heights.first().copied();
                 Ok(vec![(pl.main.clone(), e)])
             }
             PresetKind::Thumbnails(_) => {
@@ -953,6 +964,47 @@ impl Worker {
             .await
             .map_err(|e| JobFailure::Retryable(e.to_string()))?;
         Ok(named)
+    }
+
+    /// Whether the source's video is interlaced: its `field_order` when it says, else
+    /// FFmpeg's `idet` on its first frames.
+    async fn interlacing(
+        &self,
+        input: &Path,
+        probe: &Probe,
+    ) -> Result<Option<nommer_shared::job::Interlacing>, JobFailure> {
+        let Some(video) = probe.video() else {
+            return Ok(None);
+        };
+        if let Some(i) = ffmpeg::interlacing_from_field_order(video.field_order.as_deref()) {
+            return Ok(Some(i));
+        }
+        let args = ffmpeg::idet_args(input, video.index, &self.settings.limits);
+        tracing::info!(argv = %args.join(" "), "ffmpeg idet");
+        let r = process::run(&self.settings.ffmpeg, &args, Duration::from_secs(120), |_| {}).await;
+        match r {
+            Ok(f) if f.success => match ffmpeg::parse_idet(&f.stderr) {
+                Some(c) => Ok(Some(ffmpeg::interlacing_from_idet(c))),
+                None => Err(JobFailure::Permanent(
+                    JobErrorCode::InvalidMedia,
+                    format!(
+                        "FFmpeg's interlace detector gave no verdict on the source: {}",
+                        ffmpeg::reason_from_stderr(&f.stderr)
+                    ),
+                )),
+            },
+            Ok(f) => Err(JobFailure::Permanent(
+                JobErrorCode::InvalidMedia,
+                format!(
+                    "FFmpeg could not decode the start of the source: {}",
+                    ffmpeg::reason_from_stderr(&f.stderr)
+                ),
+            )),
+            Err(e @ process::RunError::TimedOut { .. }) => {
+                Err(JobFailure::Permanent(JobErrorCode::InvalidMedia, e.to_string()))
+            }
+            Err(e) => Err(JobFailure::Retryable(e.to_string())),
+        }
     }
 
     async fn probe(&self, path: &Path, size: u64) -> Result<Probe, JobFailure> {
