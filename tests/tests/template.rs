@@ -68,6 +68,11 @@ fn required_names() -> BTreeSet<String> {
 const DEFAULTS_SUFFICE: &[(&str, &str)] = &[
     ("NOMMER_ENCODE_TIMEOUT_SECS", "worker: 6 h"),
     ("NOMMER_MAX_ATTEMPTS", "worker: 3"),
+    ("NOMMER_MAX_SOURCE_BYTES", "api, ingest, worker: 50 GiB"),
+    (
+        "NOMMER_SCRATCH_HEADROOM_BYTES",
+        "worker: 256 MiB beyond twice the source",
+    ),
     ("NOMMER_POLL_WAIT_SECS", "worker: 20 s long poll"),
     (
         "NOMMER_VISIBILITY_TIMEOUT_SECS",
