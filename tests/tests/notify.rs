@@ -166,22 +166,7 @@ async fn drain(stack: &nommer::LocalStack, url: &str) -> Vec<Value> {
 }
 
 async fn submit(stack: &nommer::LocalStack, dir: &Path, notify_url: &str) -> String {
-    let src = dir.join("clip.mp4");
-    if !src.exists() {
-        media::generate_clip(&src, 2, 320, 240, true).unwrap();
-    }
-    let key = format!("sources/{}.mp4", uuid::Uuid::new_v4());
-    S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config))
-        .upload_file(&stack.names.inbox_bucket, &key, &src, "video/mp4")
-        .await
-        .unwrap();
-    let body = json!({
-        "source": format!("s3://{}/{key}", stack.names.inbox_bucket),
-        "preset": "mp4-360p",
-        "notify_url": notify_url,
-        "user_metadata": {"order": "42"}
-    });
-    let (status, job) = ApiClient::new(&stack.api_url).create_job(&body, None).await.unwrap();
+    let (status, job) = try_submit(stack, dir, notify_url).await;
     assert_eq!(status, 201, "{job}");
     job["id"].as_str().unwrap().to_string()
 }
@@ -879,7 +864,8 @@ async fn config_endpoints_get_the_states_they_ask_for_and_progress_events() {
     stack.shutdown().await;
 }
 
-/// Submits a job through the API; returns the status and the body.
+/// Submits a job through the API (a short clip of its own); returns the status and the
+/// body.
 async fn try_submit(stack: &nommer::LocalStack, dir: &Path, notify_url: &str) -> (u16, Value) {
     let src = dir.join("clip.mp4");
     if !src.exists() {
@@ -894,6 +880,7 @@ async fn try_submit(stack: &nommer::LocalStack, dir: &Path, notify_url: &str) ->
         "source": format!("s3://{}/{key}", stack.names.inbox_bucket),
         "preset": "mp4-360p",
         "notify_url": notify_url,
+        "user_metadata": {"order": "42"}
     });
     ApiClient::new(&stack.api_url).create_job(&body, None).await.unwrap()
 }
