@@ -492,7 +492,9 @@ fn estimate(backend: &Backend, outputs: &[(&OutputSpec, &Preset)], facts: &Facts
             }
         }
     }
-    (usd * 10_000.0).round() / 10_000.0
+    // to a millionth of a dollar: a short clip's estimate stays above 0, and
+    // `cheapest` can still tell backends apart
+    (usd * 1_000_000.0).round() / 1_000_000.0
 }
 
 /// Routes a job: the first matching rule's backend (or the cheapest able one), else the
@@ -813,6 +815,31 @@ match = { max_height = 480, max_duration_seconds = 60 }
             assert_eq!(d.backend, backend, "{what}: {}", d.reason);
             assert_eq!(d.rule.as_deref(), rule, "{what}: {}", d.reason);
         }
+    }
+
+    #[test]
+    fn a_short_clip_costs_more_than_nothing() {
+        let c = Config::parse(CONFIG, "nommer.toml").unwrap();
+        let mut f = facts("inbox/a.mov");
+        f.duration_seconds = Some(2.0);
+        f.height = Some(360);
+        let d = route(&c.routing, &c.catalog, &outs(&["audio-aac"]), &f);
+        // 2 s of audio: fleet 0.0005 x 2/60 = 0.0000167, ecom 0.001 x 2/60 = 0.0000333
+        assert!(
+            (d.estimates["fleet"] - 0.0005 * 2.0 / 60.0).abs() < 1e-6,
+            "{:?}",
+            d.estimates
+        );
+        assert!(
+            (d.estimates["ecom"] - 0.001 * 2.0 / 60.0).abs() < 1e-6,
+            "{:?}",
+            d.estimates
+        );
+        assert!(
+            d.estimates["fleet"] < d.estimates["ecom"],
+            "told apart: {:?}",
+            d.estimates
+        );
     }
 
     #[test]

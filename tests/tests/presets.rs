@@ -172,6 +172,16 @@ async fn two_pass_really_runs_two_passes() {
     let one = nommer_tests::download_output(&stack, &file("one"), dir.path()).await;
     assert_eq!(x264_rate_control(&two), "2pass", "the encoder ran a second pass");
     assert_eq!(x264_rate_control(&one), "abr", "control: one pass at a bit rate");
+    // the first pass's statistics stay on the worker: the outbox holds the outputs only
+    let listed = nommer_shared::objects::S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config))
+        .list(&stack.names.outbox_bucket, &format!("{}/", job.id))
+        .await
+        .unwrap();
+    let mut keys: Vec<String> = listed.iter().map(|(k, _)| k.clone()).collect();
+    keys.sort();
+    let mut want: Vec<String> = job.manifest.iter().map(|f| f.key.clone()).collect();
+    want.sort();
+    assert_eq!(keys, want, "nothing but the outputs was uploaded");
     stack.shutdown().await;
 }
 
