@@ -448,15 +448,11 @@ impl Backends {
             .callback_url
             .clone()
             .ok_or_else(|| BackendError::Config("NOMMER_ENCODINGCOM_CALLBACK_URL is not set".into()))?;
-        let delivery_bucket = self
-            .settings
-            .delivery_bucket
-            .clone()
-            .ok_or_else(|| BackendError::Config(format!("{} is not set", crate::settings::DELIVERY_BUCKET)))?;
+        let delivery_bucket = self.delivery_bucket()?;
         let delivery = self.remotes.delivery().await.map_err(BackendError::Config)?;
         // the picture's displayed size; without a probe, the request's height hint read as
         // a landscape picture
-        let source = display_size(&job).or_else(|| {
+        let source = job.probe.as_ref().and_then(crate::plan::display_size).or_else(|| {
             job.source_hints
                 .as_ref()
                 .and_then(|h| h.height)
@@ -689,6 +685,17 @@ impl Backends {
         Err(BackendError::Busy(job_id.to_string()))
     }
 
+    /// The bucket Encoding.com delivers into (settings refuse an Encoding.com backend
+    /// without one).
+    fn delivery_bucket(&self) -> Result<String, BackendError> {
+        self.settings.delivery_bucket.clone().ok_or_else(|| {
+            BackendError::Config(format!(
+                "{} is not set: set it to the bucket Encoding.com delivers into (the template's DeliveryBucket)",
+                crate::settings::DELIVERY_BUCKET
+            ))
+        })
+    }
+
     /// Copies every output's files from the delivery bucket into the outbox (server-side,
     /// under the output's prefix) and returns the manifest of the copies, or why the
     /// delivery is not usable: an output with no files, or a tar (Nommer asks for
@@ -696,12 +703,7 @@ impl Backends {
     /// that reason rather than unpacked, so nothing unchecked reaches the outbox).
     /// Repeating it copies the same objects again, so a lost race is harmless.
     async fn collect_outputs(&self, job: &Job) -> Result<Result<Vec<OutputFile>, String>, BackendError> {
-        let Some(delivery_bucket) = self.settings.delivery_bucket.clone() else {
-            return Err(BackendError::Config(format!(
-                "{} is not set",
-                crate::settings::DELIVERY_BUCKET
-            )));
-        };
+        let delivery_bucket = self.delivery_bucket()?;
         let mut manifest = Vec::new();
         for o in &job.outputs {
             let (prefix, _) = self.output_prefix(job, o);
@@ -727,19 +729,8 @@ impl Backends {
                 let rel = &key[from.len()..];
                 let to = format!("{prefix}{rel}");
                 self.objects
-                    .client()
-                    .copy_object()
-                    .copy_source(copy_source(&delivery_bucket, &key))
-                    .bucket(&self.settings.outbox_bucket)
-                    .key(&to)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        crate::objects::ObjectError::Aws(format!(
-                            "copying s3://{delivery_bucket}/{key} into the outbox: {}",
-                            aws_sdk_s3::error::DisplayErrorContext(&e)
-                        ))
-                    })?;
+                    .copy_object(&delivery_bucket, &key, &self.settings.outbox_bucket, &to)
+                    .await?;
                 files.push((to, size));
             }
             // a ladder's manifest lists its playlists, not every segment (as the fleet's
@@ -982,25 +973,4 @@ fn step_to(job: &mut Job, target: JobState, now: chrono::DateTime<Utc>) -> Resul
 /// Where Encoding.com delivers one output: `<job id>/<output name>/` in the delivery bucket.
 pub fn delivery_prefix(job: &Job, output: &crate::job::OutputSpec) -> String {
     format!("{}/{}/", job.id, output.name)
-}
-
-/// CopyObject's `x-amz-copy-source`: `bucket/key`, the key URL-encoded.
-fn copy_source(bucket: &str, key: &str) -> String {
-    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'/')
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.')
-        .remove(b'~');
-    format!("{bucket}/{}", percent_encoding::utf8_percent_encode(key, SET))
-}
-
-/// The source's displayed width and height (rotation applied), from the job's probe.
-fn display_size(job: &Job) -> Option<(u32, u32)> {
-    let v = job.probe.as_ref()?.streams.iter().find(|s| s.kind == "video")?;
-    let (w, h) = (v.width?, v.height?);
-    Some(match v.rotation.map(|r| r.rem_euclid(180)) {
-        Some(90) => (h, w),
-        _ => (w, h),
-    })
 }

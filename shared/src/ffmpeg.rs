@@ -280,11 +280,7 @@ pub fn parse_probe(json: &str, size: u64) -> Result<Probe, String> {
                 .and_then(|d| d.get("attached_pic"))
                 .and_then(|a| a.as_i64())
                 == Some(1),
-            field_order: s
-                .get("field_order")
-                .and_then(|f| f.as_str())
-                .filter(|f| !f.is_empty() && *f != "unknown")
-                .map(str::to_string),
+            field_order: text("field_order"),
             pix_fmt: text("pix_fmt"),
             color_transfer: text("color_transfer"),
             color_primaries: text("color_primaries"),

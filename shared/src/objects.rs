@@ -287,6 +287,30 @@ impl S3ObjectStore {
         Ok((bytes, total))
     }
 
+    /// Copies an object server-side (CopyObject: nothing passes through us).
+    pub async fn copy_object(
+        &self,
+        from_bucket: &str,
+        from_key: &str,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(), ObjectError> {
+        self.client
+            .copy_object()
+            .copy_source(copy_source(from_bucket, from_key))
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| {
+                ObjectError::Aws(format!(
+                    "copying s3://{from_bucket}/{from_key} to s3://{bucket}/{key}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(&e)
+                ))
+            })?;
+        Ok(())
+    }
+
     /// Keys and sizes under a prefix.
     pub async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<(String, u64)>, ObjectError> {
         let mut out = Vec::new();
@@ -398,4 +422,15 @@ impl S3ObjectStore {
             .map_err(aws_err)?;
         Ok(())
     }
+}
+
+/// CopyObject's `x-amz-copy-source`: `bucket/key`, the key URL-encoded.
+fn copy_source(bucket: &str, key: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'/')
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    format!("{bucket}/{}", percent_encoding::utf8_percent_encode(key, SET))
 }

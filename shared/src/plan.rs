@@ -180,6 +180,14 @@ fn tail_args(inp: &PlanInput, pass: usize) -> Vec<String> {
     a
 }
 
+/// `chain` after the deinterlacer when the source needs one.
+fn deinterlaced(probe: &Probe, chain: String) -> String {
+    match deinterlace(probe) {
+        Some(d) => format!("{d},{chain}"),
+        None => chain,
+    }
+}
+
 /// `bwdif` when the source was found interlaced (one frame per frame, so the frame rate
 /// stays; the field order from the decision, else from the frames).
 fn deinterlace(probe: &Probe) -> Option<String> {
@@ -628,10 +636,7 @@ fn file_pass(
     a.extend([s("-map_metadata"), s("-1")]);
     match video {
         Some(v) => {
-            let chain = match deinterlace(inp.probe) {
-                Some(d) => format!("{d},{}", video_filters(inp, HeightRule::AtMost(v.max_height))),
-                None => video_filters(inp, HeightRule::AtMost(v.max_height)),
-            };
+            let chain = deinterlaced(inp.probe, video_filters(inp, HeightRule::AtMost(v.max_height)));
             match with_watermark(inp, &chain) {
                 Some(graph) => a.extend([s("-filter_complex"), graph, s("-map"), s("[out]")]),
                 None => a.extend([s("-map"), video_spec(inp.probe), s("-vf"), chain]),
@@ -686,10 +691,7 @@ fn thumbnails(inp: &PlanInput, t: &ThumbnailSpec) -> Result<Plan, String> {
     let mut a = vec![s("-hide_banner"), s("-nostdin"), s("-y"), s("-loglevel"), s("error")];
     a.extend(input_guard(inp.limits));
     let out = |name: &str| format!("file:{}", inp.out_dir.join(name).display());
-    let mut scale = match deinterlace(inp.probe) {
-        Some(d) => format!("{d},scale={width}:{height}:flags=bicubic"),
-        None => format!("scale={width}:{height}:flags=bicubic"),
-    };
+    let mut scale = deinterlaced(inp.probe, format!("scale={width}:{height}:flags=bicubic"));
     if inp.probe.video().is_some_and(|v| v.is_hdr()) {
         scale = format!("{scale},{}", to_sdr_8bit(inp.probe));
     }

@@ -164,6 +164,13 @@ pub const DEFAULT_MAX_SOURCE_BYTES: u64 = 50 * 1024 * 1024 * 1024;
 /// Free space a worker keeps beyond the source and outputs of its size: 256 MiB.
 pub const DEFAULT_SCRATCH_HEADROOM_BYTES: u64 = 256 * 1024 * 1024;
 
+/// Why a source of `size` bytes is refused under the limit `max`
+/// (`NOMMER_MAX_SOURCE_BYTES`), naming it as `what`; `None` when it is within.
+pub fn over_source_limit(what: &str, size: u64, max: u64) -> Option<String> {
+    (size > max)
+        .then(|| format!("{what} is {size} bytes, over this deployment's limit of {max} bytes ({MAX_SOURCE_BYTES})"))
+}
+
 fn max_source_bytes(src: &dyn Source) -> Result<u64, SettingsError> {
     number(src, MAX_SOURCE_BYTES, DEFAULT_MAX_SOURCE_BYTES, 1)
 }

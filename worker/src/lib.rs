@@ -879,13 +879,12 @@ impl Worker {
     /// outputs of its size and the headroom, before anything is downloaded. Only a disk
     /// full of this worker's other jobs makes it a retry (another worker, or later).
     fn check_room(&self, size: u64, dir: &Path) -> Result<(), JobFailure> {
-        let max = self.settings.max_source_bytes;
-        if size > max {
+        if let Some(why) =
+            nommer_shared::settings::over_source_limit("the source", size, self.settings.max_source_bytes)
+        {
             return Err(JobFailure::Permanent(
                 JobErrorCode::SourceTooLarge,
-                format!(
-                    "the source is {size} bytes, over this deployment's limit of {max} bytes (NOMMER_MAX_SOURCE_BYTES); it was not downloaded"
-                ),
+                format!("{why}; it was not downloaded"),
             ));
         }
         let free = free_bytes(dir)

@@ -526,15 +526,14 @@ async fn create_job(State(state): State<Arc<ApiState>>, headers: HeaderMap, body
         )
         .with_field("source"));
     };
-    if head.size > state.settings.max_source_bytes {
+    if let Some(why) =
+        nommer_shared::settings::over_source_limit(&source.to_string(), head.size, state.settings.max_source_bytes)
+    {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "source-too-large",
             "Source too large",
-            format!(
-                "{source} is {} bytes, over this deployment's limit of {} bytes (NOMMER_MAX_SOURCE_BYTES); no job was made",
-                head.size, state.settings.max_source_bytes
-            ),
+            format!("{why}; no job was made"),
         )
         .with_field("source"));
     }

@@ -269,18 +269,11 @@ pub async fn handle_record(ctx: &Ingest, record: &S3Record) -> Result<RecordOutc
             ),
             now,
         )?;
-    } else if info.size > ctx.settings.max_source_bytes {
+    } else if let Some(why) =
+        nommer_shared::settings::over_source_limit("the upload", info.size, ctx.settings.max_source_bytes)
+    {
         // failed at once, so the uploader sees why; nothing downloads it
-        job.fail(
-            JobError::new(
-                JobErrorCode::SourceTooLarge,
-                format!(
-                    "the upload is {} bytes, over this deployment's limit of {} bytes (NOMMER_MAX_SOURCE_BYTES)",
-                    info.size, ctx.settings.max_source_bytes
-                ),
-            ),
-            now,
-        )?;
+        job.fail(JobError::new(JobErrorCode::SourceTooLarge, why), now)?;
     }
     match submit::create_and_enqueue(&ctx.store, &ctx.queue, &ctx.settings.jobs_queue_url, &job).await? {
         nommer_shared::store::Created::New(_) => Ok(RecordOutcome::Created(id)),
