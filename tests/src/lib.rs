@@ -153,3 +153,42 @@ pub async fn upload(stack: &LocalStack, path: &std::path::Path, key: &str) -> St
     let info = o.head(&stack.names.inbox_bucket, key).await.unwrap().unwrap();
     nommer_shared::ids::for_upload(&stack.names.inbox_bucket, key, info.etag.as_deref().unwrap())
 }
+
+/// Runs FFmpeg on lavfi `inputs` (then `extra` arguments) into `path`; panics with its
+/// stderr when it fails.
+pub fn lavfi(path: &std::path::Path, inputs: &[&str], extra: &[&str]) {
+    let mut cmd = std::process::Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-y"]);
+    for i in inputs {
+        cmd.args(["-f", "lavfi", "-i", i]);
+    }
+    cmd.args(extra).arg(path);
+    let out = cmd.output().expect("ffmpeg runs (apt-get install ffmpeg)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Uploads `src` as `sources/<name>`, submits a job with `outputs` through the API and
+/// waits for it to end; panics with the workers' logs when it does not.
+pub async fn run_job(
+    stack: &LocalStack,
+    src: &std::path::Path,
+    name: &str,
+    outputs: serde_json::Value,
+) -> nommer_shared::Job {
+    let o = nommer_shared::objects::S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+    let key = format!("sources/{name}");
+    o.upload_file(&stack.names.inbox_bucket, &key, src, "application/octet-stream")
+        .await
+        .unwrap();
+    let api = nommer::client::ApiClient::new(&stack.api_url);
+    let body = serde_json::json!({ "source": format!("s3://{}/{key}", stack.names.inbox_bucket), "outputs": outputs });
+    let (status, job) = api.create_job(&body, None).await.unwrap();
+    assert_eq!(status, 201, "{job}");
+    match api
+        .wait(job["id"].as_str().unwrap(), Duration::from_secs(300), |_| {})
+        .await
+    {
+        Ok(j) => j,
+        Err(e) => panic!("{e:#}\n{}", stack.worker_logs(30)),
+    }
+}

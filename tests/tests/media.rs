@@ -6,42 +6,10 @@ use nommer::client::ApiClient;
 use nommer::media;
 use nommer_shared::objects::S3ObjectStore;
 use nommer_shared::JobState;
-use nommer_tests::spawn_stack;
+use nommer_tests::{lavfi, run_job, spawn_stack};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
-
-/// Runs FFmpeg on lavfi inputs; panics with its stderr when it fails.
-fn lavfi(path: &Path, inputs: &[&str], extra: &[&str]) {
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-hide_banner", "-loglevel", "error", "-y"]);
-    for i in inputs {
-        cmd.args(["-f", "lavfi", "-i", i]);
-    }
-    cmd.args(extra).arg(path);
-    let out = cmd.output().expect("ffmpeg runs (apt-get install ffmpeg)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
-async fn run_job(stack: &nommer::LocalStack, src: &Path, name: &str, outputs: Value) -> nommer_shared::Job {
-    let o = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
-    let key = format!("sources/{name}");
-    o.upload_file(&stack.names.inbox_bucket, &key, src, "application/octet-stream")
-        .await
-        .unwrap();
-    let api = ApiClient::new(&stack.api_url);
-    let body = json!({ "source": format!("s3://{}/{key}", stack.names.inbox_bucket), "outputs": outputs });
-    let (status, job) = api.create_job(&body, None).await.unwrap();
-    assert_eq!(status, 201, "{job}");
-    match api
-        .wait(job["id"].as_str().unwrap(), Duration::from_secs(300), |_| {})
-        .await
-    {
-        Ok(j) => j,
-        Err(e) => panic!("{e:#}\n{}", stack.worker_logs(30)),
-    }
-}
 
 fn complete(stack: &nommer::LocalStack, job: &nommer_shared::Job) {
     assert_eq!(
