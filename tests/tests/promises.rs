@@ -12,6 +12,16 @@ use nommer_tests::freeze::freeze_encode;
 use nommer_tests::{eventually, spawn_stack_with, upload};
 use std::time::Duration;
 
+/// The job failed with `code`, its message saying each of `says`.
+fn failed_with(job: &nommer_shared::Job, code: JobErrorCode, says: &[&str]) {
+    assert_eq!(job.state, JobState::Failed, "{job:#?}");
+    let e = job.error.as_ref().unwrap();
+    assert_eq!(e.code, code, "{e:?}");
+    for s in says {
+        assert!(e.message.contains(s), "{s:?} not in: {}", e.message);
+    }
+}
+
 async fn queue_empty(stack: &nommer::LocalStack) {
     let q = nommer_shared::queue::SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config));
     eventually(Duration::from_secs(30), "the work message deleted", || async {
@@ -52,10 +62,7 @@ async fn a_job_interrupted_on_every_attempt_fails_when_attempts_run_out() {
         stack.spawn_worker().await.unwrap();
     }
     let job = api.wait(&id, Duration::from_secs(60), |_| {}).await.unwrap();
-    assert_eq!(job.state, JobState::Failed, "{job:#?}");
-    let e = job.error.as_ref().unwrap();
-    assert_eq!(e.code, JobErrorCode::AttemptsExhausted, "{e:?}");
-    assert!(e.message.contains("2 attempts"), "{}", e.message);
+    failed_with(&job, JobErrorCode::AttemptsExhausted, &["2 attempts"]);
     assert_eq!(job.attempts, 2, "no third attempt started");
     queue_empty(&stack).await;
     outbox_empty(&stack, &id).await;
@@ -76,14 +83,7 @@ async fn an_encode_past_the_timeout_is_killed_and_the_job_fails() {
     // an encode that hangs (held stopped) outlives the 3 s limit however fast the machine
     let frozen = freeze_encode(&api, &id, &[stack.workers()[0].pid().unwrap()], Duration::from_secs(60)).await;
     let job = api.wait(&id, Duration::from_secs(60), |_| {}).await.unwrap();
-    assert_eq!(job.state, JobState::Failed, "{job:#?}");
-    let e = job.error.as_ref().unwrap();
-    assert_eq!(e.code, JobErrorCode::EncodeFailed, "{e:?}");
-    assert!(
-        e.message.contains("longer than") && e.message.contains("killed"),
-        "{}",
-        e.message
-    );
+    failed_with(&job, JobErrorCode::EncodeFailed, &["longer than", "killed"]);
     eventually(Duration::from_secs(10), "the hung FFmpeg killed", || async {
         frozen.all_gone().then_some(())
     })
@@ -124,10 +124,7 @@ async fn an_output_that_fails_its_check_fails_the_job_with_invalid_output() {
         .wait(&id, Duration::from_secs(60), |_| {})
         .await
         .unwrap();
-    assert_eq!(job.state, JobState::Failed, "{job:#?}");
-    let e = job.error.as_ref().unwrap();
-    assert_eq!(e.code, JobErrorCode::InvalidOutput, "{e:?}");
-    assert!(e.message.contains("should last"), "{}", e.message);
+    failed_with(&job, JobErrorCode::InvalidOutput, &["should last"]);
     assert_eq!(job.attempts, 1, "an invalid output is not retried");
     queue_empty(&stack).await;
     outbox_empty(&stack, &id).await;
