@@ -559,6 +559,19 @@ async fn deliveries(stack: &nommer::LocalStack, id: &str) -> Vec<Value> {
     v["deliveries"].as_array().cloned().unwrap_or_default()
 }
 
+/// Waits until `n` of the job's deliveries are parked; returns their records.
+async fn dead_lettered(stack: &nommer::LocalStack, id: &str, n: usize) -> Vec<Value> {
+    eventually(Duration::from_secs(60), "the job's deliveries parked", || async {
+        let parked: Vec<Value> = deliveries(stack, id)
+            .await
+            .into_iter()
+            .filter(|a| a["outcome"] == "dead_lettered")
+            .collect();
+        (parked.len() == n).then_some(parked)
+    })
+    .await
+}
+
 /// A delivery message as the deliver function reads it from the webhooks queue.
 async fn enqueue_delivery(
     stack: &nommer::LocalStack,
@@ -582,12 +595,7 @@ async fn a_delivery_that_always_fails_is_parked_after_eight_attempts() {
     let rx = Receiver::start(dir.path(), &secret, u32::MAX);
     let id = submit(&stack, dir.path(), &rx.url).await;
     // no worker: the job's two events (submitted, queued) are each tried 8 times
-    let parked = eventually(Duration::from_secs(60), "both events parked", || async {
-        let d = deliveries(&stack, &id).await;
-        let parked: Vec<Value> = d.into_iter().filter(|a| a["outcome"] == "dead_lettered").collect();
-        (parked.len() == 2).then_some(parked)
-    })
-    .await;
+    let parked = dead_lettered(&stack, &id, 2).await;
     for p in &parked {
         assert_eq!(p["attempt"], 8, "the eighth attempt is the last: {p}");
         assert_eq!(p["status"], 500, "{p}");
@@ -598,25 +606,8 @@ async fn a_delivery_that_always_fails_is_parked_after_eight_attempts() {
     });
     assert_eq!(tries.len(), 2, "{tries:?}");
     assert!(tries.values().all(|n| *n == 8), "eight tries each, no more: {tries:?}");
-    let sqs = nommer_shared::aws::sqs_client(&stack.config);
-    let mut reasons = Vec::new();
-    for _ in 0..5 {
-        let got = sqs
-            .receive_message()
-            .queue_url(&stack.urls.webhooks_dlq)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        for m in got.messages() {
-            let v: Value = serde_json::from_str(m.body().unwrap()).unwrap();
-            reasons.push(v);
-        }
-        if reasons.len() >= 2 {
-            break;
-        }
-    }
+    // the parked messages carry their reason (sent before the attempt is recorded)
+    let reasons = drain(&stack, &stack.urls.webhooks_dlq).await;
     assert_eq!(reasons.len(), 2, "both parked in the webhooks DLQ: {reasons:#?}");
     for r in &reasons {
         assert_eq!(r["delivery"]["attempt"], 8, "{r}");
@@ -640,12 +631,7 @@ async fn a_redirect_is_not_followed_and_counts_as_a_failure() {
     let target = Receiver::start(&b, &secret, 0);
     let rx = Receiver::start_redirecting(&a, &secret, &target.url);
     let id = submit(&stack, dir.path(), &rx.url).await;
-    let parked = eventually(Duration::from_secs(60), "both events parked", || async {
-        let d = deliveries(&stack, &id).await;
-        let parked: Vec<Value> = d.into_iter().filter(|a| a["outcome"] == "dead_lettered").collect();
-        (parked.len() == 2).then_some(parked)
-    })
-    .await;
+    let parked = dead_lettered(&stack, &id, 2).await;
     for p in &parked {
         assert_eq!(p["status"], 307, "the redirect is the answer: {p}");
     }
