@@ -1,7 +1,7 @@
 //! A small client for Nommer's HTTP API.
 
 use anyhow::{bail, Context};
-use nommer_shared::Job;
+use nommer_core::Job;
 use std::time::{Duration, Instant};
 
 #[derive(Clone)]
@@ -85,7 +85,7 @@ impl ApiClient {
     /// progress changes. A job that does not exist yet is waited for too.
     pub async fn wait(&self, id: &str, limit: Duration, mut on_change: impl FnMut(&Job)) -> anyhow::Result<Job> {
         let started = Instant::now();
-        let mut last: Option<(nommer_shared::JobState, u8)> = None;
+        let mut last: Option<(nommer_core::JobState, u8)> = None;
         loop {
             if let Some(job) = self.get_job(id).await? {
                 let now = (job.state, job.progress);

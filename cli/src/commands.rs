@@ -248,7 +248,7 @@ pub async fn watch(t: &Target, id: &str) -> anyhow::Result<i32> {
         .await?;
     eprintln!();
     print_job(&serde_json::to_value(&job)?);
-    Ok(if job.state == nommer_shared::JobState::Complete {
+    Ok(if job.state == nommer_core::JobState::Complete {
         0
     } else {
         1
@@ -354,7 +354,7 @@ pub async fn presets(t: Option<Target>) -> anyhow::Result<i32> {
                 )
             })
             .collect(),
-        None => nommer_shared::presets::Catalog::builtin()
+        None => nommer_core::presets::Catalog::builtin()
             .iter()
             .map(|p| (p.name.clone(), p.description.clone()))
             .collect(),

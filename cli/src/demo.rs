@@ -4,8 +4,8 @@
 use crate::client::ApiClient;
 use crate::{media, LocalStack, StackOptions};
 use anyhow::{bail, Context};
-use nommer_shared::objects::S3ObjectStore;
-use nommer_shared::{ids, JobState};
+use nommer_aws::objects::S3ObjectStore;
+use nommer_core::{ids, JobState};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -37,7 +37,7 @@ match = {{ key_prefix = "inbox/{preset}/partner/" }}
 }
 
 pub async fn run(file: Option<PathBuf>, preset: &str, keep_running: bool) -> anyhow::Result<()> {
-    let catalog = nommer_shared::presets::Catalog::builtin();
+    let catalog = nommer_core::presets::Catalog::builtin();
     if catalog.find(preset).is_none() {
         bail!("{}", catalog.unknown(preset));
     }
@@ -102,7 +102,7 @@ pub async fn run(file: Option<PathBuf>, preset: &str, keep_running: bool) -> any
     );
 
     let name = source.file_name().and_then(|n| n.to_str()).unwrap_or("upload.bin");
-    let objects = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+    let objects = S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config));
     // two uploads: one by the preset folder (the fleet), one into partner/ (a rule sends
     // it to Encoding.com, here its local stand-in)
     let uploads = [

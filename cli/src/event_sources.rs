@@ -8,7 +8,7 @@ use base64::Engine;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Adapter, Context, LambdaEvent, Service};
-use nommer_shared::queue::{Received, SqsQueue};
+use nommer_aws::queue::{Received, SqsQueue};
 use serde_json::{json, Value};
 use std::future::Future;
 use std::pin::Pin;
@@ -440,7 +440,7 @@ fn stream_record(r: &aws_sdk_dynamodbstreams::types::Record, stream_arn: &str, r
 /// function reports as failed.
 pub async fn poll_stream(config: aws_config::SdkConfig, table: String, region: String, handler: StreamHandler) {
     use aws_sdk_dynamodbstreams::types::ShardIteratorType;
-    let ddb = nommer_shared::aws::dynamodb_client(&config);
+    let ddb = nommer_aws::sdk::dynamodb_client(&config);
     let streams = aws_sdk_dynamodbstreams::Client::new(&config);
     let stream_arn = loop {
         match ddb.describe_table().table_name(&table).send().await {

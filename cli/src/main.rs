@@ -17,7 +17,7 @@ enum Cmd {
     /// is given).
     Demo {
         file: Option<PathBuf>,
-        #[arg(long, default_value = nommer_shared::presets::DEFAULT)]
+        #[arg(long, default_value = nommer_core::presets::DEFAULT)]
         preset: String,
         /// Keep the stack running after the job completes.
         #[arg(long)]
@@ -151,7 +151,7 @@ async fn main() {
     } else {
         "warn"
     };
-    nommer_shared::telemetry::init_with_default(level);
+    nommer_aws::telemetry::init_with_default(level);
     let r = match cli.command {
         Cmd::Demo {
             file,
@@ -170,12 +170,12 @@ async fn main() {
             json,
         } => {
             for st in &states {
-                if nommer_shared::JobState::parse(st).is_none() {
+                if nommer_core::JobState::parse(st).is_none() {
                     eprintln!("nommer: `{st}` is not a state; states: submitted queued downloading encoding uploading complete failed cancelled");
                     std::process::exit(2);
                 }
             }
-            let config = nommer_shared::aws::sdk_config().await;
+            let config = nommer_aws::sdk::sdk_config().await;
             eprintln!("nommer: watching {topic_arn}; Ctrl-C stops");
             nommer::watch::watch(
                 &config,

@@ -12,8 +12,8 @@ use aws_sdk_s3::types::{
     S3KeyFilter,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
-use nommer_shared::queue::SqsQueue;
-use nommer_shared::store::STATE_INDEX;
+use nommer_aws::queue::SqsQueue;
+use nommer_aws::store::STATE_INDEX;
 use std::collections::HashMap;
 
 /// Only uploads under this prefix of the inbox bucket start jobs by themselves; other
@@ -106,9 +106,9 @@ async fn queue_with_dlq(
 /// Creates the buckets, queues (each with a DLQ), table and the inbox's S3→SQS
 /// notification.
 pub async fn create(config: &SdkConfig, names: &StackNames) -> anyhow::Result<QueueUrls> {
-    let s3 = nommer_shared::aws::s3_client(config);
-    let sqs = nommer_shared::aws::sqs_client(config);
-    let ddb = nommer_shared::aws::dynamodb_client(config);
+    let s3 = nommer_aws::sdk::s3_client(config);
+    let sqs = nommer_aws::sdk::sqs_client(config);
+    let ddb = nommer_aws::sdk::dynamodb_client(config);
 
     for b in [&names.inbox_bucket, &names.outbox_bucket, &names.delivery_bucket] {
         s3.create_bucket()
@@ -356,7 +356,7 @@ print(json.dumps({"access_key_id": k["AccessKeyId"], "secret_access_key": k["Sec
 
 /// The environment each component reads, as the template sets it.
 pub fn function_env(names: &StackNames, urls: &QueueUrls) -> HashMap<String, String> {
-    use nommer_shared::settings as s;
+    use nommer_core::settings as s;
     HashMap::from([
         (s::TABLE.to_string(), names.table.clone()),
         (s::INBOX_BUCKET.to_string(), names.inbox_bucket.clone()),

@@ -7,8 +7,8 @@ use crate::resources::{self, QueueUrls, StackNames};
 use anyhow::Context;
 use aws_config::SdkConfig;
 use lambda_runtime::LambdaEvent;
-use nommer_shared::queue::SqsQueue;
-use nommer_shared::settings::{self as s, ApiSettings, DispatchSettings, IngestSettings, ScalerSettings};
+use nommer_aws::queue::SqsQueue;
+use nommer_core::settings::{self as s, ApiSettings, DispatchSettings, IngestSettings, ScalerSettings};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -78,7 +78,7 @@ pub struct LocalStack {
     /// The Encoding.com stand-in, when the config file has an Encoding.com backend.
     pub standin: Option<crate::standin::StandIn>,
     /// What dispatch, the callback and the poller use (e.g. to cancel a job).
-    pub backends: Arc<nommer_shared::backends::Backends>,
+    pub backends: Arc<nommer_aws::backends::Backends>,
     _emulator: Option<Emulator>,
 }
 
@@ -308,7 +308,7 @@ impl LocalStack {
                 (emu.endpoint.clone(), Some(emu))
             }
         };
-        let config = nommer_shared::aws::sdk_config_for_endpoint(&endpoint, emulator::REGION).await;
+        let config = nommer_aws::sdk::sdk_config_for_endpoint(&endpoint, emulator::REGION).await;
         let names = StackNames::new(&opts.stack, emulator::ACCOUNT_ID);
         let urls = resources::create(&config, &names)
             .await
@@ -330,12 +330,12 @@ impl LocalStack {
             format!("{api_url}{}", encodingcom::CALLBACK_PATH),
         );
         let file_config = match &opts.config_path {
-            Some(p) => nommer_shared::config::Config::load(p).map_err(|e| anyhow::anyhow!(e))?,
+            Some(p) => nommer_core::config::Config::load(p).map_err(|e| anyhow::anyhow!(e))?,
             None => Default::default(),
         };
         let standin = if file_config
             .routing
-            .of_kind(nommer_shared::routing::BackendKind::EncodingCom)
+            .of_kind(nommer_core::routing::BackendKind::EncodingCom)
             .next()
             .is_some()
         {
@@ -345,11 +345,11 @@ impl LocalStack {
             let si = crate::standin::StandIn::start(&config, &opts.log_dir.join("encodingcom-standin")).await?;
             env.insert(s::ENCODINGCOM_ENDPOINT.to_string(), si.url.clone());
             env.insert(
-                nommer_shared::encodingcom::USERID_ENV.to_string(),
+                nommer_encodingcom::USERID_ENV.to_string(),
                 crate::standin::USERID.to_string(),
             );
             env.insert(
-                nommer_shared::encodingcom::USERKEY_ENV.to_string(),
+                nommer_encodingcom::USERKEY_ENV.to_string(),
                 crate::standin::USERKEY.to_string(),
             );
             Some(si)
@@ -374,7 +374,7 @@ impl LocalStack {
         let source = env.clone();
 
         let notifier =
-            nommer_shared::notify::Notifier::new(nommer_shared::notify::NotifySettings::from_source(&source)?, &config);
+            nommer_aws::notify::Notifier::new(nommer_aws::notify::NotifySettings::from_source(&source)?, &config);
         let ingest = ingest::Ingest::new(IngestSettings::from_source(&source)?, &config);
         let dispatch = dispatch::Dispatch::new(DispatchSettings::from_source(&source)?, &config)
             .await
@@ -386,7 +386,7 @@ impl LocalStack {
             &config,
         ));
 
-        let queue = SqsQueue::new(nommer_shared::aws::sqs_client(&config));
+        let queue = SqsQueue::new(nommer_aws::sdk::sqs_client(&config));
         let region = emulator::REGION.to_string();
         let mut tasks = Vec::new();
 

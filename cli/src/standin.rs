@@ -30,7 +30,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
 use axum::Router;
-use nommer_shared::encodingcom::parse_destination;
+use nommer_encodingcom::parse_destination;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -136,7 +136,7 @@ impl StandIn {
         let ctx = Ctx {
             inner: inner.clone(),
             switches: switches.clone(),
-            s3: nommer_shared::aws::s3_client(sdk),
+            s3: nommer_aws::sdk::s3_client(sdk),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .redirect(reqwest::redirect::Policy::none())
@@ -713,7 +713,7 @@ async fn put(ctx: &Ctx, p: &Put) -> anyhow::Result<()> {
         .bucket(&p.bucket)
         .key(&p.key)
         .acl(aws_sdk_s3::types::ObjectCannedAcl::from(p.acl.as_str()))
-        .content_type(nommer_shared::plan::content_type(&p.key))
+        .content_type(nommer_core::plan::content_type(&p.key))
         .body(aws_sdk_s3::primitives::ByteStream::from_path(&p.path).await?)
         .send()
         .await
@@ -823,7 +823,7 @@ async fn process(ctx: &Ctx, id: &str, generation: u64, benchmark: bool, dir: &Pa
         tokio::fs::create_dir_all(&out).await?;
         let d = f["destination"].as_str().unwrap_or_default();
         let dest = parse_destination(d).context("Wrong destination")?;
-        let params = nommer_shared::encodingcom::destination_params(d);
+        let params = nommer_encodingcom::destination_params(d);
         let acl = params
             .get("acl")
             .cloned()
@@ -840,7 +840,7 @@ async fn process(ctx: &Ctx, id: &str, generation: u64, benchmark: bool, dir: &Pa
             anyhow::ensure!(
                 o.status.success(),
                 "Processing failed: {}",
-                nommer_shared::ffmpeg::reason_from_stderr(&String::from_utf8_lossy(&o.stderr))
+                nommer_core::ffmpeg::reason_from_stderr(&String::from_utf8_lossy(&o.stderr))
             );
         }
         let folder = dest

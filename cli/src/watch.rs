@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use aws_config::SdkConfig;
-use nommer_shared::events::Event;
+use nommer_core::events::Event;
 use std::future::Future;
 
 /// One line for a terminal.
@@ -37,7 +37,7 @@ pub async fn watch(
     mut on_event: impl FnMut(Event),
     stop: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let sqs = nommer_shared::aws::sqs_client(config);
+    let sqs = nommer_aws::sdk::sqs_client(config);
     let sns = aws_sdk_sns::Client::new(config);
     let name = format!("nommer-watch-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let url = sqs
@@ -49,7 +49,7 @@ pub async fn watch(
         .queue_url()
         .unwrap_or_default()
         .to_string();
-    let arn = nommer_shared::queue::SqsQueue::new(sqs.clone()).arn(&url).await?;
+    let arn = nommer_aws::queue::SqsQueue::new(sqs.clone()).arn(&url).await?;
     // the topic may send to this queue, and only this topic
     let policy = serde_json::json!({
         "Version": "2012-10-17",

@@ -146,7 +146,7 @@ pub async fn freeze_encode(api: &nommer::client::ApiClient, id: &str, workers: &
             continue;
         }
         let job = api.get_job(id).await.unwrap();
-        if job.as_ref().map(|j| j.state) == Some(nommer_shared::JobState::Encoding) {
+        if job.as_ref().map(|j| j.state) == Some(nommer_core::JobState::Encoding) {
             return f;
         }
         let held: Vec<u32> = f.pids.iter().copied().collect();

@@ -67,7 +67,7 @@ pub async fn spawn_stack_with(test: &str, workers: usize, adjust: impl FnOnce(&m
     opts.endpoint = Some(emulator_endpoint());
     opts.workers = workers;
     opts.worker_env
-        .insert(nommer_shared::settings::VISIBILITY_TIMEOUT_SECS.into(), "30".into());
+        .insert(nommer_core::settings::VISIBILITY_TIMEOUT_SECS.into(), "30".into());
     adjust(&mut opts);
     LocalStack::start(opts).await.expect("local stack starts")
 }
@@ -91,8 +91,8 @@ where
 }
 
 /// Every job item in a stack's table.
-pub async fn all_jobs(stack: &LocalStack) -> Vec<nommer_shared::Job> {
-    let ddb = nommer_shared::aws::dynamodb_client(&stack.config);
+pub async fn all_jobs(stack: &LocalStack) -> Vec<nommer_core::Job> {
+    let ddb = nommer_aws::sdk::dynamodb_client(&stack.config);
     let out = ddb.scan().table_name(&stack.names.table).send().await.expect("scan");
     out.items()
         .iter()
@@ -108,10 +108,10 @@ pub async fn all_jobs(stack: &LocalStack) -> Vec<nommer_shared::Job> {
 
 /// A job in `submitted` for a source in `bucket` (written straight to the store by tests
 /// that drive one handler alone).
-pub fn submitted_job(bucket: &str) -> nommer_shared::Job {
-    use nommer_shared::job::{Job, Origin, OutputSpec, S3Uri};
+pub fn submitted_job(bucket: &str) -> nommer_core::Job {
+    use nommer_core::job::{Job, Origin, OutputSpec, S3Uri};
     Job::new(
-        nommer_shared::ids::random(),
+        nommer_core::ids::random(),
         Origin::Api,
         S3Uri::new(bucket, "a.mp4"),
         vec![OutputSpec::new("mp4-720p", "mp4-720p")],
@@ -135,7 +135,7 @@ pub fn s3_notification(bucket: &str, key: &str, event: &str, size: u64, etag: &s
 
 /// Downloads an output from the stack's outbox into `dir`; returns the local path.
 pub async fn download_output(stack: &LocalStack, key: &str, dir: &std::path::Path) -> PathBuf {
-    let o = nommer_shared::objects::S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+    let o = nommer_aws::objects::S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config));
     let p = dir.join(key.replace('/', "_"));
     o.download_to_file(&stack.names.outbox_bucket, key, &p, None)
         .await
@@ -146,12 +146,12 @@ pub async fn download_output(stack: &LocalStack, key: &str, dir: &std::path::Pat
 /// Uploads `path` into the inbox under `key` and returns the id of the job the upload
 /// makes.
 pub async fn upload(stack: &LocalStack, path: &std::path::Path, key: &str) -> String {
-    let o = nommer_shared::objects::S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+    let o = nommer_aws::objects::S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config));
     o.upload_file(&stack.names.inbox_bucket, key, path, "video/mp4")
         .await
         .unwrap();
     let info = o.head(&stack.names.inbox_bucket, key).await.unwrap().unwrap();
-    nommer_shared::ids::for_upload(&stack.names.inbox_bucket, key, info.etag.as_deref().unwrap())
+    nommer_core::ids::for_upload(&stack.names.inbox_bucket, key, info.etag.as_deref().unwrap())
 }
 
 /// Runs FFmpeg on lavfi `inputs` (then `extra` arguments) into `path`; panics with its
@@ -174,8 +174,8 @@ pub async fn run_job(
     src: &std::path::Path,
     name: &str,
     outputs: serde_json::Value,
-) -> nommer_shared::Job {
-    let o = nommer_shared::objects::S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+) -> nommer_core::Job {
+    let o = nommer_aws::objects::S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config));
     let key = format!("sources/{name}");
     o.upload_file(&stack.names.inbox_bucket, &key, src, "application/octet-stream")
         .await

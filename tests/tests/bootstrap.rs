@@ -2,10 +2,10 @@
 //! answers one invocation through the Lambda Runtime API, against the emulator.
 
 use nommer::stack::locate_binary;
-use nommer_shared::objects::S3ObjectStore;
-use nommer_shared::queue::SqsQueue;
-use nommer_shared::store::DynamoJobStore;
-use nommer_shared::{ids, JobState};
+use nommer_aws::objects::S3ObjectStore;
+use nommer_aws::queue::SqsQueue;
+use nommer_aws::store::DynamoJobStore;
+use nommer_core::{ids, JobState};
 use nommer_tests::runtime_api::{invoke_binary, Reply};
 use nommer_tests::spawn_stack;
 use serde_json::json;
@@ -39,7 +39,7 @@ fn sqs_event(body: &str) -> serde_json::Value {
 async fn ingest_bootstrap_turns_an_sqs_s3_notification_into_a_job() {
     // no worker, no in-process dispatch interference: the binary alone makes the job
     let stack = spawn_stack("bootingest", 0).await;
-    let o = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+    let o = S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config));
     // outside inbox/: the emulator's own notification does not fire
     o.put_bytes(
         &stack.names.inbox_bucket,
@@ -72,7 +72,7 @@ async fn ingest_bootstrap_turns_an_sqs_s3_notification_into_a_job() {
     .unwrap();
     let Reply::Response(r) = reply else { panic!("{reply:?}") };
     assert_eq!(r, json!({ "batchItemFailures": [] }));
-    let store = DynamoJobStore::new(nommer_shared::aws::dynamodb_client(&stack.config), &stack.names.table);
+    let store = DynamoJobStore::new(nommer_aws::sdk::dynamodb_client(&stack.config), &stack.names.table);
     let job = store
         .get(&ids::for_upload(&stack.names.inbox_bucket, "elsewhere/a.mov", &etag))
         .await
@@ -85,7 +85,7 @@ async fn ingest_bootstrap_turns_an_sqs_s3_notification_into_a_job() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dispatch_bootstrap_queues_a_job_and_reports_bad_messages_alone() {
     let stack = spawn_stack("bootdispatch", 0).await;
-    let store = DynamoJobStore::new(nommer_shared::aws::dynamodb_client(&stack.config), &stack.names.table);
+    let store = DynamoJobStore::new(nommer_aws::sdk::dynamodb_client(&stack.config), &stack.names.table);
     let job = nommer_tests::submitted_job(&stack.names.inbox_bucket);
     store.create(&job).await.unwrap();
     let mut event = sqs_event(&json!({ "job_id": job.id }).to_string());
@@ -101,7 +101,7 @@ async fn dispatch_bootstrap_queues_a_job_and_reports_bad_messages_alone() {
     let stored = store.require(&job.id).await.unwrap();
     assert_eq!(stored.state, JobState::Queued);
     assert_eq!(stored.backend.as_deref(), Some("ffmpeg"));
-    let q = SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config));
+    let q = SqsQueue::new(nommer_aws::sdk::sqs_client(&stack.config));
     assert_eq!(q.depth(&stack.urls.work).await.unwrap().0, 1, "one work message");
     stack.shutdown().await;
 }
@@ -109,7 +109,7 @@ async fn dispatch_bootstrap_queues_a_job_and_reports_bad_messages_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_bootstrap_answers_an_api_gateway_v2_event() {
     let stack = spawn_stack("bootapi", 0).await;
-    let store = DynamoJobStore::new(nommer_shared::aws::dynamodb_client(&stack.config), &stack.names.table);
+    let store = DynamoJobStore::new(nommer_aws::sdk::dynamodb_client(&stack.config), &stack.names.table);
     let job = nommer_tests::submitted_job(&stack.names.inbox_bucket);
     store.create(&job).await.unwrap();
     let mut headers = http::HeaderMap::new();
@@ -192,7 +192,7 @@ async fn notify_bootstrap_publishes_a_stream_records_event_and_reports_a_bad_rec
         "the bad record is named"
     );
     // the good record's event went out: its marker says published
-    let marker = nommer_shared::aws::dynamodb_client(&stack.config)
+    let marker = nommer_aws::sdk::dynamodb_client(&stack.config)
         .scan()
         .table_name(&stack.names.table)
         .send()
@@ -211,10 +211,10 @@ async fn notify_bootstrap_publishes_a_stream_records_event_and_reports_a_bad_rec
 async fn deliver_bootstrap_parks_a_refused_delivery_and_fails_a_malformed_one() {
     let stack = spawn_stack("bootdeliver", 0).await;
     let job = nommer_tests::submitted_job(&stack.names.inbox_bucket);
-    let event = nommer_shared::events::from_change(None, &job).remove(0);
-    let delivery = nommer_shared::notify::Delivery {
+    let event = nommer_core::events::from_change(None, &job).remove(0);
+    let delivery = nommer_aws::notify::Delivery {
         event,
-        target: nommer_shared::notify::Target::Job {
+        target: nommer_aws::notify::Target::Job {
             url: "https://169.254.169.254/latest/meta-data/".into(),
         },
         attempt: 1,
@@ -230,10 +230,10 @@ async fn deliver_bootstrap_parks_a_refused_delivery_and_fails_a_malformed_one() 
         .unwrap();
     let Reply::Response(r) = reply else { panic!("{reply:?}") };
     assert_eq!(r, json!({ "batchItemFailures": [{ "itemIdentifier": "bad-one" }] }));
-    let q = SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config));
+    let q = SqsQueue::new(nommer_aws::sdk::sqs_client(&stack.config));
     assert_eq!(q.depth(&stack.urls.webhooks_dlq).await.unwrap().0, 1, "parked");
     // the parked message says which delivery and why
-    let sqs = nommer_shared::aws::sqs_client(&stack.config);
+    let sqs = nommer_aws::sdk::sqs_client(&stack.config);
     let got = sqs
         .receive_message()
         .queue_url(&stack.urls.webhooks_dlq)

@@ -96,8 +96,8 @@ async fn submit_wait_status_list_cancel_and_retry_from_the_terminal() {
     // S3 itself says how it was uploaded: a multipart object's ETag ends in -<parts>
     let o = cli.run(&["status", &id2, "--json"]).await;
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let source = nommer_shared::S3Uri::parse(v["source"].as_str().unwrap()).unwrap();
-    let head = nommer_shared::objects::S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config))
+    let source = nommer_core::S3Uri::parse(v["source"].as_str().unwrap()).unwrap();
+    let head = nommer_aws::objects::S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config))
         .head(&source.bucket, &source.key)
         .await
         .unwrap()

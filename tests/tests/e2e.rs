@@ -2,9 +2,9 @@
 
 use nommer::client::ApiClient;
 use nommer::media;
-use nommer_shared::error::JobErrorCode;
-use nommer_shared::objects::S3ObjectStore;
-use nommer_shared::{ids, Job, JobState};
+use nommer_aws::objects::S3ObjectStore;
+use nommer_core::error::JobErrorCode;
+use nommer_core::{ids, Job, JobState};
 use nommer_tests::freeze::{ffmpeg_children, freeze_encode};
 use nommer_tests::{all_jobs, eventually, spawn_stack, spawn_stack_with, upload};
 use serde_json::json;
@@ -13,7 +13,7 @@ use std::time::Duration;
 const JOB_LIMIT: Duration = Duration::from_secs(240);
 
 fn objects(stack: &nommer::LocalStack) -> S3ObjectStore {
-    S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config))
+    S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config))
 }
 
 async fn wait_job(stack: &nommer::LocalStack, id: &str) -> Job {
@@ -95,7 +95,7 @@ async fn an_upload_is_encoded_to_a_playable_mp4() {
 
     // the work message is deleted once the job is complete (right after the final
     // write, so the queue may still show it in flight for a moment)
-    let q = nommer_shared::queue::SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config));
+    let q = nommer_aws::queue::SqsQueue::new(nommer_aws::sdk::sqs_client(&stack.config));
     eventually(Duration::from_secs(30), "the work message deleted", || async {
         (q.depth(&stack.urls.work).await.unwrap() == (0, 0)).then_some(())
     })
@@ -176,7 +176,7 @@ async fn the_same_s3_event_delivered_three_times_makes_one_job() {
         info.size,
         info.etag.as_deref().unwrap(),
     );
-    let q = nommer_shared::queue::SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config));
+    let q = nommer_aws::queue::SqsQueue::new(nommer_aws::sdk::sqs_client(&stack.config));
     for _ in 0..3 {
         q.send(&stack.urls.ingest, &notification.to_string()).await.unwrap();
     }
@@ -231,7 +231,7 @@ async fn a_corrupt_file_fails_with_a_readable_error_and_is_not_retried() {
     assert_eq!(job.attempts, 1);
 
     // not retried: the message is gone, nothing in the dead-letter queue, no second attempt
-    let q = nommer_shared::queue::SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config));
+    let q = nommer_aws::queue::SqsQueue::new(nommer_aws::sdk::sqs_client(&stack.config));
     eventually(Duration::from_secs(20), "work queue empty", || async {
         (q.depth(&stack.urls.work).await.unwrap() == (0, 0)).then_some(())
     })
@@ -334,7 +334,7 @@ async fn folder_markers_and_empty_uploads_make_no_job() {
     )
     .await
     .unwrap();
-    let q = nommer_shared::queue::SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config));
+    let q = nommer_aws::queue::SqsQueue::new(nommer_aws::sdk::sqs_client(&stack.config));
     eventually(Duration::from_secs(30), "the control job", || async {
         (all_jobs(&stack).await.len() == 1).then_some(())
     })
@@ -357,7 +357,7 @@ async fn large_outputs_go_up_in_parts() {
     let stack = spawn_stack("multipart", 0).await;
     let dir = tempfile::tempdir().unwrap();
     let big = dir.path().join("big.bin");
-    let size = nommer_shared::objects::MULTIPART_THRESHOLD as usize + 3 * 1024 * 1024 + 17;
+    let size = nommer_aws::objects::MULTIPART_THRESHOLD as usize + 3 * 1024 * 1024 + 17;
     let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
     std::fs::write(&big, &data).unwrap();
     let o = objects(&stack);
@@ -390,7 +390,7 @@ async fn a_job_whose_worker_dies_is_retried_on_another_and_completes() {
     let mut stack = nommer_tests::spawn_stack_with("killed", 1, |o| {
         // a short visibility timeout, so the lost job comes back quickly
         o.worker_env
-            .insert(nommer_shared::settings::VISIBILITY_TIMEOUT_SECS.into(), "6".into());
+            .insert(nommer_core::settings::VISIBILITY_TIMEOUT_SECS.into(), "6".into());
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
@@ -440,7 +440,7 @@ async fn a_job_longer_than_the_visibility_timeout_keeps_its_message_hidden() {
     const VT: u64 = 12;
     let stack = nommer_tests::spawn_stack_with("longjob", 2, |o| {
         o.worker_env
-            .insert(nommer_shared::settings::VISIBILITY_TIMEOUT_SECS.into(), VT.to_string());
+            .insert(nommer_core::settings::VISIBILITY_TIMEOUT_SECS.into(), VT.to_string());
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
@@ -454,13 +454,10 @@ async fn a_job_longer_than_the_visibility_timeout_keeps_its_message_hidden() {
     let pids: Vec<u32> = stack.workers().iter().filter_map(|w| w.pid()).collect();
     let frozen = freeze_encode(&api, &id, &pids, Duration::from_secs(60)).await;
     // while it encodes, a duplicate work message for it arrives (as SQS may deliver one)
-    let q = nommer_shared::queue::SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config));
-    q.send(
-        &stack.urls.work,
-        &nommer_shared::messages::JobMessage::new(&id).to_body(),
-    )
-    .await
-    .unwrap();
+    let q = nommer_aws::queue::SqsQueue::new(nommer_aws::sdk::sqs_client(&stack.config));
+    q.send(&stack.urls.work, &nommer_core::messages::JobMessage::new(&id).to_body())
+        .await
+        .unwrap();
     eventually(Duration::from_secs(30), "the duplicate dropped", || async {
         stack
             .worker_logs(400)
@@ -523,9 +520,9 @@ async fn interrupted_mid_encode_gives_the_job_back(how: Interrupt) {
     let notice_env = notice.display().to_string();
     let mut stack = nommer_tests::spawn_stack_with("interrupt", 1, |o| {
         o.worker_env
-            .insert(nommer_shared::settings::VISIBILITY_TIMEOUT_SECS.into(), "300".into());
+            .insert(nommer_core::settings::VISIBILITY_TIMEOUT_SECS.into(), "300".into());
         o.worker_env
-            .insert(nommer_shared::settings::INTERRUPTION_FILE.into(), notice_env);
+            .insert(nommer_core::settings::INTERRUPTION_FILE.into(), notice_env);
     })
     .await;
     let src = dir.path().join("talk.mp4");

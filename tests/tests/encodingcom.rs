@@ -4,9 +4,9 @@
 
 use nommer::client::ApiClient;
 use nommer::media;
-use nommer_shared::error::JobErrorCode;
-use nommer_shared::objects::S3ObjectStore;
-use nommer_shared::{Job, JobState};
+use nommer_aws::objects::S3ObjectStore;
+use nommer_core::error::JobErrorCode;
+use nommer_core::{Job, JobState};
 use nommer_tests::{eventually, spawn_stack_with, upload};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -423,7 +423,7 @@ async fn callbacks_are_confirmed_and_hostile_ones_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_come_from_secrets_manager_and_never_print() {
-    let sdk = nommer_shared::aws::sdk_config_for_endpoint(&nommer_tests::emulator_endpoint(), "us-east-1").await;
+    let sdk = nommer_aws::sdk::sdk_config_for_endpoint(&nommer_tests::emulator_endpoint(), "us-east-1").await;
     let name = format!("{}/encodingcom", nommer_tests::unique_stack("secret"));
     aws_sdk_secretsmanager::Client::new(&sdk)
         .create_secret()
@@ -437,23 +437,23 @@ async fn credentials_come_from_secrets_manager_and_never_print() {
             "[backends.encodingcom]\nkind = \"encodingcom\"\nsecret = \"{secret}\"\n\n[routing]\ndefault = \"encodingcom\"\n"
         );
         let env: std::collections::HashMap<String, String> = [
-            (nommer_shared::settings::TABLE, "t"),
-            (nommer_shared::settings::WORK_QUEUE_URL, "q"),
-            (nommer_shared::settings::OUTBOX_BUCKET, "o"),
-            (nommer_shared::settings::DELIVERY_BUCKET, "d"),
-            (nommer_shared::settings::ENCODINGCOM_SOURCE_SECRET, "reader"),
+            (nommer_core::settings::TABLE, "t"),
+            (nommer_core::settings::WORK_QUEUE_URL, "q"),
+            (nommer_core::settings::OUTBOX_BUCKET, "o"),
+            (nommer_core::settings::DELIVERY_BUCKET, "d"),
+            (nommer_core::settings::ENCODINGCOM_SOURCE_SECRET, "reader"),
             (
-                nommer_shared::settings::CALLBACK_URL,
+                nommer_core::settings::CALLBACK_URL,
                 "https://api.example/callbacks/encodingcom",
             ),
-            (nommer_shared::settings::CONFIG_TOML, cfg.as_str()),
+            (nommer_core::settings::CONFIG_TOML, cfg.as_str()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        nommer_shared::settings::BackendSettings::from_source(&env).unwrap()
+        nommer_core::settings::BackendSettings::from_source(&env).unwrap()
     };
-    let remotes = nommer_shared::backends::Remotes::load(&settings(&name), &sdk)
+    let remotes = nommer_aws::backends::Remotes::load(&settings(&name), &sdk)
         .await
         .unwrap();
     let client = remotes.client("encodingcom").expect("a client for the backend");
@@ -461,7 +461,7 @@ async fn credentials_come_from_secrets_manager_and_never_print() {
     assert!(shown.contains("4242"), "{shown}");
     assert!(!shown.contains("very-secret-key"), "the key never prints: {shown}");
 
-    let e = nommer_shared::backends::Remotes::load(&settings("no/such/secret"), &sdk)
+    let e = nommer_aws::backends::Remotes::load(&settings("no/such/secret"), &sdk)
         .await
         .unwrap_err();
     assert!(e.contains("no/such/secret") && e.contains("encodingcom"), "{e}");
@@ -472,7 +472,7 @@ async fn a_ladder_and_a_poster_made_at_encodingcom_land_in_the_outbox() {
     let (stack, dir) = stack("ecom-hls", 0, 600).await;
     let src = dir.path().join("talk.mp4");
     media::generate_clip(&src, 4, 1280, 720, true).unwrap();
-    let o = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+    let o = S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config));
     o.upload_file(&stack.names.inbox_bucket, "sources/talk.mp4", &src, "video/mp4")
         .await
         .unwrap();
@@ -581,7 +581,7 @@ async fn the_standin_keeps_encodingcoms_documented_defaults() {
     let (stack, dir) = stack("ecom-defaults", 0, 600).await;
     let si = stack.standin.as_ref().unwrap();
     let src = clip(dir.path(), "g.mp4");
-    let o = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+    let o = S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config));
     o.upload_file(&stack.names.inbox_bucket, "sources/g.mp4", &src, "video/mp4")
         .await
         .unwrap();
@@ -711,7 +711,7 @@ async fn the_standin_keeps_encodingcoms_documented_defaults() {
 }
 
 fn encodingcom_mediaid(body: &str) -> String {
-    nommer_shared::encodingcom::parse_notify(Some("application/x-www-form-urlencoded"), body.as_bytes()).unwrap()
+    nommer_encodingcom::parse_notify(Some("application/x-www-form-urlencoded"), body.as_bytes()).unwrap()
 }
 
 /// PyPI's `encodingcom` client, pinned, in a venv of its own under `.nommer/`.
@@ -799,7 +799,7 @@ async fn every_action_of_pypis_encodingcom_client_gets_a_real_answer() {
     let si = stack.standin.as_ref().unwrap();
     let python = tokio::task::spawn_blocking(python_client).await.unwrap();
     let src = clip(dir.path(), "p.mp4");
-    let o = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+    let o = S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config));
     o.upload_file(&stack.names.inbox_bucket, "sources/p.mp4", &src, "video/mp4")
         .await
         .unwrap();

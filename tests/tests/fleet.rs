@@ -4,8 +4,8 @@
 use nommer::client::ApiClient;
 use nommer::media;
 use nommer::stack::FleetOptions;
-use nommer_shared::objects::S3ObjectStore;
-use nommer_shared::{ids, JobState};
+use nommer_aws::objects::S3ObjectStore;
+use nommer_core::{ids, JobState};
 use nommer_tests::freeze::Frozen;
 use std::time::{Duration, Instant};
 
@@ -47,7 +47,7 @@ async fn the_fleet_grows_with_the_backlog_and_shrinks_to_zero() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("clip.mp4");
     media::generate_clip(&src, 2, 320, 240, true).unwrap();
-    let o = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+    let o = S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config));
     let mut ids_ = Vec::new();
     for k in 0..6 {
         let key = format!("inbox/mp4-360p/clip-{k}.mp4");

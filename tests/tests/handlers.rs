@@ -1,16 +1,16 @@
 //! The handlers and the job store, called in-process against the emulator.
 
 use lambda_runtime::LambdaEvent;
-use nommer_shared::error::JobErrorCode;
-use nommer_shared::objects::S3ObjectStore;
-use nommer_shared::settings::IngestSettings;
-use nommer_shared::store::{Created, DynamoJobStore};
-use nommer_shared::{ids, JobState, StoreError, Transition};
+use nommer_aws::objects::S3ObjectStore;
+use nommer_aws::store::{Created, DynamoJobStore};
+use nommer_core::error::JobErrorCode;
+use nommer_core::settings::IngestSettings;
+use nommer_core::{ids, JobState, StoreError, Transition};
 use nommer_tests::spawn_stack;
 use serde_json::json;
 
 fn store(stack: &nommer::LocalStack) -> DynamoJobStore {
-    DynamoJobStore::new(nommer_shared::aws::dynamodb_client(&stack.config), &stack.names.table)
+    DynamoJobStore::new(nommer_aws::sdk::dynamodb_client(&stack.config), &stack.names.table)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,7 +81,7 @@ async fn a_conflicting_writer_gets_a_typed_error_not_an_overwrite() {
 async fn direct_s3_events_take_the_preset_from_metadata_and_refuse_unknown_ones() {
     let stack = spawn_stack("direct", 0).await;
     let ctx = ingest::Ingest::new(IngestSettings::from_source(&stack.env).unwrap(), &stack.config);
-    let o = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+    let o = S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config));
     let bucket = stack.names.inbox_bucket.clone();
     let s3 = o.client();
     for (key, preset) in [("elsewhere/meta.mp4", "mp4-480p"), ("elsewhere/bad.mp4", "mp4-8k")] {
@@ -180,7 +180,7 @@ async fn direct_s3_events_take_the_preset_from_metadata_and_refuse_unknown_ones(
 async fn dispatch_is_safe_to_repeat() {
     let stack = spawn_stack("redispatch", 0).await;
     let ctx = dispatch::Dispatch::new(
-        nommer_shared::settings::DispatchSettings::from_source(&stack.env).unwrap(),
+        nommer_core::settings::DispatchSettings::from_source(&stack.env).unwrap(),
         &stack.config,
     )
     .await
@@ -192,7 +192,7 @@ async fn dispatch_is_safe_to_repeat() {
     dispatch::dispatch_job(&ctx, &j.id).await.unwrap();
     let stored = s.require(&j.id).await.unwrap();
     assert_eq!(stored.version, 1, "dispatched once");
-    let q = nommer_shared::queue::SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config));
+    let q = nommer_aws::queue::SqsQueue::new(nommer_aws::sdk::sqs_client(&stack.config));
     assert_eq!(
         q.depth(&stack.urls.work).await.unwrap().0,
         1,
@@ -221,7 +221,7 @@ async fn dispatch_is_safe_to_repeat() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_replaced_after_upload_is_not_encoded_in_its_place() {
     let stack = spawn_stack("replaced", 0).await;
-    let o = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+    let o = S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config));
     let b = &stack.names.inbox_bucket;
     o.put_bytes(b, "sources/a.mp4", b"first".to_vec(), "video/mp4")
         .await
@@ -243,7 +243,7 @@ async fn a_source_replaced_after_upload_is_not_encoded_in_its_place() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, nommer_shared::objects::ObjectError::Replaced { .. }),
+        matches!(err, nommer_aws::objects::ObjectError::Replaced { .. }),
         "{err:?}"
     );
     assert!(err.to_string().contains("replaced"));
@@ -303,26 +303,26 @@ async fn an_upload_overwritten_before_it_is_encoded_fails_and_the_new_one_is_enc
 async fn a_dead_lettered_job_is_failed_with_the_reason() {
     let stack = spawn_stack("deadletter", 0).await;
     let s = store(&stack);
-    let q = nommer_shared::queue::SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config));
+    let q = nommer_aws::queue::SqsQueue::new(nommer_aws::sdk::sqs_client(&stack.config));
     let mut j = nommer_tests::submitted_job(&stack.names.inbox_bucket);
-    j.apply(nommer_shared::Transition::Dispatch, chrono::Utc::now(), None)
+    j.apply(nommer_core::Transition::Dispatch, chrono::Utc::now(), None)
         .unwrap();
     s.create(&j).await.unwrap();
     q.send(
         &stack.urls.work_dlq,
-        &nommer_shared::messages::JobMessage::new(&j.id).to_body(),
+        &nommer_core::messages::JobMessage::new(&j.id).to_body(),
     )
     .await
     .unwrap();
     q.send(&stack.urls.work_dlq, "not a job message").await.unwrap();
-    let failed = nommer_shared::deadletter::sweep(&q, &s, &stack.urls.work_dlq, 10)
+    let failed = nommer_aws::deadletter::sweep(&q, &s, &stack.urls.work_dlq, 10)
         .await
         .unwrap();
     assert_eq!(failed, [j.id.clone()]);
     let stored = s.require(&j.id).await.unwrap();
     assert_eq!(stored.state, JobState::Failed);
     let e = stored.error.unwrap();
-    assert_eq!(e.code, nommer_shared::JobErrorCode::DeadLettered);
+    assert_eq!(e.code, nommer_core::JobErrorCode::DeadLettered);
     assert!(
         e.message.contains("dead-letter queue") && e.message.contains("work-ffmpeg-dlq"),
         "{}",

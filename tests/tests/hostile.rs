@@ -3,10 +3,10 @@
 
 use nommer::client::ApiClient;
 use nommer::media;
-use nommer_shared::error::JobErrorCode;
-use nommer_shared::ffmpeg::{self, Limits};
-use nommer_shared::objects::S3ObjectStore;
-use nommer_shared::{ids, Job, JobState};
+use nommer_aws::objects::S3ObjectStore;
+use nommer_core::error::JobErrorCode;
+use nommer_core::ffmpeg::{self, Limits};
+use nommer_core::{ids, Job, JobState};
 use nommer_tests::spawn_stack;
 use std::net::TcpListener;
 use std::time::Duration;
@@ -33,7 +33,7 @@ impl Canary {
 }
 
 async fn submit_bytes(stack: &nommer::LocalStack, key: &str, bytes: Vec<u8>) -> Job {
-    let o = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+    let o = S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config));
     o.put_bytes(&stack.names.inbox_bucket, key, bytes, "video/mp4")
         .await
         .unwrap();
@@ -219,9 +219,9 @@ async fn ffprobe_with_the_input_guard_opens_nothing_a_playlist_names() {
 async fn sources_over_the_limits_are_refused_with_the_limit_named() {
     let stack = nommer_tests::spawn_stack_with("limits", 1, |o| {
         o.worker_env
-            .insert(nommer_shared::settings::MAX_DURATION_SECS.into(), "2".into());
+            .insert(nommer_core::settings::MAX_DURATION_SECS.into(), "2".into());
         o.worker_env
-            .insert(nommer_shared::settings::MAX_PIXELS.into(), (640 * 480).to_string());
+            .insert(nommer_core::settings::MAX_PIXELS.into(), (640 * 480).to_string());
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
@@ -243,7 +243,7 @@ async fn sources_over_the_limits_are_refused_with_the_limit_named() {
         );
         assert!(j.manifest.is_empty(), "{}: {:?}", j.id, j.manifest);
     }
-    let outbox = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config))
+    let outbox = S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config))
         .list(&stack.names.outbox_bucket, "")
         .await
         .unwrap();
@@ -256,9 +256,9 @@ async fn sources_over_the_limits_are_refused_with_the_limit_named() {
 /// written; without them FFmpeg follows the local one.
 #[tokio::test]
 async fn the_encode_argv_refuses_playlists_by_itself() {
-    use nommer_shared::job::{OutputOptions, Probe, ProbeStream};
-    use nommer_shared::plan;
-    use nommer_shared::presets::Catalog;
+    use nommer_core::job::{OutputOptions, Probe, ProbeStream};
+    use nommer_core::plan;
+    use nommer_core::presets::Catalog;
     let dir = tempfile::tempdir().unwrap();
     let canary = Canary::new();
     media::generate_clip(&dir.path().join("secret.ts"), 1, 160, 120, false).unwrap();

@@ -6,8 +6,8 @@
 //!
 //! How the calls are derived (a sound over-approximation, within the limits below):
 //! - Every `.rs` file a binary is built from is parsed with `syn`: the binary's own file,
-//!   its crate's library (not the crate's other binaries), and `shared/src` (every
-//!   function crate depends on nommer-shared and on no other crate of ours). `#[cfg(test)]`
+//!   its crate's library (not the crate's other binaries), and every crate under `shared/`
+//!   (a function crate depends on those and on no other crate of ours). `#[cfg(test)]`
 //!   modules and `#[test]` functions are left out.
 //! - An SDK operation is a method call with no arguments whose name is in `OPERATIONS`
 //!   (the fluent builders all start as `client.put_item()`): an SDK call that is sent or
@@ -120,25 +120,25 @@ const NOT_OPERATIONS: &[&str] = &["clone", "as_ref", "to_owned", "borrow"];
 const NAMESAKES: &[(&str, &str, &str, &str)] = &[
     (
         "ingest",
-        "shared/src/notify.rs",
+        "shared/aws/src/notify.rs",
         "record",
         "ingest calls tracing's Span::record(field, value), not Notifier::record",
     ),
     (
         "nommer-worker",
-        "shared/src/registry.rs",
+        "shared/aws/src/registry.rs",
         "remove",
         "the worker calls HashMap::remove(handle) on its jobs in hand, not the registry's remove",
     ),
     (
         "encodingcom-callback",
-        "shared/src/registry.rs",
+        "shared/aws/src/registry.rs",
         "remove",
         "objects.rs copy_source calls percent_encoding's AsciiSet::remove(byte), not the registry's remove",
     ),
     (
         "encodingcom-poller",
-        "shared/src/registry.rs",
+        "shared/aws/src/registry.rs",
         "remove",
         "objects.rs copy_source calls percent_encoding's AsciiSet::remove(byte), not the registry's remove",
     ),
@@ -372,7 +372,7 @@ fn module_name(file: &Path) -> String {
         "mod" => parent(dir),
         _ if dir.ends_with("src/bin") => parent(dir.parent().unwrap().parent().unwrap()),
         "lib" | "main" => match parent(dir.parent().unwrap()).as_str() {
-            "shared" => "nommer_shared".into(),
+            "shared" => "nommer_core".into(),
             "worker" => "nommer_worker".into(),
             other => other.into(),
         },
@@ -429,7 +429,9 @@ fn binary_sources(crate_dir: &Path, bin: &str) -> (PathBuf, Vec<PathBuf>) {
     }
     let mut files = Vec::new();
     rs_files(&crate_dir.join("src"), &skip, &mut files);
-    rs_files(&root().join("shared/src"), &[], &mut files);
+    for lib in std::fs::read_dir(root().join("shared")).expect("shared/") {
+        rs_files(&lib.expect("shared/ entry").path().join("src"), &[], &mut files);
+    }
     if !files.contains(&own) {
         files.push(own.clone());
     }
@@ -437,7 +439,7 @@ fn binary_sources(crate_dir: &Path, bin: &str) -> (PathBuf, Vec<PathBuf>) {
 }
 
 struct Derived {
-    /// IAM action -> where it comes from ("put_item in shared/src/store.rs fn put")
+    /// IAM action -> where it comes from ("put_item in shared/aws/src/store.rs fn put")
     actions: BTreeMap<String, BTreeSet<String>>,
     unknown: Vec<(PathBuf, String)>,
 }
@@ -725,8 +727,8 @@ fn every_role_grants_exactly_what_its_binary_calls_and_the_platform_does_for_it(
 
 #[test]
 fn the_derivation_sees_calls_through_the_shared_crate_and_leaves_out_other_binaries() {
-    // The api binary reaches DynamoDB only through nommer_shared::store, and presigns
-    // uploads through nommer_shared::objects.
+    // The api binary reaches DynamoDB only through nommer_aws::store, and presigns
+    // uploads through nommer_aws::objects.
     let api = derive(&root().join("functions/api"), "api");
     assert!(api.actions.contains_key("dynamodb:PutItem"), "{:?}", api.actions.keys());
     assert!(api.actions.contains_key("s3:PutObject"), "{:?}", api.actions.keys());

@@ -5,9 +5,9 @@
 
 use nommer::client::ApiClient;
 use nommer::media;
-use nommer_shared::error::JobErrorCode;
-use nommer_shared::settings as s;
-use nommer_shared::{Job, JobState};
+use nommer_core::error::JobErrorCode;
+use nommer_core::settings as s;
+use nommer_core::{Job, JobState};
 use nommer_tests::{spawn_stack_with, upload};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -178,22 +178,20 @@ async fn a_disk_that_fills_during_the_encode_fails_the_job_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_over_the_byte_limit_makes_a_failed_job_at_ingest() {
-    use nommer_shared::settings::IngestSettings;
+    use nommer_core::settings::IngestSettings;
     let stack = nommer_tests::spawn_stack("limit-ingest", 0).await;
     let mut env = stack.env.clone();
     env.insert(s::MAX_SOURCE_BYTES.into(), "1000".into());
     let ctx = ingest::Ingest::new(IngestSettings::from_source(&env).unwrap(), &stack.config);
-    let o = nommer_shared::objects::S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+    let o = nommer_aws::objects::S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config));
     let bucket = stack.names.inbox_bucket.clone();
     let mut etags = Vec::new();
     for (key, n) in [("elsewhere/small.mp4", 1000usize), ("elsewhere/large.mp4", 1001)] {
         o.put_bytes(&bucket, key, vec![0u8; n], "video/mp4").await.unwrap();
         etags.push(o.head(&bucket, key).await.unwrap().unwrap().etag.unwrap());
     }
-    let store = nommer_shared::store::DynamoJobStore::new(
-        nommer_shared::aws::dynamodb_client(&stack.config),
-        &stack.names.table,
-    );
+    let store =
+        nommer_aws::store::DynamoJobStore::new(nommer_aws::sdk::dynamodb_client(&stack.config), &stack.names.table);
     let mut jobs = Vec::new();
     for ((key, n), etag) in [("elsewhere/small.mp4", 1000u64), ("elsewhere/large.mp4", 1001)]
         .into_iter()
@@ -210,7 +208,7 @@ async fn an_upload_over_the_byte_limit_makes_a_failed_job_at_ingest() {
         .unwrap();
         jobs.push(
             store
-                .require(&nommer_shared::ids::for_upload(&bucket, key, etag))
+                .require(&nommer_core::ids::for_upload(&bucket, key, etag))
                 .await
                 .unwrap(),
         );
@@ -229,7 +227,7 @@ async fn an_upload_over_the_byte_limit_makes_a_failed_job_at_ingest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_submit_over_the_byte_limit_is_refused_with_a_422() {
-    use nommer_shared::settings::ApiSettings;
+    use nommer_core::settings::ApiSettings;
     let stack = nommer_tests::spawn_stack("limit-api", 0).await;
     // the API function with a 1000-byte limit, served on its own port
     let mut env = stack.env.clone();
@@ -242,7 +240,7 @@ async fn a_submit_over_the_byte_limit_is_refused_with_a_422() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move { axum::serve(listener, api::router(state)).await });
-    let o = nommer_shared::objects::S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+    let o = nommer_aws::objects::S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config));
     let bucket = stack.names.inbox_bucket.clone();
     let client = ApiClient::new(&url);
     for (key, n, want) in [("sources/small.mp4", 1000usize, 201), ("sources/large.mp4", 1001, 422)] {

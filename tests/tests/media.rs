@@ -4,14 +4,14 @@
 
 use nommer::client::ApiClient;
 use nommer::media;
-use nommer_shared::objects::S3ObjectStore;
-use nommer_shared::JobState;
+use nommer_aws::objects::S3ObjectStore;
+use nommer_core::JobState;
 use nommer_tests::{lavfi, run_job, spawn_stack};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn complete(stack: &nommer::LocalStack, job: &nommer_shared::Job) {
+fn complete(stack: &nommer::LocalStack, job: &nommer_core::Job) {
     assert_eq!(
         job.state,
         JobState::Complete,
@@ -24,7 +24,7 @@ fn complete(stack: &nommer::LocalStack, job: &nommer_shared::Job) {
 /// Downloads every outbox object under `prefix` into `dir`, keeping the folders below
 /// the prefix; returns `dir`.
 async fn download_tree(stack: &nommer::LocalStack, prefix: &str, dir: &Path) -> PathBuf {
-    let o = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+    let o = S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config));
     let keys = o.list(&stack.names.outbox_bucket, prefix).await.unwrap();
     assert!(!keys.is_empty(), "nothing under {prefix}");
     for (key, _) in keys {
@@ -38,7 +38,7 @@ async fn download_tree(stack: &nommer::LocalStack, prefix: &str, dir: &Path) -> 
 }
 
 /// The one output file of output `name`, downloaded.
-async fn output_file(stack: &nommer::LocalStack, job: &nommer_shared::Job, name: &str, dir: &Path) -> PathBuf {
+async fn output_file(stack: &nommer::LocalStack, job: &nommer_core::Job, name: &str, dir: &Path) -> PathBuf {
     let f = job
         .manifest
         .iter()
@@ -142,7 +142,7 @@ async fn cover_art_is_not_video() {
     let job = run_job(&stack, &song, "song.mp3", json!([{ "preset": "mp4-360p" }])).await;
     assert_eq!(job.state, JobState::Failed, "{job:#?}");
     let e = job.error.as_ref().unwrap();
-    assert_eq!(e.code, nommer_shared::error::JobErrorCode::MissingStream, "{e:?}");
+    assert_eq!(e.code, nommer_core::error::JobErrorCode::MissingStream, "{e:?}");
     assert!(
         e.message.contains("needs video") && e.message.contains("cover art"),
         "{}",

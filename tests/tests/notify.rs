@@ -4,8 +4,8 @@
 
 use nommer::client::ApiClient;
 use nommer::media;
-use nommer_shared::objects::S3ObjectStore;
-use nommer_shared::JobState;
+use nommer_aws::objects::S3ObjectStore;
+use nommer_core::JobState;
 use nommer_tests::{eventually, spawn_stack_with};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -110,7 +110,7 @@ fn config_with(dir: &Path, allow_private: bool, retry_seconds: &str) -> PathBuf 
 
 /// An SQS queue subscribed to the events topic (raw delivery), with an optional filter.
 async fn subscribe(stack: &nommer::LocalStack, name: &str, filter: Option<Value>) -> String {
-    let sqs = nommer_shared::aws::sqs_client(&stack.config);
+    let sqs = nommer_aws::sdk::sqs_client(&stack.config);
     let url = sqs
         .create_queue()
         .queue_name(format!("{}-{name}", stack.names.stack))
@@ -120,14 +120,11 @@ async fn subscribe(stack: &nommer::LocalStack, name: &str, filter: Option<Value>
         .queue_url()
         .unwrap()
         .to_string();
-    let arn = nommer_shared::queue::SqsQueue::new(sqs.clone())
-        .arn(&url)
-        .await
-        .unwrap();
+    let arn = nommer_aws::queue::SqsQueue::new(sqs.clone()).arn(&url).await.unwrap();
     let sns = aws_sdk_sns::Client::new(&stack.config);
     let mut req = sns
         .subscribe()
-        .topic_arn(stack.env[nommer_shared::settings::EVENTS_TOPIC_ARN].clone())
+        .topic_arn(stack.env[nommer_core::settings::EVENTS_TOPIC_ARN].clone())
         .protocol("sqs")
         .endpoint(arn)
         .attributes("RawMessageDelivery", "true");
@@ -139,7 +136,7 @@ async fn subscribe(stack: &nommer::LocalStack, name: &str, filter: Option<Value>
 }
 
 async fn drain(stack: &nommer::LocalStack, url: &str) -> Vec<Value> {
-    let sqs = nommer_shared::aws::sqs_client(&stack.config);
+    let sqs = nommer_aws::sdk::sqs_client(&stack.config);
     let mut out = Vec::new();
     loop {
         let r = sqs
@@ -217,7 +214,7 @@ async fn every_transition_arrives_once_signed_on_the_webhook_and_on_sns() {
     let all = subscribe(&stack, "all", None).await;
     let completions = subscribe(&stack, "done", Some(json!({"state": ["complete"]}))).await;
     // the receiver is "down" for each event's first two attempts
-    let secret = stack.env[nommer_shared::settings::WEBHOOK_SECRET].clone();
+    let secret = stack.env[nommer_core::settings::WEBHOOK_SECRET].clone();
     let rx = Receiver::start(dir.path(), &secret, 2);
     let id = submit(&stack, dir.path(), &rx.url).await;
 
@@ -367,20 +364,18 @@ async fn accepted_earlier(stack: &nommer::LocalStack, dir: &Path, notify_url: &s
         media::generate_clip(&src, 2, 320, 240, true).unwrap();
     }
     let key = format!("sources/{}.mp4", uuid::Uuid::new_v4());
-    let objects = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+    let objects = S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config));
     objects
         .upload_file(&stack.names.inbox_bucket, &key, &src, "video/mp4")
         .await
         .unwrap();
     let mut job = nommer_tests::submitted_job(&stack.names.inbox_bucket);
-    job.source = nommer_shared::job::S3Uri::new(&stack.names.inbox_bucket, &key);
+    job.source = nommer_core::job::S3Uri::new(&stack.names.inbox_bucket, &key);
     job.notify_url = Some(notify_url.to_string());
-    let store = nommer_shared::store::DynamoJobStore::new(
-        nommer_shared::aws::dynamodb_client(&stack.config),
-        &stack.names.table,
-    );
-    let queue = nommer_shared::queue::SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config));
-    nommer_shared::submit::create_and_enqueue(&store, &queue, &stack.urls.jobs, &job)
+    let store =
+        nommer_aws::store::DynamoJobStore::new(nommer_aws::sdk::dynamodb_client(&stack.config), &stack.names.table);
+    let queue = nommer_aws::queue::SqsQueue::new(nommer_aws::sdk::sqs_client(&stack.config));
+    nommer_aws::submit::create_and_enqueue(&store, &queue, &stack.urls.jobs, &job)
         .await
         .unwrap();
     job.id
@@ -391,7 +386,7 @@ async fn webhooks_to_loopback_and_metadata_addresses_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), false);
     let stack = spawn_stack_with("notify-ssrf", 0, |o| o.config_path = Some(cfg)).await;
-    let secret = stack.env[nommer_shared::settings::WEBHOOK_SECRET].clone();
+    let secret = stack.env[nommer_core::settings::WEBHOOK_SECRET].clone();
     let rx = Receiver::start(dir.path(), &secret, 0);
     let loopback = accepted_earlier(&stack, dir.path(), &rx.url).await;
     let metadata = accepted_earlier(&stack, dir.path(), "http://169.254.169.254/latest/meta-data/").await;
@@ -429,7 +424,7 @@ async fn the_cli_prints_events_as_they_arrive() {
     let bin = nommer::stack::locate_binary("nommer").unwrap();
     let mut child = std::process::Command::new(bin)
         .args(["events", "--topic-arn"])
-        .arg(&stack.env[nommer_shared::settings::EVENTS_TOPIC_ARN])
+        .arg(&stack.env[nommer_core::settings::EVENTS_TOPIC_ARN])
         .env("AWS_ENDPOINT_URL", &stack.endpoint)
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -487,7 +482,7 @@ async fn a_receiver_that_was_down_gets_every_event_when_it_is_back() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_with(dir.path(), true, "[0, 1, 2, 3, 4, 5, 6, 7]");
     let stack = spawn_stack_with("notify-down", 0, |o| o.config_path = Some(cfg)).await;
-    let secret = stack.env[nommer_shared::settings::WEBHOOK_SECRET].clone();
+    let secret = stack.env[nommer_core::settings::WEBHOOK_SECRET].clone();
     // a receiver that is down: its port refuses connections
     let rx = Receiver::start_closed(dir.path(), &secret);
     let id = submit(&stack, dir.path(), &rx.url).await;
@@ -580,7 +575,7 @@ async fn enqueue_delivery(
     not_before: chrono::DateTime<chrono::Utc>,
 ) {
     let d = json!({ "event": event, "target": {"kind": "job", "url": url}, "attempt": 1, "not_before": not_before });
-    nommer_shared::queue::SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config))
+    nommer_aws::queue::SqsQueue::new(nommer_aws::sdk::sqs_client(&stack.config))
         .send(&stack.urls.webhooks, &d.to_string())
         .await
         .unwrap();
@@ -591,7 +586,7 @@ async fn a_delivery_that_always_fails_is_parked_after_eight_attempts() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_with(dir.path(), true, "[0, 0, 0, 0, 0, 0, 0, 0]");
     let stack = spawn_stack_with("notify-8", 0, |o| o.config_path = Some(cfg)).await;
-    let secret = stack.env[nommer_shared::settings::WEBHOOK_SECRET].clone();
+    let secret = stack.env[nommer_core::settings::WEBHOOK_SECRET].clone();
     let rx = Receiver::start(dir.path(), &secret, u32::MAX);
     let id = submit(&stack, dir.path(), &rx.url).await;
     // no worker: the job's two events (submitted, queued) are each tried 8 times
@@ -624,7 +619,7 @@ async fn a_redirect_is_not_followed_and_counts_as_a_failure() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_with(dir.path(), true, "[0, 0]");
     let stack = spawn_stack_with("notify-302", 0, |o| o.config_path = Some(cfg)).await;
-    let secret = stack.env[nommer_shared::settings::WEBHOOK_SECRET].clone();
+    let secret = stack.env[nommer_core::settings::WEBHOOK_SECRET].clone();
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     std::fs::create_dir_all(&a).unwrap();
     std::fs::create_dir_all(&b).unwrap();
@@ -645,7 +640,7 @@ async fn a_delivery_due_later_waits_on_the_queue_past_the_15_minute_cap() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_with(dir.path(), true, "[0, 0]");
     let stack = spawn_stack_with("notify-wait", 0, |o| o.config_path = Some(cfg)).await;
-    let secret = stack.env[nommer_shared::settings::WEBHOOK_SECRET].clone();
+    let secret = stack.env[nommer_core::settings::WEBHOOK_SECRET].clone();
     let rx = Receiver::start(dir.path(), &secret, 0);
     let id = submit(&stack, dir.path(), &rx.url).await;
     let first = eventually(Duration::from_secs(30), "the first event delivered", || async {
@@ -665,7 +660,7 @@ async fn a_delivery_due_later_waits_on_the_queue_past_the_15_minute_cap() {
     .await;
     // taken off the queue and put back with SQS's longest delay: nothing visible or in
     // flight, one message delayed
-    let sqs = nommer_shared::aws::sqs_client(&stack.config);
+    let sqs = nommer_aws::sdk::sqs_client(&stack.config);
     let counts = || async {
         use aws_sdk_sqs::types::QueueAttributeName as A;
         let out = sqs
@@ -718,14 +713,14 @@ async fn a_host_name_is_checked_by_the_addresses_it_resolves_to() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), false);
     let stack = spawn_stack_with("notify-dns", 0, |o| o.config_path = Some(cfg)).await;
-    let secret = stack.env[nommer_shared::settings::WEBHOOK_SECRET].clone();
+    let secret = stack.env[nommer_core::settings::WEBHOOK_SECRET].clone();
     let rx = Receiver::start(dir.path(), &secret, 0);
     // a job without a notify_url; then a delivery of its event to a host *name* that
     // resolves to loopback (as a public name could, once DNS changes after submit)
     let src = dir.path().join("clip.mp4");
     media::generate_clip(&src, 1, 160, 120, true).unwrap();
     let key = "sources/dns.mp4";
-    S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config))
+    S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config))
         .upload_file(&stack.names.inbox_bucket, key, &src, "video/mp4")
         .await
         .unwrap();
@@ -734,7 +729,7 @@ async fn a_host_name_is_checked_by_the_addresses_it_resolves_to() {
     let (status, job) = api.create_job(&body, None).await.unwrap();
     assert_eq!(status, 201, "{job}");
     let job = api.get_job(job["id"].as_str().unwrap()).await.unwrap().unwrap();
-    let event = serde_json::to_value(&nommer_shared::events::from_change(None, &job)[0]).unwrap();
+    let event = serde_json::to_value(&nommer_core::events::from_change(None, &job)[0]).unwrap();
     let by_name = rx.url.replace("127.0.0.1", "localhost");
     enqueue_delivery(&stack, &event, &by_name, chrono::Utc::now()).await;
     let refused = eventually(Duration::from_secs(30), "the named host refused", || async {
@@ -858,7 +853,7 @@ async fn try_submit(stack: &nommer::LocalStack, dir: &Path, notify_url: &str) ->
         media::generate_clip(&src, 1, 160, 120, true).unwrap();
     }
     let key = format!("sources/{}.mp4", uuid::Uuid::new_v4());
-    S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config))
+    S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config))
         .upload_file(&stack.names.inbox_bucket, &key, &src, "video/mp4")
         .await
         .unwrap();
@@ -909,15 +904,13 @@ async fn a_notify_url_no_delivery_could_reach_is_a_400_at_submit_and_at_retry() 
     assert_eq!(status, 201, "{body}");
 
     // a failed job whose notify_url this config refuses is not retried into the same wall
-    let store = nommer_shared::store::DynamoJobStore::new(
-        nommer_shared::aws::dynamodb_client(&stack.config),
-        &stack.names.table,
-    );
+    let store =
+        nommer_aws::store::DynamoJobStore::new(nommer_aws::sdk::dynamodb_client(&stack.config), &stack.names.table);
     let mut failed = nommer_tests::submitted_job(&stack.names.inbox_bucket);
     failed.notify_url = Some("https://127.0.0.1:8443/hook".into());
     failed
         .fail(
-            nommer_shared::job::JobError::new(nommer_shared::error::JobErrorCode::EncodeFailed, "test"),
+            nommer_core::job::JobError::new(nommer_core::error::JobErrorCode::EncodeFailed, "test"),
             chrono::Utc::now(),
         )
         .unwrap();

@@ -4,8 +4,8 @@
 
 use nommer::client::ApiClient;
 use nommer::media;
-use nommer_shared::objects::S3ObjectStore;
-use nommer_shared::JobState;
+use nommer_aws::objects::S3ObjectStore;
+use nommer_core::JobState;
 use serde_json::json;
 use std::path::Path;
 use std::process::Command;
@@ -64,7 +64,7 @@ async fn typed_options_shape_each_output() {
         "1",
         logo.to_str().unwrap(),
     ]);
-    let o = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+    let o = S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config));
     let inbox = &stack.names.inbox_bucket;
     o.upload_file(inbox, "sources/talk.mp4", &src, "video/mp4")
         .await
@@ -170,7 +170,7 @@ audio = { codec = "aac", bitrate_kbps = 64 }
     .await;
     let src = dir.path().join("my clip.mp4");
     media::generate_clip(&src, 2, 640, 360, true).unwrap();
-    let o = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+    let o = S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config));
     o.upload_file(&stack.names.inbox_bucket, "sources/my clip.mp4", &src, "video/mp4")
         .await
         .unwrap();

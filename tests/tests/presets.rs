@@ -2,9 +2,9 @@
 //! different shapes made with lavfi.
 
 use nommer::media;
-use nommer_shared::error::JobErrorCode;
-use nommer_shared::presets::{AudioCodec, Catalog, Preset, PresetKind, VideoCodec};
-use nommer_shared::JobState;
+use nommer_core::error::JobErrorCode;
+use nommer_core::presets::{AudioCodec, Catalog, Preset, PresetKind, VideoCodec};
+use nommer_core::JobState;
 use nommer_tests::{lavfi, run_job, spawn_stack};
 use serde_json::json;
 use std::path::Path;
@@ -140,7 +140,7 @@ async fn two_pass_really_runs_two_passes() {
     assert_eq!(x264_rate_control(&two), "2pass", "the encoder ran a second pass");
     assert_eq!(x264_rate_control(&one), "abr", "control: one pass at a bit rate");
     // the first pass's statistics stay on the worker: the outbox holds the outputs only
-    let listed = nommer_shared::objects::S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config))
+    let listed = nommer_aws::objects::S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config))
         .list(&stack.names.outbox_bucket, &format!("{}/", job.id))
         .await
         .unwrap();
@@ -167,7 +167,7 @@ async fn a_ladder_is_one_ffmpeg_process() {
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
     let stack = nommer_tests::spawn_stack_with("onedecode", 1, |o| {
         o.worker_env
-            .insert(nommer_shared::settings::FFMPEG.into(), wrapper.display().to_string());
+            .insert(nommer_core::settings::FFMPEG.into(), wrapper.display().to_string());
     })
     .await;
     let src = dir.path().join("talk.mp4");

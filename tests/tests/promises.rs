@@ -4,16 +4,16 @@
 
 use nommer::client::ApiClient;
 use nommer::media;
-use nommer_shared::error::JobErrorCode;
-use nommer_shared::objects::S3ObjectStore;
-use nommer_shared::settings;
-use nommer_shared::JobState;
+use nommer_aws::objects::S3ObjectStore;
+use nommer_core::error::JobErrorCode;
+use nommer_core::settings;
+use nommer_core::JobState;
 use nommer_tests::freeze::freeze_encode;
 use nommer_tests::{eventually, spawn_stack_with, upload};
 use std::time::Duration;
 
 /// The job failed with `code`, its message saying each of `says`.
-fn failed_with(job: &nommer_shared::Job, code: JobErrorCode, says: &[&str]) {
+fn failed_with(job: &nommer_core::Job, code: JobErrorCode, says: &[&str]) {
     assert_eq!(job.state, JobState::Failed, "{job:#?}");
     let e = job.error.as_ref().unwrap();
     assert_eq!(e.code, code, "{e:?}");
@@ -23,7 +23,7 @@ fn failed_with(job: &nommer_shared::Job, code: JobErrorCode, says: &[&str]) {
 }
 
 async fn queue_empty(stack: &nommer::LocalStack) {
-    let q = nommer_shared::queue::SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config));
+    let q = nommer_aws::queue::SqsQueue::new(nommer_aws::sdk::sqs_client(&stack.config));
     eventually(Duration::from_secs(30), "the work message deleted", || async {
         (q.depth(&stack.urls.work).await.unwrap() == (0, 0)).then_some(())
     })
@@ -32,7 +32,7 @@ async fn queue_empty(stack: &nommer::LocalStack) {
 }
 
 async fn outbox_empty(stack: &nommer::LocalStack, id: &str) {
-    let o = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+    let o = S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config));
     let listed = o.list(&stack.names.outbox_bucket, &format!("{id}/")).await.unwrap();
     assert!(listed.is_empty(), "nothing uploaded: {listed:?}");
 }
@@ -136,7 +136,7 @@ async fn health_answers_503_when_the_job_table_does_not() {
     let stack = spawn_stack_with("health", 0, |_| {}).await;
     let url = format!("{}/health", stack.api_url);
     assert_eq!(reqwest::get(&url).await.unwrap().status(), 200);
-    nommer_shared::aws::dynamodb_client(&stack.config)
+    nommer_aws::sdk::dynamodb_client(&stack.config)
         .delete_table()
         .table_name(&stack.names.table)
         .send()
@@ -176,7 +176,7 @@ match = { min_duration_seconds = 600, min_height = 1000 }
     let stack = spawn_stack_with("srcinfo", 0, |o| o.config_path = Some(cfg)).await;
     // bytes no prober can read: the dispatcher learns nothing from the source itself
     let key = "sources/opaque.bin";
-    S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config))
+    S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config))
         .put_bytes(
             &stack.names.inbox_bucket,
             key,

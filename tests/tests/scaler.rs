@@ -5,7 +5,7 @@
 //! itself always has capacity).
 
 use nommer::stack::locate_binary;
-use nommer_shared::settings as s;
+use nommer_core::settings as s;
 use nommer_tests::runtime_api::{invoke_binary, Reply};
 use nommer_tests::spawn_stack;
 use serde_json::{json, Value};
@@ -118,11 +118,11 @@ async fn the_scaler_binary_launches_on_spot_first_then_on_demand_and_cools_down(
     ] {
         env.insert(k.into(), v.into());
     }
-    let q = nommer_shared::queue::SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config));
+    let q = nommer_aws::queue::SqsQueue::new(nommer_aws::sdk::sqs_client(&stack.config));
     for _ in 0..3 {
         q.send(
             &stack.urls.work,
-            &nommer_shared::messages::JobMessage::new("j1").to_body(),
+            &nommer_core::messages::JobMessage::new("j1").to_body(),
         )
         .await
         .unwrap();

@@ -47,15 +47,15 @@ struct Aws {
 }
 
 async fn aws() -> Aws {
-    let sdk = nommer_shared::aws::sdk_config_for_endpoint(&nommer_tests::emulator_endpoint(), "us-east-1").await;
+    let sdk = nommer_aws::sdk::sdk_config_for_endpoint(&nommer_tests::emulator_endpoint(), "us-east-1").await;
     Aws {
         cfn: aws_sdk_cloudformation::Client::new(&sdk),
         endpoint: nommer_tests::emulator_endpoint(),
         http: reqwest::Client::new(),
         ec2: aws_sdk_ec2::Client::new(&sdk),
         sqs: aws_sdk_sqs::Client::new(&sdk),
-        s3: nommer_shared::aws::s3_client(&sdk),
-        ddb: nommer_shared::aws::dynamodb_client(&sdk),
+        s3: nommer_aws::sdk::s3_client(&sdk),
+        ddb: nommer_aws::sdk::dynamodb_client(&sdk),
     }
 }
 
@@ -126,7 +126,7 @@ async fn create(aws: &Aws, stack: &str, doc: &Value) -> BTreeMap<String, String>
     }
     req.send()
         .await
-        .unwrap_or_else(|e| panic!("CreateStack {stack}: {}", nommer_shared::aws::describe(&e)));
+        .unwrap_or_else(|e| panic!("CreateStack {stack}: {}", nommer_aws::sdk::describe(&e)));
     let (status, reason) = nommer_tests::eventually(Duration::from_secs(60), "the stack to be created", || async {
         let out = aws.cfn.describe_stacks().stack_name(stack).send().await.ok()?;
         let s = out.stacks().first()?;
@@ -173,7 +173,7 @@ async fn queue_attr(aws: &Aws, url: &str, name: &str) -> Option<String> {
         .attribute_names(attr.clone())
         .send()
         .await
-        .unwrap_or_else(|e| panic!("GetQueueAttributes {url}: {}", nommer_shared::aws::describe(&e)));
+        .unwrap_or_else(|e| panic!("GetQueueAttributes {url}: {}", nommer_aws::sdk::describe(&e)));
     out.attributes().and_then(|a| a.get(&attr)).cloned()
 }
 
@@ -497,12 +497,7 @@ async fn the_template_deploys_as_a_stack_wired_as_the_system_needs_and_deletes_k
             .bucket(id(bucket))
             .send()
             .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "{bucket} was deleted with the stack: {}",
-                    nommer_shared::aws::describe(&e)
-                )
-            });
+            .unwrap_or_else(|e| panic!("{bucket} was deleted with the stack: {}", nommer_aws::sdk::describe(&e)));
     }
     aws.ddb
         .describe_table()

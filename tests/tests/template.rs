@@ -44,7 +44,7 @@ fn names_in_code(dirs: &[&str]) -> BTreeSet<String> {
 
 /// The variables `settings.rs` reads with `required(src, CONST, …)`, by value.
 fn required_names() -> BTreeSet<String> {
-    let settings = read("shared/src/settings.rs");
+    let settings = read("shared/core/src/settings.rs");
     let value_of = |ident: &str| -> String {
         let decl = format!("pub const {ident}: &str = \"");
         let at = settings.find(&decl).unwrap_or_else(|| panic!("no const {ident}")) + decl.len();
@@ -115,7 +115,7 @@ const DEFAULTS_SUFFICE: &[(&str, &str)] = &[
 fn every_variable_the_code_reads_is_set_by_the_template_or_left_to_a_documented_default() {
     let template = read("infra/template.yaml");
     let readme = read("README.md");
-    let code = names_in_code(&["shared/src", "functions", "worker/src"]);
+    let code = names_in_code(&["shared", "functions", "worker/src"]);
     assert!(code.len() > 30, "found the code's variables: {code:?}");
 
     let required = required_names();

@@ -7,19 +7,19 @@ pub mod imds;
 pub mod process;
 
 use chrono::Utc;
-use nommer_shared::error::JobErrorCode;
-use nommer_shared::ffmpeg;
-use nommer_shared::job::OutputSpec;
-use nommer_shared::job::{Job, JobError, OutputFile, Probe};
-use nommer_shared::messages::JobMessage;
-use nommer_shared::objects::{ObjectError, S3ObjectStore};
-use nommer_shared::plan;
-use nommer_shared::presets::{LadderFormat, Preset, PresetKind};
-use nommer_shared::queue::{Received, SqsQueue};
-use nommer_shared::registry::{Beat, DynamoWorkerRegistry};
-use nommer_shared::settings::WorkerSettings;
-use nommer_shared::store::DynamoJobStore;
-use nommer_shared::{JobState, StoreError, Transition};
+use nommer_aws::objects::{ObjectError, S3ObjectStore};
+use nommer_aws::queue::{Received, SqsQueue};
+use nommer_aws::registry::{Beat, DynamoWorkerRegistry};
+use nommer_aws::store::DynamoJobStore;
+use nommer_core::error::JobErrorCode;
+use nommer_core::ffmpeg;
+use nommer_core::job::OutputSpec;
+use nommer_core::job::{Job, JobError, OutputFile, Probe};
+use nommer_core::messages::JobMessage;
+use nommer_core::plan;
+use nommer_core::presets::{LadderFormat, Preset, PresetKind};
+use nommer_core::settings::WorkerSettings;
+use nommer_core::{JobState, StoreError, Transition};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -211,10 +211,10 @@ impl Drop for Heartbeat {
 impl Worker {
     pub fn new(settings: WorkerSettings, config: &aws_config::SdkConfig) -> Self {
         Worker {
-            store: DynamoJobStore::new(nommer_shared::aws::dynamodb_client(config), &settings.table),
-            objects: S3ObjectStore::new(nommer_shared::aws::s3_client(config)),
-            queue: SqsQueue::new(nommer_shared::aws::sqs_client(config)),
-            registry: DynamoWorkerRegistry::new(nommer_shared::aws::dynamodb_client(config), &settings.table),
+            store: DynamoJobStore::new(nommer_aws::sdk::dynamodb_client(config), &settings.table),
+            objects: S3ObjectStore::new(nommer_aws::sdk::s3_client(config)),
+            queue: SqsQueue::new(nommer_aws::sdk::sqs_client(config)),
+            registry: DynamoWorkerRegistry::new(nommer_aws::sdk::dynamodb_client(config), &settings.table),
             settings,
             current: std::sync::Mutex::new(Default::default()),
             active: Default::default(),
@@ -321,7 +321,7 @@ impl Worker {
         }
     }
 
-    async fn beat(&self) -> Result<bool, nommer_shared::registry::RegistryError> {
+    async fn beat(&self) -> Result<bool, nommer_aws::registry::RegistryError> {
         use std::sync::atomic::Ordering;
         let b = Beat {
             worker_id: self.settings.worker_id.clone(),
@@ -709,7 +709,7 @@ impl Worker {
         let mut uploads: Vec<(PathBuf, String)> = Vec::new();
         for (i, out_dir, pl) in &done {
             let (o, preset) = &outputs[*i];
-            let prefix = nommer_shared::config::render_key_template(
+            let prefix = nommer_core::config::render_key_template(
                 &self.settings.config.key_template,
                 &job.id,
                 &o.name,
@@ -879,8 +879,7 @@ impl Worker {
     /// outputs of its size and the headroom, before anything is downloaded. Only a disk
     /// full of this worker's other jobs makes it a retry (another worker, or later).
     fn check_room(&self, size: u64, dir: &Path) -> Result<(), JobFailure> {
-        if let Some(why) =
-            nommer_shared::settings::over_source_limit("the source", size, self.settings.max_source_bytes)
+        if let Some(why) = nommer_core::settings::over_source_limit("the source", size, self.settings.max_source_bytes)
         {
             return Err(JobFailure::Permanent(
                 JobErrorCode::SourceTooLarge,
@@ -935,13 +934,13 @@ impl Worker {
     }
 
     /// Downloads a watermark image and checks it is a single PNG or JPEG picture.
-    async fn fetch_watermark(&self, image: &nommer_shared::S3Uri, dest: &Path) -> Result<PathBuf, JobFailure> {
+    async fn fetch_watermark(&self, image: &nommer_core::S3Uri, dest: &Path) -> Result<PathBuf, JobFailure> {
         let size = self
             .objects
             .download_to_file(&image.bucket, &image.key, dest, None)
             .await
             .map_err(|e| match e {
-                nommer_shared::objects::ObjectError::NotFound { .. } => JobFailure::Permanent(
+                nommer_aws::objects::ObjectError::NotFound { .. } => JobFailure::Permanent(
                     JobErrorCode::SourceNotFound,
                     format!("watermark image {image} does not exist"),
                 ),
@@ -971,7 +970,7 @@ impl Worker {
         &self,
         input: &Path,
         probe: &Probe,
-    ) -> Result<Option<nommer_shared::job::Interlacing>, JobFailure> {
+    ) -> Result<Option<nommer_core::job::Interlacing>, JobFailure> {
         let Some(video) = probe.video() else {
             return Ok(None);
         };

@@ -1,13 +1,13 @@
-use nommer_shared::settings::WorkerSettings;
+use nommer_core::settings::WorkerSettings;
 use nommer_worker::Worker;
 use std::sync::Arc;
 use std::time::Duration;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    nommer_shared::telemetry::init();
+    nommer_aws::telemetry::init();
     let settings = WorkerSettings::from_env()?;
-    let config = nommer_shared::aws::sdk_config().await;
+    let config = nommer_aws::sdk::sdk_config().await;
     let interruption = settings.interruption_file.clone();
     let imds = settings.imds;
     let worker = Arc::new(Worker::new(settings, &config));

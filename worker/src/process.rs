@@ -2,7 +2,7 @@
 //! timeout or shutdown kills every process they started, with stderr kept (bounded) for
 //! the reason of a failure and `-progress` lines fed to a callback.
 
-use nommer_shared::ffmpeg::{ProgressParser, ProgressTick};
+use nommer_core::ffmpeg::{ProgressParser, ProgressTick};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};

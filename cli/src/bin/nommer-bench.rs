@@ -9,8 +9,8 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use nommer::client::ApiClient;
 use nommer::{media, LocalStack, StackOptions};
-use nommer_shared::objects::S3ObjectStore;
-use nommer_shared::{ids, JobState};
+use nommer_aws::objects::S3ObjectStore;
+use nommer_core::{ids, JobState};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -202,7 +202,7 @@ async fn main() -> anyhow::Result<()> {
     let stack = LocalStack::start(StackOptions::new("nommer-bench", &log_dir)).await?;
     let startup = t.elapsed().as_secs_f64();
     let worker_pid = stack.workers()[0].pid().context("worker pid")?;
-    let objects = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
+    let objects = S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config));
     let api = ApiClient::new(&stack.api_url);
 
     let (mut plain_wall, mut plain_cpu, mut e2e, mut e2e_cpu) = (vec![], vec![], vec![], vec![]);

@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use clap::Parser;
-use nommer_shared::scaling::{self, FleetView, Heartbeat, Instance, Reason, ScalingSettings};
+use nommer_core::scaling::{self, FleetView, Heartbeat, Instance, Reason, ScalingSettings};
 use std::collections::{BTreeMap, VecDeque};
 
 #[derive(Parser)]

@@ -19,14 +19,15 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use nommer_shared::backends::{BackendError, Backends};
-use nommer_shared::job::{Job, Origin, OutputOptions, OutputSpec, S3Uri, SourceHints};
-use nommer_shared::objects::S3ObjectStore;
-use nommer_shared::presets::{Preset, PresetKind, VideoCodec};
-use nommer_shared::queue::SqsQueue;
-use nommer_shared::settings::ApiSettings;
-use nommer_shared::store::{Created, DynamoJobStore};
-use nommer_shared::{ids, submit};
+use nommer_aws::backends::{BackendError, Backends};
+use nommer_aws::objects::S3ObjectStore;
+use nommer_aws::queue::SqsQueue;
+use nommer_aws::store::{Created, DynamoJobStore};
+use nommer_aws::submit;
+use nommer_core::ids;
+use nommer_core::job::{Job, Origin, OutputOptions, OutputSpec, S3Uri, SourceHints};
+use nommer_core::presets::{Preset, PresetKind, VideoCodec};
+use nommer_core::settings::ApiSettings;
 pub use problem::Problem;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -50,9 +51,9 @@ pub struct ApiState {
 impl ApiState {
     pub fn new(settings: ApiSettings, backends: Backends, config: &aws_config::SdkConfig) -> Self {
         ApiState {
-            store: DynamoJobStore::new(nommer_shared::aws::dynamodb_client(config), &settings.table),
-            objects: S3ObjectStore::new(nommer_shared::aws::s3_client(config)),
-            queue: SqsQueue::new(nommer_shared::aws::sqs_client(config)),
+            store: DynamoJobStore::new(nommer_aws::sdk::dynamodb_client(config), &settings.table),
+            objects: S3ObjectStore::new(nommer_aws::sdk::s3_client(config)),
+            queue: SqsQueue::new(nommer_aws::sdk::sqs_client(config)),
             backends,
             settings,
         }
@@ -309,13 +310,13 @@ pub fn parse_request(
 const NOTIFY_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Refuses a `notify_url` that no delivery would ever call: the very check each delivery
-/// runs ([`nommer_shared::notify::vet_url`]: scheme, credentials, and every address the
+/// runs ([`nommer_aws::notify::vet_url`]: scheme, credentials, and every address the
 /// host resolves to). A host that does not resolve now (or not within 3 s) is let
 /// through: DNS may fail for a while, and each delivery checks again.
 pub async fn check_notify_url(url: &str, settings: &ApiSettings) -> Result<(), String> {
     match tokio::time::timeout(
         NOTIFY_LOOKUP_TIMEOUT,
-        nommer_shared::notify::vet_url(url, &settings.config.webhooks),
+        nommer_aws::notify::vet_url(url, &settings.config.webhooks),
     )
     .await
     {
@@ -479,7 +480,7 @@ fn check_options(settings: &ApiSettings, preset: &Preset, o: &OutputOptions) -> 
     if !o.advanced.is_empty() && !is_file {
         return err("advanced", "applies to file presets");
     }
-    nommer_shared::advanced::check(&o.advanced)
+    nommer_core::advanced::check(&o.advanced)
 }
 
 /// The job as users see it: without the request fingerprint and the queue message id,
@@ -527,7 +528,7 @@ async fn create_job(State(state): State<Arc<ApiState>>, headers: HeaderMap, body
         .with_field("source"));
     };
     if let Some(why) =
-        nommer_shared::settings::over_source_limit(&source.to_string(), head.size, state.settings.max_source_bytes)
+        nommer_core::settings::over_source_limit(&source.to_string(), head.size, state.settings.max_source_bytes)
     {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -578,7 +579,7 @@ async fn list_jobs(
     axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Result<Json<serde_json::Value>, Problem> {
     use base64::Engine;
-    let mut states: Vec<nommer_shared::JobState> = Vec::new();
+    let mut states: Vec<nommer_core::JobState> = Vec::new();
     let mut after = chrono::DateTime::<chrono::Utc>::from_timestamp(0, 0).expect("epoch");
     let mut before = chrono::Utc::now() + chrono::Duration::days(1);
     let mut meta: Vec<(String, String)> = Vec::new();
@@ -600,7 +601,7 @@ async fn list_jobs(
         match k.as_str() {
             "state" => {
                 for st in v.split(',').filter(|x| !x.is_empty()) {
-                    states.push(nommer_shared::JobState::parse(st).ok_or_else(|| {
+                    states.push(nommer_core::JobState::parse(st).ok_or_else(|| {
                         invalid("state", format!("`{st}` is not a state; states: submitted, queued, downloading, encoding, uploading, complete, failed, cancelled"))
                     })?);
                 }
@@ -638,10 +639,10 @@ async fn list_jobs(
         return Err(invalid("created_after", "is after created_before"));
     }
     if states.is_empty() {
-        states = nommer_shared::JobState::ALL.to_vec();
+        states = nommer_core::JobState::ALL.to_vec();
     }
     // in lifecycle order (the store's listing depends on it), each once
-    states.sort_by_key(|s| nommer_shared::JobState::ALL.iter().position(|x| x == s));
+    states.sort_by_key(|s| nommer_core::JobState::ALL.iter().position(|x| x == s));
     states.dedup();
     let (jobs, next) = state
         .store
@@ -851,7 +852,7 @@ async fn retry_job(
         .ok_or_else(not_found)?;
     if !matches!(
         old.state,
-        nommer_shared::JobState::Failed | nommer_shared::JobState::Cancelled
+        nommer_core::JobState::Failed | nommer_core::JobState::Cancelled
     ) {
         return Err(Problem::new(
             StatusCode::CONFLICT,
@@ -911,7 +912,7 @@ async fn cancel_job(State(state): State<Arc<ApiState>>, Path(id): Path<String>) 
             }
             Ok((StatusCode::OK, Json(body)).into_response())
         }
-        Err(BackendError::Store(nommer_shared::StoreError::NotFound(_))) => Err(Problem::job_not_found(&id)),
+        Err(BackendError::Store(nommer_core::StoreError::NotFound(_))) => Err(Problem::job_not_found(&id)),
         Err(BackendError::Finished(s)) => Err(Problem::new(
             StatusCode::CONFLICT,
             "job-finished",
@@ -941,7 +942,7 @@ async fn get_job(
             let mut v = serde_json::to_value(public(job)).map_err(Problem::internal)?;
             // webhook attempts, recorded beside the job (never on it: the job's writers
             // would lose their conditional writes to them)
-            let deliveries = nommer_shared::notify::deliveries(state.store.client(), state.store.table(), &id)
+            let deliveries = nommer_aws::notify::deliveries(state.store.client(), state.store.table(), &id)
                 .await
                 .unwrap_or_else(|e| {
                     tracing::warn!(error = %e, "could not read the job's deliveries");
@@ -968,7 +969,7 @@ mod tests {
             source_buckets: vec!["inbox".into()],
             config: Default::default(),
             api_key_hashes: Vec::new(),
-            max_source_bytes: nommer_shared::settings::DEFAULT_MAX_SOURCE_BYTES,
+            max_source_bytes: nommer_core::settings::DEFAULT_MAX_SOURCE_BYTES,
         }
     }
 

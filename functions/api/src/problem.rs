@@ -61,7 +61,7 @@ impl Problem {
 }
 
 fn uuid_like() -> String {
-    nommer_shared::ids::random()[1..13].to_string()
+    nommer_core::ids::random()[1..13].to_string()
 }
 
 impl IntoResponse for Problem {

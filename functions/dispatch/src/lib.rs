@@ -5,9 +5,9 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
-use nommer_shared::backends::Backends;
-use nommer_shared::messages::JobMessage;
-use nommer_shared::settings::DispatchSettings;
+use nommer_aws::backends::Backends;
+use nommer_core::messages::JobMessage;
+use nommer_core::settings::DispatchSettings;
 
 #[derive(Clone)]
 pub struct Dispatch {

@@ -1,13 +1,13 @@
 use aws_lambda_events::event::sqs::SqsEvent;
 use dispatch::{function_handler, Dispatch};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use nommer_shared::settings::DispatchSettings;
+use nommer_core::settings::DispatchSettings;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    nommer_shared::telemetry::init();
+    nommer_aws::telemetry::init();
     let settings = DispatchSettings::from_env()?;
-    let config = nommer_shared::aws::sdk_config().await;
+    let config = nommer_aws::sdk::sdk_config().await;
     let ctx = Dispatch::new(settings, &config).await?;
     run(service_fn(|event: LambdaEvent<SqsEvent>| function_handler(&ctx, event))).await
 }

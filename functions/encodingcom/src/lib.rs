@@ -14,9 +14,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use nommer_shared::backends::Backends;
-use nommer_shared::encodingcom;
-use nommer_shared::routing::BackendKind;
+use nommer_aws::backends::Backends;
+use nommer_core::routing::BackendKind;
+use nommer_encodingcom as encodingcom;
 use std::collections::HashMap;
 use std::sync::Arc;
 

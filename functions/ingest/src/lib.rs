@@ -3,13 +3,14 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
-use nommer_shared::error::JobErrorCode;
-use nommer_shared::job::{Job, JobError, Origin, OutputSpec, S3Uri};
-use nommer_shared::objects::S3ObjectStore;
-use nommer_shared::queue::SqsQueue;
-use nommer_shared::settings::IngestSettings;
-use nommer_shared::store::DynamoJobStore;
-use nommer_shared::{ids, submit};
+use nommer_aws::objects::S3ObjectStore;
+use nommer_aws::queue::SqsQueue;
+use nommer_aws::store::DynamoJobStore;
+use nommer_aws::submit;
+use nommer_core::error::JobErrorCode;
+use nommer_core::ids;
+use nommer_core::job::{Job, JobError, Origin, OutputSpec, S3Uri};
+use nommer_core::settings::IngestSettings;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -30,9 +31,9 @@ pub struct Ingest {
 impl Ingest {
     pub fn new(settings: IngestSettings, config: &aws_config::SdkConfig) -> Self {
         Ingest {
-            store: DynamoJobStore::new(nommer_shared::aws::dynamodb_client(config), &settings.table),
-            objects: S3ObjectStore::new(nommer_shared::aws::s3_client(config)),
-            queue: SqsQueue::new(nommer_shared::aws::sqs_client(config)),
+            store: DynamoJobStore::new(nommer_aws::sdk::dynamodb_client(config), &settings.table),
+            objects: S3ObjectStore::new(nommer_aws::sdk::s3_client(config)),
+            queue: SqsQueue::new(nommer_aws::sdk::sqs_client(config)),
             settings,
         }
     }
@@ -152,19 +153,15 @@ pub async fn handle_sqs(ctx: &Ingest, event: SqsEvent) -> SqsBatchResponse {
 
 /// Parses an S3 notification body; `None` for S3's `s3:TestEvent`.
 pub fn parse_notification(body: &str) -> Result<Option<S3Notification>, String> {
-    let v: Value = serde_json::from_str(body).map_err(|e| {
-        format!(
-            "message body is not JSON ({e}): {}",
-            nommer_shared::telemetry::clip(body, 200)
-        )
-    })?;
+    let v: Value = serde_json::from_str(body)
+        .map_err(|e| format!("message body is not JSON ({e}): {}", nommer_core::text::clip(body, 200)))?;
     if v.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
         return Ok(None);
     }
     if v.get("Records").is_none() {
         return Err(format!(
             "message body is not an S3 notification: {}",
-            nommer_shared::telemetry::clip(body, 200)
+            nommer_core::text::clip(body, 200)
         ));
     }
     serde_json::from_value(v)
@@ -181,7 +178,7 @@ pub fn decode_key(raw: &str) -> String {
 }
 
 /// The preset named by the key's `inbox/<preset>/` prefix, if it names one.
-pub fn preset_from_key<'a>(key: &str, catalog: &'a nommer_shared::presets::Catalog) -> Option<&'a str> {
+pub fn preset_from_key<'a>(key: &str, catalog: &'a nommer_core::presets::Catalog) -> Option<&'a str> {
     let rest = key.strip_prefix(INBOX_PREFIX)?;
     let (segment, file) = rest.split_once('/')?;
     if file.is_empty() {
@@ -270,14 +267,14 @@ pub async fn handle_record(ctx: &Ingest, record: &S3Record) -> Result<RecordOutc
             now,
         )?;
     } else if let Some(why) =
-        nommer_shared::settings::over_source_limit("the upload", info.size, ctx.settings.max_source_bytes)
+        nommer_core::settings::over_source_limit("the upload", info.size, ctx.settings.max_source_bytes)
     {
         // failed at once, so the uploader sees why; nothing downloads it
         job.fail(JobError::new(JobErrorCode::SourceTooLarge, why), now)?;
     }
     match submit::create_and_enqueue(&ctx.store, &ctx.queue, &ctx.settings.jobs_queue_url, &job).await? {
-        nommer_shared::store::Created::New(_) => Ok(RecordOutcome::Created(id)),
-        nommer_shared::store::Created::Existing(_) => Ok(RecordOutcome::Duplicate(id)),
+        nommer_aws::store::Created::New(_) => Ok(RecordOutcome::Created(id)),
+        nommer_aws::store::Created::Existing(_) => Ok(RecordOutcome::Duplicate(id)),
     }
 }
 
@@ -295,7 +292,7 @@ mod tests {
 
     #[test]
     fn preset_comes_from_the_inbox_prefix_only_when_it_is_one() {
-        let c = nommer_shared::presets::Catalog::builtin();
+        let c = nommer_core::presets::Catalog::builtin();
         assert_eq!(preset_from_key("inbox/mp4-480p/a.mov", &c), Some("mp4-480p"));
         assert_eq!(preset_from_key("inbox/holiday/a.mov", &c), None);
         assert_eq!(preset_from_key("inbox/mp4-480p/", &c), None);

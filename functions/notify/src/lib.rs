@@ -12,8 +12,8 @@ use aws_lambda_events::event::dynamodb::{Event as DynamoDbEvent, EventRecord};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use lambda_runtime::LambdaEvent;
-use nommer_shared::job::Job;
-use nommer_shared::notify::{Delivery, Notifier};
+use nommer_aws::notify::{Delivery, Notifier};
+use nommer_core::job::Job;
 
 /// The job in a stream image, if the item is a job.
 fn job_of(image: &serde_json::Value) -> Result<Option<Job>, String> {

@@ -1,6 +1,6 @@
 //! The scaler function, run every minute by an EventBridge schedule: gathers the work
 //! queue's backlog, this stack's EC2 instances and the workers' heartbeats, asks
-//! [`nommer_shared::scaling::decide`] what to do, and does it: `RunInstances` from the
+//! [`nommer_core::scaling::decide`] what to do, and does it: `RunInstances` from the
 //! launch template (Spot with on-demand fallback), the draining flag, `TerminateInstances`.
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -10,10 +10,10 @@ use aws_sdk_ec2::types::{
 };
 use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
-use nommer_shared::queue::SqsQueue;
-use nommer_shared::registry::DynamoWorkerRegistry;
-use nommer_shared::scaling::{self, Decision, FleetView, Instance, Reason};
-use nommer_shared::settings::ScalerSettings;
+use nommer_aws::queue::SqsQueue;
+use nommer_aws::registry::DynamoWorkerRegistry;
+use nommer_core::scaling::{self, Decision, FleetView, Instance, Reason};
+use nommer_core::settings::ScalerSettings;
 use serde_json::{json, Value};
 
 pub const STACK_TAG: &str = "nommer:stack";
@@ -24,7 +24,7 @@ const STATE_KEY: &str = "scaler#state";
 #[derive(Clone)]
 pub struct Scaler {
     pub settings: ScalerSettings,
-    pub store: nommer_shared::store::DynamoJobStore,
+    pub store: nommer_aws::store::DynamoJobStore,
     pub ec2: aws_sdk_ec2::Client,
     pub queue: SqsQueue,
     pub registry: DynamoWorkerRegistry,
@@ -33,12 +33,12 @@ pub struct Scaler {
 
 impl Scaler {
     pub fn new(settings: ScalerSettings, config: &aws_config::SdkConfig) -> Self {
-        let dynamodb = nommer_shared::aws::dynamodb_client(config);
+        let dynamodb = nommer_aws::sdk::dynamodb_client(config);
         Scaler {
             ec2: aws_sdk_ec2::Client::new(config),
-            queue: SqsQueue::new(nommer_shared::aws::sqs_client(config)),
+            queue: SqsQueue::new(nommer_aws::sdk::sqs_client(config)),
             registry: DynamoWorkerRegistry::new(dynamodb.clone(), &settings.table),
-            store: nommer_shared::store::DynamoJobStore::new(dynamodb.clone(), &settings.table),
+            store: nommer_aws::store::DynamoJobStore::new(dynamodb.clone(), &settings.table),
             dynamodb,
             settings,
         }
@@ -245,7 +245,7 @@ async fn launch(ctx: &Scaler, n: u32) -> Vec<String> {
 /// One scaling round (and a sweep of the dead-letter queues).
 pub async fn tick(ctx: &Scaler) -> anyhow::Result<Tick> {
     for dlq in &ctx.settings.dead_letter_queue_urls {
-        if let Err(e) = nommer_shared::deadletter::sweep(&ctx.queue, &ctx.store, dlq, 10).await {
+        if let Err(e) = nommer_aws::deadletter::sweep(&ctx.queue, &ctx.store, dlq, 10).await {
             tracing::warn!(queue = %dlq, error = %e, "dead-letter sweep failed");
         }
     }

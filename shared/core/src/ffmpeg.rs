@@ -386,7 +386,7 @@ pub fn reason_from_stderr(stderr: &str) -> String {
     if s.is_empty() {
         "FFmpeg gave no reason".to_string()
     } else {
-        crate::telemetry::clip(&s, 600)
+        crate::text::clip(&s, 600)
     }
 }
 

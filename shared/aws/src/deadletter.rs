@@ -2,12 +2,12 @@
 //! every receive) is failed with `dead_lettered`, so no job waits forever for a message
 //! that will not come. Malformed messages stay parked in the DLQ for a person to read.
 
-use crate::error::JobErrorCode;
-use crate::job::JobError;
-use crate::messages::JobMessage;
 use crate::queue::{QueueError, SqsQueue};
 use crate::store::DynamoJobStore;
-use crate::StoreError;
+use nommer_core::error::JobErrorCode;
+use nommer_core::job::JobError;
+use nommer_core::messages::JobMessage;
+use nommer_core::StoreError;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]

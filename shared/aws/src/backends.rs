@@ -4,17 +4,17 @@
 //! store's conditional writes; a lost race re-reads and tries again, so callbacks and
 //! the poller can run at once and any of them can be repeated.
 
-use crate::encodingcom::{self, MediaStatus};
-use crate::error::{JobErrorCode, StoreError};
-use crate::job::{Job, JobError, OutputFile, Probe, RemoteTask, S3Uri};
-use crate::messages::JobMessage;
 use crate::objects::S3ObjectStore;
 use crate::queue::SqsQueue;
-use crate::routing::{BackendKind, Credentials, Facts};
-use crate::settings::BackendSettings;
-use crate::state::{JobState, Transition};
 use crate::store::DynamoJobStore;
 use chrono::Utc;
+use nommer_core::error::{JobErrorCode, StoreError};
+use nommer_core::job::{Job, JobError, OutputFile, Probe, RemoteTask, S3Uri};
+use nommer_core::messages::JobMessage;
+use nommer_core::routing::{BackendKind, Credentials, Facts};
+use nommer_core::settings::BackendSettings;
+use nommer_core::state::{JobState, Transition};
+use nommer_encodingcom::{self as encodingcom, MediaStatus};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -107,13 +107,13 @@ impl Remotes {
                 let name = h.reader_secret.as_deref().ok_or_else(|| {
                     format!(
                         "set {} to the secret with the source reader's access key",
-                        crate::settings::ENCODINGCOM_SOURCE_SECRET
+                        nommer_core::settings::ENCODINGCOM_SOURCE_SECRET
                     )
                 })?;
                 let bucket = h.delivery_bucket.as_deref().ok_or_else(|| {
                     format!(
                         "set {} to the bucket Encoding.com delivers into",
-                        crate::settings::DELIVERY_BUCKET
+                        nommer_core::settings::DELIVERY_BUCKET
                     )
                 })?;
                 let v = read_secret_json(sdk, name).await?;
@@ -131,7 +131,7 @@ impl Remotes {
                     b = b.force_path_style(true);
                 }
                 let reader = S3ObjectStore::new(aws_sdk_s3::Client::from_conf(b.build()));
-                let acl = crate::aws::s3_client(sdk)
+                let acl = crate::sdk::s3_client(sdk)
                     .get_bucket_acl()
                     .bucket(bucket)
                     .send()
@@ -257,9 +257,9 @@ impl Backends {
     pub async fn new(settings: BackendSettings, sdk: &aws_config::SdkConfig) -> Result<Backends, String> {
         let remotes = Remotes::load(&settings, sdk).await?;
         Ok(Backends {
-            store: DynamoJobStore::new(crate::aws::dynamodb_client(sdk), &settings.table),
-            objects: S3ObjectStore::new(crate::aws::s3_client(sdk)),
-            queue: SqsQueue::new(crate::aws::sqs_client(sdk)),
+            store: DynamoJobStore::new(crate::sdk::dynamodb_client(sdk), &settings.table),
+            objects: S3ObjectStore::new(crate::sdk::s3_client(sdk)),
+            queue: SqsQueue::new(crate::sdk::sqs_client(sdk)),
             remotes,
             settings,
         })
@@ -284,7 +284,7 @@ impl Backends {
                 return Ok(None);
             }
         };
-        crate::ffmpeg::sniff(&head)?;
+        nommer_core::ffmpeg::sniff(&head)?;
         match self.probe_object(&job.source.bucket, &job.source.key, size).await {
             Ok(p) => Ok(Some(p)),
             Err(ProbeFailure::Unreadable(reason)) => {
@@ -305,17 +305,17 @@ impl Backends {
             .presign_get(bucket, key, Duration::from_secs(600))
             .await
             .map_err(|e| ProbeFailure::Unavailable(e.to_string()))?;
-        let args = crate::ffmpeg::url_probe_args(&url, &self.settings.limits);
+        let args = nommer_core::ffmpeg::url_probe_args(&url, &self.settings.limits);
         let run = tokio::process::Command::new(&self.settings.ffprobe)
             .args(&args)
             .kill_on_drop(true)
             .output();
         match tokio::time::timeout(Duration::from_secs(60), run).await {
             Ok(Ok(out)) if out.status.success() => {
-                crate::ffmpeg::parse_probe(&String::from_utf8_lossy(&out.stdout), size)
+                nommer_core::ffmpeg::parse_probe(&String::from_utf8_lossy(&out.stdout), size)
                     .map_err(ProbeFailure::Unreadable)
             }
-            Ok(Ok(out)) => Err(ProbeFailure::Unreadable(crate::ffmpeg::reason_from_stderr(
+            Ok(Ok(out)) => Err(ProbeFailure::Unreadable(nommer_core::ffmpeg::reason_from_stderr(
                 &String::from_utf8_lossy(&out.stderr),
             ))),
             Ok(Err(e)) => Err(ProbeFailure::Unavailable(format!(
@@ -363,7 +363,7 @@ impl Backends {
                 };
                 let facts = Self::facts(&job, probe.as_ref());
                 let c = &self.settings.config;
-                let decision = crate::routing::route(&c.routing, &c.catalog, &job.outputs, &facts);
+                let decision = nommer_core::routing::route(&c.routing, &c.catalog, &job.outputs, &facts);
                 let mut next = job.clone();
                 let note = format!(
                     "routed to {}: {}{}",
@@ -407,7 +407,7 @@ impl Backends {
         let backend = job
             .backend
             .clone()
-            .unwrap_or_else(|| crate::routing::DEFAULT_BACKEND.into());
+            .unwrap_or_else(|| nommer_core::routing::DEFAULT_BACKEND.into());
         match self.kind_of(&backend) {
             Some(BackendKind::EncodingCom) => {
                 if job.remote.as_ref().map(|r| r.backend == backend).unwrap_or(false) {
@@ -425,9 +425,9 @@ impl Backends {
         }
     }
 
-    fn output_prefix(&self, job: &Job, output: &crate::job::OutputSpec) -> (String, String) {
+    fn output_prefix(&self, job: &Job, output: &nommer_core::job::OutputSpec) -> (String, String) {
         let stem = job.source.output_stem();
-        let key = crate::config::render_key_template(
+        let key = nommer_core::config::render_key_template(
             &self.settings.config.key_template,
             &job.id,
             &output.name,
@@ -452,12 +452,16 @@ impl Backends {
         let delivery = self.remotes.delivery().await.map_err(BackendError::Config)?;
         // the picture's displayed size; without a probe, the request's height hint read as
         // a landscape picture
-        let source = job.probe.as_ref().and_then(crate::plan::display_size).or_else(|| {
-            job.source_hints
-                .as_ref()
-                .and_then(|h| h.height)
-                .map(|h| (h.saturating_mul(16) / 9, h))
-        });
+        let source = job
+            .probe
+            .as_ref()
+            .and_then(nommer_core::plan::display_size)
+            .or_else(|| {
+                job.source_hints
+                    .as_ref()
+                    .and_then(|h| h.height)
+                    .map(|h| (h.saturating_mul(16) / 9, h))
+            });
         let mut formats = Vec::new();
         for o in &job.outputs {
             let Some(preset) = self.settings.config.catalog.find(&o.preset) else {
@@ -550,7 +554,7 @@ impl Backends {
                         next.apply(Transition::Requeue, now, Some(note))
                             .map_err(StoreError::from)?;
                     } else {
-                        next.history.push(crate::job::HistoryEntry {
+                        next.history.push(nommer_core::job::HistoryEntry {
                             state: next.state,
                             at: now,
                             note: Some(note),
@@ -691,7 +695,7 @@ impl Backends {
         self.settings.delivery_bucket.clone().ok_or_else(|| {
             BackendError::Config(format!(
                 "{} is not set: set it to the bucket Encoding.com delivers into (the template's DeliveryBucket)",
-                crate::settings::DELIVERY_BUCKET
+                nommer_core::settings::DELIVERY_BUCKET
             ))
         })
     }
@@ -740,7 +744,7 @@ impl Backends {
                 .config
                 .catalog
                 .find(&o.preset)
-                .is_some_and(|p| matches!(p.kind, crate::presets::PresetKind::Ladder { .. }));
+                .is_some_and(|p| matches!(p.kind, nommer_core::presets::PresetKind::Ladder { .. }));
             let files: Vec<(String, u64)> = if ladder {
                 files
                     .into_iter()
@@ -971,6 +975,6 @@ fn step_to(job: &mut Job, target: JobState, now: chrono::DateTime<Utc>) -> Resul
 }
 
 /// Where Encoding.com delivers one output: `<job id>/<output name>/` in the delivery bucket.
-pub fn delivery_prefix(job: &Job, output: &crate::job::OutputSpec) -> String {
+pub fn delivery_prefix(job: &Job, output: &nommer_core::job::OutputSpec) -> String {
     format!("{}/{}/", job.id, output.name)
 }

@@ -2,12 +2,12 @@
 //! listed through the `by-state` index under `state = worker`). Workers write their own
 //! fields; the scaler writes only `draining`, so neither overwrites the other.
 
-use crate::scaling::Heartbeat;
 use crate::store::STATE_INDEX;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
+use nommer_core::scaling::Heartbeat;
 use std::collections::{BTreeMap, HashMap};
 
 const KIND: &str = "worker";

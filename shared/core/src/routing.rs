@@ -131,10 +131,7 @@ pub struct Backend {
 impl Backend {
     /// Whether this backend can make `preset` with `options`, and if not, why.
     pub fn can_make(&self, preset: &Preset, options: &crate::job::OutputOptions) -> Result<(), String> {
-        match self.kind {
-            BackendKind::Ffmpeg => Ok(()),
-            BackendKind::EncodingCom => crate::encodingcom::check_output(preset, options),
-        }
+        crate::capability::can_make(self.kind, preset, options)
     }
 }
 

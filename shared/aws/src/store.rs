@@ -7,13 +7,13 @@
 //!   `updated_at`, and `doc`, the job as JSON. The `by-state` index (hash `state`, range
 //!   `created_at`) lists jobs by state and time.
 
-use crate::error::StoreError;
-use crate::job::Job;
-use crate::state::{JobState, Transition};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
+use nommer_core::error::StoreError;
+use nommer_core::job::Job;
+use nommer_core::state::{JobState, Transition};
 use std::collections::HashMap;
 
 pub const STATE_INDEX: &str = "by-state";

@@ -1,12 +1,12 @@
 //! Creating a job and handing it to the dispatcher: the one path both the upload
 //! (ingest) and the API take, safe to repeat for the same job id.
 
-use crate::error::StoreError;
-use crate::job::Job;
-use crate::messages::JobMessage;
 use crate::queue::{QueueError, SqsQueue};
-use crate::state::JobState;
 use crate::store::{Created, DynamoJobStore};
+use nommer_core::error::StoreError;
+use nommer_core::job::Job;
+use nommer_core::messages::JobMessage;
+use nommer_core::state::JobState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {

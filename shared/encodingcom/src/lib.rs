@@ -7,39 +7,16 @@
 //!
 //! Credentials live in a [`UserKey`] that never prints; requests are never logged whole.
 
-use crate::job::{OutputOptions, S3Uri};
-use crate::presets::{AudioCodec, Container, LadderFormat, Preset, PresetKind, ThumbnailMode, VideoCodec};
-use crate::state::JobState;
+use nommer_core::capability;
+use nommer_core::job::{OutputOptions, S3Uri};
+use nommer_core::presets::{AudioCodec, Container, LadderFormat, Preset, PresetKind, VideoCodec};
+use nommer_core::state::JobState;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-/// The API key; `Debug` and `Display` print `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct UserKey(String);
-
-impl UserKey {
-    pub fn new(s: impl Into<String>) -> Self {
-        UserKey(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-impl fmt::Debug for UserKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("UserKey(***)")
-    }
-}
-impl fmt::Display for UserKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-pub const USERID_ENV: &str = "NOMMER_ENCODINGCOM_USERID";
-pub const USERKEY_ENV: &str = "NOMMER_ENCODINGCOM_USERKEY";
+pub use nommer_core::settings::{UserKey, USERID_ENV, USERKEY_ENV};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -358,7 +335,7 @@ impl Client {
                 return Err(Error::Transport(format!("HTTP {status} for {action}")));
             }
             let v: Value = serde_json::from_str(&text)
-                .map_err(|e| Error::Malformed(format!("{action}: {e}: {}", crate::telemetry::clip(&text, 200))))?;
+                .map_err(|e| Error::Malformed(format!("{action}: {e}: {}", nommer_core::text::clip(&text, 200))))?;
             let response = v
                 .get("response")
                 .cloned()
@@ -416,17 +393,12 @@ impl Client {
     }
 }
 
-/// Why an output cannot go to Encoding.com, if it cannot.
-pub fn check_output(preset: &Preset, options: &OutputOptions) -> Result<(), String> {
-    format_for(preset, options, None, &S3Uri::new("bucket", "check/"), "x", None).map(|_| ())
-}
-
-fn video_codec(c: VideoCodec) -> Result<&'static str, String> {
+fn video_codec(c: VideoCodec) -> &'static str {
     match c {
-        VideoCodec::H264 => Ok("libx264"),
-        VideoCodec::H265 => Ok("libx265"),
-        VideoCodec::Vp9 => Ok("libvpx-vp9"),
-        VideoCodec::Av1 => Err("AV1 is made by the FFmpeg fleet only".into()),
+        VideoCodec::H264 => "libx264",
+        VideoCodec::H265 => "libx265",
+        VideoCodec::Vp9 => "libvpx-vp9",
+        VideoCodec::Av1 => unreachable!("AV1 is refused by capability::encodingcom"),
     }
 }
 
@@ -531,18 +503,7 @@ pub fn format_for(
     stem: &str,
     owner: Option<&str>,
 ) -> Result<Value, String> {
-    if o.watermark.is_some() {
-        return Err("watermarks are made by the FFmpeg fleet only".into());
-    }
-    if o.loudness.is_some() {
-        return Err("loudness normalisation is made by the FFmpeg fleet only".into());
-    }
-    if !o.advanced.is_empty() {
-        return Err("advanced FFmpeg options need the FFmpeg fleet".into());
-    }
-    if o.crf.is_some() {
-        return Err("Encoding.com takes a bit rate, not crf".into());
-    }
+    capability::encodingcom(preset, o)?;
     let dest = |file: &str| destination(&prefix.bucket, &format!("{}{file}", prefix.key), owner);
     let mut f = Map::new();
     match &preset.kind {
@@ -562,7 +523,7 @@ pub fn format_for(
                 }),
             );
             if let Some(v) = video {
-                f.insert("video_codec".into(), json!(video_codec(v.codec)?));
+                f.insert("video_codec".into(), json!(video_codec(v.codec)));
                 let kbps = o.video_bitrate_kbps.unwrap_or(v.max_bitrate_kbps);
                 f.insert("bitrate".into(), json!(format!("{kbps}k")));
                 f.insert("size".into(), json!(size_for(source, v.max_height)));
@@ -573,8 +534,6 @@ pub fn format_for(
                     f.insert("framerate".into(), json!(format!("{r}")));
                 }
                 f.insert("keyframe".into(), json!(format!("{}", (fps * 2.0).round() as u32)));
-            } else if o.two_pass {
-                return Err("two_pass needs video".into());
             }
             match audio {
                 Some(a) => {
@@ -596,9 +555,6 @@ pub fn format_for(
             audio,
             segment_seconds,
         } => {
-            if *codec != VideoCodec::H264 && *codec != VideoCodec::H265 {
-                return Err("Encoding.com ladders are H.264 or H.265".into());
-            }
             let (output, master) = match format {
                 LadderFormat::Hls => ("advanced_hls", "master.m3u8"),
                 LadderFormat::Dash => ("advanced_dash", "manifest.mpd"),
@@ -609,14 +565,14 @@ pub fn format_for(
             f.insert("pack_files".into(), json!("no"));
             // the same rungs the fleet would make (never above the source's short side)
             let kept = match source {
-                Some((w, h)) if w > 0 && h > 0 => crate::plan::ladder_for(rungs, w.min(h)),
+                Some((w, h)) if w > 0 && h > 0 => nommer_core::plan::ladder_for(rungs, w.min(h)),
                 _ => rungs.clone(),
             };
             let streams: Vec<Value> = kept
                 .iter()
                 .map(|r| {
                     json!({
-                        "video_codec": video_codec(*codec).unwrap_or("libx264"),
+                        "video_codec": video_codec(*codec),
                         "size": size_for(source, r.height),
                         "bitrate": format!("{}k", r.video_kbps),
                         "audio_codec": audio_codec(audio.codec),
@@ -629,9 +585,6 @@ pub fn format_for(
             f.insert("destination".into(), json!(dest(master)));
         }
         PresetKind::Thumbnails(t) => {
-            if t.mode != ThumbnailMode::Poster {
-                return Err("thumbnail series and sprite sheets are made by the FFmpeg fleet only".into());
-            }
             f.insert("output".into(), json!("thumbnail"));
             f.insert("time".into(), json!(format!("{}", o.at_seconds.unwrap_or(1.0))));
             f.insert("width".into(), json!(format!("{}", o.width.unwrap_or(t.width))));
@@ -639,9 +592,6 @@ pub fn format_for(
         }
     }
     if let Some(t) = &o.trim {
-        if matches!(preset.kind, PresetKind::Thumbnails(_)) {
-            return Err("trim does not apply to thumbnails".into());
-        }
         f.insert("start".into(), json!(format!("{}", t.start_seconds)));
         if let Some(end) = t.end_seconds {
             f.insert("duration".into(), json!(format!("{}", end - t.start_seconds)));
@@ -750,7 +700,7 @@ mod tests {
 
     #[test]
     fn presets_map_to_formats_or_say_why_not() {
-        let c = crate::presets::Catalog::builtin();
+        let c = nommer_core::presets::Catalog::builtin();
         let prefix = S3Uri::new("outbox", "j1/web/");
         let f = format_for(
             c.find("mp4-720p").unwrap(),
@@ -801,18 +751,20 @@ mod tests {
         )
         .unwrap();
         assert!(sizes(&full).iter().any(|(_, h)| *h > 720), "{full}");
-        assert!(check_output(c.find("sprite").unwrap(), &OutputOptions::default()).is_err());
-        assert!(check_output(c.find("mp4-av1-720p").unwrap(), &OutputOptions::default())
-            .unwrap_err()
-            .contains("AV1"));
+        assert!(capability::encodingcom(c.find("sprite").unwrap(), &OutputOptions::default()).is_err());
+        assert!(
+            capability::encodingcom(c.find("mp4-av1-720p").unwrap(), &OutputOptions::default())
+                .unwrap_err()
+                .contains("AV1")
+        );
         let crf = OutputOptions {
             crf: Some(20),
             ..Default::default()
         };
-        assert!(check_output(c.find("mp4-720p").unwrap(), &crf)
+        assert!(capability::encodingcom(c.find("mp4-720p").unwrap(), &crf)
             .unwrap_err()
             .contains("crf"));
-        assert!(check_output(c.find("audio-mp3").unwrap(), &OutputOptions::default()).is_ok());
+        assert!(capability::encodingcom(c.find("audio-mp3").unwrap(), &OutputOptions::default()).is_ok());
     }
 
     /// The (width, height) of each ladder stream's `size`, as numbers.
@@ -830,7 +782,7 @@ mod tests {
 
     #[test]
     fn a_presets_height_bounds_the_short_side_so_portrait_stays_portrait() {
-        let c = crate::presets::Catalog::builtin();
+        let c = nommer_core::presets::Catalog::builtin();
         let prefix = S3Uri::new("delivery", "j1/web/");
         let mp4 = |src| {
             format_for(

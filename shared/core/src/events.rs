@@ -239,7 +239,7 @@ impl Endpoint {
 /// Parsed with the same URL parser the HTTP client uses, so the host checked is the host
 /// connected to (a `\\` or other oddity cannot make them differ).
 pub fn check_url(url: &str, policy: &Webhooks) -> Result<(String, u16), String> {
-    let u = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+    let u = url::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
     match u.scheme() {
         "https" => {}
         "http" if policy.allow_http => {}

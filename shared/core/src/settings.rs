@@ -52,6 +52,8 @@ pub const WEBHOOKS_DLQ_URL: &str = "NOMMER_WEBHOOKS_DLQ_URL";
 pub const WEBHOOK_SECRET: &str = "NOMMER_WEBHOOK_SECRET";
 pub const API_KEY_HASHES: &str = "NOMMER_API_KEY_HASHES";
 /// Replaces every Encoding.com backend's endpoint (the local stand-in).
+pub const USERID_ENV: &str = "NOMMER_ENCODINGCOM_USERID";
+pub const USERKEY_ENV: &str = "NOMMER_ENCODINGCOM_USERKEY";
 pub const ENCODINGCOM_ENDPOINT: &str = "NOMMER_ENCODINGCOM_ENDPOINT";
 /// The bucket Encoding.com delivers into (ACLs accepted, never honoured); Nommer copies
 /// each finished task's files from it into the outbox.
@@ -59,6 +61,30 @@ pub const DELIVERY_BUCKET: &str = "NOMMER_DELIVERY_BUCKET";
 /// The Secrets Manager secret holding the access key of the read-only IAM user that
 /// presigns source URLs for Encoding.com (`{"access_key_id": …, "secret_access_key": …}`).
 pub const ENCODINGCOM_SOURCE_SECRET: &str = "NOMMER_ENCODINGCOM_SOURCE_SECRET";
+
+/// Encoding.com's API user id and key, from the environment when no secret is named.
+/// The API key; `Debug` and `Display` print `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserKey(String);
+
+impl UserKey {
+    pub fn new(s: impl Into<String>) -> Self {
+        UserKey(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+impl std::fmt::Debug for UserKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UserKey(***)")
+    }
+}
+impl std::fmt::Display for UserKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SettingsError {
@@ -270,7 +296,7 @@ pub struct BackendSettings {
     pub limits: crate::ffmpeg::Limits,
     pub config: crate::config::Config,
     /// Encoding.com credentials from the environment (backends without `secret`).
-    pub encodingcom_env: Option<(String, crate::encodingcom::UserKey)>,
+    pub encodingcom_env: Option<(String, UserKey)>,
     /// `NOMMER_ENCODINGCOM_ENDPOINT`, if set.
     pub encodingcom_endpoint: Option<String>,
     /// `NOMMER_DELIVERY_BUCKET`; required with an Encoding.com backend.
@@ -316,11 +342,8 @@ impl BackendSettings {
             ffprobe: src.get(FFPROBE).unwrap_or_else(|| "ffprobe".into()),
             limits: limits(src, &config)?,
             config,
-            encodingcom_env: match (
-                src.get(crate::encodingcom::USERID_ENV),
-                src.get(crate::encodingcom::USERKEY_ENV),
-            ) {
-                (Some(i), Some(k)) => Some((i, crate::encodingcom::UserKey::new(k))),
+            encodingcom_env: match (src.get(USERID_ENV), src.get(USERKEY_ENV)) {
+                (Some(i), Some(k)) => Some((i, UserKey::new(k))),
                 _ => None,
             },
             encodingcom_endpoint: src.get(ENCODINGCOM_ENDPOINT),
@@ -333,7 +356,19 @@ impl BackendSettings {
     }
 }
 
-impl crate::notify::NotifySettings {
+/// Settings of the notify functions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotifySettings {
+    pub table: String,
+    pub topic_arn: String,
+    pub webhooks_queue_url: String,
+    pub webhooks_dlq_url: String,
+    pub config: crate::config::Config,
+    /// Signs deliveries to jobs' `notify_url` (overrides the config file's).
+    pub webhook_secret: Option<crate::events::SigningSecret>,
+}
+
+impl NotifySettings {
     pub fn from_source(src: &dyn Source) -> Result<Self, SettingsError> {
         let webhook_secret = match src.get(WEBHOOK_SECRET) {
             None => None,
@@ -345,7 +380,7 @@ impl crate::notify::NotifySettings {
                 })?,
             ),
         };
-        Ok(crate::notify::NotifySettings {
+        Ok(NotifySettings {
             table: required(src, TABLE, TABLE_HINT)?,
             topic_arn: required(src, EVENTS_TOPIC_ARN, "the ARN of the SNS topic of job events")?,
             webhooks_queue_url: required(

@@ -23,9 +23,9 @@ impl JobMessage {
     /// Parses a body, with an error that says what was wrong.
     pub fn from_body(body: &str) -> Result<JobMessage, String> {
         let m: JobMessage = serde_json::from_str(body)
-            .map_err(|e| format!("not a job message ({e}): {}", crate::telemetry::clip(body, 200)))?;
+            .map_err(|e| format!("not a job message ({e}): {}", crate::text::clip(body, 200)))?;
         if !crate::ids::looks_valid(&m.job_id) {
-            return Err(format!("`{}` is not a job id", crate::telemetry::clip(&m.job_id, 80)));
+            return Err(format!("`{}` is not a job id", crate::text::clip(&m.job_id, 80)));
         }
         Ok(m)
     }

@@ -1,32 +1,23 @@
-//! Nommer's shared library: the job domain (model, state machine, presets), typed
-//! settings, the one SDK config factory, and the AWS adapters every function and the
-//! worker use.
+//! Nommer's domain: what a job is, the one state machine it follows, the presets and the
+//! FFmpeg runs they turn into, routing and what each backend can make, scaling, events
+//! and settings. Pure code: no AWS SDK, no runtime, no HTTP client.
 
 pub mod advanced;
-pub mod aws;
-pub mod backends;
+pub mod capability;
 pub mod config;
-pub mod deadletter;
-pub mod encodingcom;
 pub mod error;
 pub mod events;
 pub mod ffmpeg;
 pub mod ids;
 pub mod job;
 pub mod messages;
-pub mod notify;
-pub mod objects;
 pub mod plan;
 pub mod presets;
-pub mod queue;
-pub mod registry;
 pub mod routing;
 pub mod scaling;
 pub mod settings;
 pub mod state;
-pub mod store;
-pub mod submit;
-pub mod telemetry;
+pub mod text;
 
 pub use error::{JobErrorCode, StoreError};
 pub use job::{Job, JobError, OutputFile, OutputSpec, S3Uri};

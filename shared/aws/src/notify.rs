@@ -1,7 +1,7 @@
 //! Publishing job events and delivering webhooks.
 //!
 //! [`Notifier::on_change`] takes one change of a job item (old and new image, from the
-//! table's stream), derives its events ([`crate::events::from_change`]), publishes each
+//! table's stream), derives its events ([`nommer_core::events::from_change`]), publishes each
 //! to SNS with message attributes (`type`, `state`, `backend`, `preset`) and queues one
 //! webhook delivery per interested target. A marker item per event (`event#<id>`) makes a
 //! redelivered stream record publish nothing twice.
@@ -13,25 +13,14 @@
 //! next attempt queued after a growing delay (longer than SQS's 15-minute cap by hopping),
 //! or the delivery parked in the dead-letter queue with its reason.
 
-use crate::events::{self, Event, SigningSecret};
-use crate::job::Job;
 use crate::queue::SqsQueue;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
+use nommer_core::events::{self, Event, SigningSecret};
+use nommer_core::job::Job;
+pub use nommer_core::settings::NotifySettings;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-
-/// Settings of the notify functions.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NotifySettings {
-    pub table: String,
-    pub topic_arn: String,
-    pub webhooks_queue_url: String,
-    pub webhooks_dlq_url: String,
-    pub config: crate::config::Config,
-    /// Signs deliveries to jobs' `notify_url` (overrides the config file's).
-    pub webhook_secret: Option<SigningSecret>,
-}
 
 /// Who a delivery goes to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,7 +49,7 @@ pub struct AttemptRecord {
     pub event_id: String,
     #[serde(rename = "type")]
     pub kind: String,
-    pub state: crate::state::JobState,
+    pub state: nommer_core::state::JobState,
     /// `notify_url` or the endpoint's name.
     pub target: String,
     pub attempt: u32,
@@ -109,8 +98,8 @@ impl Notifier {
     pub fn new(settings: NotifySettings, config: &aws_config::SdkConfig) -> Notifier {
         Notifier {
             sns: aws_sdk_sns::Client::new(config),
-            ddb: crate::aws::dynamodb_client(config),
-            queue: SqsQueue::new(crate::aws::sqs_client(config)),
+            ddb: crate::sdk::dynamodb_client(config),
+            queue: SqsQueue::new(crate::sdk::sqs_client(config)),
             settings,
         }
     }

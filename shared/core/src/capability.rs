@@ -1,0 +1,52 @@
+//! What each kind of backend can make. Routing asks it before it picks a backend, and the
+//! Encoding.com mapping asks it before it builds a `format`, so the two never disagree.
+
+use crate::job::OutputOptions;
+use crate::presets::{Preset, PresetKind, ThumbnailMode, VideoCodec};
+use crate::routing::BackendKind;
+
+/// Whether a backend of `kind` can make `preset` with `options`, and if not, why.
+pub fn can_make(kind: BackendKind, preset: &Preset, options: &OutputOptions) -> Result<(), String> {
+    match kind {
+        BackendKind::Ffmpeg => Ok(()),
+        BackendKind::EncodingCom => encodingcom(preset, options),
+    }
+}
+
+/// What Encoding.com cannot make: per-output options only the fleet has, AV1, ladders in
+/// other codecs, thumbnail series and sprite sheets.
+pub fn encodingcom(preset: &Preset, o: &OutputOptions) -> Result<(), String> {
+    if o.watermark.is_some() {
+        return Err("watermarks are made by the FFmpeg fleet only".into());
+    }
+    if o.loudness.is_some() {
+        return Err("loudness normalisation is made by the FFmpeg fleet only".into());
+    }
+    if !o.advanced.is_empty() {
+        return Err("advanced FFmpeg options need the FFmpeg fleet".into());
+    }
+    if o.crf.is_some() {
+        return Err("Encoding.com takes a bit rate, not crf".into());
+    }
+    match &preset.kind {
+        PresetKind::File { video, .. } => match video {
+            Some(v) if v.codec == VideoCodec::Av1 => return Err("AV1 is made by the FFmpeg fleet only".into()),
+            None if o.two_pass => return Err("two_pass needs video".into()),
+            _ => {}
+        },
+        PresetKind::Ladder { codec, .. } => {
+            if *codec != VideoCodec::H264 && *codec != VideoCodec::H265 {
+                return Err("Encoding.com ladders are H.264 or H.265".into());
+            }
+        }
+        PresetKind::Thumbnails(t) => {
+            if t.mode != ThumbnailMode::Poster {
+                return Err("thumbnail series and sprite sheets are made by the FFmpeg fleet only".into());
+            }
+            if o.trim.is_some() {
+                return Err("trim does not apply to thumbnails".into());
+            }
+        }
+    }
+    Ok(())
+}
