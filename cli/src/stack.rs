@@ -78,7 +78,7 @@ pub struct LocalStack {
     /// The Encoding.com stand-in, when the config file has an Encoding.com backend.
     pub standin: Option<crate::standin::StandIn>,
     /// What dispatch, the callback and the poller use (e.g. to cancel a job).
-    pub backends: Arc<nommer_aws::backends::Backends>,
+    pub backends: Arc<nommer_core::flows::Backends>,
     _emulator: Option<Emulator>,
 }
 

@@ -115,7 +115,7 @@ async fn rules_send_one_file_to_encodingcom_and_another_to_the_fleet() {
     assert_eq!(remote.backend.as_deref(), Some("encodingcom"));
     let d = remote.routing.as_ref().expect("the decision is on the job");
     assert_eq!(d.rule.as_deref(), Some("partner uploads"));
-    assert_eq!(d.facts.measured_by, "probe", "{d:?}");
+    assert_eq!(d.facts.measured_by, nommer_core::routing::Measured::Probe, "{d:?}");
     assert_eq!(d.facts.height, Some(360));
     // 2 s of sd: 2/60 * 1.0 (a relative tolerance: an estimate of 0 must not pass)
     let est = d.estimated_cost_usd.expect("an estimate");
@@ -453,15 +453,14 @@ async fn credentials_come_from_secrets_manager_and_never_print() {
         .collect();
         nommer_core::settings::BackendSettings::from_source(&env).unwrap()
     };
-    let remotes = nommer_aws::backends::Remotes::load(&settings(&name), &sdk)
-        .await
-        .unwrap();
-    let client = remotes.client("encodingcom").expect("a client for the backend");
+    let secrets = nommer_aws::secrets::SecretsManagerSecrets::new(&sdk);
+    let remotes = nommer_encodingcom::remotes(&settings(&name), &secrets).await.unwrap();
+    let client = remotes.get("encodingcom").expect("a client for the backend");
     let shown = format!("{client:?} {remotes:?}");
     assert!(shown.contains("4242"), "{shown}");
     assert!(!shown.contains("very-secret-key"), "the key never prints: {shown}");
 
-    let e = nommer_aws::backends::Remotes::load(&settings("no/such/secret"), &sdk)
+    let e = nommer_encodingcom::remotes(&settings("no/such/secret"), &secrets)
         .await
         .unwrap_err();
     assert!(e.contains("no/such/secret") && e.contains("encodingcom"), "{e}");

@@ -375,7 +375,7 @@ async fn accepted_earlier(stack: &nommer::LocalStack, dir: &Path, notify_url: &s
     let store =
         nommer_aws::store::DynamoJobStore::new(nommer_aws::sdk::dynamodb_client(&stack.config), &stack.names.table);
     let queue = nommer_aws::queue::SqsQueue::new(nommer_aws::sdk::sqs_client(&stack.config));
-    nommer_aws::submit::create_and_enqueue(&store, &queue, &stack.urls.jobs, &job)
+    nommer_core::flows::submit::create_and_enqueue(&store, &queue, &stack.urls.jobs, &job)
         .await
         .unwrap();
     job.id

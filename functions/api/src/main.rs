@@ -1,6 +1,6 @@
 use api::{router, ApiState};
 use lambda_http::{run, Error};
-use nommer_aws::backends::Backends;
+use nommer_core::flows::Backends;
 use nommer_core::settings::{ApiSettings, BackendSettings};
 use std::sync::Arc;
 
@@ -9,6 +9,13 @@ async fn main() -> Result<(), Error> {
     nommer_aws::telemetry::init();
     let settings = ApiSettings::from_env()?;
     let config = nommer_aws::sdk::sdk_config().await;
-    let backends = Backends::new(BackendSettings::from_env()?, &config).await?;
+    let backend_settings = BackendSettings::from_env()?;
+    let secrets = nommer_aws::secrets::SecretsManagerSecrets::new(&config);
+    let remotes = nommer_encodingcom::remotes(&backend_settings, &secrets).await?;
+    let prober = nommer_aws::probe::FfprobeProber::for_backends(&backend_settings);
+    let backends = Backends::new(
+        backend_settings.clone(),
+        nommer_aws::ports(&config, &backend_settings, remotes, prober),
+    );
     run(router(Arc::new(ApiState::new(settings, backends, &config)))).await
 }

@@ -5,7 +5,7 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
-use nommer_aws::backends::Backends;
+use nommer_core::flows::Backends;
 use nommer_core::messages::JobMessage;
 use nommer_core::settings::DispatchSettings;
 
@@ -18,8 +18,13 @@ pub struct Dispatch {
 impl Dispatch {
     /// Reads the Encoding.com credentials the config file names, if any.
     pub async fn new(settings: DispatchSettings, config: &aws_config::SdkConfig) -> Result<Self, String> {
+        let b = &settings.backends;
+        let secrets = nommer_aws::secrets::SecretsManagerSecrets::new(config);
+        let remotes = nommer_encodingcom::remotes(b, &secrets).await?;
+        let prober = nommer_aws::probe::FfprobeProber::for_backends(b);
+        let ports = nommer_aws::ports(config, b, remotes, prober);
         Ok(Dispatch {
-            backends: Backends::new(settings.backends.clone(), config).await?,
+            backends: Backends::new(b.clone(), ports),
             settings,
         })
     }

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use nommer_aws::backends::Backends;
+use nommer_core::flows::Backends;
 use nommer_core::routing::BackendKind;
 use nommer_encodingcom as encodingcom;
 use std::collections::HashMap;

@@ -14,17 +14,7 @@ pub const MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;
 /// Size of each part (S3's minimum is 5 MiB).
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ObjectError {
-    #[error("s3://{bucket}/{key} does not exist")]
-    NotFound { bucket: String, key: String },
-    #[error("s3://{bucket}/{key} was replaced after the job was made (its ETag is no longer {etag})")]
-    Replaced { bucket: String, key: String, etag: String },
-    #[error("S3: {0}")]
-    Aws(String),
-    #[error("local file: {0}")]
-    Io(#[from] std::io::Error),
-}
+pub use nommer_core::ports::ObjectError;
 
 fn aws_err<E: std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> ObjectError {
     ObjectError::Aws(DisplayErrorContext(&e).to_string())
@@ -433,4 +423,26 @@ fn copy_source(bucket: &str, key: &str) -> String {
         .remove(b'.')
         .remove(b'~');
     format!("{bucket}/{}", percent_encoding::utf8_percent_encode(key, SET))
+}
+
+#[async_trait::async_trait]
+impl nommer_core::ports::ObjectStore for S3ObjectStore {
+    async fn head_bytes(&self, bucket: &str, key: &str, n: u64) -> Result<(Vec<u8>, u64), ObjectError> {
+        S3ObjectStore::head_bytes(self, bucket, key, n).await
+    }
+    async fn presign_get(&self, bucket: &str, key: &str, lifetime: std::time::Duration) -> Result<String, ObjectError> {
+        S3ObjectStore::presign_get(self, bucket, key, lifetime).await
+    }
+    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<(String, u64)>, ObjectError> {
+        S3ObjectStore::list(self, bucket, prefix).await
+    }
+    async fn copy_object(
+        &self,
+        from_bucket: &str,
+        from_key: &str,
+        to_bucket: &str,
+        to_key: &str,
+    ) -> Result<(), ObjectError> {
+        S3ObjectStore::copy_object(self, from_bucket, from_key, to_bucket, to_key).await
+    }
 }

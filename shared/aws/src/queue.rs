@@ -5,9 +5,7 @@ use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use aws_sdk_sqs::Client;
 use std::time::Duration;
 
-#[derive(Debug, thiserror::Error)]
-#[error("SQS: {0}")]
-pub struct QueueError(pub String);
+pub use nommer_core::ports::QueueError;
 
 fn aws_err<E: std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> QueueError {
     QueueError(DisplayErrorContext(&e).to_string())
@@ -169,5 +167,12 @@ impl SqsQueue {
             get(A::ApproximateNumberOfMessages),
             get(A::ApproximateNumberOfMessagesNotVisible),
         ))
+    }
+}
+
+#[async_trait::async_trait]
+impl nommer_core::ports::WorkQueue for SqsQueue {
+    async fn send(&self, queue_url: &str, body: &str) -> Result<String, QueueError> {
+        SqsQueue::send(self, queue_url, body).await
     }
 }

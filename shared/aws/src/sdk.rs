@@ -50,3 +50,9 @@ pub fn describe<E: std::error::Error>(e: &E) -> String {
     }
     s
 }
+
+/// An SDK error as one line with its whole context (the service's code and message, the
+/// connector's cause): the one way every adapter reports them.
+pub fn error_text<E: std::error::Error>(e: &E) -> String {
+    aws_sdk_s3::error::DisplayErrorContext(e).to_string()
+}

@@ -18,14 +18,7 @@ use std::collections::HashMap;
 
 pub const STATE_INDEX: &str = "by-state";
 
-/// How a create went.
-#[derive(Debug)]
-pub enum Created {
-    /// The job is new.
-    New(Job),
-    /// A job with that id was already there (a duplicate event or a replayed request).
-    Existing(Job),
-}
+pub use nommer_core::ports::Created;
 
 #[derive(Clone, Debug)]
 pub struct DynamoJobStore {
@@ -327,5 +320,31 @@ impl DynamoJobStore {
         }
         // rounds used up: go on from where this page stopped looking
         Ok((page, Some(upper)))
+    }
+}
+
+#[async_trait::async_trait]
+impl nommer_core::ports::JobStore for DynamoJobStore {
+    async fn create(&self, job: &Job) -> Result<Created, StoreError> {
+        DynamoJobStore::create(self, job).await
+    }
+    async fn get(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        DynamoJobStore::get(self, id).await
+    }
+    async fn replace(&self, current: &Job, next: Job) -> Result<Job, StoreError> {
+        DynamoJobStore::replace(self, current, next).await
+    }
+    async fn list_page(
+        &self,
+        q: nommer_core::ports::JobQuery<'_>,
+        keep: &(dyn for<'j> Fn(&'j Job) -> bool + Send + Sync),
+    ) -> Result<(Vec<Job>, Option<String>), StoreError> {
+        DynamoJobStore::list_page(self, q.states, q.from, q.to, q.before, q.limit, keep).await
+    }
+    async fn put_media_link(&self, backend: &str, media_id: &str, job_id: &str) -> Result<(), StoreError> {
+        DynamoJobStore::put_media_link(self, backend, media_id, job_id).await
+    }
+    async fn job_for_media(&self, backend: &str, media_id: &str) -> Result<Option<String>, StoreError> {
+        DynamoJobStore::job_for_media(self, backend, media_id).await
     }
 }

@@ -585,6 +585,29 @@ impl Job {
         Ok(())
     }
 
+    /// Walks the job forward along the state path to `target`, one transition at a
+    /// time, each in its history with `note`.
+    pub fn advance_to(&mut self, target: JobState, now: DateTime<Utc>, note: &str) -> Result<(), InvalidTransition> {
+        while self.state.rank() < target.rank() {
+            let Some(t) = self.state.forward() else { break };
+            self.apply(t, now, Some(note.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Where an output's files go in the outbox: the config's key template filled in for
+    /// this job (ends in `/`).
+    pub fn output_prefix(&self, output: &OutputSpec, key_template: &str) -> String {
+        crate::config::render_key_template(
+            key_template,
+            &self.id,
+            &output.name,
+            &output.preset,
+            &self.source.output_stem(),
+            &self.created_at.format("%Y-%m-%d").to_string(),
+        )
+    }
+
     /// True when the worker holding a running job has not been heard from for `stale`.
     pub fn is_abandoned(&self, now: DateTime<Utc>, stale: chrono::Duration) -> bool {
         self.state.is_running() && self.heartbeat_at.map(|h| now - h > stale).unwrap_or(true)

@@ -7,11 +7,15 @@ pub mod capability;
 pub mod config;
 pub mod error;
 pub mod events;
+#[cfg(any(test, feature = "fakes"))]
+pub mod fakes;
 pub mod ffmpeg;
+pub mod flows;
 pub mod ids;
 pub mod job;
 pub mod messages;
 pub mod plan;
+pub mod ports;
 pub mod presets;
 pub mod routing;
 pub mod scaling;

@@ -208,6 +208,18 @@ impl Default for Routing {
     }
 }
 
+/// Where the facts' duration and height came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Measured {
+    /// ffprobe read the source.
+    Probe,
+    /// The API request's `source_info`.
+    Request,
+    #[default]
+    Unknown,
+}
+
 /// What is known about a job when it is routed. Probe fields are `None` when the source
 /// was not probed and the request gave no hint.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -222,8 +234,8 @@ pub struct Facts {
     pub duration_seconds: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub height: Option<u32>,
-    /// Where duration and height came from: `probe`, `request` or `unknown`.
-    pub measured_by: String,
+    /// Where duration and height came from.
+    pub measured_by: Measured,
     #[serde(skip)]
     pub metadata: BTreeMap<String, String>,
 }
@@ -247,7 +259,6 @@ impl Facts {
         Facts {
             key: key.to_string(),
             extension: ext,
-            measured_by: "unknown".into(),
             ..Facts::default()
         }
     }
@@ -655,7 +666,7 @@ match = { max_height = 480, max_duration_seconds = 60 }
         f.size = Some(5_000_000);
         f.duration_seconds = Some(120.0);
         f.height = Some(1080);
-        f.measured_by = "probe".into();
+        f.measured_by = Measured::Probe;
         f
     }
 

@@ -80,6 +80,34 @@ impl JobState {
     }
 }
 
+/// The way a job goes when all is well; every forward step on it is a transition
+/// [`JobState::next`] allows.
+pub const PATH: [JobState; 6] = [
+    JobState::Submitted,
+    JobState::Queued,
+    JobState::Downloading,
+    JobState::Encoding,
+    JobState::Uploading,
+    JobState::Complete,
+];
+
+impl JobState {
+    /// How far along [`PATH`] a job in this state is; every terminal state counts as
+    /// the end of it.
+    pub fn rank(self) -> usize {
+        if self.is_terminal() {
+            return PATH.len() - 1;
+        }
+        PATH.iter().position(|s| *s == self).unwrap_or(0)
+    }
+
+    /// The transition one step forward along [`PATH`], as [`JobState::next`] allows it.
+    pub fn forward(self) -> Option<Transition> {
+        let to = *PATH.get(self.rank() + 1)?;
+        Transition::ALL.into_iter().find(|t| self.next(*t) == Ok(to))
+    }
+}
+
 impl fmt::Display for JobState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -1,6 +1,6 @@
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use nommer_aws::backends::Backends;
+use nommer_core::flows::Backends;
 use nommer_core::settings::BackendSettings;
 
 #[tokio::main]
@@ -8,7 +8,11 @@ async fn main() -> Result<(), Error> {
     nommer_aws::telemetry::init();
     let settings = BackendSettings::from_env()?;
     let config = nommer_aws::sdk::sdk_config().await;
-    let ctx = Backends::new(settings, &config).await?;
+    let secrets = nommer_aws::secrets::SecretsManagerSecrets::new(&config);
+    let remotes = nommer_encodingcom::remotes(&settings, &secrets).await?;
+    let prober = nommer_aws::probe::FfprobeProber::for_backends(&settings);
+    let backends = Backends::new(settings.clone(), nommer_aws::ports(&config, &settings, remotes, prober));
+    let ctx = backends;
     run(service_fn(|_: LambdaEvent<EventBridgeEvent>| async {
         encodingcom::poll(&ctx).await.map(|n| serde_json::json!({ "jobs": n }))
     }))

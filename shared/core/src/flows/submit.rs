@@ -1,12 +1,11 @@
 //! Creating a job and handing it to the dispatcher: the one path both the upload
 //! (ingest) and the API take, safe to repeat for the same job id.
 
-use crate::queue::{QueueError, SqsQueue};
-use crate::store::{Created, DynamoJobStore};
-use nommer_core::error::StoreError;
-use nommer_core::job::Job;
-use nommer_core::messages::JobMessage;
-use nommer_core::state::JobState;
+use crate::error::StoreError;
+use crate::job::Job;
+use crate::messages::JobMessage;
+use crate::ports::{Created, JobStore, QueueError, WorkQueue};
+use crate::state::JobState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -20,8 +19,8 @@ pub enum SubmitError {
 /// (so a crash between the two steps is repaired by the redelivered event or the
 /// replayed request). Returns what the store holds.
 pub async fn create_and_enqueue(
-    store: &DynamoJobStore,
-    queue: &SqsQueue,
+    store: &dyn JobStore,
+    queue: &dyn WorkQueue,
     jobs_queue_url: &str,
     job: &Job,
 ) -> Result<Created, SubmitError> {

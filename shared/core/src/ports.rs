@@ -1,0 +1,197 @@
+//! The ports: what the flows need of the outside world, each a small trait. The adapters
+//! (`nommer-aws`, `nommer-encodingcom`, `nommer-media`) implement them; the flows' tests
+//! use the in-memory fakes of [`crate::fakes`].
+
+use crate::error::StoreError;
+use crate::job::{Job, OutputOptions, Probe, S3Uri};
+use crate::presets::Preset;
+use crate::state::JobState;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+
+/// How a create went.
+#[derive(Debug)]
+pub enum Created {
+    /// The job is new.
+    New(Job),
+    /// A job with that id was already there (a duplicate event or a replayed request).
+    Existing(Job),
+}
+
+/// Which jobs a page of [`JobStore::list_page`] holds.
+#[derive(Debug, Clone, Copy)]
+pub struct JobQuery<'a> {
+    /// In lifecycle order: a job that moves on while the states are read one after the
+    /// other is then seen twice, and kept once, rather than missed.
+    pub states: &'a [JobState],
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// The cursor a previous page returned.
+    pub before: Option<&'a str>,
+    pub limit: usize,
+}
+
+/// The jobs, with conditional writes: a writer that lost a race gets
+/// [`StoreError::Conflict`], never a silent overwrite.
+#[async_trait]
+pub trait JobStore: Send + Sync {
+    /// Stores a new job unless one with its id exists.
+    async fn create(&self, job: &Job) -> Result<Created, StoreError>;
+    async fn get(&self, id: &str) -> Result<Option<Job>, StoreError>;
+    /// Writes `next` in place of `current`, on condition that the stored job is still at
+    /// `current`'s state and version. Returns the job as stored (version bumped).
+    async fn replace(&self, current: &Job, next: Job) -> Result<Job, StoreError>;
+    /// One page of jobs, newest first, that `keep` accepts, and the next page's cursor.
+    async fn list_page(
+        &self,
+        query: JobQuery<'_>,
+        keep: &(dyn for<'j> Fn(&'j Job) -> bool + Send + Sync),
+    ) -> Result<(Vec<Job>, Option<String>), StoreError>;
+    /// Records which job a remote backend's task belongs to.
+    async fn put_media_link(&self, backend: &str, media_id: &str, job_id: &str) -> Result<(), StoreError>;
+    /// The job a remote task belongs to.
+    async fn job_for_media(&self, backend: &str, media_id: &str) -> Result<Option<String>, StoreError>;
+
+    /// A job that must exist.
+    async fn require(&self, id: &str) -> Result<Job, StoreError> {
+        self.get(id).await?.ok_or_else(|| StoreError::NotFound(id.to_string()))
+    }
+    /// Stores `next` without changing `current`'s state (progress, the remote task).
+    async fn update(&self, current: &Job, mut next: Job) -> Result<Job, StoreError> {
+        next.state = current.state;
+        next.updated_at = Utc::now();
+        self.replace(current, next).await
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    #[error("s3://{bucket}/{key} does not exist")]
+    NotFound { bucket: String, key: String },
+    #[error("s3://{bucket}/{key} was replaced after the job was made (its ETag is no longer {etag})")]
+    Replaced { bucket: String, key: String, etag: String },
+    #[error("S3: {0}")]
+    Aws(String),
+    #[error("local file: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Object storage, as far as the flows need it (transfers to and from disk are the
+/// worker's, on the adapter itself).
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// The first `n` bytes of an object and its whole size.
+    async fn head_bytes(&self, bucket: &str, key: &str, n: u64) -> Result<(Vec<u8>, u64), ObjectError>;
+    async fn presign_get(&self, bucket: &str, key: &str, lifetime: Duration) -> Result<String, ObjectError>;
+    /// Every object under `prefix`, with its size.
+    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<(String, u64)>, ObjectError>;
+    async fn copy_object(
+        &self,
+        from_bucket: &str,
+        from_key: &str,
+        to_bucket: &str,
+        to_key: &str,
+    ) -> Result<(), ObjectError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("SQS: {0}")]
+pub struct QueueError(pub String);
+
+/// A queue the flows put messages on.
+#[async_trait]
+pub trait WorkQueue: Send + Sync {
+    /// Sends one message; returns its id.
+    async fn send(&self, queue_url: &str, body: &str) -> Result<String, QueueError>;
+}
+
+/// Why an object could not be probed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProbeFailure {
+    /// Not media FFmpeg can read (the reason is FFmpeg's).
+    Unreadable(String),
+    /// No ffprobe here, or no URL: nothing is known either way.
+    Unavailable(String),
+}
+
+/// ffprobe, with the input guard.
+#[async_trait]
+pub trait Prober: Send + Sync {
+    /// Probes what `url` serves (`size` bytes).
+    async fn probe_url(&self, url: &str, size: u64) -> Result<Probe, ProbeFailure>;
+}
+
+/// One output of a task for a remote encoder.
+#[derive(Debug, Clone)]
+pub struct RemoteOutput<'a> {
+    pub name: &'a str,
+    pub preset: &'a Preset,
+    pub options: &'a OutputOptions,
+    /// The folder the encoder delivers this output into.
+    pub destination: S3Uri,
+    /// The file name stem.
+    pub stem: String,
+}
+
+/// A task for a remote encoder.
+#[derive(Debug, Clone)]
+pub struct RemoteRequest<'a> {
+    pub source_url: String,
+    pub callback_url: String,
+    /// The source's displayed width and height, when known.
+    pub source_size: Option<(u32, u32)>,
+    /// The delivery bucket owner, granted full control of what the encoder writes.
+    pub owner_canonical_id: String,
+    pub outputs: Vec<RemoteOutput<'a>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// The backend refused the task, or cannot make an output: trying again will not help.
+    #[error("{0}")]
+    Refused(String),
+    /// A network error, a timeout, the backend busy: try again later.
+    #[error("{0}")]
+    Retryable(String),
+}
+
+impl RemoteError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, RemoteError::Retryable(_))
+    }
+}
+
+/// What a remote encoder says of a task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteStatus {
+    pub media_id: String,
+    /// The backend's own word for it, kept on the job.
+    pub word: String,
+    /// Our state and progress for it; `None` for a word we do not know.
+    pub ours: Option<(JobState, u8)>,
+    pub errors: Vec<String>,
+}
+
+/// A third-party encoder (Encoding.com).
+#[async_trait]
+pub trait RemoteEncoder: Send + Sync + std::fmt::Debug {
+    /// Adds a task; returns its id at the backend.
+    async fn add(&self, request: &RemoteRequest<'_>) -> Result<String, RemoteError>;
+    async fn status(&self, media_id: &str) -> Result<RemoteStatus, RemoteError>;
+    async fn cancel(&self, media_id: &str) -> Result<(), RemoteError>;
+}
+
+/// What handing a source to a remote encoder needs from our storage: a URL it can fetch
+/// for days, and who owns what it delivers.
+#[async_trait]
+pub trait Handoff: Send + Sync {
+    async fn source_url(&self, source: &S3Uri) -> Result<String, String>;
+    async fn delivery_owner(&self) -> Result<String, String>;
+}
+
+/// Named secrets (JSON documents).
+#[async_trait]
+pub trait Secrets: Send + Sync {
+    async fn json(&self, name: &str) -> Result<serde_json::Value, String>;
+}
