@@ -7,7 +7,8 @@
 //! How the calls are derived (a sound over-approximation, within the limits below):
 //! - Every `.rs` file a binary is built from is parsed with `syn`: the binary's own file,
 //!   its crate's library (not the crate's other binaries), and every crate under `shared/`
-//!   (a function crate depends on those and on no other crate of ours). `#[cfg(test)]`
+//!   but the ports' fakes (a function crate depends on those and on no other crate of
+//!   ours). `#[cfg(test)]`
 //!   modules and `#[test]` functions are left out.
 //! - An SDK operation is a method call with no arguments whose name is in `OPERATIONS`
 //!   (the fluent builders all start as `client.put_item()`): an SDK call that is sent or
@@ -207,6 +208,8 @@ impl Reader {
         let method = matches!(sig.inputs.first(), Some(syn::FnArg::Receiver(_)));
         let mut owners = self.impls.last().cloned().unwrap_or_default();
         owners.push(module_name(&self.file));
+        // a crate re-exports items at its root (`nommer_encodingcom::remotes`)
+        owners.extend(crate_name(&self.file));
         self.funcs.push(Func {
             owners,
             name: sig.ident.to_string(),
@@ -371,12 +374,20 @@ fn module_name(file: &Path) -> String {
     match stem.as_str() {
         "mod" => parent(dir),
         _ if dir.ends_with("src/bin") => parent(dir.parent().unwrap().parent().unwrap()),
-        "lib" | "main" => match parent(dir.parent().unwrap()).as_str() {
-            "shared" => "nommer_core".into(),
-            "worker" => "nommer_worker".into(),
-            other => other.into(),
-        },
+        "lib" | "main" => crate_name(file).unwrap_or(stem),
         _ => stem,
+    }
+}
+
+/// The library name of the crate a file belongs to (`nommer_aws` for shared/aws/src/…).
+fn crate_name(file: &Path) -> Option<String> {
+    let rel = file.strip_prefix(root()).ok()?;
+    let parts: Vec<String> = rel.iter().map(|c| c.to_string_lossy().into_owned()).collect();
+    match parts.as_slice() {
+        [shared, lib, ..] if shared == "shared" => Some(format!("nommer_{lib}")),
+        [worker, ..] if worker == "worker" => Some("nommer_worker".into()),
+        [functions, name, ..] if functions == "functions" => Some(name.clone()),
+        _ => None,
     }
 }
 
@@ -430,7 +441,9 @@ fn binary_sources(crate_dir: &Path, bin: &str) -> (PathBuf, Vec<PathBuf>) {
     let mut files = Vec::new();
     rs_files(&crate_dir.join("src"), &skip, &mut files);
     for lib in std::fs::read_dir(root().join("shared")).expect("shared/") {
-        rs_files(&lib.expect("shared/ entry").path().join("src"), &[], &mut files);
+        let src = lib.expect("shared/ entry").path().join("src");
+        // the ports' in-memory fakes are compiled for tests only
+        rs_files(&src, &[src.join("fakes.rs")], &mut files);
     }
     if !files.contains(&own) {
         files.push(own.clone());

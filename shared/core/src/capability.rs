@@ -3,7 +3,18 @@
 
 use crate::job::OutputOptions;
 use crate::presets::{Preset, PresetKind, ThumbnailMode, VideoCodec};
-use crate::routing::BackendKind;
+use serde::{Deserialize, Serialize};
+
+/// What a backend is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// Nommer's own EC2 FFmpeg fleet (the `work-ffmpeg` queue).
+    Ffmpeg,
+    /// Encoding.com's API.
+    #[serde(rename = "encodingcom")]
+    EncodingCom,
+}
 
 /// Whether a backend of `kind` can make `preset` with `options`, and if not, why.
 pub fn can_make(kind: BackendKind, preset: &Preset, options: &OutputOptions) -> Result<(), String> {

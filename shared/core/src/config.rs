@@ -211,26 +211,7 @@ pub fn check_key_template(t: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Fills a key template. Values are already safe key segments.
-pub fn render_key_template(
-    t: &str,
-    job_id: &str,
-    output_name: &str,
-    preset: &str,
-    source_stem: &str,
-    date: &str,
-) -> String {
-    let mut k = t
-        .replace("{job_id}", job_id)
-        .replace("{output_name}", output_name)
-        .replace("{preset}", preset)
-        .replace("{source_stem}", source_stem)
-        .replace("{date}", date);
-    if !k.is_empty() && !k.ends_with('/') {
-        k.push('/');
-    }
-    k
-}
+pub use crate::job::render_key_template;
 
 impl Config {
     /// Parses a config file's text; errors say where and what.

@@ -1,1 +1,293 @@
+//! In-memory fakes of the ports, for the flows' tests (and, with the `fakes` feature, for
+//! other crates' tests). They keep the promises the real adapters keep: the job store's
+//! writes are conditional on state and version, a create never overwrites.
 
+use crate::error::StoreError;
+use crate::job::{Job, Probe, S3Uri};
+use crate::ports::*;
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Jobs and media links in memory.
+#[derive(Default)]
+pub struct MemJobStore {
+    pub jobs: Mutex<BTreeMap<String, Job>>,
+    pub media: Mutex<BTreeMap<(String, String), String>>,
+    /// Changes applied to the stored job just before the next `replace` checks it (a
+    /// writer elsewhere winning a race), by job id.
+    pub meddlers: Mutex<Vec<(String, Box<dyn FnOnce(&mut Job) + Send>)>>,
+}
+
+impl MemJobStore {
+    pub fn job(&self, id: &str) -> Job {
+        self.jobs.lock().unwrap().get(id).cloned().expect("a stored job")
+    }
+
+    /// Makes another writer change job `id` (and bump its version) right before the
+    /// next conditional write on it.
+    pub fn meddle(&self, id: &str, change: impl FnOnce(&mut Job) + Send + 'static) {
+        self.meddlers.lock().unwrap().push((id.to_string(), Box::new(change)));
+    }
+}
+
+#[async_trait]
+impl JobStore for MemJobStore {
+    async fn create(&self, job: &Job) -> Result<Created, StoreError> {
+        let mut jobs = self.jobs.lock().unwrap();
+        match jobs.get(&job.id) {
+            Some(existing) => Ok(Created::Existing(existing.clone())),
+            None => {
+                jobs.insert(job.id.clone(), job.clone());
+                Ok(Created::New(job.clone()))
+            }
+        }
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        Ok(self.jobs.lock().unwrap().get(id).cloned())
+    }
+
+    async fn replace(&self, current: &Job, mut next: Job) -> Result<Job, StoreError> {
+        let mut jobs = self.jobs.lock().unwrap();
+        let mut meddlers = self.meddlers.lock().unwrap();
+        if let Some(i) = meddlers.iter().position(|(id, _)| *id == current.id) {
+            let (_, change) = meddlers.remove(i);
+            if let Some(stored) = jobs.get_mut(&current.id) {
+                change(stored);
+                stored.version += 1;
+            }
+        }
+        let stored = jobs
+            .get(&current.id)
+            .ok_or_else(|| StoreError::NotFound(current.id.clone()))?;
+        if stored.state != current.state || stored.version != current.version {
+            return Err(StoreError::Conflict {
+                id: current.id.clone(),
+                expected_state: current.state,
+                expected_version: current.version,
+            });
+        }
+        next.version = current.version + 1;
+        jobs.insert(next.id.clone(), next.clone());
+        Ok(next)
+    }
+
+    async fn list_page(
+        &self,
+        q: JobQuery<'_>,
+        keep: &(dyn for<'j> Fn(&'j Job) -> bool + Send + Sync),
+    ) -> Result<(Vec<Job>, Option<String>), StoreError> {
+        let mut page: Vec<Job> = self
+            .jobs
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|j| q.states.contains(&j.state) && j.created_at >= q.from && j.created_at <= q.to)
+            .filter(|j| keep(j))
+            .cloned()
+            .collect();
+        page.sort_by_key(|j| std::cmp::Reverse(j.created_at));
+        page.truncate(q.limit);
+        Ok((page, None))
+    }
+
+    async fn put_media_link(&self, backend: &str, media_id: &str, job_id: &str) -> Result<(), StoreError> {
+        let key = (backend.to_string(), media_id.to_string());
+        self.media.lock().unwrap().insert(key, job_id.to_string());
+        Ok(())
+    }
+
+    async fn job_for_media(&self, backend: &str, media_id: &str) -> Result<Option<String>, StoreError> {
+        let key = (backend.to_string(), media_id.to_string());
+        Ok(self.media.lock().unwrap().get(&key).cloned())
+    }
+}
+
+/// Objects in memory; a presigned URL is `mem://bucket/key`.
+#[derive(Default)]
+pub struct MemObjects {
+    pub objects: Mutex<BTreeMap<(String, String), Vec<u8>>>,
+}
+
+impl MemObjects {
+    pub fn put(&self, bucket: &str, key: &str, body: &[u8]) {
+        let k = (bucket.to_string(), key.to_string());
+        self.objects.lock().unwrap().insert(k, body.to_vec());
+    }
+
+    pub fn keys(&self, bucket: &str) -> Vec<String> {
+        let objects = self.objects.lock().unwrap();
+        objects
+            .keys()
+            .filter(|(b, _)| b == bucket)
+            .map(|(_, k)| k.clone())
+            .collect()
+    }
+
+    fn body(&self, bucket: &str, key: &str) -> Result<Vec<u8>, ObjectError> {
+        let k = (bucket.to_string(), key.to_string());
+        self.objects
+            .lock()
+            .unwrap()
+            .get(&k)
+            .cloned()
+            .ok_or_else(|| ObjectError::NotFound {
+                bucket: bucket.into(),
+                key: key.into(),
+            })
+    }
+}
+
+#[async_trait]
+impl ObjectStore for MemObjects {
+    async fn head_bytes(&self, bucket: &str, key: &str, n: u64) -> Result<(Vec<u8>, u64), ObjectError> {
+        let body = self.body(bucket, key)?;
+        let size = body.len() as u64;
+        Ok((body.into_iter().take(n as usize).collect(), size))
+    }
+
+    async fn presign_get(&self, bucket: &str, key: &str, _lifetime: Duration) -> Result<String, ObjectError> {
+        self.body(bucket, key)?;
+        Ok(format!("mem://{bucket}/{key}"))
+    }
+
+    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<(String, u64)>, ObjectError> {
+        let objects = self.objects.lock().unwrap();
+        Ok(objects
+            .iter()
+            .filter(|((b, k), _)| b == bucket && k.starts_with(prefix))
+            .map(|((_, k), v)| (k.clone(), v.len() as u64))
+            .collect())
+    }
+
+    async fn copy_object(
+        &self,
+        from_bucket: &str,
+        from_key: &str,
+        to_bucket: &str,
+        to_key: &str,
+    ) -> Result<(), ObjectError> {
+        let body = self.body(from_bucket, from_key)?;
+        self.put(to_bucket, to_key, &body);
+        Ok(())
+    }
+}
+
+/// Every message sent, as (queue URL, body).
+#[derive(Default)]
+pub struct MemQueue {
+    pub sent: Mutex<Vec<(String, String)>>,
+}
+
+impl MemQueue {
+    pub fn bodies(&self, queue_url: &str) -> Vec<String> {
+        let sent = self.sent.lock().unwrap();
+        sent.iter()
+            .filter(|(u, _)| u == queue_url)
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+}
+
+#[async_trait]
+impl WorkQueue for MemQueue {
+    async fn send(&self, queue_url: &str, body: &str) -> Result<String, QueueError> {
+        let mut sent = self.sent.lock().unwrap();
+        sent.push((queue_url.to_string(), body.to_string()));
+        Ok(format!("m{}", sent.len()))
+    }
+}
+
+/// Probes by URL, as set; any other URL cannot be probed here.
+#[derive(Default)]
+pub struct FakeProber {
+    pub probes: Mutex<BTreeMap<String, Result<Probe, ProbeFailure>>>,
+}
+
+impl FakeProber {
+    pub fn set(&self, url: &str, result: Result<Probe, ProbeFailure>) {
+        self.probes.lock().unwrap().insert(url.to_string(), result);
+    }
+}
+
+#[async_trait]
+impl Prober for FakeProber {
+    async fn probe_url(&self, url: &str, _size: u64) -> Result<Probe, ProbeFailure> {
+        let probes = self.probes.lock().unwrap();
+        probes
+            .get(url)
+            .cloned()
+            .unwrap_or_else(|| Err(ProbeFailure::Unavailable(format!("no probe for {url}"))))
+    }
+}
+
+/// A remote encoder that records its tasks and answers as it is told.
+#[derive(Debug, Default)]
+pub struct FakeRemote {
+    /// (source URL, callback URL, output names with their destinations) of each add.
+    pub added: Mutex<Vec<(String, String, Vec<(String, S3Uri)>)>>,
+    /// What the next adds answer, in order (default: a new media id).
+    pub add_answers: Mutex<Vec<Result<String, RemoteError>>>,
+    pub statuses: Mutex<BTreeMap<String, RemoteStatus>>,
+    pub cancelled: Mutex<Vec<String>>,
+}
+
+impl FakeRemote {
+    pub fn answer_next_add(&self, answer: Result<String, RemoteError>) {
+        self.add_answers.lock().unwrap().push(answer);
+    }
+
+    pub fn set_status(&self, status: RemoteStatus) {
+        self.statuses.lock().unwrap().insert(status.media_id.clone(), status);
+    }
+}
+
+#[async_trait]
+impl RemoteEncoder for FakeRemote {
+    async fn add(&self, r: &RemoteRequest<'_>) -> Result<String, RemoteError> {
+        let outputs = r
+            .outputs
+            .iter()
+            .map(|o| (o.name.to_string(), o.destination.clone()))
+            .collect();
+        let mut added = self.added.lock().unwrap();
+        added.push((r.source_url.clone(), r.callback_url.clone(), outputs));
+        let mut answers = self.add_answers.lock().unwrap();
+        if answers.is_empty() {
+            Ok(format!("media-{}", added.len()))
+        } else {
+            answers.remove(0)
+        }
+    }
+
+    async fn status(&self, media_id: &str) -> Result<RemoteStatus, RemoteError> {
+        let statuses = self.statuses.lock().unwrap();
+        statuses
+            .get(media_id)
+            .cloned()
+            .ok_or_else(|| RemoteError::Refused(format!("no media {media_id}")))
+    }
+
+    async fn cancel(&self, media_id: &str) -> Result<(), RemoteError> {
+        self.cancelled.lock().unwrap().push(media_id.to_string());
+        Ok(())
+    }
+}
+
+/// A handoff with a fixed owner; source URLs are `reader://bucket/key`.
+pub struct FakeHandoff;
+
+pub const FAKE_OWNER: &str = "owner-canonical-id";
+
+#[async_trait]
+impl Handoff for FakeHandoff {
+    async fn source_url(&self, source: &S3Uri) -> Result<String, String> {
+        Ok(format!("reader://{}/{}", source.bucket, source.key))
+    }
+
+    async fn delivery_owner(&self) -> Result<String, String> {
+        Ok(FAKE_OWNER.to_string())
+    }
+}

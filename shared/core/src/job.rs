@@ -468,7 +468,7 @@ pub struct Job {
     pub source_hints: Option<SourceHints>,
     /// Why the job went to its backend, and what it was estimated to cost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub routing: Option<crate::routing::Decision>,
+    pub routing: Option<crate::decision::Decision>,
     /// The job's task at a remote backend (Encoding.com).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<RemoteTask>,
@@ -598,7 +598,7 @@ impl Job {
     /// Where an output's files go in the outbox: the config's key template filled in for
     /// this job (ends in `/`).
     pub fn output_prefix(&self, output: &OutputSpec, key_template: &str) -> String {
-        crate::config::render_key_template(
+        render_key_template(
             key_template,
             &self.id,
             &output.name,
@@ -612,6 +612,27 @@ impl Job {
     pub fn is_abandoned(&self, now: DateTime<Utc>, stale: chrono::Duration) -> bool {
         self.state.is_running() && self.heartbeat_at.map(|h| now - h > stale).unwrap_or(true)
     }
+}
+
+/// Fills a key template. Values are already safe key segments.
+pub fn render_key_template(
+    t: &str,
+    job_id: &str,
+    output_name: &str,
+    preset: &str,
+    source_stem: &str,
+    date: &str,
+) -> String {
+    let mut k = t
+        .replace("{job_id}", job_id)
+        .replace("{output_name}", output_name)
+        .replace("{preset}", preset)
+        .replace("{source_stem}", source_stem)
+        .replace("{date}", date);
+    if !k.is_empty() && !k.ends_with('/') {
+        k.push('/');
+    }
+    k
 }
 
 #[cfg(test)]

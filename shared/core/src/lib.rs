@@ -5,6 +5,7 @@
 pub mod advanced;
 pub mod capability;
 pub mod config;
+pub mod decision;
 pub mod error;
 pub mod events;
 #[cfg(any(test, feature = "fakes"))]

@@ -5,6 +5,8 @@
 //! gathers the [`Facts`] (from the probe, or from the request) and writes the
 //! [`Decision`] on the job.
 
+pub use crate::capability::BackendKind;
+pub use crate::decision::{Decision, Facts, Measured};
 use crate::job::OutputSpec;
 use crate::presets::{Catalog, Preset, PresetKind, ThumbnailMode};
 use serde::{Deserialize, Serialize};
@@ -12,16 +14,6 @@ use std::collections::BTreeMap;
 
 /// The name of the backend a deployment gets when its config file names none.
 pub const DEFAULT_BACKEND: &str = "ffmpeg";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BackendKind {
-    /// Nommer's own EC2 FFmpeg fleet (the `work-ffmpeg` queue).
-    Ffmpeg,
-    /// Encoding.com's API.
-    #[serde(rename = "encodingcom")]
-    EncodingCom,
-}
 
 impl BackendKind {
     pub fn as_str(self) -> &'static str {
@@ -206,85 +198,6 @@ impl Default for Routing {
             default: DEFAULT_BACKEND.into(),
         }
     }
-}
-
-/// Where the facts' duration and height came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Measured {
-    /// ffprobe read the source.
-    Probe,
-    /// The API request's `source_info`.
-    Request,
-    #[default]
-    Unknown,
-}
-
-/// What is known about a job when it is routed. Probe fields are `None` when the source
-/// was not probed and the request gave no hint.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct Facts {
-    pub key: String,
-    pub extension: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub container: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub size: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub duration_seconds: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub height: Option<u32>,
-    /// Where duration and height came from.
-    pub measured_by: Measured,
-    #[serde(skip)]
-    pub metadata: BTreeMap<String, String>,
-}
-
-impl Facts {
-    /// The height routing and pricing see for a probed source: the short side of the
-    /// displayed picture, as a preset's height bounds it (a portrait 720x1280 phone video
-    /// is 720p, a 1280x720 one stored with 90° rotation too).
-    pub fn height_of(probe: &crate::job::Probe) -> Option<u32> {
-        crate::plan::short_side(probe)
-    }
-
-    /// The facts a key alone gives (the rest filled in by the caller).
-    pub fn for_key(key: &str) -> Facts {
-        let ext = key
-            .rsplit('/')
-            .next()
-            .and_then(|f| f.rsplit_once('.'))
-            .map(|(_, e)| e.to_ascii_lowercase())
-            .unwrap_or_default();
-        Facts {
-            key: key.to_string(),
-            extension: ext,
-            ..Facts::default()
-        }
-    }
-}
-
-/// Why a job went where it went; written on the job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Decision {
-    pub backend: String,
-    /// The rule that matched; `None` when the default was used.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rule: Option<String>,
-    /// One sentence a person can read.
-    pub reason: String,
-    /// The chosen backend's estimate, US dollars (`None` without a duration).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub estimated_cost_usd: Option<f64>,
-    /// Every able backend's estimate (per minute of source when the duration is unknown).
-    pub estimates: BTreeMap<String, f64>,
-    /// Backends that cannot make the outputs, and why.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub unable: BTreeMap<String, String>,
-    pub facts: Facts,
-    /// The backend this job fell back from, when it did.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fallback_from: Option<String>,
 }
 
 impl Routing {
@@ -889,14 +802,18 @@ match = { max_height = 480, max_duration_seconds = 60 }
             }],
             ..Probe::default()
         };
-        assert_eq!(Facts::height_of(&p(720, 1280, None)), Some(720), "portrait is 720p");
-        assert_eq!(Facts::height_of(&p(1280, 720, Some(90))), Some(720));
-        assert_eq!(Facts::height_of(&p(1920, 1080, None)), Some(1080));
+        assert_eq!(
+            crate::plan::short_side(&p(720, 1280, None)),
+            Some(720),
+            "portrait is 720p"
+        );
+        assert_eq!(crate::plan::short_side(&p(1280, 720, Some(90))), Some(720));
+        assert_eq!(crate::plan::short_side(&p(1920, 1080, None)), Some(1080));
         // a portrait SD clip (480x854) is a short clip of at most 480 lines
         let c = Config::parse(CONFIG, "nommer.toml").unwrap();
         let mut f = facts("inbox/a.mov");
         f.duration_seconds = Some(30.0);
-        f.height = Facts::height_of(&p(480, 854, None));
+        f.height = crate::plan::short_side(&p(480, 854, None));
         let d = route(&c.routing, &c.catalog, &outs(&["mp4-720p"]), &f);
         assert_eq!(d.rule.as_deref(), Some("short clips"), "{}", d.reason);
     }
