@@ -14,6 +14,16 @@ use std::path::{Path, PathBuf};
 /// Files of one output folder: path relative to it (with `/`), size.
 type Files = [(String, u64)];
 
+/// What one output's encode made: its folder, its plan and the files in the folder.
+/// An output's manifest entries, each with its path relative to the output folder.
+type Entries = Result<Vec<(String, OutputFile)>, JobFailure>;
+
+struct Made<'a> {
+    dir: &'a Path,
+    plan: &'a plan::Plan,
+    files: &'a Files,
+}
+
 impl Worker {
     /// Checks each encoded output; returns the job's manifest and the files to upload
     /// (local path, key in the outbox).
@@ -37,8 +47,13 @@ impl Worker {
                 &date,
             );
             let files = list_files(dir).map_err(|e| JobFailure::Retryable(e.to_string()))?;
+            let made = Made {
+                dir,
+                plan,
+                files: &files,
+            };
             let entries = self
-                .validate(preset, &prepared.probe, dir, plan, &files)
+                .validate(preset, &prepared.probe, &made)
                 .await
                 .map_err(|m| match m {
                     JobFailure::Permanent(_, m) => {
@@ -61,37 +76,24 @@ impl Worker {
 
     /// Checks one output's files against its plan; returns its manifest entries (with
     /// their paths relative to the output folder).
-    async fn validate(
-        &self,
-        preset: &Preset,
-        source: &Probe,
-        out_dir: &Path,
-        pl: &plan::Plan,
-        files: &Files,
-    ) -> Result<Vec<(String, OutputFile)>, JobFailure> {
+    async fn validate(&self, preset: &Preset, source: &Probe, made: &Made<'_>) -> Entries {
         match &preset.kind {
-            PresetKind::File { .. } => self.validate_file(preset, source, out_dir, pl, files).await,
+            PresetKind::File { .. } => self.validate_file(preset, source, made).await,
             PresetKind::Ladder {
                 format: LadderFormat::Hls,
                 ..
-            } => validate_hls(out_dir, pl, files),
+            } => validate_hls(made),
             PresetKind::Ladder {
                 format: LadderFormat::Dash,
                 ..
-            } => self.validate_dash(out_dir, pl, files).await,
-            PresetKind::Thumbnails(_) => self.validate_thumbnails(out_dir, pl, files).await,
+            } => self.validate_dash(made).await,
+            PresetKind::Thumbnails(_) => self.validate_thumbnails(made).await,
         }
     }
 
     /// One media file: it probes, and it is what the preset and the source promise.
-    async fn validate_file(
-        &self,
-        preset: &Preset,
-        source: &Probe,
-        out_dir: &Path,
-        pl: &plan::Plan,
-        files: &Files,
-    ) -> Result<Vec<(String, OutputFile)>, JobFailure> {
+    async fn validate_file(&self, preset: &Preset, source: &Probe, made: &Made<'_>) -> Entries {
+        let (out_dir, pl, files) = (made.dir, made.plan, made.files);
         let p = self
             .prober
             .probe_own_output(&out_dir.join(&pl.main), size_of(files, &pl.main))
@@ -108,12 +110,8 @@ impl Worker {
 
     /// A DASH ladder: its MPD lists the planned rungs, and each video representation
     /// decodes.
-    async fn validate_dash(
-        &self,
-        out_dir: &Path,
-        pl: &plan::Plan,
-        files: &Files,
-    ) -> Result<Vec<(String, OutputFile)>, JobFailure> {
+    async fn validate_dash(&self, made: &Made<'_>) -> Entries {
+        let (out_dir, pl, files) = (made.dir, made.plan, made.files);
         let text = tokio::fs::read_to_string(out_dir.join(&pl.main))
             .await
             .map_err(|e| bad(format!("no MPD: {e}")))?;
@@ -138,12 +136,8 @@ impl Worker {
 
     /// Thumbnails: as many pictures as planned, each decodes, and the sprite sheet (if
     /// any) is its tiles' size.
-    async fn validate_thumbnails(
-        &self,
-        out_dir: &Path,
-        pl: &plan::Plan,
-        files: &Files,
-    ) -> Result<Vec<(String, OutputFile)>, JobFailure> {
+    async fn validate_thumbnails(&self, made: &Made<'_>) -> Entries {
+        let (out_dir, pl, files) = (made.dir, made.plan, made.files);
         let images: Vec<&(String, u64)> = files.iter().filter(|(r, _)| r.ends_with(".jpg")).collect();
         if images.len() as u32 != pl.images {
             return Err(bad(format!("{} images made, {} asked for", images.len(), pl.images)));
@@ -182,7 +176,8 @@ impl Worker {
 }
 
 /// An HLS ladder: the master playlist and one entry per variant, from its playlists.
-fn validate_hls(out_dir: &Path, pl: &plan::Plan, files: &Files) -> Result<Vec<(String, OutputFile)>, JobFailure> {
+fn validate_hls(made: &Made<'_>) -> Entries {
+    let (out_dir, pl, files) = (made.dir, made.plan, made.files);
     let variants = plan::validate_hls(out_dir, pl).map_err(bad)?;
     let total: u64 = files.iter().map(|(_, s)| s).sum();
     let mut master = entry(total);

@@ -74,16 +74,13 @@ impl FfmpegEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runner::tests::args;
+    use crate::runner::tests::{args, lavfi_argv};
 
     #[tokio::test]
     async fn an_encode_reports_progress_and_makes_its_output() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out.mp4");
-        let mut a = args(&["-hide_banner", "-nostdin", "-y", "-progress", "pipe:1", "-nostats"]);
-        a.extend(args(&["-f", "lavfi", "-i", "sine=frequency=440:duration=3"]));
-        a.extend(args(&["-c:a", "aac"]));
-        a.push(out.display().to_string());
+        let a = lavfi_argv("sine=frequency=440:duration=3", &["-c:a", "aac"], &out, true);
         let mut percents = Vec::new();
         FfmpegEncoder::new("ffmpeg", Duration::from_secs(60))
             .encode(&a, |t| percents.push(ffmpeg::percent(t.out_time_seconds, Some(3.0))))

@@ -144,7 +144,7 @@ impl FfprobeProber {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runner::tests::lavfi_clip;
+    use crate::runner::tests::{lavfi_clip, H264};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn prober() -> FfprobeProber {
@@ -153,7 +153,7 @@ mod tests {
 
     async fn clip(dir: &Path, name: &str) -> (std::path::PathBuf, u64) {
         let path = dir.join(name);
-        lavfi_clip(&path, 1).await;
+        lavfi_clip(&path, "testsrc2=size=160x120:rate=25:duration=1", H264).await;
         let size = std::fs::metadata(&path).unwrap().len();
         (path, size)
     }
@@ -284,27 +284,9 @@ mod tests {
 
         // fields woven into frames, top first; the stream's own word taken away
         let woven = dir.path().join("woven.mp4");
-        let mut a = runner::tests::args(&["-hide_banner", "-nostdin", "-y", "-f", "lavfi"]);
-        a.extend(runner::tests::args(&["-i", "testsrc=size=320x240:rate=50:duration=2"]));
-        a.extend(runner::tests::args(&[
-            "-vf",
-            "tinterlace=interleave_top",
-            "-flags",
-            "+ildct+ilme",
-        ]));
-        a.extend(runner::tests::args(&[
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-        ]));
-        a.push(woven.display().to_string());
-        let f = runner::run("ffmpeg", &a, Duration::from_secs(60), |_| {})
-            .await
-            .unwrap();
-        assert!(f.success, "{}", f.stderr);
+        let weave = ["-vf", "tinterlace=interleave_top", "-flags", "+ildct+ilme"];
+        let source = "testsrc=size=320x240:rate=50:duration=2";
+        lavfi_clip(&woven, source, &[&weave[..], H264].concat()).await;
         let size = std::fs::metadata(&woven).unwrap().len();
         let mut probe = prober().probe_file(&woven, size).await.unwrap();
         probe.streams.iter_mut().for_each(|s| s.field_order = None);

@@ -148,19 +148,25 @@ pub(crate) mod tests {
         a.iter().map(|s| s.to_string()).collect()
     }
 
-    /// Makes a short H.264 clip with lavfi's test pattern, through the runner.
-    pub(crate) async fn lavfi_clip(path: &Path, seconds: u32) {
-        let src = format!("testsrc2=size=160x120:rate=25:duration={seconds}");
-        let mut a = args(&["-hide_banner", "-nostdin", "-y", "-f", "lavfi", "-i", &src]);
-        a.extend(args(&[
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-        ]));
-        a.push(path.display().to_string());
+    /// H.264 that every player reads, made fast.
+    pub(crate) const H264: &[&str] = &["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"];
+
+    /// FFmpeg argv that encodes lavfi's `source` with `options` into `out`, with
+    /// `-progress` on stdout when asked.
+    pub(crate) fn lavfi_argv(source: &str, options: &[&str], out: &Path, progress: bool) -> Vec<String> {
+        let mut a = args(&["-hide_banner", "-nostdin", "-y"]);
+        if progress {
+            a.extend(args(&["-progress", "pipe:1", "-nostats"]));
+        }
+        a.extend(args(&["-f", "lavfi", "-i", source]));
+        a.extend(args(options));
+        a.push(out.display().to_string());
+        a
+    }
+
+    /// Makes a clip from lavfi's `source`, through the runner.
+    pub(crate) async fn lavfi_clip(path: &Path, source: &str, options: &[&str]) {
+        let a = lavfi_argv(source, options, path, false);
         let f = run("ffmpeg", &a, Duration::from_secs(60), |_| {}).await.unwrap();
         assert!(f.success, "ffmpeg made no clip: {}", f.stderr);
     }
@@ -207,10 +213,7 @@ pub(crate) mod tests {
     async fn a_lavfi_encode_reports_progress_to_its_end() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out.mp4");
-        let mut a = args(&["-hide_banner", "-nostdin", "-y", "-progress", "pipe:1", "-nostats"]);
-        a.extend(args(&["-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=2"]));
-        a.extend(args(&["-c:v", "libx264", "-preset", "ultrafast"]));
-        a.push(out.display().to_string());
+        let a = lavfi_argv("testsrc2=size=160x120:rate=25:duration=2", H264, &out, true);
         let mut ticks = Vec::new();
         let f = run("ffmpeg", &a, Duration::from_secs(60), |t| ticks.push(t))
             .await
