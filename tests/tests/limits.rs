@@ -1,7 +1,7 @@
 //! Sources too big for the deployment or for a worker's disk: refused from their size
-//! (a HEAD) before a byte is downloaded, with a permanent code; a disk that fills up
-//! during the encode fails the job once instead of downloading the source on every
-//! attempt.
+//! (the GET's Content-Length) before a byte is written, with a permanent code; a disk
+//! that fills up during the encode fails the job once instead of downloading the source
+//! on every attempt.
 
 use nommer::client::ApiClient;
 use nommer::media;

@@ -30,6 +30,24 @@ pub struct ObjectInfo {
     pub metadata: HashMap<String, String>,
 }
 
+/// An object's GET, answered but not yet read.
+pub struct Download {
+    /// The object's size (the response's Content-Length).
+    pub size: u64,
+    body: ByteStream,
+}
+
+impl Download {
+    /// Streams the body to a local file; returns the bytes written.
+    pub async fn to_file(self, path: &Path) -> Result<u64, ObjectError> {
+        let mut file = tokio::fs::File::create(path).await?;
+        let mut body = self.body.into_async_read();
+        let n = tokio::io::copy(&mut body, &mut file).await?;
+        file.flush().await?;
+        Ok(n)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct S3ObjectStore {
     client: Client,
@@ -69,32 +87,35 @@ impl S3ObjectStore {
         path: &Path,
         etag: Option<&str>,
     ) -> Result<u64, ObjectError> {
+        self.open_download(bucket, key, etag).await?.to_file(path).await
+    }
+
+    /// Sends an object's GET and returns once S3 has answered, before its body is read:
+    /// the size is known before a byte is written. With `etag`, only that revision of
+    /// the object is accepted.
+    pub async fn open_download(&self, bucket: &str, key: &str, etag: Option<&str>) -> Result<Download, ObjectError> {
         let mut req = self.client.get_object().bucket(bucket).key(key);
         if let Some(e) = etag {
             req = req.if_match(format!("\"{e}\""));
         }
-        let out = match req.send().await {
-            Ok(o) => o,
-            Err(e) if e.as_service_error().map(|s| s.is_no_such_key()).unwrap_or(false) => {
-                return Err(ObjectError::NotFound {
-                    bucket: bucket.into(),
-                    key: key.into(),
-                })
-            }
+        match req.send().await {
+            Ok(o) => Ok(Download {
+                size: o.content_length().unwrap_or(0).max(0) as u64,
+                body: o.body,
+            }),
+            Err(e) if e.as_service_error().map(|s| s.is_no_such_key()).unwrap_or(false) => Err(ObjectError::NotFound {
+                bucket: bucket.into(),
+                key: key.into(),
+            }),
             Err(e) if e.raw_response().map(|r| r.status().as_u16() == 412).unwrap_or(false) => {
-                return Err(ObjectError::Replaced {
+                Err(ObjectError::Replaced {
                     bucket: bucket.into(),
                     key: key.into(),
                     etag: etag.unwrap_or_default().into(),
                 })
             }
-            Err(e) => return Err(aws_err(e)),
-        };
-        let mut file = tokio::fs::File::create(path).await?;
-        let mut body = out.body.into_async_read();
-        let n = tokio::io::copy(&mut body, &mut file).await?;
-        file.flush().await?;
-        Ok(n)
+            Err(e) => Err(aws_err(e)),
+        }
     }
 
     /// Uploads a local file, in parts when it is large. Returns its size.

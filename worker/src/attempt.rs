@@ -1,0 +1,86 @@
+//! One attempt at a job this worker holds, in named steps: the outputs' presets, the
+//! source in (`source.rs`), its watermarks, the encode (`encode.rs`), the check of
+//! every output (`outputs.rs`), the upload, and the job finished.
+
+use crate::held::Held;
+use crate::{JobFailure, Worker};
+use nommer_core::error::JobErrorCode;
+use nommer_core::job::{Job, OutputSpec, Probe};
+use nommer_core::plan;
+use nommer_core::presets::Preset;
+use nommer_core::Transition;
+use std::path::{Path, PathBuf};
+
+/// What an attempt has in hand once the source is in and probed.
+pub(crate) struct Prepared {
+    /// Each output asked for, with its preset.
+    pub outputs: Vec<(OutputSpec, Preset)>,
+    /// The source on the scratch disk.
+    pub input: PathBuf,
+    pub probe: Probe,
+    /// Each output's watermark image on the scratch disk, if it has one.
+    pub marks: Vec<Option<PathBuf>>,
+    /// The source's file name without its extension, for the outputs' names.
+    pub stem: String,
+}
+
+impl Worker {
+    pub(crate) async fn attempt(&self, held: &Held, dir: &Path) -> Result<(), JobFailure> {
+        let job = held.transition(Transition::StartDownload, None).await?;
+        let outputs = self.presets_of(&job)?;
+        let (input, size) = self.fetch_source(&job, dir).await?;
+        let probe = self.inspect_source(&input, size, &outputs).await?;
+        held.update(|j| j.probe = Some(probe.clone())).await?;
+        let marks = self.fetch_watermarks(&outputs, dir).await?;
+        let prepared = Prepared {
+            outputs,
+            input,
+            probe,
+            marks,
+            stem: job.source.output_stem(),
+        };
+
+        held.transition(Transition::StartEncode, None).await?;
+        let encoded = self.encode_all(held, &prepared, dir).await?;
+        // every output is checked before anything is uploaded
+        let (manifest, uploads) = self.check_outputs(&job, &prepared, &encoded).await?;
+
+        held.transition(Transition::StartUpload, None).await?;
+        self.upload(held, &uploads).await?;
+        held.update(|j| j.manifest = manifest.clone()).await?;
+        held.transition(Transition::Finish, None).await?;
+        Ok(())
+    }
+
+    /// Each output of the job with its preset from the catalog.
+    fn presets_of(&self, job: &Job) -> Result<Vec<(OutputSpec, Preset)>, JobFailure> {
+        let catalog = &self.settings.config.catalog;
+        job.outputs
+            .iter()
+            .map(|o| {
+                catalog
+                    .find(&o.preset)
+                    .map(|p| (o.clone(), p.clone()))
+                    .ok_or_else(|| JobFailure::Permanent(JobErrorCode::UnknownPreset, catalog.unknown(&o.preset)))
+            })
+            .collect()
+    }
+
+    /// Uploads the checked files (path, key) to the outbox, the job's progress in steps
+    /// of a tenth.
+    async fn upload(&self, held: &Held, uploads: &[(PathBuf, String)]) -> Result<(), JobFailure> {
+        let total = uploads.len().max(1);
+        let mut last = 0u8;
+        for (k, (path, key)) in uploads.iter().enumerate() {
+            self.objects
+                .upload_file(&self.settings.outbox_bucket, key, path, plan::content_type(key))
+                .await?;
+            let pct = (((k + 1) * 100) / total).min(99) as u8;
+            if pct >= last.saturating_add(10) {
+                last = pct;
+                held.update(|j| j.progress = pct).await?;
+            }
+        }
+        Ok(())
+    }
+}
