@@ -11,8 +11,7 @@ impl Worker {
     /// outputs of its size and the headroom, before anything is downloaded. Only a disk
     /// full of this worker's other jobs makes it a retry (another worker, or later).
     pub(crate) fn check_room(&self, size: u64, dir: &Path) -> Result<(), JobFailure> {
-        if let Some(why) =
-            nommer_core::settings::over_source_limit("the source", size, self.settings.max_source_bytes)
+        if let Some(why) = nommer_core::settings::over_source_limit("the source", size, self.settings.max_source_bytes)
         {
             return Err(JobFailure::Permanent(
                 JobErrorCode::SourceTooLarge,

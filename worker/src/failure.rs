@@ -1,9 +1,9 @@
 //! How a job attempt ends short of success, and what the adapters' errors mean for it.
 
-use nommer_media::ProbeFailure;
-use nommer_core::error::JobErrorCode;
 use nommer_aws::objects::ObjectError;
+use nommer_core::error::JobErrorCode;
 use nommer_core::StoreError;
+use nommer_media::ProbeFailure;
 
 /// How a job attempt ended, short of success.
 #[derive(Debug, thiserror::Error)]

@@ -2,9 +2,9 @@
 //! [`Heartbeat`] keeps its message hidden and its heartbeat fresh while it runs.
 
 use chrono::Utc;
-use nommer_core::job::Job;
 use nommer_aws::queue::SqsQueue;
 use nommer_aws::store::DynamoJobStore;
+use nommer_core::job::Job;
 use nommer_core::{StoreError, Transition};
 use std::sync::Arc;
 use std::time::Duration;

@@ -25,12 +25,12 @@ pub use failure::JobFailure;
 pub use outputs::list_files;
 
 use chrono::Utc;
-use nommer_media::{runner, FfmpegEncoder, FfprobeProber, RunError};
 use nommer_aws::objects::S3ObjectStore;
 use nommer_aws::queue::SqsQueue;
 use nommer_aws::registry::DynamoWorkerRegistry;
-use nommer_core::settings::WorkerSettings;
 use nommer_aws::store::DynamoJobStore;
+use nommer_core::settings::WorkerSettings;
+use nommer_media::{runner, FfmpegEncoder, FfprobeProber, RunError};
 use std::time::Duration;
 
 /// What one step of the loop did.

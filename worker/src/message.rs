@@ -6,10 +6,10 @@ use crate::held::{Heartbeat, Held};
 use crate::slots::ActiveGuard;
 use crate::{JobFailure, Worker};
 use chrono::Utc;
+use nommer_aws::queue::Received;
 use nommer_core::error::JobErrorCode;
 use nommer_core::job::{Job, JobError};
 use nommer_core::messages::JobMessage;
-use nommer_aws::queue::Received;
 use nommer_core::{JobState, StoreError, Transition};
 use std::time::Duration;
 

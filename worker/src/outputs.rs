@@ -33,19 +33,11 @@ impl Worker {
         prepared: &Prepared,
         encoded: &[Encoded],
     ) -> Result<(Vec<OutputFile>, Vec<(PathBuf, String)>), JobFailure> {
-        let date = job.created_at.format("%Y-%m-%d").to_string();
         let mut manifest = Vec::new();
         let mut uploads: Vec<(PathBuf, String)> = Vec::new();
         for Encoded { index, dir, plan } in encoded {
             let (o, preset) = &prepared.outputs[*index];
-            let prefix = nommer_core::config::render_key_template(
-                &self.settings.config.key_template,
-                &job.id,
-                &o.name,
-                &preset.name,
-                &prepared.stem,
-                &date,
-            );
+            let prefix = job.output_prefix(o, &self.settings.config.key_template);
             let files = list_files(dir).map_err(|e| JobFailure::Retryable(e.to_string()))?;
             let made = Made {
                 dir,

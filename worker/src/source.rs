@@ -5,10 +5,10 @@
 
 use crate::disk::is_disk_full;
 use crate::{JobFailure, Worker};
+use nommer_aws::objects::ObjectError;
 use nommer_core::error::JobErrorCode;
 use nommer_core::ffmpeg;
 use nommer_core::job::{Job, OutputSpec, Probe};
-use nommer_aws::objects::ObjectError;
 use nommer_core::presets::Preset;
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -12,7 +12,7 @@ async fn main() -> Result<(), Error> {
     let backend_settings = BackendSettings::from_env()?;
     let secrets = nommer_aws::secrets::SecretsManagerSecrets::new(&config);
     let remotes = nommer_encodingcom::remotes(&backend_settings, &secrets).await?;
-    let prober = nommer_aws::probe::FfprobeProber::for_backends(&backend_settings);
+    let prober = nommer_media::FfprobeProber::for_backends(&backend_settings);
     let backends = Backends::new(
         backend_settings.clone(),
         nommer_aws::ports(&config, &backend_settings, remotes, prober),

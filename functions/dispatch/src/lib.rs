@@ -21,7 +21,7 @@ impl Dispatch {
         let b = &settings.backends;
         let secrets = nommer_aws::secrets::SecretsManagerSecrets::new(config);
         let remotes = nommer_encodingcom::remotes(b, &secrets).await?;
-        let prober = nommer_aws::probe::FfprobeProber::for_backends(b);
+        let prober = nommer_media::FfprobeProber::for_backends(b);
         let ports = nommer_aws::ports(config, b, remotes, prober);
         Ok(Dispatch {
             backends: Backends::new(b.clone(), ports),

@@ -6,7 +6,6 @@ pub mod deadletter;
 pub mod handoff;
 pub mod notify;
 pub mod objects;
-pub mod probe;
 pub mod queue;
 pub mod registry;
 pub mod sdk;

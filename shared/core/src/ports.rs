@@ -106,12 +106,15 @@ pub trait WorkQueue: Send + Sync {
     async fn send(&self, queue_url: &str, body: &str) -> Result<String, QueueError>;
 }
 
-/// Why an object could not be probed.
-#[derive(Debug, Clone, PartialEq)]
+/// Why an input could not be probed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ProbeFailure {
     /// Not media FFmpeg can read (the reason is FFmpeg's).
+    #[error("{0}")]
     Unreadable(String),
-    /// No ffprobe here, or no URL: nothing is known either way.
+    /// No ffprobe here, no URL, or no answer in time over the network: nothing is known
+    /// either way.
+    #[error("{0}")]
     Unavailable(String),
 }
 

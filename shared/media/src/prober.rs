@@ -16,17 +16,7 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long `idet` may take on the first frames of a source.
 pub const IDET_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Why an input could not be probed.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ProbeFailure {
-    /// Not media FFmpeg can read (the reason is FFmpeg's).
-    #[error("{0}")]
-    Unreadable(String),
-    /// No ffprobe here, no URL, or no answer in time over the network: nothing is known
-    /// either way.
-    #[error("{0}")]
-    Unavailable(String),
-}
+pub use nommer_core::ports::ProbeFailure;
 
 /// Probes with ffprobe (and FFmpeg's `idet`), within `limits`.
 #[derive(Debug, Clone)]
@@ -138,6 +128,21 @@ impl FfprobeProber {
             Err(e @ RunError::TimedOut { .. }) => Err((reading.timed_out)(e.to_string())),
             Err(e) => Err(ProbeFailure::Unavailable(e.to_string())),
         }
+    }
+}
+
+impl FfprobeProber {
+    /// The dispatcher's prober: `NOMMER_FFPROBE` and the input limits of the backend
+    /// settings (dispatch never runs `idet`).
+    pub fn for_backends(settings: &nommer_core::settings::BackendSettings) -> std::sync::Arc<FfprobeProber> {
+        std::sync::Arc::new(FfprobeProber::new(&settings.ffprobe, "ffmpeg", settings.limits.clone()))
+    }
+}
+
+#[async_trait::async_trait]
+impl nommer_core::ports::Prober for FfprobeProber {
+    async fn probe_url(&self, url: &str, size: u64) -> Result<Probe, ProbeFailure> {
+        FfprobeProber::probe_url(self, url, size).await
     }
 }
 

@@ -10,7 +10,7 @@ async fn main() -> Result<(), Error> {
     let config = nommer_aws::sdk::sdk_config().await;
     let secrets = nommer_aws::secrets::SecretsManagerSecrets::new(&config);
     let remotes = nommer_encodingcom::remotes(&settings, &secrets).await?;
-    let prober = nommer_aws::probe::FfprobeProber::for_backends(&settings);
+    let prober = nommer_media::FfprobeProber::for_backends(&settings);
     let backends = Backends::new(settings.clone(), nommer_aws::ports(&config, &settings, remotes, prober));
     run(encodingcom::router(Arc::new(backends))).await
 }
