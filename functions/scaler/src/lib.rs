@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
 use nommer_aws::queue::SqsQueue;
 use nommer_aws::registry::DynamoWorkerRegistry;
+use nommer_aws::table::{Item, PK};
 use nommer_core::scaling::{self, Decision, FleetView, Instance, Reason};
 use nommer_core::settings::ScalerSettings;
 use serde_json::{json, Value};
@@ -19,7 +20,6 @@ use serde_json::{json, Value};
 pub const STACK_TAG: &str = "nommer:stack";
 pub const ROLE_TAG: &str = "nommer:role";
 pub const ROLE_WORKER: &str = "worker";
-const STATE_KEY: &str = "scaler#state";
 
 #[derive(Clone)]
 pub struct Scaler {
@@ -67,7 +67,7 @@ pub async fn function_handler(ctx: &Scaler, _event: LambdaEvent<Value>) -> Resul
 }
 
 fn ec2_err<E: std::error::Error + 'static, R: std::fmt::Debug>(e: aws_sdk_ec2::error::SdkError<E, R>) -> anyhow::Error {
-    anyhow::anyhow!("EC2: {}", aws_sdk_ec2::error::DisplayErrorContext(&e))
+    anyhow::anyhow!("EC2: {}", nommer_aws::sdk::error_text(&e))
 }
 
 /// This stack's worker instances that are pending or running.
@@ -132,11 +132,11 @@ async fn load_state(ctx: &Scaler) -> anyhow::Result<(Option<DateTime<Utc>>, Opti
         .dynamodb
         .get_item()
         .table_name(&ctx.settings.table)
-        .key("pk", AttributeValue::S(STATE_KEY.into()))
+        .key(PK, Item::ScalerState.pk())
         .consistent_read(true)
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("DynamoDB: {}", aws_sdk_dynamodb::error::DisplayErrorContext(&e)))?;
+        .map_err(|e| anyhow::anyhow!("DynamoDB: {}", nommer_aws::sdk::error_text(&e)))?;
     let time = |k: &str| {
         out.item()
             .and_then(|i| i.get(k))
@@ -153,8 +153,8 @@ async fn save_state(
     last_retire: Option<DateTime<Utc>>,
 ) -> anyhow::Result<()> {
     let mut item = std::collections::HashMap::from([
-        ("pk".to_string(), AttributeValue::S(STATE_KEY.into())),
-        ("kind".to_string(), AttributeValue::S("scaler".into())),
+        (PK.to_string(), Item::ScalerState.pk()),
+        ("kind".to_string(), AttributeValue::S(Item::ScalerState.kind().into())),
     ]);
     if let Some(t) = last_launch {
         item.insert("last_launch".into(), AttributeValue::S(t.to_rfc3339()));
@@ -168,7 +168,7 @@ async fn save_state(
         .set_item(Some(item))
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("DynamoDB: {}", aws_sdk_dynamodb::error::DisplayErrorContext(&e)))?;
+        .map_err(|e| anyhow::anyhow!("DynamoDB: {}", nommer_aws::sdk::error_text(&e)))?;
     Ok(())
 }
 
@@ -229,7 +229,7 @@ async fn launch(ctx: &Scaler, n: u32) -> Vec<String> {
                     break;
                 }
                 Err(e) => {
-                    let msg = aws_sdk_ec2::error::DisplayErrorContext(&e).to_string();
+                    let msg = nommer_aws::sdk::error_text(&e).to_string();
                     if spot {
                         tracing::warn!(error = %msg, "no Spot capacity; launching on demand");
                     } else {

@@ -11,6 +11,7 @@ pub mod registry;
 pub mod sdk;
 pub mod secrets;
 pub mod store;
+pub mod table;
 pub mod telemetry;
 
 use nommer_core::flows::{Ports, Remotes};

@@ -14,6 +14,7 @@
 //! or the delivery parked in the dead-letter queue with its reason.
 
 use crate::queue::SqsQueue;
+use crate::table::{s, Item, PK};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use nommer_core::events::{self, Event, SigningSecret};
@@ -81,10 +82,6 @@ pub struct Notifier {
     queue: SqsQueue,
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
 fn ddb_err<E: std::error::Error + 'static, R: std::fmt::Debug>(
     e: aws_sdk_dynamodb::error::SdkError<E, R>,
 ) -> NotifyError {
@@ -118,14 +115,15 @@ impl Notifier {
     }
 
     async fn publish_once(&self, e: &Event, job: &Job) -> Result<(), NotifyError> {
-        let pk = format!("event#{}", e.id);
+        let event = Item::Event(&e.id);
+        let pk = event.key();
         let expires = (Utc::now() + chrono::Duration::days(7)).timestamp();
         let created = self
             .ddb
             .put_item()
             .table_name(&self.settings.table)
-            .item("pk", s(&pk))
-            .item("kind", s("event"))
+            .item(PK, s(&pk))
+            .item("kind", s(event.kind()))
             .item("published", AttributeValue::Bool(false))
             .item("queued", AttributeValue::Bool(false))
             .item("expires_at", AttributeValue::N(expires.to_string()))
@@ -144,7 +142,7 @@ impl Notifier {
                     .ddb
                     .get_item()
                     .table_name(&self.settings.table)
-                    .key("pk", s(&pk))
+                    .key(PK, s(&pk))
                     .consistent_read(true)
                     .send()
                     .await
@@ -188,7 +186,7 @@ impl Notifier {
         self.ddb
             .update_item()
             .table_name(&self.settings.table)
-            .key("pk", s(pk))
+            .key(PK, s(pk))
             .update_expression("SET #f = :t")
             .expression_attribute_names("#f", flag)
             .expression_attribute_values(":t", AttributeValue::Bool(true))
@@ -414,7 +412,7 @@ impl Notifier {
         self.ddb
             .update_item()
             .table_name(&self.settings.table)
-            .key("pk", s(format!("deliveries#{job_id}")))
+            .key(PK, Item::Deliveries(job_id).pk())
             .update_expression("SET attempts = list_append(if_not_exists(attempts, :empty), :new), kind = :k")
             .expression_attribute_values(":empty", AttributeValue::L(Vec::new()))
             .expression_attribute_values(":new", AttributeValue::L(vec![v]))
@@ -463,7 +461,7 @@ pub async fn deliveries(
     let out = ddb
         .get_item()
         .table_name(table)
-        .key("pk", s(format!("deliveries#{job_id}")))
+        .key(PK, Item::Deliveries(job_id).pk())
         .send()
         .await
         .map_err(ddb_err)?;

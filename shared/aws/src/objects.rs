@@ -1,7 +1,6 @@
 //! S3 adapter: what the functions and the worker need of object storage. Transfers
 //! stream between S3 and local disk; nothing holds a whole media file in memory.
 
-use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
@@ -15,10 +14,6 @@ pub const MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
 
 pub use nommer_core::ports::ObjectError;
-
-fn aws_err<E: std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> ObjectError {
-    ObjectError::Aws(DisplayErrorContext(&e).to_string())
-}
 
 /// What a HEAD says about an object.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,7 +69,7 @@ impl S3ObjectStore {
             })),
             Err(e) if e.as_service_error().map(|s| s.is_not_found()).unwrap_or(false) => Ok(None),
             Err(e) if e.raw_response().map(|r| r.status().as_u16() == 404).unwrap_or(false) => Ok(None),
-            Err(e) => Err(aws_err(e)),
+            Err(e) => Err(crate::sdk::failed::<ObjectError, _>(e)),
         }
     }
 
@@ -114,7 +109,7 @@ impl S3ObjectStore {
                     etag: etag.unwrap_or_default().into(),
                 })
             }
-            Err(e) => Err(aws_err(e)),
+            Err(e) => Err(crate::sdk::failed::<ObjectError, _>(e)),
         }
     }
 
@@ -139,7 +134,7 @@ impl S3ObjectStore {
                 .body(body)
                 .send()
                 .await
-                .map_err(aws_err)?;
+                .map_err(crate::sdk::failed::<ObjectError, _>)?;
             return Ok(size);
         }
         let create = self
@@ -150,7 +145,7 @@ impl S3ObjectStore {
             .content_type(content_type)
             .send()
             .await
-            .map_err(aws_err)?;
+            .map_err(crate::sdk::failed::<ObjectError, _>)?;
         let upload_id = create
             .upload_id()
             .ok_or_else(|| ObjectError::Aws("S3 returned no upload id".into()))?
@@ -165,7 +160,7 @@ impl S3ObjectStore {
                     .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
                     .send()
                     .await
-                    .map_err(aws_err)?;
+                    .map_err(crate::sdk::failed::<ObjectError, _>)?;
                 Ok(size)
             }
             Err(e) => {
@@ -209,7 +204,7 @@ impl S3ObjectStore {
                 .body(ByteStream::from(buf))
                 .send()
                 .await
-                .map_err(aws_err)?;
+                .map_err(crate::sdk::failed::<ObjectError, _>)?;
             parts.push(
                 CompletedPart::builder()
                     .part_number(number)
@@ -237,7 +232,7 @@ impl S3ObjectStore {
             .body(ByteStream::from(bytes))
             .send()
             .await
-            .map_err(aws_err)?;
+            .map_err(crate::sdk::failed::<ObjectError, _>)?;
         Ok(())
     }
 
@@ -257,7 +252,7 @@ impl S3ObjectStore {
             .key(key)
             .presigned(cfg)
             .await
-            .map_err(aws_err)?;
+            .map_err(crate::sdk::failed::<ObjectError, _>)?;
         Ok(req.uri().to_string())
     }
 
@@ -279,7 +274,7 @@ impl S3ObjectStore {
                         key: key.into(),
                     }
                 } else {
-                    aws_err(e)
+                    crate::sdk::failed::<ObjectError, _>(e)
                 }
             })?;
         let total = out
@@ -316,7 +311,7 @@ impl S3ObjectStore {
             .map_err(|e| {
                 ObjectError::Aws(format!(
                     "copying s3://{from_bucket}/{from_key} to s3://{bucket}/{key}: {}",
-                    aws_sdk_s3::error::DisplayErrorContext(&e)
+                    crate::sdk::error_text(&e)
                 ))
             })?;
         Ok(())
@@ -335,7 +330,7 @@ impl S3ObjectStore {
                 .set_continuation_token(token.clone())
                 .send()
                 .await
-                .map_err(aws_err)?;
+                .map_err(crate::sdk::failed::<ObjectError, _>)?;
             for o in page.contents() {
                 if let Some(k) = o.key() {
                     out.push((k.to_string(), o.size().unwrap_or(0).max(0) as u64));
@@ -367,7 +362,7 @@ impl S3ObjectStore {
             .content_type(content_type)
             .presigned(cfg)
             .await
-            .map_err(aws_err)?;
+            .map_err(crate::sdk::failed::<ObjectError, _>)?;
         Ok(req.uri().to_string())
     }
 
@@ -388,7 +383,7 @@ impl S3ObjectStore {
             .content_type(content_type)
             .send()
             .await
-            .map_err(aws_err)?;
+            .map_err(crate::sdk::failed::<ObjectError, _>)?;
         let upload_id = up.upload_id().unwrap_or_default().to_string();
         let mut urls = Vec::new();
         for n in 1..=parts {
@@ -403,7 +398,7 @@ impl S3ObjectStore {
                 .part_number(n as i32)
                 .presigned(cfg)
                 .await
-                .map_err(aws_err)?;
+                .map_err(crate::sdk::failed::<ObjectError, _>)?;
             urls.push(req.uri().to_string());
         }
         Ok((upload_id, urls))
@@ -430,7 +425,7 @@ impl S3ObjectStore {
             .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
             .send()
             .await
-            .map_err(aws_err)?;
+            .map_err(crate::sdk::failed::<ObjectError, _>)?;
         Ok(())
     }
 }

@@ -1,15 +1,10 @@
 //! SQS adapter.
 
-use aws_sdk_sqs::error::{DisplayErrorContext, SdkError};
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use aws_sdk_sqs::Client;
 use std::time::Duration;
 
 pub use nommer_core::ports::QueueError;
-
-fn aws_err<E: std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> QueueError {
-    QueueError(DisplayErrorContext(&e).to_string())
-}
 
 /// A message as received, with what the consumers look at.
 #[derive(Debug, Clone)]
@@ -44,7 +39,7 @@ impl SqsQueue {
             .message_body(body)
             .send()
             .await
-            .map_err(aws_err)?;
+            .map_err(crate::sdk::failed::<QueueError, _>)?;
         Ok(out.message_id().unwrap_or_default().to_string())
     }
 
@@ -58,7 +53,7 @@ impl SqsQueue {
             .attribute_names(QueueAttributeName::QueueArn)
             .send()
             .await
-            .map_err(aws_err)?;
+            .map_err(crate::sdk::failed::<QueueError, _>)?;
         out.attributes()
             .and_then(|a| a.get(&QueueAttributeName::QueueArn))
             .cloned()
@@ -75,7 +70,7 @@ impl SqsQueue {
             .delay_seconds(delay_seconds.clamp(0, 900))
             .send()
             .await
-            .map_err(aws_err)?;
+            .map_err(crate::sdk::failed::<QueueError, _>)?;
         Ok(out.message_id().unwrap_or_default().to_string())
     }
 
@@ -98,7 +93,7 @@ impl SqsQueue {
         if let Some(v) = visibility {
             req = req.visibility_timeout(v.as_secs() as i32);
         }
-        let out = req.send().await.map_err(aws_err)?;
+        let out = req.send().await.map_err(crate::sdk::failed::<QueueError, _>)?;
         Ok(out
             .messages()
             .iter()
@@ -123,7 +118,7 @@ impl SqsQueue {
             .receipt_handle(receipt_handle)
             .send()
             .await
-            .map_err(aws_err)?;
+            .map_err(crate::sdk::failed::<QueueError, _>)?;
         Ok(())
     }
 
@@ -141,7 +136,7 @@ impl SqsQueue {
             .visibility_timeout(timeout.as_secs().min(43_200) as i32)
             .send()
             .await
-            .map_err(aws_err)?;
+            .map_err(crate::sdk::failed::<QueueError, _>)?;
         Ok(())
     }
 
@@ -156,7 +151,7 @@ impl SqsQueue {
             .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
             .send()
             .await
-            .map_err(aws_err)?;
+            .map_err(crate::sdk::failed::<QueueError, _>)?;
         let get = |k: A| {
             out.attributes()
                 .and_then(|a| a.get(&k))

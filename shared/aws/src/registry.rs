@@ -3,7 +3,7 @@
 //! fields; the scaler writes only `draining`, so neither overwrites the other.
 
 use crate::store::STATE_INDEX;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use crate::table::{s, worker_id_of, Item, PK};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
@@ -15,10 +15,6 @@ const KIND: &str = "worker";
 #[derive(Debug, thiserror::Error)]
 #[error("worker registry: {0}")]
 pub struct RegistryError(pub String);
-
-fn aws_err<E: std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> RegistryError {
-    RegistryError(DisplayErrorContext(&e).to_string())
-}
 
 /// What a worker reports about itself.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,11 +34,7 @@ pub struct DynamoWorkerRegistry {
 }
 
 fn key(id: &str) -> AttributeValue {
-    AttributeValue::S(format!("worker#{id}"))
-}
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
+    Item::Worker(id).pk()
 }
 
 impl DynamoWorkerRegistry {
@@ -60,7 +52,7 @@ impl DynamoWorkerRegistry {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", key(&b.worker_id))
+            .key(PK, key(&b.worker_id))
             .update_expression(
                 "SET #kind = :kind, #state = :kind, #created = :created, #cap = :cap, #active = :active, \
                  #version = :version, #seen = :now, #expires = :expires, #idle = :idle",
@@ -89,7 +81,7 @@ impl DynamoWorkerRegistry {
                 None => AttributeValue::Null(true),
             },
         );
-        let out = req.send().await.map_err(aws_err)?;
+        let out = req.send().await.map_err(crate::sdk::failed::<RegistryError, _>)?;
         Ok(out
             .attributes()
             .and_then(|a| a.get("draining"))
@@ -103,14 +95,14 @@ impl DynamoWorkerRegistry {
         self.client
             .update_item()
             .table_name(&self.table)
-            .key("pk", key(worker_id))
+            .key(PK, key(worker_id))
             .update_expression("SET #d = :t")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#d", "draining")
             .expression_attribute_values(":t", AttributeValue::Bool(true))
             .send()
             .await
-            .map_err(aws_err)?;
+            .map_err(crate::sdk::failed::<RegistryError, _>)?;
         Ok(())
     }
 
@@ -119,10 +111,10 @@ impl DynamoWorkerRegistry {
         self.client
             .delete_item()
             .table_name(&self.table)
-            .key("pk", key(worker_id))
+            .key(PK, key(worker_id))
             .send()
             .await
-            .map_err(aws_err)?;
+            .map_err(crate::sdk::failed::<RegistryError, _>)?;
         Ok(())
     }
 
@@ -142,7 +134,7 @@ impl DynamoWorkerRegistry {
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
-                .map_err(aws_err)?;
+                .map_err(crate::sdk::failed::<RegistryError, _>)?;
             for item in page.items() {
                 let str_of = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
                 let num = |k: &str| {
@@ -156,7 +148,7 @@ impl DynamoWorkerRegistry {
                         .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
                         .map(|t| t.with_timezone(&Utc))
                 };
-                let Some(id) = str_of("pk").and_then(|p| p.strip_prefix("worker#").map(str::to_string)) else {
+                let Some(id) = str_of(PK).and_then(|p| worker_id_of(&p).map(str::to_string)) else {
                     continue;
                 };
                 let Some(last_seen) = time("last_seen") else { continue };

@@ -56,3 +56,36 @@ pub fn describe<E: std::error::Error>(e: &E) -> String {
 pub fn error_text<E: std::error::Error>(e: &E) -> String {
     aws_sdk_s3::error::DisplayErrorContext(e).to_string()
 }
+
+/// An SDK call that failed, as its one line of text; each adapter's error type takes it.
+#[derive(Debug)]
+pub struct SdkFailure(pub String);
+
+/// `map_err(sdk::failed)`: an SDK error as the adapter's own error type.
+pub fn failed<E: From<SdkFailure>, X: std::error::Error>(e: X) -> E {
+    E::from(SdkFailure(error_text(&e)))
+}
+
+impl From<SdkFailure> for nommer_core::StoreError {
+    fn from(f: SdkFailure) -> Self {
+        nommer_core::StoreError::Aws(f.0)
+    }
+}
+
+impl From<SdkFailure> for nommer_core::ports::ObjectError {
+    fn from(f: SdkFailure) -> Self {
+        nommer_core::ports::ObjectError::Aws(f.0)
+    }
+}
+
+impl From<SdkFailure> for nommer_core::ports::QueueError {
+    fn from(f: SdkFailure) -> Self {
+        nommer_core::ports::QueueError(f.0)
+    }
+}
+
+impl From<SdkFailure> for crate::registry::RegistryError {
+    fn from(f: SdkFailure) -> Self {
+        crate::registry::RegistryError(f.0)
+    }
+}

@@ -7,7 +7,7 @@
 //!   `updated_at`, and `doc`, the job as JSON. The `by-state` index (hash `state`, range
 //!   `created_at`) lists jobs by state and time.
 
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use crate::table::{s, Item, PK};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
@@ -24,14 +24,6 @@ pub use nommer_core::ports::Created;
 pub struct DynamoJobStore {
     client: Client,
     table: String,
-}
-
-fn aws_err<E: std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> StoreError {
-    StoreError::Aws(DisplayErrorContext(&e).to_string())
-}
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
 }
 
 impl DynamoJobStore {
@@ -56,7 +48,7 @@ impl DynamoJobStore {
             reason: e.to_string(),
         })?;
         Ok(HashMap::from([
-            ("pk".to_string(), s(&job.id)),
+            (PK.to_string(), Item::Job(&job.id).pk()),
             ("kind".to_string(), s("job")),
             ("state".to_string(), s(job.state.as_str())),
             ("version".to_string(), AttributeValue::N(job.version.to_string())),
@@ -105,7 +97,7 @@ impl DynamoJobStore {
                     .ok_or_else(|| StoreError::NotFound(job.id.clone()))?;
                 Ok(Created::Existing(existing))
             }
-            Err(e) => Err(aws_err(e)),
+            Err(e) => Err(crate::sdk::failed::<StoreError, _>(e)),
         }
     }
 
@@ -115,11 +107,11 @@ impl DynamoJobStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", s(id))
+            .key(PK, Item::Job(id).pk())
             .consistent_read(true)
             .send()
             .await
-            .map_err(aws_err)?;
+            .map_err(crate::sdk::failed::<StoreError, _>)?;
         out.item().map(|item| Self::from_item(id, item)).transpose()
     }
 
@@ -168,7 +160,7 @@ impl DynamoJobStore {
                         })
                     }
                 }
-                _ => Err(aws_err(e)),
+                _ => Err(crate::sdk::failed::<StoreError, _>(e)),
             },
         }
     }
@@ -208,16 +200,17 @@ impl DynamoJobStore {
     /// callbacks that carry only the task's id. Kept 90 days.
     pub async fn put_media_link(&self, backend: &str, media_id: &str, job_id: &str) -> Result<(), StoreError> {
         let expires = (Utc::now() + chrono::Duration::days(90)).timestamp();
+        let link = Item::MediaLink { backend, media_id };
         self.client
             .put_item()
             .table_name(&self.table)
-            .item("pk", s(format!("media#{backend}#{media_id}")))
-            .item("kind", s("media_link"))
+            .item(PK, link.pk())
+            .item("kind", s(link.kind()))
             .item("job_id", s(job_id))
             .item("expires_at", AttributeValue::N(expires.to_string()))
             .send()
             .await
-            .map_err(aws_err)?;
+            .map_err(crate::sdk::failed::<StoreError, _>)?;
         Ok(())
     }
 
@@ -227,11 +220,11 @@ impl DynamoJobStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", s(format!("media#{backend}#{media_id}")))
+            .key(PK, Item::MediaLink { backend, media_id }.pk())
             .consistent_read(true)
             .send()
             .await
-            .map_err(aws_err)?;
+            .map_err(crate::sdk::failed::<StoreError, _>)?;
         Ok(out
             .item()
             .and_then(|i| i.get("job_id"))
@@ -281,10 +274,10 @@ impl DynamoJobStore {
                     .limit(limit as i32 + 2)
                     .send()
                     .await
-                    .map_err(aws_err)?;
+                    .map_err(crate::sdk::failed::<StoreError, _>)?;
                 let n = out.items().len();
                 for item in out.items() {
-                    let id = item.get("pk").and_then(|p| p.as_s().ok()).cloned().unwrap_or_default();
+                    let id = item.get(PK).and_then(|p| p.as_s().ok()).cloned().unwrap_or_default();
                     batch.push(Self::from_item(&id, item)?);
                 }
                 // a page cut at 1 MB (or full) may hide more
