@@ -16,6 +16,12 @@ const KIND: &str = "worker";
 #[error("worker registry: {0}")]
 pub struct RegistryError(pub String);
 
+impl From<crate::sdk::SdkFailure> for RegistryError {
+    fn from(f: crate::sdk::SdkFailure) -> Self {
+        RegistryError(f.0)
+    }
+}
+
 /// What a worker reports about itself.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Beat {

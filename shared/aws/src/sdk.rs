@@ -83,9 +83,3 @@ impl From<SdkFailure> for nommer_core::ports::QueueError {
         nommer_core::ports::QueueError(f.0)
     }
 }
-
-impl From<SdkFailure> for crate::registry::RegistryError {
-    fn from(f: SdkFailure) -> Self {
-        crate::registry::RegistryError(f.0)
-    }
-}
