@@ -374,7 +374,7 @@ impl LocalStack {
         let source = env.clone();
 
         let notifier =
-            nommer_aws::notify::Notifier::new(nommer_aws::notify::NotifySettings::from_source(&source)?, &config);
+            nommer_aws::notify::notifications(nommer_aws::notify::NotifySettings::from_source(&source)?, &config);
         let ingest = ingest::Ingest::new(IngestSettings::from_source(&source)?, &config);
         let dispatch = dispatch::Dispatch::new(DispatchSettings::from_source(&source)?, &config)
             .await

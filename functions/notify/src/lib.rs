@@ -12,7 +12,8 @@ use aws_lambda_events::event::dynamodb::{Event as DynamoDbEvent, EventRecord};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use lambda_runtime::LambdaEvent;
-use nommer_aws::notify::{Delivery, Notifier};
+use nommer_core::deliveries::Delivery;
+use nommer_core::flows::notify::Notifications;
 use nommer_core::job::Job;
 
 /// The job in a stream image, if the item is a job.
@@ -31,7 +32,7 @@ fn job_of(image: &serde_json::Value) -> Result<Option<Job>, String> {
 }
 
 /// One stream record's events. `Ok(0)` for items that are not jobs.
-pub async fn on_record(ctx: &Notifier, record: &EventRecord) -> Result<usize, String> {
+pub async fn on_record(ctx: &Notifications, record: &EventRecord) -> Result<usize, String> {
     let new = serde_json::to_value(&record.change.new_image).map_err(|e| e.to_string())?;
     let old = serde_json::to_value(&record.change.old_image).map_err(|e| e.to_string())?;
     let Some(new_job) = job_of(&new)? else {
@@ -44,7 +45,7 @@ pub async fn on_record(ctx: &Notifier, record: &EventRecord) -> Result<usize, St
 }
 
 pub async fn stream_handler(
-    ctx: &Notifier,
+    ctx: &Notifications,
     event: LambdaEvent<DynamoDbEvent>,
 ) -> Result<DynamoDbEventResponse, lambda_runtime::Error> {
     let mut response = DynamoDbEventResponse::default();
@@ -65,7 +66,7 @@ pub async fn stream_handler(
 }
 
 pub async fn deliver_handler(
-    ctx: &Notifier,
+    ctx: &Notifications,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
     let mut response = SqsBatchResponse::default();

@@ -170,4 +170,7 @@ impl nommer_core::ports::WorkQueue for SqsQueue {
     async fn send(&self, queue_url: &str, body: &str) -> Result<String, QueueError> {
         SqsQueue::send(self, queue_url, body).await
     }
+    async fn send_delayed(&self, queue_url: &str, body: &str, delay_seconds: i32) -> Result<String, QueueError> {
+        SqsQueue::send_delayed(self, queue_url, body, delay_seconds).await
+    }
 }

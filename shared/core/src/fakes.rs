@@ -175,10 +175,11 @@ impl ObjectStore for MemObjects {
     }
 }
 
-/// Every message sent, as (queue URL, body).
+/// Every message sent, as (queue URL, body), and the delays asked for.
 #[derive(Default)]
 pub struct MemQueue {
     pub sent: Mutex<Vec<(String, String)>>,
+    pub delays: Mutex<Vec<i32>>,
 }
 
 impl MemQueue {
@@ -197,6 +198,11 @@ impl WorkQueue for MemQueue {
         let mut sent = self.sent.lock().unwrap();
         sent.push((queue_url.to_string(), body.to_string()));
         Ok(format!("m{}", sent.len()))
+    }
+
+    async fn send_delayed(&self, queue_url: &str, body: &str, delay_seconds: i32) -> Result<String, QueueError> {
+        self.delays.lock().unwrap().push(delay_seconds);
+        self.send(queue_url, body).await
     }
 }
 
@@ -289,5 +295,85 @@ impl Handoff for FakeHandoff {
 
     async fn delivery_owner(&self) -> Result<String, String> {
         Ok(FAKE_OWNER.to_string())
+    }
+}
+
+/// Events "published": every one, in order.
+#[derive(Default)]
+pub struct MemPublisher {
+    pub published: Mutex<Vec<crate::events::Event>>,
+}
+
+#[async_trait]
+impl EventPublisher for MemPublisher {
+    async fn publish(&self, event: &crate::events::Event) -> Result<(), NotifyError> {
+        self.published.lock().unwrap().push(event.clone());
+        Ok(())
+    }
+}
+
+/// The event markers and delivery records in memory.
+#[derive(Default)]
+pub struct MemLedger {
+    pub done: Mutex<BTreeMap<String, Done>>,
+    pub records: Mutex<Vec<(String, crate::deliveries::AttemptRecord)>>,
+}
+
+#[async_trait]
+impl EventLedger for MemLedger {
+    async fn claim(&self, event_id: &str) -> Result<Done, NotifyError> {
+        Ok(*self.done.lock().unwrap().entry(event_id.to_string()).or_default())
+    }
+
+    async fn mark(&self, event_id: &str, step: Step) -> Result<(), NotifyError> {
+        let mut done = self.done.lock().unwrap();
+        let d = done.entry(event_id.to_string()).or_default();
+        match step {
+            Step::Published => d.published = true,
+            Step::Queued => d.queued = true,
+        }
+        Ok(())
+    }
+
+    async fn record(&self, job_id: &str, attempt: &crate::deliveries::AttemptRecord) -> Result<(), NotifyError> {
+        self.records.lock().unwrap().push((job_id.to_string(), attempt.clone()));
+        Ok(())
+    }
+}
+
+/// Webhook endpoints that answer as told (by URL; unknown URLs answer 200), every
+/// POST kept with its headers.
+#[derive(Default)]
+pub struct FakeWebhooks {
+    pub answers: Mutex<BTreeMap<String, Result<u16, crate::deliveries::PostFailure>>>,
+    pub refused: Mutex<BTreeMap<String, (String, bool)>>,
+    pub posts: Mutex<Vec<(String, Vec<(String, String)>, Vec<u8>)>>,
+}
+
+#[async_trait]
+impl WebhookClient for FakeWebhooks {
+    async fn vet(
+        &self,
+        url: &str,
+        policy: &crate::events::Webhooks,
+    ) -> Result<(String, std::net::SocketAddr), (String, bool)> {
+        if let Some(r) = self.refused.lock().unwrap().get(url) {
+            return Err(r.clone());
+        }
+        let (host, port) = crate::events::check_url(url, policy).map_err(|e| (e, true))?;
+        Ok((host, std::net::SocketAddr::from(([203, 0, 113, 7], port))))
+    }
+
+    async fn post(
+        &self,
+        url: &str,
+        _host: &str,
+        _addr: std::net::SocketAddr,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Result<u16, crate::deliveries::PostFailure> {
+        let headers = headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        self.posts.lock().unwrap().push((url.to_string(), headers, body));
+        self.answers.lock().unwrap().get(url).cloned().unwrap_or(Ok(200))
     }
 }

@@ -6,6 +6,7 @@ pub mod advanced;
 pub mod capability;
 pub mod config;
 pub mod decision;
+pub mod deliveries;
 pub mod error;
 pub mod events;
 #[cfg(any(test, feature = "fakes"))]

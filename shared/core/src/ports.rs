@@ -104,6 +104,8 @@ pub struct QueueError(pub String);
 pub trait WorkQueue: Send + Sync {
     /// Sends one message; returns its id.
     async fn send(&self, queue_url: &str, body: &str) -> Result<String, QueueError>;
+    /// Sends one message that becomes visible after `delay_seconds` (at most 900).
+    async fn send_delayed(&self, queue_url: &str, body: &str, delay_seconds: i32) -> Result<String, QueueError>;
 }
 
 /// Why an input could not be probed.
@@ -197,4 +199,67 @@ pub trait Handoff: Send + Sync {
 #[async_trait]
 pub trait Secrets: Send + Sync {
     async fn json(&self, name: &str) -> Result<serde_json::Value, String>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("SNS: {0}")]
+    Sns(String),
+    #[error("DynamoDB: {0}")]
+    Table(String),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// The events topic.
+#[async_trait]
+pub trait EventPublisher: Send + Sync {
+    /// Publishes one event with the attributes subscribers filter on.
+    async fn publish(&self, event: &crate::events::Event) -> Result<(), NotifyError>;
+}
+
+/// What was already done for an event (a redelivered change must not do it twice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Done {
+    pub published: bool,
+    pub queued: bool,
+}
+
+/// One step of an event's fan-out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Published,
+    Queued,
+}
+
+/// The record of each event's fan-out and of each job's webhook attempts.
+#[async_trait]
+pub trait EventLedger: Send + Sync {
+    /// Starts the record of an event, or reads what was done for it before.
+    async fn claim(&self, event_id: &str) -> Result<Done, NotifyError>;
+    async fn mark(&self, event_id: &str, step: Step) -> Result<(), NotifyError>;
+    /// Appends an attempt to the job's delivery record.
+    async fn record(&self, job_id: &str, attempt: &crate::deliveries::AttemptRecord) -> Result<(), NotifyError>;
+}
+
+/// HTTP for webhooks: the address check and the signed POST.
+#[async_trait]
+pub trait WebhookClient: Send + Sync {
+    /// Checks a URL against the policy and resolves it; returns the host and the one
+    /// address to connect to. `Err((reason, permanent))`.
+    async fn vet(
+        &self,
+        url: &str,
+        policy: &crate::events::Webhooks,
+    ) -> Result<(String, std::net::SocketAddr), (String, bool)>;
+    /// POSTs `body` to `url` (connecting to `addr` only) with the given headers; returns
+    /// the HTTP status.
+    async fn post(
+        &self,
+        url: &str,
+        host: &str,
+        addr: std::net::SocketAddr,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Result<u16, crate::deliveries::PostFailure>;
 }

@@ -11,6 +11,7 @@
 
 pub mod collect;
 pub mod dispatch;
+pub mod notify;
 pub mod remote;
 pub mod submit;
 
@@ -109,3 +110,6 @@ impl Backends {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod notify_tests;
