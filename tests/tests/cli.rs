@@ -1,6 +1,6 @@
 //! The `nommer` command against a local stack's API, as a user runs it.
 
-use nommer::media;
+use nommer_devstack::media;
 use nommer_tests::spawn_stack_with;
 use std::process::Output;
 
@@ -12,7 +12,7 @@ struct Cli {
 
 impl Cli {
     async fn run(&self, args: &[&str]) -> Output {
-        let bin = nommer::stack::locate_binary("nommer").unwrap();
+        let bin = nommer_devstack::stack::locate_binary("nommer").unwrap();
         let mut cmd = tokio::process::Command::new(bin);
         cmd.args(args)
             .env_remove("NOMMER_API_URL")

@@ -2,7 +2,7 @@
 //! or opening a connection.
 
 use nommer::client::ApiClient;
-use nommer::media;
+use nommer_devstack::media;
 use nommer_shared::error::JobErrorCode;
 use nommer_shared::ffmpeg::{self, Limits};
 use nommer_shared::objects::S3ObjectStore;
@@ -32,7 +32,7 @@ impl Canary {
     }
 }
 
-async fn submit_bytes(stack: &nommer::LocalStack, key: &str, bytes: Vec<u8>) -> Job {
+async fn submit_bytes(stack: &nommer_devstack::LocalStack, key: &str, bytes: Vec<u8>) -> Job {
     let o = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
     o.put_bytes(&stack.names.inbox_bucket, key, bytes, "video/mp4")
         .await

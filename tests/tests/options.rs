@@ -3,7 +3,7 @@
 //! and an output naming template from the config file.
 
 use nommer::client::ApiClient;
-use nommer::media;
+use nommer_devstack::media;
 use nommer_shared::objects::S3ObjectStore;
 use nommer_shared::JobState;
 use serde_json::json;

@@ -1,7 +1,7 @@
 //! Every preset encodes and validates on the local stack, several per job, on sources of
 //! different shapes made with lavfi.
 
-use nommer::media;
+use nommer_devstack::media;
 use nommer_shared::error::JobErrorCode;
 use nommer_shared::presets::{AudioCodec, Catalog, Preset, PresetKind, VideoCodec};
 use nommer_shared::JobState;
@@ -182,7 +182,7 @@ async fn a_ladder_is_one_ffmpeg_process() {
     stack.shutdown().await;
 }
 
-async fn text(stack: &nommer::LocalStack, key: &str) -> String {
+async fn text(stack: &nommer_devstack::LocalStack, key: &str) -> String {
     let d = tempfile::tempdir().unwrap();
     std::fs::read_to_string(nommer_tests::download_output(stack, key, d.path()).await).unwrap()
 }

@@ -3,7 +3,7 @@
 //! the local stack and checks the job, the queue and the outbox.
 
 use nommer::client::ApiClient;
-use nommer::media;
+use nommer_devstack::media;
 use nommer_shared::error::JobErrorCode;
 use nommer_shared::objects::S3ObjectStore;
 use nommer_shared::settings;
@@ -22,7 +22,7 @@ fn failed_with(job: &nommer_shared::Job, code: JobErrorCode, says: &[&str]) {
     }
 }
 
-async fn queue_empty(stack: &nommer::LocalStack) {
+async fn queue_empty(stack: &nommer_devstack::LocalStack) {
     let q = nommer_shared::queue::SqsQueue::new(nommer_shared::aws::sqs_client(&stack.config));
     eventually(Duration::from_secs(30), "the work message deleted", || async {
         (q.depth(&stack.urls.work).await.unwrap() == (0, 0)).then_some(())
@@ -31,7 +31,7 @@ async fn queue_empty(stack: &nommer::LocalStack) {
     assert_eq!(q.depth(&stack.urls.work_dlq).await.unwrap(), (0, 0));
 }
 
-async fn outbox_empty(stack: &nommer::LocalStack, id: &str) {
+async fn outbox_empty(stack: &nommer_devstack::LocalStack, id: &str) {
     let o = S3ObjectStore::new(nommer_shared::aws::s3_client(&stack.config));
     let listed = o.list(&stack.names.outbox_bucket, &format!("{id}/")).await.unwrap();
     assert!(listed.is_empty(), "nothing uploaded: {listed:?}");
