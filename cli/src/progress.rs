@@ -236,7 +236,7 @@ mod tests {
     fn the_closing_word_is_printed_where_it_stopped() {
         let t0 = Instant::now();
         let mut p = Plain::new(t0);
-        assert!(p.due(0, 100, t0, false));
+        assert!(p.due(40, 100, t0, false));
         assert!(!p.due(42, 100, t0, false));
         assert!(p.due(42, 100, t0, true), "a state that ends at 42%");
         assert!(!p.due(42, 100, t0, true));
