@@ -2,9 +2,10 @@ use clap::{Parser, Subcommand};
 use nommer::commands::Action;
 use std::ffi::OsString;
 
-/// Nommer: serverless media encoding on AWS, and its local stack.
+/// Nommer: serverless media encoding on AWS. A client for its HTTP API; `up` and `demo`
+/// run the local stack.
 #[derive(Parser)]
-#[command(name = "nommer", version, about)]
+#[command(name = "nommer", version)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -12,16 +13,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the whole system locally and encode one file end to end, on the FFmpeg fleet
-    /// and at the Encoding.com stand-in: [FILE] [--preset P] [--keep-running] (the local
-    /// stack's binary, nommer-devstack, runs it; `nommer demo --help` for its help).
+    /// Run the whole system locally and encode one file end to end (by nommer-devstack)
+    ///
+    /// [FILE] [--preset P] [--keep-running]: one file (a generated clip unless FILE is
+    /// given) encoded on the FFmpeg fleet and, by a routing rule, at the Encoding.com
+    /// stand-in. The local stack's own binary, nommer-devstack, runs it (beside this one,
+    /// else on PATH); `nommer demo --help` shows its help.
     #[command(disable_help_flag = true)]
     Demo {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
-    /// Start the local stack and keep it running until Ctrl-C: [--port 8080] [--workers N]
-    /// [--stack NAME] [--events] (run by nommer-devstack; `nommer up --help` for its help).
+    /// Start the local stack and keep it running until Ctrl-C (by nommer-devstack)
+    ///
+    /// [--port 8080] [--workers N] [--stack NAME] [--events]. The local stack's own
+    /// binary, nommer-devstack, runs it (beside this one, else on PATH); `nommer up --help`
+    /// shows its help.
     #[command(disable_help_flag = true)]
     Up {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

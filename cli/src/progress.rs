@@ -137,10 +137,11 @@ impl Progress {
         }
     }
 
-    /// Ends it, its last state left on screen (and printed as a line if not yet).
+    /// Ends it where it is, left on screen (and printed as a line if not yet).
     pub fn finish(&self) {
         self.plain_line(true);
-        self.bar.finish();
+        // `abandon`, not indicatif's `finish`: that would fill the bar of a state left at 0%
+        self.bar.abandon();
     }
 
     /// The plain line for where it is now.

@@ -242,35 +242,28 @@ async fn bucket_settings(s3: &aws_sdk_s3::Client, names: &StackNames) -> anyhow:
             .build()
             .unwrap()
     };
-    for b in [&names.inbox_bucket, &names.outbox_bucket] {
+    // Encoding.com writes into the delivery bucket with a canned ACL (authenticated-read by
+    // default): accepted (BlockPublicAcls off), never honoured (IgnorePublicAcls on)
+    let buckets = [
+        (&names.inbox_bucket, true, ObjectOwnership::BucketOwnerEnforced),
+        (&names.outbox_bucket, true, ObjectOwnership::BucketOwnerEnforced),
+        (&names.delivery_bucket, false, ObjectOwnership::BucketOwnerPreferred),
+    ];
+    for (b, block_acls, owner) in buckets {
         s3.put_public_access_block()
             .bucket(b)
-            .public_access_block_configuration(pab(true, true))
+            .public_access_block_configuration(pab(block_acls, true))
             .send()
             .await
-            .with_context(|| format!("blocking public access to {b}"))?;
+            .with_context(|| format!("setting {b}'s public access block"))?;
         s3.put_bucket_ownership_controls()
             .bucket(b)
-            .ownership_controls(ownership(ObjectOwnership::BucketOwnerEnforced))
+            .ownership_controls(ownership(owner))
             .send()
             .await
             .with_context(|| format!("setting {b}'s object ownership"))?;
     }
-    // Encoding.com writes with a canned ACL (authenticated-read by default): accepted
-    // (BlockPublicAcls off), never honoured (IgnorePublicAcls on)
     let d = &names.delivery_bucket;
-    s3.put_public_access_block()
-        .bucket(d)
-        .public_access_block_configuration(pab(false, true))
-        .send()
-        .await
-        .with_context(|| format!("setting {d}'s public access block"))?;
-    s3.put_bucket_ownership_controls()
-        .bucket(d)
-        .ownership_controls(ownership(ObjectOwnership::BucketOwnerPreferred))
-        .send()
-        .await
-        .with_context(|| format!("setting {d}'s object ownership"))?;
     let policy = serde_json::json!({
         "Version": "2012-10-17",
         "Statement": [{

@@ -29,6 +29,9 @@ struct Args {
     rounds: usize,
 }
 
+/// The audio both outputs carry: AAC stereo at 128k, 48 kHz.
+const AUDIO: [&str; 8] = ["-c:a", "aac", "-b:a", "128k", "-ac", "2", "-ar", "48000"];
+
 /// What a person would type to make the same output with FFmpeg alone.
 fn hand_written(preset: &str, src: &Path, out: &Path, height: u32) -> anyhow::Result<Vec<String>> {
     let s = |x: &str| x.to_string();
@@ -41,37 +44,31 @@ fn hand_written(preset: &str, src: &Path, out: &Path, height: u32) -> anyhow::Re
         src.display().to_string(),
     ];
     match preset {
-        "mp4-720p" => a.extend(
-            [
-                "-vf",
-                "scale=-2:720",
-                "-c:v",
-                "libx264",
-                "-preset",
-                "veryfast",
-                "-profile:v",
-                "high",
-                "-crf",
-                "23",
-                "-maxrate",
-                "5000k",
-                "-bufsize",
-                "10000k",
-                "-pix_fmt",
-                "yuv420p",
-                "-c:a",
-                "aac",
-                "-b:a",
-                "128k",
-                "-ac",
-                "2",
-                "-ar",
-                "48000",
-                "-movflags",
-                "+faststart",
-            ]
-            .map(s),
-        ),
+        "mp4-720p" => {
+            a.extend(
+                [
+                    "-vf",
+                    "scale=-2:720",
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "veryfast",
+                    "-profile:v",
+                    "high",
+                    "-crf",
+                    "23",
+                    "-maxrate",
+                    "5000k",
+                    "-bufsize",
+                    "10000k",
+                    "-pix_fmt",
+                    "yuv420p",
+                ]
+                .map(s),
+            );
+            a.extend(AUDIO.map(s));
+            a.extend(["-movflags", "+faststart"].map(s));
+        }
         "hls" => {
             hls_ladder(&mut a, out, height);
             return Ok(a);
@@ -116,23 +113,8 @@ fn hls_ladder(a: &mut Vec<String>, out: &Path, height: u32) {
             format!("{}k", k * 3),
         ]);
     }
-    a.extend(
-        [
-            "-force_key_frames",
-            "expr:gte(t,n_forced*4)",
-            "-sc_threshold",
-            "0",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "128k",
-            "-ac",
-            "2",
-            "-ar",
-            "48000",
-        ]
-        .map(s),
-    );
+    a.extend(["-force_key_frames", "expr:gte(t,n_forced*4)", "-sc_threshold", "0"].map(s));
+    a.extend(AUDIO.map(s));
     let dir = out.parent().unwrap().display().to_string();
     let map = rungs
         .iter()
