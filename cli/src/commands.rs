@@ -4,9 +4,10 @@
 //! (`api_url = "…"`, `api_key = "…"`).
 
 use crate::client::ApiClient;
+use crate::progress::{Progress, ProgressBody};
 use anyhow::{bail, Context};
+use nommer_core::JobState;
 use serde_json::{json, Value};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -88,16 +89,6 @@ async fn call(t: &Target, method: &str, path: &str, body: Option<Value>) -> anyh
     Ok(v)
 }
 
-fn bar(p: u64, total: u64) -> String {
-    let pct = if total == 0 { 100 } else { (p * 100 / total).min(100) };
-    let n = (pct as usize * 30) / 100;
-    format!("[{}{}] {pct:>3}%", "#".repeat(n), ".".repeat(30 - n))
-}
-
-fn mb(b: u64) -> String {
-    format!("{:.1} MB", b as f64 / 1_000_000.0)
-}
-
 /// Uploads a local file through `POST /uploads` (a presigned PUT, or parts); returns the
 /// `s3://` source.
 pub async fn upload(t: &Target, file: &Path, force_multipart: bool) -> anyhow::Result<String> {
@@ -128,21 +119,19 @@ pub async fn upload(t: &Target, file: &Path, force_multipart: bool) -> anyhow::R
     let source = plan["source"].as_str().context("the API gave no source")?.to_string();
     let http = reqwest::Client::new();
     let mut f = std::fs::File::open(file)?;
+    let progress = Progress::upload(size);
     if plan["kind"] == "single" {
         let mut bytes = Vec::with_capacity(size as usize);
         std::io::Read::read_to_end(&mut f, &mut bytes)?;
-        eprint!("\r  uploading {} {}", bar(0, size), mb(size));
-        let r = http
-            .put(plan["url"].as_str().context("no url")?)
+        let r = put(&http, plan["url"].as_str().context("no url")?, bytes, &progress)
             .header("content-type", content_type)
-            .body(bytes)
             .send()
             .await
             .context("uploading")?;
         if !r.status().is_success() {
             bail!("the upload was refused: HTTP {}", r.status());
         }
-        eprintln!("\r  uploading {} {}", bar(size, size), mb(size));
+        progress.finish();
         return Ok(source);
     }
     let part_size = plan["part_size"].as_u64().context("no part_size")?;
@@ -153,9 +142,7 @@ pub async fn upload(t: &Target, file: &Path, force_multipart: bool) -> anyhow::R
         let mut buf = vec![0u8; part_size.min(size - sent) as usize];
         std::io::Read::read_exact(&mut f, &mut buf)?;
         let len = buf.len() as u64;
-        let r = http
-            .put(p["url"].as_str().context("no part url")?)
-            .body(buf)
+        let r = put(&http, p["url"].as_str().context("no part url")?, buf, &progress)
             .send()
             .await
             .context("uploading a part")?;
@@ -170,10 +157,8 @@ pub async fn upload(t: &Target, file: &Path, force_multipart: bool) -> anyhow::R
             .to_string();
         etags.push(etag);
         sent += len;
-        eprint!("\r  uploading {} {} of {}", bar(sent, size), mb(sent), mb(size));
-        let _ = std::io::stderr().flush();
     }
-    eprintln!();
+    progress.finish();
     call(
         t,
         "POST",
@@ -182,6 +167,13 @@ pub async fn upload(t: &Target, file: &Path, force_multipart: bool) -> anyhow::R
     )
     .await?;
     Ok(source)
+}
+
+/// A presigned PUT of `bytes` whose progress moves as they go out.
+fn put(http: &reqwest::Client, url: &str, bytes: Vec<u8>, progress: &Progress) -> reqwest::RequestBuilder {
+    http.put(url)
+        .header(reqwest::header::CONTENT_LENGTH, bytes.len())
+        .body(reqwest::Body::wrap(ProgressBody::new(bytes, progress.clone())))
 }
 
 /// `nommer submit`.
@@ -230,29 +222,23 @@ pub async fn submit(
 /// `nommer watch`: the job's state and progress until it ends; 0 when complete.
 pub async fn watch(t: &Target, id: &str) -> anyhow::Result<i32> {
     let client = t.client();
-    let mut last_state = String::new();
+    // one bar for each state the job goes through, each left on its own line
+    let mut shown: Option<(JobState, Progress)> = None;
     let job = client
         .wait(id, Duration::from_secs(24 * 3600), |j| {
-            let st = j.state.as_str();
-            if st != last_state && !last_state.is_empty() {
-                eprintln!();
+            if let Some((_, p)) = shown.take_if(|(st, _)| *st != j.state) {
+                p.finish();
             }
-            last_state = st.to_string();
-            eprint!(
-                "\r  {st:<12} {} {}",
-                bar(j.progress as u64, 100),
-                j.backend.as_deref().unwrap_or("")
-            );
-            let _ = std::io::stderr().flush();
+            let (_, p) = shown.get_or_insert_with(|| (j.state, Progress::job(j.state.as_str())));
+            p.set_note(j.backend.as_deref().unwrap_or(""));
+            p.set(j.progress as u64);
         })
         .await?;
-    eprintln!();
+    if let Some((_, p)) = shown {
+        p.finish();
+    }
     print_job(&serde_json::to_value(&job)?);
-    Ok(if job.state == nommer_core::JobState::Complete {
-        0
-    } else {
-        1
-    })
+    Ok(if job.state == JobState::Complete { 0 } else { 1 })
 }
 
 fn print_job(j: &Value) {
@@ -326,12 +312,29 @@ pub async fn list(t: &Target, states: &[String], limit: u32, as_json: bool) -> a
     Ok(0)
 }
 
+/// What `nommer cancel` and `nommer retry` ask of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Cancel,
+    Retry,
+}
+
+impl Action {
+    /// The API's path segment: `POST /jobs/{id}/{action}`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Cancel => "cancel",
+            Action::Retry => "retry",
+        }
+    }
+}
+
 /// `nommer cancel` / `nommer retry`.
-pub async fn act(t: &Target, id: &str, action: &str) -> anyhow::Result<i32> {
-    let j = call(t, "POST", &format!("/jobs/{id}/{action}"), None).await?;
+pub async fn act(t: &Target, id: &str, action: Action) -> anyhow::Result<i32> {
+    let j = call(t, "POST", &format!("/jobs/{id}/{}", action.as_str()), None).await?;
     match action {
-        "retry" => println!("{} (retries {id})", j["id"].as_str().unwrap_or("")),
-        _ => println!(
+        Action::Retry => println!("{} (retries {id})", j["id"].as_str().unwrap_or("")),
+        Action::Cancel => println!(
             "{} {}",
             j["id"].as_str().unwrap_or(""),
             j["state"].as_str().unwrap_or("")

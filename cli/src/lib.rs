@@ -1,15 +1,9 @@
-//! The `nommer` command's library: the local stack (emulator, resources, event sources,
-//! workers), the demo, and a small client for the API.
+//! The `nommer` command's library: a small client for the API, the commands over it,
+//! their progress bars, the events watcher, and the hand-over of `up` and `demo` to the
+//! local stack's own binary (`nommer-devstack`).
 
 pub mod client;
 pub mod commands;
-pub mod demo;
-pub mod emulator;
-pub mod event_sources;
-pub mod media;
-pub mod resources;
-pub mod stack;
-pub mod standin;
+pub mod handoff;
+pub mod progress;
 pub mod watch;
-
-pub use stack::{LocalStack, StackOptions};

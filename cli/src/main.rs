@@ -1,10 +1,11 @@
 use clap::{Parser, Subcommand};
-use nommer::{demo, LocalStack, StackOptions};
-use std::path::PathBuf;
+use nommer::commands::Action;
+use std::ffi::OsString;
 
-/// Nommer: serverless media encoding on AWS, and its local stack.
+/// Nommer: serverless media encoding on AWS. A client for its HTTP API; `up` and `demo`
+/// run the local stack.
 #[derive(Parser)]
-#[command(name = "nommer", version, about)]
+#[command(name = "nommer", version)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -12,29 +13,26 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the whole system locally and encode one file end to end, on the FFmpeg fleet
-    /// and (by a routing rule) at the Encoding.com stand-in (a generated clip unless FILE
-    /// is given).
+    /// Run the whole system locally and encode one file end to end (by nommer-devstack)
+    ///
+    /// [FILE] [--preset P] [--keep-running]: one file (a generated clip unless FILE is
+    /// given) encoded on the FFmpeg fleet and, by a routing rule, at the Encoding.com
+    /// stand-in. The local stack's own binary, nommer-devstack, runs it (beside this one,
+    /// else on PATH); `nommer demo --help` shows its help.
+    #[command(disable_help_flag = true)]
     Demo {
-        file: Option<PathBuf>,
-        #[arg(long, default_value = nommer_core::presets::DEFAULT)]
-        preset: String,
-        /// Keep the stack running after the job completes.
-        #[arg(long)]
-        keep_running: bool,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
     },
-    /// Start the local stack and keep it running until Ctrl-C.
+    /// Start the local stack and keep it running until Ctrl-C (by nommer-devstack)
+    ///
+    /// [--port 8080] [--workers N] [--stack NAME] [--events]. The local stack's own
+    /// binary, nommer-devstack, runs it (beside this one, else on PATH); `nommer up --help`
+    /// shows its help.
+    #[command(disable_help_flag = true)]
     Up {
-        /// Port for the local API.
-        #[arg(long, default_value_t = 8080)]
-        port: u16,
-        #[arg(long, default_value_t = 1)]
-        workers: usize,
-        #[arg(long, default_value = "nommer")]
-        stack: String,
-        /// Print job events (the SNS topic's) as they arrive.
-        #[arg(long)]
-        events: bool,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
     },
     /// Print job events as they arrive on the events topic (of the local stack or AWS:
     /// the SDK's usual configuration, AWS_ENDPOINT_URL for an emulator).
@@ -133,7 +131,8 @@ impl ApiArgs {
     }
 }
 
-async fn code(r: anyhow::Result<i32>) -> anyhow::Result<()> {
+/// A command's exit status: 0 returns, anything else exits with it.
+fn code(r: anyhow::Result<i32>) -> anyhow::Result<()> {
     let c = r?;
     if c != 0 {
         std::process::exit(c);
@@ -141,66 +140,38 @@ async fn code(r: anyhow::Result<i32>) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let cli = Cli::parse();
-    // the demo shows its own progress; the functions' logs go to warnings only
-    // the stack's own logs for `up`; the other commands show their own output
-    let level = if matches!(cli.command, Cmd::Up { .. }) {
-        "info"
-    } else {
-        "warn"
-    };
-    nommer_aws::telemetry::init_with_default(level);
-    let r = match cli.command {
-        Cmd::Demo {
-            file,
-            preset,
-            keep_running,
-        } => demo::run(file, &preset, keep_running).await,
-        Cmd::Up {
-            port,
-            workers,
-            stack,
-            events,
-        } => up(port, workers, &stack, events).await,
+    if let Cmd::Up { .. } | Cmd::Demo { .. } = cli.command {
+        // the local stack's own binary takes over, with these same arguments
+        std::process::exit(nommer::handoff::hand_over());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime");
+    if let Err(e) = runtime.block_on(run(cli.command)) {
+        eprintln!("nommer: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(command: Cmd) -> anyhow::Result<()> {
+    use nommer::commands;
+    match command {
+        Cmd::Up { .. } | Cmd::Demo { .. } => unreachable!("handed over to nommer-devstack"),
         Cmd::Events {
             topic_arn,
             states,
             json,
-        } => {
-            for st in &states {
-                if nommer_core::JobState::parse(st).is_none() {
-                    eprintln!("nommer: `{st}` is not a state; states: submitted queued downloading encoding uploading complete failed cancelled");
-                    std::process::exit(2);
-                }
-            }
-            let config = nommer_aws::sdk::sdk_config().await;
-            eprintln!("nommer: watching {topic_arn}; Ctrl-C stops");
-            nommer::watch::watch(
-                &config,
-                &topic_arn,
-                &states,
-                |e| {
-                    if json {
-                        println!("{}", serde_json::to_string(&e).unwrap_or_default());
-                    } else {
-                        println!("{}", nommer::watch::line(&e));
-                    }
-                },
-                async {
-                    let _ = tokio::signal::ctrl_c().await;
-                },
-            )
-            .await
-        }
+        } => events(&topic_arn, &states, json).await,
         Cmd::Presets { api } => {
             let t = if api.url.is_some() || std::env::var("NOMMER_API_URL").is_ok() {
                 api.target().ok()
             } else {
                 None
             };
-            code(nommer::commands::presets(t).await).await
+            code(commands::presets(t).await)
         }
         Cmd::Submit {
             input,
@@ -210,84 +181,47 @@ async fn main() {
             multipart,
             wait,
             api,
-        } => match api.target() {
-            Ok(t) => {
-                code(nommer::commands::submit(&t, &input, &presets, &metadata, notify_url, multipart, wait).await).await
-            }
-            Err(e) => Err(e),
-        },
-        Cmd::Status { id, json, api } => match api.target() {
-            Ok(t) => code(nommer::commands::status(&t, &id, json).await).await,
-            Err(e) => Err(e),
-        },
+        } => {
+            let t = api.target()?;
+            code(commands::submit(&t, &input, &presets, &metadata, notify_url, multipart, wait).await)
+        }
+        Cmd::Status { id, json, api } => code(commands::status(&api.target()?, &id, json).await),
         Cmd::List {
             states,
             limit,
             json,
             api,
-        } => match api.target() {
-            Ok(t) => code(nommer::commands::list(&t, &states, limit, json).await).await,
-            Err(e) => Err(e),
-        },
-        Cmd::Watch { id, api } => match api.target() {
-            Ok(t) => code(nommer::commands::watch(&t, &id).await).await,
-            Err(e) => Err(e),
-        },
-        Cmd::Cancel { id, api } => match api.target() {
-            Ok(t) => code(nommer::commands::act(&t, &id, "cancel").await).await,
-            Err(e) => Err(e),
-        },
-        Cmd::Retry { id, api } => match api.target() {
-            Ok(t) => code(nommer::commands::act(&t, &id, "retry").await).await,
-            Err(e) => Err(e),
-        },
-    };
-    if let Err(e) = r {
-        eprintln!("nommer: {e:#}");
-        std::process::exit(1);
+        } => code(commands::list(&api.target()?, &states, limit, json).await),
+        Cmd::Watch { id, api } => code(commands::watch(&api.target()?, &id).await),
+        Cmd::Cancel { id, api } => code(commands::act(&api.target()?, &id, Action::Cancel).await),
+        Cmd::Retry { id, api } => code(commands::act(&api.target()?, &id, Action::Retry).await),
     }
 }
 
-async fn up(port: u16, workers: usize, stack: &str, events: bool) -> anyhow::Result<()> {
-    let log_dir = nommer::emulator::project_root()
-        .join(".nommer")
-        .join("logs")
-        .join(stack);
-    let mut opts = StackOptions::new(stack, &log_dir);
-    opts.api_port = port;
-    // the local API asks for a key, as a deployed one does
-    let key = std::env::var("NOMMER_API_KEY")
-        .ok()
-        .filter(|k| !k.is_empty())
-        .unwrap_or_else(|| format!("nk_{}", uuid::Uuid::new_v4().simple()));
-    opts.api_key = Some(key.clone());
-    opts.workers = workers;
-    let s = LocalStack::start(opts).await?;
-    println!("nommer: local stack `{stack}` is up; logs in {}", log_dir.display());
-    println!("  inbox  s3://{}/inbox/<preset>/<file>", s.names.inbox_bucket);
-    println!("  outbox s3://{}/", s.names.outbox_bucket);
-    demo::print_env(&s);
-    println!(
-        "  export NOMMER_API_URL={} NOMMER_API_KEY={key}   # send it as x-api-key",
-        s.api_url
-    );
-    println!("Ctrl-C stops it.");
-    if events {
-        let topic = s.urls.topic_arn.clone();
-        println!("events (job.state_changed, job.progress):");
-        nommer::watch::watch(
-            &s.config,
-            &topic,
-            &[],
-            |e| println!("  {}", nommer::watch::line(&e)),
-            async {
-                let _ = tokio::signal::ctrl_c().await;
-            },
-        )
-        .await?;
-    } else {
-        tokio::signal::ctrl_c().await?;
+/// `nommer events`: the SDK's usual configuration (AWS_ENDPOINT_URL for an emulator).
+async fn events(topic_arn: &str, states: &[String], json: bool) -> anyhow::Result<()> {
+    for st in states {
+        if nommer_core::JobState::parse(st).is_none() {
+            eprintln!("nommer: `{st}` is not a state; states: submitted queued downloading encoding uploading complete failed cancelled");
+            std::process::exit(2);
+        }
     }
-    s.shutdown().await;
-    Ok(())
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    eprintln!("nommer: watching {topic_arn}; Ctrl-C stops");
+    nommer::watch::watch(
+        &config,
+        topic_arn,
+        states,
+        |e| {
+            if json {
+                println!("{}", serde_json::to_string(&e).unwrap_or_default());
+            } else {
+                println!("{}", nommer::watch::line(&e));
+            }
+        },
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        },
+    )
+    .await
 }

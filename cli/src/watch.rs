@@ -28,6 +28,19 @@ pub fn line(e: &Event) -> String {
     s
 }
 
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> anyhow::Result<String> {
+    use aws_sdk_sqs::types::QueueAttributeName::QueueArn;
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueArn)
+        .send()
+        .await
+        .context("reading the watch queue's ARN")?;
+    let arn = attrs.attributes().and_then(|a| a.get(&QueueArn));
+    arn.cloned().context("the watch queue has no ARN")
+}
+
 /// Subscribes a fresh queue to `topic_arn` and calls `on_event` for each event until
 /// `stop` resolves; then unsubscribes and deletes the queue.
 pub async fn watch(
@@ -37,7 +50,7 @@ pub async fn watch(
     mut on_event: impl FnMut(Event),
     stop: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let sqs = nommer_aws::sdk::sqs_client(config);
+    let sqs = aws_sdk_sqs::Client::new(config);
     let sns = aws_sdk_sns::Client::new(config);
     let name = format!("nommer-watch-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let url = sqs
@@ -49,7 +62,7 @@ pub async fn watch(
         .queue_url()
         .unwrap_or_default()
         .to_string();
-    let arn = nommer_aws::queue::SqsQueue::new(sqs.clone()).arn(&url).await?;
+    let arn = queue_arn(&sqs, &url).await?;
     // the topic may send to this queue, and only this topic
     let policy = serde_json::json!({
         "Version": "2012-10-17",

@@ -4,7 +4,7 @@
 pub mod freeze;
 pub mod runtime_api;
 
-use nommer::{LocalStack, StackOptions};
+use nommer_devstack::{LocalStack, StackOptions};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -22,7 +22,7 @@ pub fn emulator_endpoint() -> String {
                     .build()
                     .unwrap();
                 let log = std::env::temp_dir().join(format!("nommer-tests-emulator-{}.log", std::process::id()));
-                match rt.block_on(nommer::emulator::Emulator::start(Some(&log))) {
+                match rt.block_on(nommer_devstack::emulator::Emulator::start(Some(&log))) {
                     Ok(emu) => {
                         tx.send(Ok(emu.endpoint.clone())).unwrap();
                         // keep the emulator (and this thread) alive for the whole run

@@ -1,17 +1,17 @@
 //! Each function's real bootstrap binary (its `main.rs`, config loading and all)
 //! answers one invocation through the Lambda Runtime API, against the emulator.
 
-use nommer::stack::locate_binary;
 use nommer_aws::objects::S3ObjectStore;
 use nommer_aws::queue::SqsQueue;
 use nommer_aws::store::DynamoJobStore;
 use nommer_core::{ids, JobState};
+use nommer_devstack::stack::locate_binary;
 use nommer_tests::runtime_api::{invoke_binary, Reply};
 use nommer_tests::spawn_stack;
 use serde_json::json;
 use std::collections::HashMap;
 
-fn lambda_env(stack: &nommer::LocalStack) -> HashMap<String, String> {
+fn lambda_env(stack: &nommer_devstack::LocalStack) -> HashMap<String, String> {
     let mut env = stack.env.clone();
     env.insert("AWS_ENDPOINT_URL".into(), stack.endpoint.clone());
     env.insert("AWS_ACCESS_KEY_ID".into(), "testing".into());
@@ -114,8 +114,13 @@ async fn api_bootstrap_answers_an_api_gateway_v2_event() {
     store.create(&job).await.unwrap();
     let mut headers = http::HeaderMap::new();
     headers.insert("accept", http::HeaderValue::from_static("application/json"));
-    let event =
-        nommer::event_sources::apigw_v2_event("GET", &format!("/jobs/{}", job.id), &headers, b"", "203.0.113.9");
+    let event = nommer_devstack::event_sources::apigw_v2_event(
+        "GET",
+        &format!("/jobs/{}", job.id),
+        &headers,
+        b"",
+        "203.0.113.9",
+    );
     let reply = invoke_binary(&locate_binary("api").unwrap(), &lambda_env(&stack), event)
         .await
         .unwrap();

@@ -1,10 +1,10 @@
 //! The whole system on the local stack: real emulator, real FFmpeg, real HTTP.
 
 use nommer::client::ApiClient;
-use nommer::media;
 use nommer_aws::objects::S3ObjectStore;
 use nommer_core::error::JobErrorCode;
 use nommer_core::{ids, Job, JobState};
+use nommer_devstack::media;
 use nommer_tests::freeze::{ffmpeg_children, freeze_encode};
 use nommer_tests::{all_jobs, eventually, spawn_stack, spawn_stack_with, upload};
 use serde_json::json;
@@ -12,11 +12,11 @@ use std::time::Duration;
 
 const JOB_LIMIT: Duration = Duration::from_secs(240);
 
-fn objects(stack: &nommer::LocalStack) -> S3ObjectStore {
+fn objects(stack: &nommer_devstack::LocalStack) -> S3ObjectStore {
     S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config))
 }
 
-async fn wait_job(stack: &nommer::LocalStack, id: &str) -> Job {
+async fn wait_job(stack: &nommer_devstack::LocalStack, id: &str) -> Job {
     match ApiClient::new(&stack.api_url).wait(id, JOB_LIMIT, |_| {}).await {
         Ok(j) => j,
         Err(e) => panic!("{e:#}\n{}", stack.worker_logs(40)),
@@ -29,7 +29,7 @@ fn states(job: &Job) -> Vec<JobState> {
 }
 
 /// Downloads an output and returns ffprobe's JSON for it.
-async fn probe_output(stack: &nommer::LocalStack, key: &str) -> serde_json::Value {
+async fn probe_output(stack: &nommer_devstack::LocalStack, key: &str) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     media::probe(&nommer_tests::download_output(stack, key, dir.path()).await).unwrap()
 }

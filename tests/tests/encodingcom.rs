@@ -3,10 +3,10 @@
 //! to the FFmpeg fleet; cancelling calls CancelMedia.
 
 use nommer::client::ApiClient;
-use nommer::media;
 use nommer_aws::objects::S3ObjectStore;
 use nommer_core::error::JobErrorCode;
 use nommer_core::{Job, JobState};
+use nommer_devstack::media;
 use nommer_tests::{eventually, spawn_stack_with, upload};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -48,7 +48,7 @@ match = {{ metadata = {{ partner = "yes" }} }}
     p
 }
 
-async fn stack(test: &str, workers: usize, poll_seconds: u32) -> (nommer::LocalStack, tempfile::TempDir) {
+async fn stack(test: &str, workers: usize, poll_seconds: u32) -> (nommer_devstack::LocalStack, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), poll_seconds);
     let s = spawn_stack_with(test, workers, |o| o.config_path = Some(cfg)).await;
@@ -59,7 +59,7 @@ async fn stack(test: &str, workers: usize, poll_seconds: u32) -> (nommer::LocalS
     (s, dir)
 }
 
-async fn wait_job(stack: &nommer::LocalStack, id: &str) -> Job {
+async fn wait_job(stack: &nommer_devstack::LocalStack, id: &str) -> Job {
     match ApiClient::new(&stack.api_url).wait(id, JOB_LIMIT, |_| {}).await {
         Ok(j) => j,
         Err(e) => panic!(
@@ -513,7 +513,7 @@ async fn a_ladder_and_a_poster_made_at_encodingcom_land_in_the_outbox() {
 }
 
 /// The access key id of the stack's source reader, from its secret.
-async fn reader_key_id(stack: &nommer::LocalStack) -> String {
+async fn reader_key_id(stack: &nommer_devstack::LocalStack) -> String {
     let v = aws_sdk_secretsmanager::Client::new(&stack.config)
         .get_secret_value()
         .secret_id(&stack.names.source_reader_secret)
@@ -525,10 +525,10 @@ async fn reader_key_id(stack: &nommer::LocalStack) -> String {
 }
 
 /// One raw API call to the stand-in (as Encoding.com's documented form POST).
-async fn ecom(si: &nommer::standin::StandIn, query: serde_json::Value) -> serde_json::Value {
+async fn ecom(si: &nommer_devstack::standin::StandIn, query: serde_json::Value) -> serde_json::Value {
     let mut q = query;
-    q["userid"] = nommer::standin::USERID.into();
-    q["userkey"] = nommer::standin::USERKEY.into();
+    q["userid"] = nommer_devstack::standin::USERID.into();
+    q["userkey"] = nommer_devstack::standin::USERKEY.into();
     let body = format!(
         "json={}",
         percent_encoding::utf8_percent_encode(
@@ -548,7 +548,7 @@ async fn ecom(si: &nommer::standin::StandIn, query: serde_json::Value) -> serde_
         .unwrap()
 }
 
-async fn wait_status(si: &nommer::standin::StandIn, id: &str, done: &[&str]) -> String {
+async fn wait_status(si: &nommer_devstack::standin::StandIn, id: &str, done: &[&str]) -> String {
     eventually(JOB_LIMIT, &format!("media {id} ends"), || async {
         si.status(id).filter(|s| done.contains(&s.as_str()))
     })
@@ -716,7 +716,7 @@ fn encodingcom_mediaid(body: &str) -> String {
 /// PyPI's `encodingcom` client, pinned, in a venv of its own under `.nommer/`.
 fn python_client() -> std::path::PathBuf {
     const VERSION: &str = "0.1.3";
-    let root = nommer::emulator::project_root().join(".nommer");
+    let root = nommer_devstack::emulator::project_root().unwrap().join(".nommer");
     let venv = root.join(format!("encodingcom-{VERSION}"));
     let python = venv.join("bin").join("python");
     let stamp = venv.join(".installed");
@@ -811,8 +811,8 @@ async fn every_action_of_pypis_encodingcom_client_gets_a_real_answer() {
         .arg(PY_CLIENT_SCRIPT)
         .args([
             &si.url,
-            nommer::standin::USERID,
-            nommer::standin::USERKEY,
+            nommer_devstack::standin::USERID,
+            nommer_devstack::standin::USERKEY,
             &source,
             &missing,
             &dest,

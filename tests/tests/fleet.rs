@@ -2,14 +2,14 @@
 //! emulator, each instance a worker process, scaled by the scaler with the backlog.
 
 use nommer::client::ApiClient;
-use nommer::media;
-use nommer::stack::FleetOptions;
 use nommer_aws::objects::S3ObjectStore;
 use nommer_core::{ids, JobState};
+use nommer_devstack::media;
+use nommer_devstack::stack::FleetOptions;
 use nommer_tests::freeze::Frozen;
 use std::time::{Duration, Instant};
 
-async fn ec2_alive(stack: &nommer::LocalStack) -> usize {
+async fn ec2_alive(stack: &nommer_devstack::LocalStack) -> usize {
     let ec2 = aws_sdk_ec2::Client::new(&stack.config);
     let out = ec2
         .describe_instances()

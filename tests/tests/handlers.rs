@@ -9,7 +9,7 @@ use nommer_core::{ids, JobState, StoreError, Transition};
 use nommer_tests::spawn_stack;
 use serde_json::json;
 
-fn store(stack: &nommer::LocalStack) -> DynamoJobStore {
+fn store(stack: &nommer_devstack::LocalStack) -> DynamoJobStore {
     DynamoJobStore::new(nommer_aws::sdk::dynamodb_client(&stack.config), &stack.names.table)
 }
 
@@ -256,8 +256,8 @@ async fn an_upload_overwritten_before_it_is_encoded_fails_and_the_new_one_is_enc
     let mut stack = spawn_stack("overwrite", 0).await;
     let dir = tempfile::tempdir().unwrap();
     let (one, two) = (dir.path().join("one.mp4"), dir.path().join("two.mp4"));
-    nommer::media::generate_clip(&one, 1, 320, 240, true).unwrap();
-    nommer::media::generate_clip(&two, 3, 320, 240, true).unwrap();
+    nommer_devstack::media::generate_clip(&one, 1, 320, 240, true).unwrap();
+    nommer_devstack::media::generate_clip(&two, 3, 320, 240, true).unwrap();
     let key = "inbox/mp4-360p/same-name.mp4";
     let api = nommer::client::ApiClient::new(&stack.api_url);
     let queued = |id: String| {
@@ -293,7 +293,7 @@ async fn an_upload_overwritten_before_it_is_encoded_fails_and_the_new_one_is_enc
     assert_eq!(b.state, JobState::Complete, "{b:#?}");
     // the output is the second upload (3 s), by ffprobe on the file itself
     let out = nommer_tests::download_output(&stack, &b.manifest[0].key, dir.path()).await;
-    let p = nommer::media::probe(&out).unwrap();
+    let p = nommer_devstack::media::probe(&out).unwrap();
     let secs: f64 = p["format"]["duration"].as_str().unwrap().parse().unwrap();
     assert!((secs - 3.0).abs() < 0.3, "{secs}");
     stack.shutdown().await;

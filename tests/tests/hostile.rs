@@ -2,11 +2,11 @@
 //! or opening a connection.
 
 use nommer::client::ApiClient;
-use nommer::media;
 use nommer_aws::objects::S3ObjectStore;
 use nommer_core::error::JobErrorCode;
 use nommer_core::ffmpeg::{self, Limits};
 use nommer_core::{ids, Job, JobState};
+use nommer_devstack::media;
 use nommer_tests::spawn_stack;
 use std::net::TcpListener;
 use std::time::Duration;
@@ -32,7 +32,7 @@ impl Canary {
     }
 }
 
-async fn submit_bytes(stack: &nommer::LocalStack, key: &str, bytes: Vec<u8>) -> Job {
+async fn submit_bytes(stack: &nommer_devstack::LocalStack, key: &str, bytes: Vec<u8>) -> Job {
     let o = S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config));
     o.put_bytes(&stack.names.inbox_bucket, key, bytes, "video/mp4")
         .await

@@ -1,13 +1,13 @@
 //! Sources too big for the deployment or for a worker's disk: refused from their size
-//! (the GET's Content-Length) before a byte is written, with a permanent code; a disk
-//! that fills up during the encode fails the job once instead of downloading the source
-//! on every attempt.
+//! (a HEAD) before a byte is downloaded, with a permanent code; a disk that fills up
+//! during the encode fails the job once instead of downloading the source on every
+//! attempt.
 
 use nommer::client::ApiClient;
-use nommer::media;
 use nommer_core::error::JobErrorCode;
 use nommer_core::settings as s;
 use nommer_core::{Job, JobState};
+use nommer_devstack::media;
 use nommer_tests::{spawn_stack_with, upload};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -48,7 +48,7 @@ impl Drop for Tmpfs {
     }
 }
 
-async fn wait_terminal(stack: &nommer::LocalStack, id: &str) -> Job {
+async fn wait_terminal(stack: &nommer_devstack::LocalStack, id: &str) -> Job {
     ApiClient::new(&stack.api_url)
         .wait(id, Duration::from_secs(120), |_| {})
         .await
@@ -56,7 +56,7 @@ async fn wait_terminal(stack: &nommer::LocalStack, id: &str) -> Job {
 }
 
 /// The log lines of the stack's first worker that mention `job_id`.
-fn worker_lines(stack: &nommer::LocalStack, job_id: &str) -> Vec<String> {
+fn worker_lines(stack: &nommer_devstack::LocalStack, job_id: &str) -> Vec<String> {
     let log = std::fs::read_to_string(&stack.workers()[0].log).unwrap();
     log.lines().filter(|l| l.contains(job_id)).map(str::to_string).collect()
 }

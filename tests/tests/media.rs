@@ -3,15 +3,15 @@
 //! FFmpeg made with ffprobe (or FFmpeg's own analysis filters), not what the worker wrote.
 
 use nommer::client::ApiClient;
-use nommer::media;
 use nommer_aws::objects::S3ObjectStore;
 use nommer_core::JobState;
+use nommer_devstack::media;
 use nommer_tests::{lavfi, run_job, spawn_stack};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn complete(stack: &nommer::LocalStack, job: &nommer_core::Job) {
+fn complete(stack: &nommer_devstack::LocalStack, job: &nommer_core::Job) {
     assert_eq!(
         job.state,
         JobState::Complete,
@@ -23,7 +23,7 @@ fn complete(stack: &nommer::LocalStack, job: &nommer_core::Job) {
 
 /// Downloads every outbox object under `prefix` into `dir`, keeping the folders below
 /// the prefix; returns `dir`.
-async fn download_tree(stack: &nommer::LocalStack, prefix: &str, dir: &Path) -> PathBuf {
+async fn download_tree(stack: &nommer_devstack::LocalStack, prefix: &str, dir: &Path) -> PathBuf {
     let o = S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config));
     let keys = o.list(&stack.names.outbox_bucket, prefix).await.unwrap();
     assert!(!keys.is_empty(), "nothing under {prefix}");
@@ -38,7 +38,7 @@ async fn download_tree(stack: &nommer::LocalStack, prefix: &str, dir: &Path) -> 
 }
 
 /// The one output file of output `name`, downloaded.
-async fn output_file(stack: &nommer::LocalStack, job: &nommer_core::Job, name: &str, dir: &Path) -> PathBuf {
+async fn output_file(stack: &nommer_devstack::LocalStack, job: &nommer_core::Job, name: &str, dir: &Path) -> PathBuf {
     let f = job
         .manifest
         .iter()

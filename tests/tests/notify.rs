@@ -3,9 +3,9 @@
 //! addresses.
 
 use nommer::client::ApiClient;
-use nommer::media;
 use nommer_aws::objects::S3ObjectStore;
 use nommer_core::JobState;
+use nommer_devstack::media;
 use nommer_tests::{eventually, spawn_stack_with};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -109,7 +109,7 @@ fn config_with(dir: &Path, allow_private: bool, retry_seconds: &str) -> PathBuf 
 }
 
 /// An SQS queue subscribed to the events topic (raw delivery), with an optional filter.
-async fn subscribe(stack: &nommer::LocalStack, name: &str, filter: Option<Value>) -> String {
+async fn subscribe(stack: &nommer_devstack::LocalStack, name: &str, filter: Option<Value>) -> String {
     let sqs = nommer_aws::sdk::sqs_client(&stack.config);
     let url = sqs
         .create_queue()
@@ -135,7 +135,7 @@ async fn subscribe(stack: &nommer::LocalStack, name: &str, filter: Option<Value>
     url
 }
 
-async fn drain(stack: &nommer::LocalStack, url: &str) -> Vec<Value> {
+async fn drain(stack: &nommer_devstack::LocalStack, url: &str) -> Vec<Value> {
     let sqs = nommer_aws::sdk::sqs_client(&stack.config);
     let mut out = Vec::new();
     loop {
@@ -162,7 +162,7 @@ async fn drain(stack: &nommer::LocalStack, url: &str) -> Vec<Value> {
     }
 }
 
-async fn submit(stack: &nommer::LocalStack, dir: &Path, notify_url: &str) -> String {
+async fn submit(stack: &nommer_devstack::LocalStack, dir: &Path, notify_url: &str) -> String {
     let (status, job) = try_submit(stack, dir, notify_url).await;
     assert_eq!(status, 201, "{job}");
     job["id"].as_str().unwrap().to_string()
@@ -181,7 +181,7 @@ jsonschema.Draft202012Validator.check_schema(schema)\n\
 v=jsonschema.Draft202012Validator(schema)\n\
 bad=[(i,e.message) for i,ev in enumerate(json.load(open(sys.argv[2]))) for e in v.iter_errors(ev)]\n\
 print(bad); sys.exit(1 if bad else 0)\n";
-    let out = std::process::Command::new(nommer::emulator::venv_python())
+    let out = std::process::Command::new(nommer_devstack::emulator::venv_python().unwrap())
         .args(["-c", check])
         .arg(&schema)
         .arg(&file)
@@ -197,7 +197,7 @@ print(bad); sys.exit(1 if bad else 0)\n";
     let mut broken = events[0].clone();
     broken.as_object_mut().unwrap().remove("id");
     std::fs::write(&file, serde_json::to_vec(&[broken]).unwrap()).unwrap();
-    let out = std::process::Command::new(nommer::emulator::venv_python())
+    let out = std::process::Command::new(nommer_devstack::emulator::venv_python().unwrap())
         .args(["-c", check])
         .arg(&schema)
         .arg(&file)
@@ -358,7 +358,7 @@ async fn every_transition_arrives_once_signed_on_the_webhook_and_on_sns() {
 /// A job with this `notify_url` made straight in the store and queued for dispatch, as
 /// the API would have made it while the URL's host still resolved to a public address
 /// (the API refuses it now; delivery must refuse it too, since DNS can change).
-async fn accepted_earlier(stack: &nommer::LocalStack, dir: &Path, notify_url: &str) -> String {
+async fn accepted_earlier(stack: &nommer_devstack::LocalStack, dir: &Path, notify_url: &str) -> String {
     let src = dir.join("clip.mp4");
     if !src.exists() {
         media::generate_clip(&src, 2, 320, 240, true).unwrap();
@@ -421,14 +421,14 @@ async fn the_cli_prints_events_as_they_arrive() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let stack = spawn_stack_with("notify-cli", 1, |_| {}).await;
-    let bin = nommer::stack::locate_binary("nommer").unwrap();
+    let bin = nommer_devstack::stack::locate_binary("nommer").unwrap();
     let mut child = std::process::Command::new(bin)
         .args(["events", "--topic-arn"])
         .arg(&stack.env[nommer_core::settings::EVENTS_TOPIC_ARN])
         .env("AWS_ENDPOINT_URL", &stack.endpoint)
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", nommer::emulator::REGION)
+        .env("AWS_REGION", nommer_devstack::emulator::REGION)
         .env_remove("AWS_PROFILE")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -544,7 +544,7 @@ async fn a_receiver_that_was_down_gets_every_event_when_it_is_back() {
 }
 
 /// The job's `deliveries` as the API shows them.
-async fn deliveries(stack: &nommer::LocalStack, id: &str) -> Vec<Value> {
+async fn deliveries(stack: &nommer_devstack::LocalStack, id: &str) -> Vec<Value> {
     let v: Value = reqwest::get(format!("{}/jobs/{id}", stack.api_url))
         .await
         .unwrap()
@@ -555,7 +555,7 @@ async fn deliveries(stack: &nommer::LocalStack, id: &str) -> Vec<Value> {
 }
 
 /// Waits until `n` of the job's deliveries are parked; returns their records.
-async fn dead_lettered(stack: &nommer::LocalStack, id: &str, n: usize) -> Vec<Value> {
+async fn dead_lettered(stack: &nommer_devstack::LocalStack, id: &str, n: usize) -> Vec<Value> {
     eventually(Duration::from_secs(60), "the job's deliveries parked", || async {
         let parked: Vec<Value> = deliveries(stack, id)
             .await
@@ -569,7 +569,7 @@ async fn dead_lettered(stack: &nommer::LocalStack, id: &str, n: usize) -> Vec<Va
 
 /// A delivery message as the deliver function reads it from the webhooks queue.
 async fn enqueue_delivery(
-    stack: &nommer::LocalStack,
+    stack: &nommer_devstack::LocalStack,
     event: &Value,
     url: &str,
     not_before: chrono::DateTime<chrono::Utc>,
@@ -847,7 +847,7 @@ async fn config_endpoints_get_the_states_they_ask_for_and_progress_events() {
 
 /// Submits a job through the API (a short clip of its own); returns the status and the
 /// body.
-async fn try_submit(stack: &nommer::LocalStack, dir: &Path, notify_url: &str) -> (u16, Value) {
+async fn try_submit(stack: &nommer_devstack::LocalStack, dir: &Path, notify_url: &str) -> (u16, Value) {
     let src = dir.join("clip.mp4");
     if !src.exists() {
         media::generate_clip(&src, 1, 160, 120, true).unwrap();

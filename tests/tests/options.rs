@@ -3,9 +3,9 @@
 //! and an output naming template from the config file.
 
 use nommer::client::ApiClient;
-use nommer::media;
 use nommer_aws::objects::S3ObjectStore;
 use nommer_core::JobState;
+use nommer_devstack::media;
 use serde_json::json;
 use std::path::Path;
 use std::process::Command;

@@ -1,10 +1,10 @@
 //! Every preset encodes and validates on the local stack, several per job, on sources of
 //! different shapes made with lavfi.
 
-use nommer::media;
 use nommer_core::error::JobErrorCode;
 use nommer_core::presets::{AudioCodec, Catalog, Preset, PresetKind, VideoCodec};
 use nommer_core::JobState;
+use nommer_devstack::media;
 use nommer_tests::{lavfi, run_job, spawn_stack};
 use serde_json::json;
 use std::path::Path;
@@ -182,7 +182,7 @@ async fn a_ladder_is_one_ffmpeg_process() {
     stack.shutdown().await;
 }
 
-async fn text(stack: &nommer::LocalStack, key: &str) -> String {
+async fn text(stack: &nommer_devstack::LocalStack, key: &str) -> String {
     let d = tempfile::tempdir().unwrap();
     std::fs::read_to_string(nommer_tests::download_output(stack, key, d.path()).await).unwrap()
 }

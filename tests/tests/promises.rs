@@ -3,11 +3,11 @@
 //! the local stack and checks the job, the queue and the outbox.
 
 use nommer::client::ApiClient;
-use nommer::media;
 use nommer_aws::objects::S3ObjectStore;
 use nommer_core::error::JobErrorCode;
 use nommer_core::settings;
 use nommer_core::JobState;
+use nommer_devstack::media;
 use nommer_tests::freeze::freeze_encode;
 use nommer_tests::{eventually, spawn_stack_with, upload};
 use std::time::Duration;
@@ -22,7 +22,7 @@ fn failed_with(job: &nommer_core::Job, code: JobErrorCode, says: &[&str]) {
     }
 }
 
-async fn queue_empty(stack: &nommer::LocalStack) {
+async fn queue_empty(stack: &nommer_devstack::LocalStack) {
     let q = nommer_aws::queue::SqsQueue::new(nommer_aws::sdk::sqs_client(&stack.config));
     eventually(Duration::from_secs(30), "the work message deleted", || async {
         (q.depth(&stack.urls.work).await.unwrap() == (0, 0)).then_some(())
@@ -31,7 +31,7 @@ async fn queue_empty(stack: &nommer::LocalStack) {
     assert_eq!(q.depth(&stack.urls.work_dlq).await.unwrap(), (0, 0));
 }
 
-async fn outbox_empty(stack: &nommer::LocalStack, id: &str) {
+async fn outbox_empty(stack: &nommer_devstack::LocalStack, id: &str) {
     let o = S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config));
     let listed = o.list(&stack.names.outbox_bucket, &format!("{id}/")).await.unwrap();
     assert!(listed.is_empty(), "nothing uploaded: {listed:?}");

@@ -4,8 +4,8 @@
 //! `RunInstances` with EC2's own `InsufficientInstanceCapacity` error (the emulator
 //! itself always has capacity).
 
-use nommer::stack::locate_binary;
 use nommer_core::settings as s;
+use nommer_devstack::stack::locate_binary;
 use nommer_tests::runtime_api::{invoke_binary, Reply};
 use nommer_tests::spawn_stack;
 use serde_json::{json, Value};
@@ -79,7 +79,7 @@ fn schedule_event() -> Value {
     })
 }
 
-async fn lifecycles(stack: &nommer::LocalStack, ids: &[String]) -> Vec<Option<String>> {
+async fn lifecycles(stack: &nommer_devstack::LocalStack, ids: &[String]) -> Vec<Option<String>> {
     let ec2 = aws_sdk_ec2::Client::new(&stack.config);
     let out = ec2
         .describe_instances()
@@ -99,7 +99,7 @@ async fn the_scaler_binary_launches_on_spot_first_then_on_demand_and_cools_down(
     let stack = spawn_stack("scaler-boot", 0).await;
     let faults = Arc::new(Faults::default());
     let endpoint = proxy(stack.endpoint.clone(), faults.clone()).await;
-    let template = nommer::stack::create_launch_template(&stack.config, &stack.names.stack)
+    let template = nommer_devstack::stack::create_launch_template(&stack.config, &stack.names.stack)
         .await
         .unwrap();
     let mut env: HashMap<String, String> = stack.env.clone();

@@ -8,7 +8,8 @@ const SCHEMATHESIS: &str = "4.32.5";
 
 /// schemathesis in its own venv under `.nommer/`, installed once (pinned).
 fn schemathesis() -> PathBuf {
-    let venv = nommer::emulator::project_root()
+    let venv = nommer_devstack::emulator::project_root()
+        .unwrap()
         .join(".nommer")
         .join("venv-schemathesis");
     let bin = venv.join("bin").join("schemathesis");

@@ -133,6 +133,25 @@ pub async fn create(config: &SdkConfig, names: &StackNames) -> anyhow::Result<Qu
         .to_string();
 
     let ingest_arn = SqsQueue::new(sqs.clone()).arn(&ingest).await?;
+    inbox_notification(&s3, names, ingest_arn).await?;
+    table(&ddb, names).await?;
+
+    Ok(QueueUrls {
+        ingest,
+        jobs,
+        work,
+        ingest_dlq,
+        jobs_dlq,
+        work_dlq,
+        webhooks,
+        webhooks_dlq,
+        topic_arn,
+    })
+}
+
+/// The inbox's S3→SQS notification: every object created under the inbox prefix goes
+/// to the ingest queue.
+async fn inbox_notification(s3: &aws_sdk_s3::Client, names: &StackNames, ingest_arn: String) -> anyhow::Result<()> {
     s3.put_bucket_notification_configuration()
         .bucket(&names.inbox_bucket)
         .notification_configuration(
@@ -163,7 +182,11 @@ pub async fn create(config: &SdkConfig, names: &StackNames) -> anyhow::Result<Qu
         .send()
         .await
         .context("configuring the inbox's S3→SQS notification")?;
+    Ok(())
+}
 
+/// The table: one key (`pk`), the state index, the stream with both images.
+async fn table(ddb: &aws_sdk_dynamodb::Client, names: &StackNames) -> anyhow::Result<()> {
     let attr = |n: &str| {
         AttributeDefinition::builder()
             .attribute_name(n)
@@ -195,18 +218,7 @@ pub async fn create(config: &SdkConfig, names: &StackNames) -> anyhow::Result<Qu
         .send()
         .await
         .with_context(|| format!("creating table {}", names.table))?;
-
-    Ok(QueueUrls {
-        ingest,
-        jobs,
-        work,
-        ingest_dlq,
-        jobs_dlq,
-        work_dlq,
-        webhooks,
-        webhooks_dlq,
-        topic_arn,
-    })
+    Ok(())
 }
 
 /// Block Public Access, Object Ownership, the delivery bucket's policy and lifecycle, as
@@ -230,35 +242,28 @@ async fn bucket_settings(s3: &aws_sdk_s3::Client, names: &StackNames) -> anyhow:
             .build()
             .unwrap()
     };
-    for b in [&names.inbox_bucket, &names.outbox_bucket] {
+    // Encoding.com writes into the delivery bucket with a canned ACL (authenticated-read by
+    // default): accepted (BlockPublicAcls off), never honoured (IgnorePublicAcls on)
+    let buckets = [
+        (&names.inbox_bucket, true, ObjectOwnership::BucketOwnerEnforced),
+        (&names.outbox_bucket, true, ObjectOwnership::BucketOwnerEnforced),
+        (&names.delivery_bucket, false, ObjectOwnership::BucketOwnerPreferred),
+    ];
+    for (b, block_acls, owner) in buckets {
         s3.put_public_access_block()
             .bucket(b)
-            .public_access_block_configuration(pab(true, true))
+            .public_access_block_configuration(pab(block_acls, true))
             .send()
             .await
-            .with_context(|| format!("blocking public access to {b}"))?;
+            .with_context(|| format!("setting {b}'s public access block"))?;
         s3.put_bucket_ownership_controls()
             .bucket(b)
-            .ownership_controls(ownership(ObjectOwnership::BucketOwnerEnforced))
+            .ownership_controls(ownership(owner))
             .send()
             .await
             .with_context(|| format!("setting {b}'s object ownership"))?;
     }
-    // Encoding.com writes with a canned ACL (authenticated-read by default): accepted
-    // (BlockPublicAcls off), never honoured (IgnorePublicAcls on)
     let d = &names.delivery_bucket;
-    s3.put_public_access_block()
-        .bucket(d)
-        .public_access_block_configuration(pab(false, true))
-        .send()
-        .await
-        .with_context(|| format!("setting {d}'s public access block"))?;
-    s3.put_bucket_ownership_controls()
-        .bucket(d)
-        .ownership_controls(ownership(ObjectOwnership::BucketOwnerPreferred))
-        .send()
-        .await
-        .with_context(|| format!("setting {d}'s object ownership"))?;
     let policy = serde_json::json!({
         "Version": "2012-10-17",
         "Statement": [{
@@ -326,7 +331,7 @@ print(json.dumps({"access_key_id": k["AccessKeyId"], "secret_access_key": k["Sec
     let endpoint = config
         .endpoint_url()
         .context("the local stack needs the emulator's endpoint")?;
-    let out = tokio::process::Command::new(crate::emulator::venv_python())
+    let out = tokio::process::Command::new(crate::emulator::venv_python()?)
         .arg("-c")
         .arg(script)
         .arg(user)

@@ -2,6 +2,7 @@
 //! venv on first use and started on a free loopback port.
 
 use anyhow::{bail, Context};
+use std::ffi::OsString;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -14,27 +15,57 @@ pub const REGION: &str = "us-east-1";
 /// moto's default account id; bucket names embed it like the template's do.
 pub const ACCOUNT_ID: &str = "123456789012";
 
-/// The project's root (where `.nommer/` lives): `NOMMER_HOME`, else the workspace this
-/// binary was built from.
-pub fn project_root() -> PathBuf {
-    if let Ok(h) = std::env::var("NOMMER_HOME") {
-        return PathBuf::from(h);
+/// The variable that says where `.nommer/` lives.
+pub const HOME_VAR: &str = "NOMMER_HOME";
+
+/// The folder `.nommer/` lives in (the emulator's venv, the local stack's logs):
+/// `NOMMER_HOME` (scripts/setup.sh sets it to the checkout); else the current directory,
+/// or the nearest folder above it, that has a `.nommer/` or is a Nommer checkout; else,
+/// as a last resort, the source tree this binary was built from, if it is still there.
+pub fn project_root() -> anyhow::Result<PathBuf> {
+    let cwd = std::env::current_dir().ok();
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).parent();
+    find_home(std::env::var_os(HOME_VAR), cwd.as_deref(), built_from)
+}
+
+/// A folder that already holds `.nommer/`, or a Nommer checkout (the workspace's root).
+fn is_home(dir: &Path) -> bool {
+    dir.join(".nommer").is_dir()
+        || (dir.join("Cargo.toml").is_file() && dir.join("devstack").join("Cargo.toml").is_file())
+}
+
+fn find_home(var: Option<OsString>, cwd: Option<&Path>, built_from: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(h) = var.filter(|h| !h.is_empty()) {
+        let home = PathBuf::from(h);
+        if !home.is_dir() {
+            bail!(
+                "{HOME_VAR}={} is not a directory; set {HOME_VAR} to the folder to keep .nommer/ in (the emulator's venv, logs)",
+                home.display()
+            );
+        }
+        return Ok(home);
     }
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
+    if let Some(dir) = cwd.into_iter().flat_map(Path::ancestors).find(|d| is_home(d)) {
+        return Ok(dir.to_path_buf());
+    }
+    match built_from.filter(|d| is_home(d)) {
+        Some(src) => Ok(src.to_path_buf()),
+        None => bail!(
+            "no folder for .nommer/ (the emulator's venv, the local stack's logs): set {HOME_VAR} to one \
+             (scripts/setup.sh sets it to the checkout), or run from a folder that has a .nommer/"
+        ),
+    }
 }
 
 pub const JSONSCHEMA_VERSION: &str = "4.26.0";
 
 /// The project venv's Python (moto and jsonschema are installed in it).
-pub fn venv_python() -> PathBuf {
-    venv_dir().join("bin").join("python")
+pub fn venv_python() -> anyhow::Result<PathBuf> {
+    Ok(venv_dir()?.join("bin").join("python"))
 }
 
-fn venv_dir() -> PathBuf {
-    project_root().join(".nommer").join("venv")
+fn venv_dir() -> anyhow::Result<PathBuf> {
+    Ok(project_root()?.join(".nommer").join("venv"))
 }
 
 /// The `moto_server` to run: `NOMMER_MOTO_SERVER`, else the project venv's, installing
@@ -43,7 +74,7 @@ pub fn ensure_installed() -> anyhow::Result<PathBuf> {
     if let Ok(p) = std::env::var("NOMMER_MOTO_SERVER") {
         return Ok(PathBuf::from(p));
     }
-    let venv = venv_dir();
+    let venv = venv_dir()?;
     let bin = venv.join("bin").join("moto_server");
     let stamp = venv.join(format!(".moto-{MOTO_VERSION}-jsonschema-{JSONSCHEMA_VERSION}"));
     if bin.exists() && stamp.exists() {
@@ -162,5 +193,54 @@ impl Emulator {
     /// True while the emulator process runs.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checkout(dir: &Path) {
+        std::fs::create_dir_all(dir.join("devstack")).unwrap();
+        std::fs::write(dir.join("Cargo.toml"), "[workspace]\n").unwrap();
+        std::fs::write(dir.join("devstack/Cargo.toml"), "[package]\n").unwrap();
+    }
+
+    #[test]
+    fn the_variable_comes_first_and_must_name_a_folder() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        checkout(b.path());
+        let home = find_home(Some(a.path().into()), Some(b.path()), Some(b.path())).unwrap();
+        assert_eq!(home, a.path());
+        let missing = a.path().join("nowhere");
+        let e = find_home(Some(missing.clone().into()), Some(b.path()), None).unwrap_err();
+        let msg = format!("{e:#}");
+        assert!(
+            msg.contains("NOMMER_HOME") && msg.contains(&missing.display().to_string()),
+            "{msg}"
+        );
+        // set but empty counts as unset
+        assert_eq!(find_home(Some("".into()), Some(b.path()), None).unwrap(), b.path());
+    }
+
+    #[test]
+    fn then_the_current_folder_or_one_above_it_then_the_source_tree() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join(".nommer")).unwrap();
+        let deep = root.path().join("a/b");
+        std::fs::create_dir_all(&deep).unwrap();
+        let src = tempfile::tempdir().unwrap();
+        checkout(src.path());
+        assert_eq!(find_home(None, Some(&deep), Some(src.path())).unwrap(), root.path());
+        // nothing around the current folder: the source tree, if it is still a checkout
+        let elsewhere = tempfile::tempdir().unwrap();
+        assert_eq!(
+            find_home(None, Some(elsewhere.path()), Some(src.path())).unwrap(),
+            src.path()
+        );
+        let gone = src.path().join("removed");
+        let e = find_home(None, Some(elsewhere.path()), Some(&gone)).unwrap_err();
+        assert!(format!("{e}").contains("set NOMMER_HOME"), "{e}");
     }
 }

@@ -4,6 +4,7 @@
 use crate::emulator::{self, Emulator};
 use crate::event_sources::{self, SqsHandler};
 use crate::resources::{self, QueueUrls, StackNames};
+use crate::standin::StandIn;
 use anyhow::Context;
 use aws_config::SdkConfig;
 use lambda_runtime::LambdaEvent;
@@ -76,7 +77,7 @@ pub struct LocalStack {
     /// In fleet mode: the worker process of each instance.
     pub fleet: FleetProcesses,
     /// The Encoding.com stand-in, when the config file has an Encoding.com backend.
-    pub standin: Option<crate::standin::StandIn>,
+    pub standin: Option<StandIn>,
     /// What dispatch, the callback and the poller use (e.g. to cancel a job).
     pub backends: Arc<nommer_core::flows::Backends>,
     _emulator: Option<Emulator>,
@@ -298,235 +299,275 @@ fn arn_of(url: &str) -> String {
     format!("arn:aws:sqs:{}:{}:{name}", emulator::REGION, emulator::ACCOUNT_ID)
 }
 
+/// The emulator (started, or the one given), its SDK config and the stack's resources.
+struct Base {
+    endpoint: String,
+    emulator: Option<Emulator>,
+    config: SdkConfig,
+    names: StackNames,
+    urls: QueueUrls,
+}
+
+async fn base(opts: &StackOptions) -> anyhow::Result<Base> {
+    let (endpoint, emulator) = match &opts.endpoint {
+        Some(e) => (e.clone(), None),
+        None => {
+            let emu = Emulator::start(Some(&opts.log_dir.join("emulator.log"))).await?;
+            (emu.endpoint.clone(), Some(emu))
+        }
+    };
+    let config = nommer_aws::sdk::sdk_config_for_endpoint(&endpoint, emulator::REGION).await;
+    let names = StackNames::new(&opts.stack, emulator::ACCOUNT_ID);
+    let urls = resources::create(&config, &names)
+        .await
+        .context("creating the stack's resources on the emulator")?;
+    Ok(Base {
+        endpoint,
+        emulator,
+        config,
+        names,
+        urls,
+    })
+}
+
+/// The environment every component reads, as the template sets it, for an API at
+/// `api_url`; jobs' notify_url deliveries are signed with this stack's own secret.
+fn component_env(opts: &StackOptions, b: &Base, api_url: &str) -> HashMap<String, String> {
+    let mut env = resources::function_env(&b.names, &b.urls);
+    env.insert(
+        s::FFPROBE.to_string(),
+        std::env::var(s::FFPROBE).unwrap_or_else(|_| "ffprobe".into()),
+    );
+    if let Some(c) = &opts.config_path {
+        env.insert(s::CONFIG.to_string(), c.display().to_string());
+    }
+    env.insert(
+        s::CALLBACK_URL.to_string(),
+        format!("{api_url}{}", encodingcom::CALLBACK_PATH),
+    );
+    env.entry(s::WEBHOOK_SECRET.to_string()).or_insert_with(webhook_secret);
+    if let Some(k) = &opts.api_key {
+        env.insert(s::API_KEY_HASHES.to_string(), api::key_hash(k));
+    }
+    env
+}
+
+/// A fresh `whsec_…` signing secret (32 random bytes).
+fn webhook_secret() -> String {
+    use base64::Engine;
+    let bytes: Vec<u8> = uuid::Uuid::new_v4()
+        .as_bytes()
+        .iter()
+        .chain(uuid::Uuid::new_v4().as_bytes())
+        .copied()
+        .collect();
+    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+/// The Encoding.com stand-in, when the config file has an Encoding.com backend (with the
+/// source reader the template makes for it); its endpoint and keys go into `env`.
+async fn standin(opts: &StackOptions, b: &Base, env: &mut HashMap<String, String>) -> anyhow::Result<Option<StandIn>> {
+    let file_config = match &opts.config_path {
+        Some(p) => nommer_core::config::Config::load(p).map_err(|e| anyhow::anyhow!(e))?,
+        None => Default::default(),
+    };
+    let wanted = file_config
+        .routing
+        .of_kind(nommer_core::routing::BackendKind::EncodingCom)
+        .next()
+        .is_some();
+    if !wanted {
+        return Ok(None);
+    }
+    resources::source_reader(&b.config, &b.names)
+        .await
+        .context("creating the Encoding.com source reader")?;
+    let si = StandIn::start(&b.config, &opts.log_dir.join("encodingcom-standin")).await?;
+    env.insert(s::ENCODINGCOM_ENDPOINT.to_string(), si.url.clone());
+    env.insert(
+        nommer_encodingcom::USERID_ENV.to_string(),
+        crate::standin::USERID.to_string(),
+    );
+    env.insert(
+        nommer_encodingcom::USERKEY_ENV.to_string(),
+        crate::standin::USERKEY.to_string(),
+    );
+    Ok(Some(si))
+}
+
+/// The functions in-process behind their event sources: ingest and dispatch on their
+/// queues, notify on the table's stream and the deliverer on the webhooks queue, the API
+/// (with the Encoding.com callback) on `listener`, and the Encoding.com poller when the
+/// stand-in runs. Returns the tasks and what dispatch, the callback and the poller use.
+async fn functions(
+    b: &Base,
+    source: &HashMap<String, String>,
+    listener: tokio::net::TcpListener,
+    poll: Option<Duration>,
+) -> anyhow::Result<(Vec<JoinHandle<()>>, Arc<nommer_core::flows::Backends>)> {
+    let config = &b.config;
+    let notifier = nommer_aws::notify::notifications(nommer_aws::notify::NotifySettings::from_source(source)?, config);
+    let ingest = ingest::Ingest::new(IngestSettings::from_source(source)?, config);
+    let dispatch = dispatch::Dispatch::new(DispatchSettings::from_source(source)?, config)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let backends = Arc::new(dispatch.backends.clone());
+    let api_state = Arc::new(api::ApiState::new(
+        ApiSettings::from_source(source)?,
+        dispatch.backends.clone(),
+        config,
+    ));
+    let queue = SqsQueue::new(nommer_aws::sdk::sqs_client(config));
+    let on_queue = |url: &str, handler: SqsHandler| {
+        tokio::spawn(event_sources::poll_sqs(
+            queue.clone(),
+            url.to_string(),
+            arn_of(url),
+            emulator::REGION.to_string(),
+            10,
+            handler,
+        ))
+    };
+    let ingest_handler: SqsHandler = Arc::new(move |event| {
+        let ctx = ingest.clone();
+        Box::pin(async move {
+            let v = serde_json::to_value(event)?;
+            let out = ingest::function_handler(&ctx, LambdaEvent::new(v, Default::default())).await?;
+            Ok(serde_json::from_value(out)?)
+        })
+    });
+    let dispatch_handler: SqsHandler = Arc::new(move |event| {
+        let ctx = dispatch.clone();
+        Box::pin(async move { dispatch::function_handler(&ctx, LambdaEvent::new(event, Default::default())).await })
+    });
+    let stream_ctx = notifier.clone();
+    let stream_handler: event_sources::StreamHandler = Arc::new(move |event| {
+        let ctx = stream_ctx.clone();
+        Box::pin(async move { notify::stream_handler(&ctx, LambdaEvent::new(event, Default::default())).await })
+    });
+    let deliver_handler: SqsHandler = Arc::new(move |event| {
+        let ctx = notifier.clone();
+        Box::pin(async move { notify::deliver_handler(&ctx, LambdaEvent::new(event, Default::default())).await })
+    });
+    let mut tasks = vec![
+        on_queue(&b.urls.ingest, ingest_handler),
+        on_queue(&b.urls.jobs, dispatch_handler),
+        tokio::spawn(event_sources::poll_stream(
+            config.clone(),
+            b.names.table.clone(),
+            emulator::REGION.to_string(),
+            stream_handler,
+        )),
+        on_queue(&b.urls.webhooks, deliver_handler),
+    ];
+    let router = api::router(api_state).merge(encodingcom::router(backends.clone()));
+    if let Some(every) = poll {
+        let b = backends.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = encodingcom::poll(&b).await {
+                    tracing::warn!(error = %e, "Encoding.com poll failed");
+                }
+            }
+        }));
+    }
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = event_sources::serve_api(listener, router).await {
+            tracing::error!(error = %e, "local API server stopped");
+        }
+    }));
+    Ok((tasks, backends))
+}
+
+/// Fleet mode: the scaler on a short tick, and each instance it launches mirrored as a
+/// worker process. Adds the scaler's settings to `env`; returns its two tasks.
+async fn fleet(
+    f: &FleetOptions,
+    b: &Base,
+    spawn: &SpawnInfo,
+    env: &mut HashMap<String, String>,
+    processes: &FleetProcesses,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let template = create_launch_template(&b.config, &b.names.stack).await?;
+    for (k, v) in [
+        (s::STACK, b.names.stack.clone()),
+        (s::LAUNCH_TEMPLATE_ID, template),
+        (s::MIN_INSTANCES, f.min_instances.to_string()),
+        (s::MAX_INSTANCES, f.max_instances.to_string()),
+        (s::WORKER_CAPACITY, f.capacity.to_string()),
+        (s::IDLE_TIMEOUT_SECS, f.idle_timeout_secs.to_string()),
+        (s::BOOT_GRACE_SECS, "60".to_string()),
+        (s::HEARTBEAT_STALE_SECS, "20".to_string()),
+        (s::SCALE_OUT_COOLDOWN_SECS, "4".to_string()),
+        (s::SCALE_IN_COOLDOWN_SECS, "4".to_string()),
+        (
+            s::DEAD_LETTER_QUEUE_URLS,
+            format!("{},{}", b.urls.jobs_dlq, b.urls.work_dlq),
+        ),
+    ] {
+        env.insert(k.to_string(), v);
+    }
+    let mut spawn_info = spawn.clone();
+    spawn_info
+        .worker_env
+        .insert(s::WORKER_CAPACITY.to_string(), f.capacity.to_string());
+    let ctx = scaler::Scaler::new(ScalerSettings::from_source(env)?, &b.config);
+    let tick = f.tick;
+    let scaler_task = tokio::spawn(async move {
+        loop {
+            if let Err(e) = scaler::tick(&ctx).await {
+                tracing::warn!(error = %e, "scaler tick failed");
+            }
+            tokio::time::sleep(tick).await;
+        }
+    });
+    let follow = tokio::spawn(follow_instances(
+        b.config.clone(),
+        b.names.stack.clone(),
+        spawn_info,
+        processes.clone(),
+    ));
+    Ok(vec![scaler_task, follow])
+}
+
 impl LocalStack {
     pub async fn start(opts: StackOptions) -> anyhow::Result<LocalStack> {
         std::fs::create_dir_all(&opts.log_dir)?;
-        let (endpoint, emu) = match &opts.endpoint {
-            Some(e) => (e.clone(), None),
-            None => {
-                let emu = Emulator::start(Some(&opts.log_dir.join("emulator.log"))).await?;
-                (emu.endpoint.clone(), Some(emu))
-            }
-        };
-        let config = nommer_aws::sdk::sdk_config_for_endpoint(&endpoint, emulator::REGION).await;
-        let names = StackNames::new(&opts.stack, emulator::ACCOUNT_ID);
-        let urls = resources::create(&config, &names)
-            .await
-            .context("creating the stack's resources on the emulator")?;
-        let mut env = resources::function_env(&names, &urls);
-        env.insert(
-            s::FFPROBE.to_string(),
-            std::env::var(s::FFPROBE).unwrap_or_else(|_| "ffprobe".into()),
-        );
-        if let Some(c) = &opts.config_path {
-            env.insert(s::CONFIG.to_string(), c.display().to_string());
-        }
+        let b = base(&opts).await?;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.api_port))
             .await
             .context("binding the API port")?;
         let api_url = format!("http://{}", listener.local_addr()?);
-        env.insert(
-            s::CALLBACK_URL.to_string(),
-            format!("{api_url}{}", encodingcom::CALLBACK_PATH),
-        );
-        let file_config = match &opts.config_path {
-            Some(p) => nommer_core::config::Config::load(p).map_err(|e| anyhow::anyhow!(e))?,
-            None => Default::default(),
-        };
-        let standin = if file_config
-            .routing
-            .of_kind(nommer_core::routing::BackendKind::EncodingCom)
-            .next()
-            .is_some()
-        {
-            resources::source_reader(&config, &names)
-                .await
-                .context("creating the Encoding.com source reader")?;
-            let si = crate::standin::StandIn::start(&config, &opts.log_dir.join("encodingcom-standin")).await?;
-            env.insert(s::ENCODINGCOM_ENDPOINT.to_string(), si.url.clone());
-            env.insert(
-                nommer_encodingcom::USERID_ENV.to_string(),
-                crate::standin::USERID.to_string(),
-            );
-            env.insert(
-                nommer_encodingcom::USERKEY_ENV.to_string(),
-                crate::standin::USERKEY.to_string(),
-            );
-            Some(si)
-        } else {
-            None
-        };
-        // jobs' notify_url deliveries are signed with this stack's own secret
-        let secret = {
-            use base64::Engine;
-            let bytes: Vec<u8> = uuid::Uuid::new_v4()
-                .as_bytes()
-                .iter()
-                .chain(uuid::Uuid::new_v4().as_bytes())
-                .copied()
-                .collect();
-            format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes))
-        };
-        env.entry(s::WEBHOOK_SECRET.to_string()).or_insert(secret);
-        if let Some(k) = &opts.api_key {
-            env.insert(s::API_KEY_HASHES.to_string(), api::key_hash(k));
-        }
-        let source = env.clone();
-
-        let notifier =
-            nommer_aws::notify::notifications(nommer_aws::notify::NotifySettings::from_source(&source)?, &config);
-        let ingest = ingest::Ingest::new(IngestSettings::from_source(&source)?, &config);
-        let dispatch = dispatch::Dispatch::new(DispatchSettings::from_source(&source)?, &config)
-            .await
-            .map_err(|e| anyhow::anyhow!(e))?;
-        let backends = Arc::new(dispatch.backends.clone());
-        let api_state = Arc::new(api::ApiState::new(
-            ApiSettings::from_source(&source)?,
-            dispatch.backends.clone(),
-            &config,
-        ));
-
-        let queue = SqsQueue::new(nommer_aws::sdk::sqs_client(&config));
-        let region = emulator::REGION.to_string();
-        let mut tasks = Vec::new();
-
-        let ingest_handler: SqsHandler = Arc::new(move |event| {
-            let ctx = ingest.clone();
-            Box::pin(async move {
-                let v = serde_json::to_value(event)?;
-                let out = ingest::function_handler(&ctx, LambdaEvent::new(v, Default::default())).await?;
-                Ok(serde_json::from_value(out)?)
-            })
-        });
-        tasks.push(tokio::spawn(event_sources::poll_sqs(
-            queue.clone(),
-            urls.ingest.clone(),
-            arn_of(&urls.ingest),
-            region.clone(),
-            10,
-            ingest_handler,
-        )));
-
-        let dispatch_handler: SqsHandler = Arc::new(move |event| {
-            let ctx = dispatch.clone();
-            Box::pin(async move { dispatch::function_handler(&ctx, LambdaEvent::new(event, Default::default())).await })
-        });
-        tasks.push(tokio::spawn(event_sources::poll_sqs(
-            queue.clone(),
-            urls.jobs.clone(),
-            arn_of(&urls.jobs),
-            region.clone(),
-            10,
-            dispatch_handler,
-        )));
-
-        let stream_ctx = notifier.clone();
-        let stream_handler: event_sources::StreamHandler = Arc::new(move |event| {
-            let ctx = stream_ctx.clone();
-            Box::pin(async move { notify::stream_handler(&ctx, LambdaEvent::new(event, Default::default())).await })
-        });
-        tasks.push(tokio::spawn(event_sources::poll_stream(
-            config.clone(),
-            names.table.clone(),
-            region.clone(),
-            stream_handler,
-        )));
-        let deliver_ctx = notifier.clone();
-        let deliver_handler: SqsHandler = Arc::new(move |event| {
-            let ctx = deliver_ctx.clone();
-            Box::pin(async move { notify::deliver_handler(&ctx, LambdaEvent::new(event, Default::default())).await })
-        });
-        tasks.push(tokio::spawn(event_sources::poll_sqs(
-            queue.clone(),
-            urls.webhooks.clone(),
-            arn_of(&urls.webhooks),
-            region.clone(),
-            10,
-            deliver_handler,
-        )));
-        let router = api::router(api_state).merge(encodingcom::router(backends.clone()));
-        if standin.is_some() {
-            let b = backends.clone();
-            let every = opts.encodingcom_poll;
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(every).await;
-                    if let Err(e) = encodingcom::poll(&b).await {
-                        tracing::warn!(error = %e, "Encoding.com poll failed");
-                    }
-                }
-            }));
-        }
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = event_sources::serve_api(listener, router).await {
-                tracing::error!(error = %e, "local API server stopped");
-            }
-        }));
-
+        let mut env = component_env(&opts, &b, &api_url);
+        let standin = standin(&opts, &b, &mut env).await?;
+        let poll = standin.as_ref().map(|_| opts.encodingcom_poll);
+        let (mut tasks, backends) = functions(&b, &env, listener, poll).await?;
         let spawn = SpawnInfo {
             env: env.clone(),
-            endpoint: endpoint.clone(),
+            endpoint: b.endpoint.clone(),
             log_dir: opts.log_dir.clone(),
             worker_env: opts.worker_env.clone(),
         };
-        let fleet: FleetProcesses = Default::default();
-        let mut env = env;
+        let processes: FleetProcesses = Default::default();
         if let Some(f) = &opts.fleet {
-            let template = create_launch_template(&config, &names.stack).await?;
-            for (k, v) in [
-                (s::STACK, names.stack.clone()),
-                (s::LAUNCH_TEMPLATE_ID, template),
-                (s::MIN_INSTANCES, f.min_instances.to_string()),
-                (s::MAX_INSTANCES, f.max_instances.to_string()),
-                (s::WORKER_CAPACITY, f.capacity.to_string()),
-                (s::IDLE_TIMEOUT_SECS, f.idle_timeout_secs.to_string()),
-                (s::BOOT_GRACE_SECS, "60".to_string()),
-                (s::HEARTBEAT_STALE_SECS, "20".to_string()),
-                (s::SCALE_OUT_COOLDOWN_SECS, "4".to_string()),
-                (s::SCALE_IN_COOLDOWN_SECS, "4".to_string()),
-                (
-                    s::DEAD_LETTER_QUEUE_URLS,
-                    format!("{},{}", urls.jobs_dlq, urls.work_dlq),
-                ),
-            ] {
-                env.insert(k.to_string(), v);
-            }
-            let mut spawn_info = spawn.clone();
-            spawn_info
-                .worker_env
-                .insert(s::WORKER_CAPACITY.to_string(), f.capacity.to_string());
-            let ctx = scaler::Scaler::new(ScalerSettings::from_source(&env)?, &config);
-            let tick = f.tick;
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    if let Err(e) = scaler::tick(&ctx).await {
-                        tracing::warn!(error = %e, "scaler tick failed");
-                    }
-                    tokio::time::sleep(tick).await;
-                }
-            }));
-            tasks.push(tokio::spawn(follow_instances(
-                config.clone(),
-                names.stack.clone(),
-                spawn_info,
-                fleet.clone(),
-            )));
+            tasks.extend(fleet(f, &b, &spawn, &mut env, &processes).await?);
         }
         let mut stack = LocalStack {
-            names,
-            urls,
-            endpoint,
+            names: b.names,
+            urls: b.urls,
+            endpoint: b.endpoint,
             api_url,
-            config,
+            config: b.config,
             env,
             log_dir: opts.log_dir.clone(),
             tasks,
             workers: Vec::new(),
             spawn,
-            fleet,
+            fleet: processes,
             standin,
             backends,
-            _emulator: emu,
+            _emulator: b.emulator,
         };
         for _ in 0..opts.workers {
             stack.spawn_worker().await?;

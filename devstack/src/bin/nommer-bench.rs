@@ -8,9 +8,9 @@
 use anyhow::{bail, Context};
 use clap::Parser;
 use nommer::client::ApiClient;
-use nommer::{media, LocalStack, StackOptions};
 use nommer_aws::objects::S3ObjectStore;
 use nommer_core::{ids, JobState};
+use nommer_devstack::{media, LocalStack, StackOptions};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,9 @@ struct Args {
     rounds: usize,
 }
 
+/// The audio both outputs carry: AAC stereo at 128k, 48 kHz.
+const AUDIO: [&str; 8] = ["-c:a", "aac", "-b:a", "128k", "-ac", "2", "-ar", "48000"];
+
 /// What a person would type to make the same output with FFmpeg alone.
 fn hand_written(preset: &str, src: &Path, out: &Path, height: u32) -> anyhow::Result<Vec<String>> {
     let s = |x: &str| x.to_string();
@@ -41,115 +44,101 @@ fn hand_written(preset: &str, src: &Path, out: &Path, height: u32) -> anyhow::Re
         src.display().to_string(),
     ];
     match preset {
-        "mp4-720p" => a.extend(
-            [
-                "-vf",
-                "scale=-2:720",
-                "-c:v",
-                "libx264",
-                "-preset",
-                "veryfast",
-                "-profile:v",
-                "high",
-                "-crf",
-                "23",
-                "-maxrate",
-                "5000k",
-                "-bufsize",
-                "10000k",
-                "-pix_fmt",
-                "yuv420p",
-                "-c:a",
-                "aac",
-                "-b:a",
-                "128k",
-                "-ac",
-                "2",
-                "-ar",
-                "48000",
-                "-movflags",
-                "+faststart",
-            ]
-            .map(s),
-        ),
-        "hls" => {
-            let rungs: Vec<(u32, u32)> = [(1080, 5000), (720, 3000), (480, 1400), (360, 800), (240, 400)]
-                .into_iter()
-                .filter(|(h, _)| *h <= height)
-                .collect();
-            let n = rungs.len();
-            let mut graph = format!(
-                "[0:v]split={n}{}",
-                (0..n).map(|i| format!("[s{i}]")).collect::<String>()
-            );
-            for (i, (h, _)) in rungs.iter().enumerate() {
-                graph.push_str(&format!(";[s{i}]scale=-2:{h},format=yuv420p[v{i}]"));
-            }
-            a.extend([s("-filter_complex"), graph]);
-            for i in 0..n {
-                a.extend([s("-map"), format!("[v{i}]")]);
-            }
-            for _ in 0..n {
-                a.extend([s("-map"), s("0:a:0")]);
-            }
-            a.extend(["-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high"].map(s));
-            for (i, (_, k)) in rungs.iter().enumerate() {
-                a.extend([
-                    format!("-b:v:{i}"),
-                    format!("{k}k"),
-                    format!("-maxrate:v:{i}"),
-                    format!("{}k", k * 3 / 2),
-                    format!("-bufsize:v:{i}"),
-                    format!("{}k", k * 3),
-                ]);
-            }
+        "mp4-720p" => {
             a.extend(
                 [
-                    "-force_key_frames",
-                    "expr:gte(t,n_forced*4)",
-                    "-sc_threshold",
-                    "0",
-                    "-c:a",
-                    "aac",
-                    "-b:a",
-                    "128k",
-                    "-ac",
-                    "2",
-                    "-ar",
-                    "48000",
+                    "-vf",
+                    "scale=-2:720",
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "veryfast",
+                    "-profile:v",
+                    "high",
+                    "-crf",
+                    "23",
+                    "-maxrate",
+                    "5000k",
+                    "-bufsize",
+                    "10000k",
+                    "-pix_fmt",
+                    "yuv420p",
                 ]
                 .map(s),
             );
-            let dir = out.parent().unwrap().display().to_string();
-            let map = rungs
-                .iter()
-                .enumerate()
-                .map(|(i, (h, _))| format!("v:{i},a:{i},name:{h}p"))
-                .collect::<Vec<_>>()
-                .join(" ");
-            a.extend([
-                s("-f"),
-                s("hls"),
-                s("-hls_time"),
-                s("4"),
-                s("-hls_playlist_type"),
-                s("vod"),
-                s("-hls_segment_type"),
-                s("fmp4"),
-                s("-hls_segment_filename"),
-                format!("{dir}/%v/seg_%05d.m4s"),
-                s("-master_pl_name"),
-                s("master.m3u8"),
-                s("-var_stream_map"),
-                map,
-            ]);
-            a.push(format!("{dir}/%v/index.m3u8"));
+            a.extend(AUDIO.map(s));
+            a.extend(["-movflags", "+faststart"].map(s));
+        }
+        "hls" => {
+            hls_ladder(&mut a, out, height);
             return Ok(a);
         }
         other => bail!("the benchmark knows mp4-720p and hls, not {other}"),
     }
     a.push(out.display().to_string());
     Ok(a)
+}
+
+/// The HLS ladder's part of [`hand_written`]: the rungs up to the source's height, one
+/// split and scale each, fMP4 segments, a master playlist beside `out`.
+fn hls_ladder(a: &mut Vec<String>, out: &Path, height: u32) {
+    let s = |x: &str| x.to_string();
+    let rungs: Vec<(u32, u32)> = [(1080, 5000), (720, 3000), (480, 1400), (360, 800), (240, 400)]
+        .into_iter()
+        .filter(|(h, _)| *h <= height)
+        .collect();
+    let n = rungs.len();
+    let mut graph = format!(
+        "[0:v]split={n}{}",
+        (0..n).map(|i| format!("[s{i}]")).collect::<String>()
+    );
+    for (i, (h, _)) in rungs.iter().enumerate() {
+        graph.push_str(&format!(";[s{i}]scale=-2:{h},format=yuv420p[v{i}]"));
+    }
+    a.extend([s("-filter_complex"), graph]);
+    for i in 0..n {
+        a.extend([s("-map"), format!("[v{i}]")]);
+    }
+    for _ in 0..n {
+        a.extend([s("-map"), s("0:a:0")]);
+    }
+    a.extend(["-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high"].map(s));
+    for (i, (_, k)) in rungs.iter().enumerate() {
+        a.extend([
+            format!("-b:v:{i}"),
+            format!("{k}k"),
+            format!("-maxrate:v:{i}"),
+            format!("{}k", k * 3 / 2),
+            format!("-bufsize:v:{i}"),
+            format!("{}k", k * 3),
+        ]);
+    }
+    a.extend(["-force_key_frames", "expr:gte(t,n_forced*4)", "-sc_threshold", "0"].map(s));
+    a.extend(AUDIO.map(s));
+    let dir = out.parent().unwrap().display().to_string();
+    let map = rungs
+        .iter()
+        .enumerate()
+        .map(|(i, (h, _))| format!("v:{i},a:{i},name:{h}p"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    a.extend([
+        s("-f"),
+        s("hls"),
+        s("-hls_time"),
+        s("4"),
+        s("-hls_playlist_type"),
+        s("vod"),
+        s("-hls_segment_type"),
+        s("fmp4"),
+        s("-hls_segment_filename"),
+        format!("{dir}/%v/seg_%05d.m4s"),
+        s("-master_pl_name"),
+        s("master.m3u8"),
+        s("-var_stream_map"),
+        map,
+    ]);
+    a.push(format!("{dir}/%v/index.m3u8"));
 }
 
 /// CPU seconds a process and its reaped children have used (from /proc).
@@ -194,7 +183,7 @@ async fn main() -> anyhow::Result<()> {
     media::generate_clip(&src, args.seconds, width, args.height, true)?;
     let src_size = std::fs::metadata(&src)?.len();
 
-    let log_dir = nommer::emulator::project_root()
+    let log_dir = nommer_devstack::emulator::project_root()?
         .join(".nommer")
         .join("logs")
         .join("bench");

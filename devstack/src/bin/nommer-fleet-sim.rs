@@ -111,31 +111,138 @@ fn at(t: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_700_000_000 + t, 0).unwrap()
 }
 
+/// A fresh instance at `t`, ready (heartbeating) `boot` seconds later.
+fn launch(nodes: &mut Vec<Node>, t: i64, boot: i64) {
+    let id = format!("i-{}", nodes.len());
+    nodes.push(Node {
+        id,
+        launched: t,
+        ready: t + boot,
+        ended: None,
+        running: vec![],
+        draining: false,
+        idle_since: t + boot,
+    });
+}
+
+/// When the scaler last launched and last retired.
+#[derive(Default)]
+struct Last {
+    launch: Option<i64>,
+    retire: Option<i64>,
+}
+
+/// What the scaler sees at `t`: the backlog, the live instances and their heartbeats.
+fn view(nodes: &[Node], queued: usize, t: i64, per: u32, last: &Last) -> FleetView {
+    let alive: Vec<&Node> = nodes.iter().filter(|n| n.ended.is_none()).collect();
+    FleetView {
+        now: at(t),
+        visible: queued as u64,
+        in_flight: alive.iter().map(|n| n.running.len() as u64).sum(),
+        instances: alive
+            .iter()
+            .map(|n| Instance {
+                id: n.id.clone(),
+                launched_at: at(n.launched),
+            })
+            .collect(),
+        heartbeats: alive
+            .iter()
+            .filter(|n| n.ready <= t)
+            .map(|n| {
+                (
+                    n.id.clone(),
+                    Heartbeat {
+                        active_jobs: n.running.len() as u32,
+                        capacity: per,
+                        draining: n.draining,
+                        last_seen: at(t),
+                        idle_since: n.running.is_empty().then(|| at(n.idle_since)),
+                    },
+                )
+            })
+            .collect::<BTreeMap<_, _>>(),
+        last_launch: last.launch.map(at),
+        last_retire: last.retire.map(at),
+    }
+}
+
+/// One round of Nommer's rule (`scaling::decide`): terminate, drain and launch.
+fn nommer_round(
+    nodes: &mut Vec<Node>,
+    queued: usize,
+    t: i64,
+    args: &Args,
+    settings: &ScalingSettings,
+    last: &mut Last,
+) {
+    let d = scaling::decide(&view(nodes, queued, t, args.per, last), settings);
+    for (id, reason) in d.terminate {
+        if reason == Reason::Retired {
+            last.retire = Some(t);
+        }
+        if let Some(n) = nodes.iter_mut().find(|n| n.id == id) {
+            n.ended = Some(t);
+        }
+    }
+    for id in d.drain {
+        if let Some(n) = nodes.iter_mut().find(|n| n.id == id) {
+            n.draining = true;
+        }
+    }
+    for _ in 0..d.launch {
+        launch(nodes, t, args.boot);
+    }
+    if d.launch > 0 {
+        last.launch = Some(t);
+    }
+}
+
+/// One round of media-nommer's rule: launch for the overflow (jobs nobody took, the
+/// maximum counted against running nodes only), stop what idled ten minutes.
+fn media_nommer_round(nodes: &mut Vec<Node>, queued: usize, t: i64, args: &Args) {
+    let running = nodes.iter().filter(|n| n.ended.is_none() && n.ready <= t).count() as u32;
+    let want = (queued as u32).div_ceil(args.per).min(args.max.saturating_sub(running));
+    for _ in 0..want {
+        launch(nodes, t, args.boot);
+    }
+    for n in nodes.iter_mut().filter(|n| n.ended.is_none() && n.ready <= t) {
+        if n.running.is_empty() && t - n.idle_since >= 600 {
+            n.ended = Some(t);
+        }
+    }
+}
+
+/// Workers at `t`: finished jobs leave, free slots take queued jobs (their waits noted).
+fn serve(nodes: &mut [Node], queue: &mut VecDeque<(i64, i64)>, t: i64, per: u32, waits: &mut Vec<i64>) {
+    for n in nodes.iter_mut().filter(|n| n.ended.is_none() && n.ready <= t) {
+        let before = n.running.len();
+        n.running.retain(|e| *e > t);
+        if before > 0 && n.running.is_empty() {
+            n.idle_since = t;
+        }
+        while !n.draining && (n.running.len() as u32) < per {
+            let Some((arrived, secs)) = queue.pop_front() else {
+                break;
+            };
+            waits.push(t - arrived);
+            n.running.push(t + secs);
+        }
+    }
+}
+
 fn simulate(jobs: &[(i64, i64)], policy: Policy, args: &Args, settings: &ScalingSettings) -> Outcome {
     let mut queue: VecDeque<(i64, i64)> = VecDeque::new();
     let mut next_job = 0;
     let mut nodes: Vec<Node> = Vec::new();
     let mut waits = Vec::new();
-    let mut last_launch: Option<i64> = None;
-    let mut last_retire: Option<i64> = None;
+    let mut last = Last::default();
     let mut peak = 0;
     let tick = 5;
     let end = 30 * 3600;
-    let launch = |nodes: &mut Vec<Node>, t: i64| {
-        let id = format!("i-{}", nodes.len());
-        nodes.push(Node {
-            id,
-            launched: t,
-            ready: t + args.boot,
-            ended: None,
-            running: vec![],
-            draining: false,
-            idle_since: t + args.boot,
-        });
-    };
     if policy == Policy::Static {
         for _ in 0..args.max {
-            launch(&mut nodes, -args.boot);
+            launch(&mut nodes, -args.boot, args.boot);
         }
     }
     let mut t = 0;
@@ -149,92 +256,13 @@ fn simulate(jobs: &[(i64, i64)], policy: Policy, args: &Args, settings: &Scaling
             queue.push_back(jobs[next_job]);
             next_job += 1;
         }
-        // workers finish and take jobs
-        for n in nodes.iter_mut().filter(|n| n.ended.is_none() && n.ready <= t) {
-            let before = n.running.len();
-            n.running.retain(|e| *e > t);
-            if before > 0 && n.running.is_empty() {
-                n.idle_since = t;
-            }
-            while !n.draining && (n.running.len() as u32) < args.per {
-                let Some((arrived, secs)) = queue.pop_front() else {
-                    break;
-                };
-                waits.push(t - arrived);
-                n.running.push(t + secs);
-            }
-        }
+        serve(&mut nodes, &mut queue, t, args.per, &mut waits);
         // the fleet's rule, once a minute
         if t % 60 == 0 {
             match policy {
                 Policy::Static => {}
-                Policy::Nommer => {
-                    let alive: Vec<&Node> = nodes.iter().filter(|n| n.ended.is_none()).collect();
-                    let view = FleetView {
-                        now: at(t),
-                        visible: queue.len() as u64,
-                        in_flight: alive.iter().map(|n| n.running.len() as u64).sum(),
-                        instances: alive
-                            .iter()
-                            .map(|n| Instance {
-                                id: n.id.clone(),
-                                launched_at: at(n.launched),
-                            })
-                            .collect(),
-                        heartbeats: alive
-                            .iter()
-                            .filter(|n| n.ready <= t)
-                            .map(|n| {
-                                (
-                                    n.id.clone(),
-                                    Heartbeat {
-                                        active_jobs: n.running.len() as u32,
-                                        capacity: args.per,
-                                        draining: n.draining,
-                                        last_seen: at(t),
-                                        idle_since: n.running.is_empty().then(|| at(n.idle_since)),
-                                    },
-                                )
-                            })
-                            .collect::<BTreeMap<_, _>>(),
-                        last_launch: last_launch.map(at),
-                        last_retire: last_retire.map(at),
-                    };
-                    let d = scaling::decide(&view, settings);
-                    for (id, reason) in d.terminate {
-                        if reason == Reason::Retired {
-                            last_retire = Some(t);
-                        }
-                        if let Some(n) = nodes.iter_mut().find(|n| n.id == id) {
-                            n.ended = Some(t);
-                        }
-                    }
-                    for id in d.drain {
-                        if let Some(n) = nodes.iter_mut().find(|n| n.id == id) {
-                            n.draining = true;
-                        }
-                    }
-                    for _ in 0..d.launch {
-                        launch(&mut nodes, t);
-                    }
-                    if d.launch > 0 {
-                        last_launch = Some(t);
-                    }
-                }
-                Policy::MediaNommer => {
-                    // overflow = jobs nobody took; max counted against running nodes only
-                    let running = nodes.iter().filter(|n| n.ended.is_none() && n.ready <= t).count() as u32;
-                    let overflow = queue.len() as u32;
-                    let want = overflow.div_ceil(args.per).min(args.max.saturating_sub(running));
-                    for _ in 0..want {
-                        launch(&mut nodes, t);
-                    }
-                    for n in nodes.iter_mut().filter(|n| n.ended.is_none() && n.ready <= t) {
-                        if n.running.is_empty() && t - n.idle_since >= 600 {
-                            n.ended = Some(t);
-                        }
-                    }
-                }
+                Policy::Nommer => nommer_round(&mut nodes, queue.len(), t, args, settings, &mut last),
+                Policy::MediaNommer => media_nommer_round(&mut nodes, queue.len(), t, args),
             }
         }
         peak = peak.max(nodes.iter().filter(|n| n.ended.is_none()).count());
