@@ -452,7 +452,7 @@ impl Backends {
         let delivery = self.remotes.delivery().await.map_err(BackendError::Config)?;
         // the picture's displayed size; without a probe, the request's height hint read as
         // a landscape picture
-        let source = job.probe.as_ref().and_then(crate::plan::display_size).or_else(|| {
+        let source = job.probe.as_ref().and_then(crate::presets::display_size).or_else(|| {
             job.source_hints
                 .as_ref()
                 .and_then(|h| h.height)

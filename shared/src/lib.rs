@@ -5,7 +5,9 @@
 pub mod advanced;
 pub mod aws;
 pub mod backends;
+pub mod check;
 pub mod config;
+pub mod content_type;
 pub mod deadletter;
 pub mod encodingcom;
 pub mod error;

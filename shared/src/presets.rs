@@ -3,6 +3,7 @@
 //! ([`crate::ffmpeg::plan`]), never a string of flags. Built-in presets can be extended
 //! (or replaced by name) from the config file.
 
+use crate::job::Probe;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -468,6 +469,48 @@ impl Default for Catalog {
     fn default() -> Self {
         Catalog::builtin()
     }
+}
+
+/// The source's picture as displayed: non-square pixels made square (a 720x576 PAL
+/// picture with 16:15 pixels shows 768x576), rotation applied (FFmpeg autorotates on
+/// decode).
+pub fn display_size(probe: &Probe) -> Option<(u32, u32)> {
+    let v = probe.video()?;
+    let (w, h) = (v.width?, v.height?);
+    let w = match v.sar() {
+        Some(sar) => ((w as f64 * sar).round() as u32).max(1),
+        None => w,
+    };
+    match v.rotation.map(|r| r.rem_euclid(180)) {
+        Some(90) => Some((h, w)),
+        _ => Some((w, h)),
+    }
+}
+
+/// The short side of the displayed picture: what a preset's or a rung's "height" bounds,
+/// so a portrait source keeps its class (720x1280 is 720p, like 1280x720).
+pub fn short_side(probe: &Probe) -> Option<u32> {
+    display_size(probe).map(|(w, h)| w.min(h))
+}
+
+/// The rungs of a ladder a source whose short side is `source_short` gets: never taller
+/// than the source; a source below the smallest rung gets one rendition at its own
+/// (even) size. A rung's height is the short side of its rendition.
+pub fn ladder_for(rungs: &[Rung], source_short: u32) -> Vec<Rung> {
+    let mut out: Vec<Rung> = rungs.iter().filter(|r| r.height <= source_short).cloned().collect();
+    out.sort_by(|a, b| b.height.cmp(&a.height));
+    out.dedup_by_key(|r| r.height);
+    if out.is_empty() {
+        let smallest = rungs.iter().min_by_key(|r| r.height).cloned().unwrap_or(Rung {
+            height: 240,
+            video_kbps: 400,
+        });
+        out.push(Rung {
+            height: (source_short & !1).max(2),
+            video_kbps: smallest.video_kbps,
+        });
+    }
+    out
 }
 
 #[cfg(test)]

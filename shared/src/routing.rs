@@ -236,7 +236,7 @@ impl Facts {
     /// displayed picture, as a preset's height bounds it (a portrait 720x1280 phone video
     /// is 720p, a 1280x720 one stored with 90° rotation too).
     pub fn height_of(probe: &crate::job::Probe) -> Option<u32> {
-        crate::plan::short_side(probe)
+        crate::presets::short_side(probe)
     }
 
     /// The facts a key alone gives (the rest filled in by the caller).
@@ -475,7 +475,7 @@ fn estimate(backend: &Backend, outputs: &[(&OutputSpec, &Preset)], facts: &Facts
             PresetKind::Ladder { rungs, .. } => {
                 // the rungs the source can fill, as the ladder builder picks them
                 let kept = match src_h {
-                    Some(h) => crate::plan::ladder_for(rungs, h),
+                    Some(h) => crate::presets::ladder_for(rungs, h),
                     None => rungs.clone(),
                 };
                 for r in kept {

@@ -19,6 +19,7 @@ use nommer_shared::queue::{Received, SqsQueue};
 use nommer_shared::registry::{Beat, DynamoWorkerRegistry};
 use nommer_shared::settings::WorkerSettings;
 use nommer_shared::store::DynamoJobStore;
+use nommer_shared::{check, content_type};
 use nommer_shared::{JobState, StoreError, Transition};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -744,7 +745,7 @@ impl Worker {
         let mut last = 0u8;
         for (k, (path, key)) in uploads.iter().enumerate() {
             self.objects
-                .upload_file(&self.settings.outbox_bucket, key, path, plan::content_type(key))
+                .upload_file(&self.settings.outbox_bucket, key, path, content_type::of(key))
                 .await?;
             let pct = (((k + 1) * 100) / total).min(99) as u8;
             if pct >= last.saturating_add(10) {
@@ -782,7 +783,7 @@ impl Worker {
         match &preset.kind {
             PresetKind::File { .. } => {
                 let p = self.probe_own(&out_dir.join(&pl.main), size_of(&pl.main)).await?;
-                plan::validate_file(preset, source, pl.expected_duration, &p).map_err(bad)?;
+                check::validate_file(preset, source, pl.expected_duration, &p).map_err(bad)?;
                 let video = p.streams.iter().find(|s| s.kind == "video");
                 let mut e = entry(p.size);
                 e.duration_seconds = p.duration_seconds;
@@ -795,7 +796,7 @@ impl Worker {
                 format: LadderFormat::Hls,
                 ..
             } => {
-                let variants = plan::validate_hls(out_dir, pl).map_err(bad)?;
+                let variants = check::validate_hls(out_dir, pl).map_err(bad)?;
                 let total: u64 = files.iter().map(|(_, s)| s).sum();
                 let mut master = entry(total);
                 master.duration_seconds = variants.first().map(|(_, d)| *d);
@@ -818,7 +819,7 @@ impl Worker {
                 let text = tokio::fs::read_to_string(out_dir.join(&pl.main))
                     .await
                     .map_err(|e| bad(format!("no MPD: {e}")))?;
-                let mpd = plan::parse_mpd(&text).map_err(bad)?;
+                let mpd = check::parse_mpd(&text).map_err(bad)?;
                 let planned: Vec<u32> = pl.rungs.iter().map(|r| r.height).collect();
                 let shorts: Vec<u32> = mpd.heights.iter().zip(&mpd.widths).map(|(h, w)| *h.min(w)).collect();
                 if shorts != planned {
