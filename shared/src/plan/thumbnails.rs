@@ -70,20 +70,7 @@ fn poster(inp: &PlanInput, shots: &Shots, a: &mut Vec<String>) -> Made {
         s("-i"),
         format!("file:{}", inp.input.display()),
     ]);
-    a.extend([
-        s("-map"),
-        video_spec(inp.probe),
-        s("-vf"),
-        shots.scale.clone(),
-        s("-frames:v"),
-        s("1"),
-        s("-q:v"),
-        s("3"),
-        s("-update"),
-        s("1"),
-    ]);
-    a.extend(tail_args(inp, 0));
-    a.push(out_file(inp, "poster.jpg"));
+    encode(inp, a, shots.scale.clone(), 1, 3, "poster.jpg");
     ("poster.jpg".to_string(), 1, None)
 }
 
@@ -109,18 +96,14 @@ fn spread(inp: &PlanInput, shots: &Shots, a: &mut Vec<String>) -> Result<String,
 /// `count` images, `thumb_0001.jpg` on.
 fn frames(inp: &PlanInput, shots: &Shots, a: &mut Vec<String>) -> Result<Made, String> {
     let pick = spread(inp, shots, a)?;
-    a.extend([
-        s("-map"),
-        video_spec(inp.probe),
-        s("-vf"),
+    encode(
+        inp,
+        a,
         format!("{pick},{}", shots.scale),
-        s("-frames:v"),
-        shots.count.to_string(),
-        s("-q:v"),
-        s("3"),
-    ]);
-    a.extend(tail_args(inp, 0));
-    a.push(out_file(inp, "thumb_%04d.jpg"));
+        shots.count,
+        3,
+        "thumb_%04d.jpg",
+    );
     Ok(("thumb_0001.jpg".to_string(), shots.count, None))
 }
 
@@ -130,20 +113,14 @@ fn sheet(inp: &PlanInput, shots: &Shots, columns: u32, a: &mut Vec<String>) -> R
     let count = shots.count;
     let columns = columns.min(count).max(1);
     let rows = count.div_ceil(columns);
-    a.extend([
-        s("-map"),
-        video_spec(inp.probe),
-        s("-vf"),
+    encode(
+        inp,
+        a,
         format!("{pick},{},tile={columns}x{rows}", shots.scale),
-        s("-frames:v"),
-        s("1"),
-        s("-q:v"),
-        s("4"),
-        s("-update"),
-        s("1"),
-    ]);
-    a.extend(tail_args(inp, 0));
-    a.push(out_file(inp, "sprite.jpg"));
+        1,
+        4,
+        "sprite.jpg",
+    );
     let layout = SpriteLayout {
         tile_width: shots.width,
         tile_height: shots.height,
@@ -152,6 +129,27 @@ fn sheet(inp: &PlanInput, shots: &Shots, columns: u32, a: &mut Vec<String>) -> R
         interval_seconds: shots.duration / count as f64,
     };
     Ok(("sprite.jpg".to_string(), 1, Some(layout)))
+}
+
+/// The encode of the images: `frames` pictures of the source's video through `vf`, at
+/// JPEG quality `q` (2 is best), into `name` (a numbered pattern, or one file that the
+/// last picture rewrites).
+fn encode(inp: &PlanInput, a: &mut Vec<String>, vf: String, frames: u32, q: u8, name: &str) {
+    a.extend([
+        s("-map"),
+        video_spec(inp.probe),
+        s("-vf"),
+        vf,
+        s("-frames:v"),
+        frames.to_string(),
+        s("-q:v"),
+        q.to_string(),
+    ]);
+    if !name.contains('%') {
+        a.extend([s("-update"), s("1")]);
+    }
+    a.extend(tail_args(inp, 0));
+    a.push(out_file(inp, name));
 }
 
 /// The WebVTT index of a sprite sheet: one cue per tile, pointing at its rectangle.
