@@ -2,7 +2,7 @@
 //! one with its webhook deliveries, `POST /jobs/{id}/retry` makes a new job from a failed
 //! one, `POST /jobs/{id}/cancel` cancels one; `GET /jobs` is in [`crate::listing`].
 
-use crate::listing::list_jobs;
+use crate::listing;
 use crate::request::{check_notify_url, invalid, parse_request};
 use crate::{ApiState, Problem};
 use axum::body::Bytes;
@@ -21,7 +21,7 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 pub(crate) fn router() -> Router<Arc<ApiState>> {
     Router::new()
-        .route("/jobs", post(create_job).get(list_jobs))
+        .route("/jobs", post(create_job).get(listing::list_jobs))
         .route("/jobs/{id}", get(get_job))
         .route("/jobs/{id}/cancel", post(cancel_job))
         .route("/jobs/{id}/retry", post(retry_job))
