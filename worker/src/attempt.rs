@@ -6,7 +6,6 @@ use crate::held::Held;
 use crate::{JobFailure, Worker};
 use nommer_core::error::JobErrorCode;
 use nommer_core::job::{Job, OutputSpec, Probe};
-use nommer_core::plan;
 use nommer_core::presets::Preset;
 use nommer_core::Transition;
 use std::path::{Path, PathBuf};
@@ -73,7 +72,12 @@ impl Worker {
         let mut last = 0u8;
         for (k, (path, key)) in uploads.iter().enumerate() {
             self.objects
-                .upload_file(&self.settings.outbox_bucket, key, path, plan::content_type(key))
+                .upload_file(
+                    &self.settings.outbox_bucket,
+                    key,
+                    path,
+                    nommer_core::content_type::of(key),
+                )
                 .await?;
             let pct = (((k + 1) * 100) / total).min(99) as u8;
             if pct >= last.saturating_add(10) {

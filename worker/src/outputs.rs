@@ -90,7 +90,7 @@ impl Worker {
             .prober
             .probe_own_output(&out_dir.join(&pl.main), size_of(files, &pl.main))
             .await?;
-        plan::validate_file(preset, source, pl.expected_duration, &p).map_err(bad)?;
+        nommer_core::check::validate_file(preset, source, pl.expected_duration, &p).map_err(bad)?;
         let video = p.streams.iter().find(|s| s.kind == "video");
         let mut e = entry(p.size);
         e.duration_seconds = p.duration_seconds;
@@ -107,7 +107,7 @@ impl Worker {
         let text = tokio::fs::read_to_string(out_dir.join(&pl.main))
             .await
             .map_err(|e| bad(format!("no MPD: {e}")))?;
-        let mpd = plan::parse_mpd(&text).map_err(bad)?;
+        let mpd = nommer_core::check::parse_mpd(&text).map_err(bad)?;
         let planned: Vec<u32> = pl.rungs.iter().map(|r| r.height).collect();
         let shorts: Vec<u32> = mpd.heights.iter().zip(&mpd.widths).map(|(h, w)| *h.min(w)).collect();
         if shorts != planned {
@@ -170,7 +170,7 @@ impl Worker {
 /// An HLS ladder: the master playlist and one entry per variant, from its playlists.
 fn validate_hls(made: &Made<'_>) -> Entries {
     let (out_dir, pl, files) = (made.dir, made.plan, made.files);
-    let variants = plan::validate_hls(out_dir, pl).map_err(bad)?;
+    let variants = nommer_core::check::validate_hls(out_dir, pl).map_err(bad)?;
     let total: u64 = files.iter().map(|(_, s)| s).sum();
     let mut master = entry(total);
     master.duration_seconds = variants.first().map(|(_, d)| *d);

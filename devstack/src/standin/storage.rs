@@ -107,7 +107,7 @@ pub(super) async fn put(ctx: &Ctx, p: &Put) -> anyhow::Result<()> {
         .bucket(&p.bucket)
         .key(&p.key)
         .acl(aws_sdk_s3::types::ObjectCannedAcl::from(p.acl.as_str()))
-        .content_type(nommer_core::plan::content_type(&p.key))
+        .content_type(nommer_core::content_type::of(&p.key))
         .body(aws_sdk_s3::primitives::ByteStream::from_path(&p.path).await?)
         .send()
         .await

@@ -608,6 +608,14 @@ impl Job {
         )
     }
 
+    /// The job as users see it: without the request fingerprint and the queue message
+    /// id, which are bookkeeping.
+    pub fn public(mut self) -> Job {
+        self.request_fingerprint = None;
+        self.message_id = None;
+        self
+    }
+
     /// True when the worker holding a running job has not been heard from for `stale`.
     pub fn is_abandoned(&self, now: DateTime<Utc>, stale: chrono::Duration) -> bool {
         self.state.is_running() && self.heartbeat_at.map(|h| now - h > stale).unwrap_or(true)

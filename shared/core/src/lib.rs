@@ -4,7 +4,9 @@
 
 pub mod advanced;
 pub mod capability;
+pub mod check;
 pub mod config;
+pub mod content_type;
 pub mod decision;
 pub mod deliveries;
 pub mod error;

@@ -3,6 +3,7 @@
 //! ([`crate::ffmpeg::plan`]), never a string of flags. Built-in presets can be extended
 //! (or replaced by name) from the config file.
 
+use crate::job::Probe;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -234,102 +235,116 @@ impl Preset {
         if !name_ok {
             return Err(format!("preset name `{}`: use 1-64 of a-z 0-9 - _", self.name));
         }
-        let video = |v: &VideoSpec| -> Result<(), String> {
-            if !(16..=8640).contains(&v.max_height) {
-                return Err(format!("max_height {} is not within 16-8640", v.max_height));
-            }
-            if v.crf > 63 {
-                return Err(format!("crf {} is above 63", v.crf));
-            }
-            if !(50..=200_000).contains(&v.max_bitrate_kbps) {
-                return Err(format!(
-                    "max_bitrate_kbps {} is not within 50-200000",
-                    v.max_bitrate_kbps
-                ));
-            }
-            if let Some(s) = &v.speed {
-                if s.is_empty() || s.len() > 12 || !s.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                    return Err(format!("speed `{s}` is not a plain word or number"));
-                }
-            }
-            Ok(())
-        };
-        let audio = |a: &AudioSpec| -> Result<(), String> {
-            if !(8..=1024).contains(&a.bitrate_kbps)
-                || !(1..=8).contains(&a.channels)
-                || !(8000..=96000).contains(&a.sample_rate)
-            {
-                return Err("audio: bitrate_kbps 8-1024, channels 1-8, sample_rate 8000-96000".into());
-            }
-            Ok(())
-        };
         match &self.kind {
             PresetKind::File {
                 container,
-                video: v,
-                audio: a,
-            } => {
-                if v.is_none() && a.is_none() {
-                    return Err("a file preset needs video, audio or both".into());
-                }
-                if let Some(v) = v {
-                    video(v)?;
-                    let ok = match container {
-                        Container::Mp4 => true,
-                        Container::WebM => matches!(v.codec, VideoCodec::Vp9 | VideoCodec::Av1),
-                        Container::M4a | Container::Mp3 => false,
-                    };
-                    if !ok {
-                        return Err(format!("{:?} video cannot go in a {:?} file", v.codec, container));
-                    }
-                }
-                if let Some(a) = a {
-                    audio(a)?;
-                    let ok = match container {
-                        Container::Mp4 => matches!(a.codec, AudioCodec::Aac | AudioCodec::Mp3 | AudioCodec::Opus),
-                        Container::WebM => a.codec == AudioCodec::Opus,
-                        Container::M4a => a.codec == AudioCodec::Aac,
-                        Container::Mp3 => a.codec == AudioCodec::Mp3,
-                    };
-                    if !ok {
-                        return Err(format!("{:?} audio cannot go in a {:?} file", a.codec, container));
-                    }
-                }
-            }
+                video,
+                audio,
+            } => check_file(*container, video.as_ref(), audio.as_ref()),
             PresetKind::Ladder {
                 codec,
                 rungs,
-                audio: a,
+                audio,
                 segment_seconds,
                 ..
-            } => {
-                if rungs.is_empty() || rungs.len() > 8 {
-                    return Err("a ladder has 1-8 rungs".into());
-                }
-                if *codec != VideoCodec::H264 && *codec != VideoCodec::H265 {
-                    return Err("ladders are H.264 or H.265".into());
-                }
-                for r in rungs {
-                    if !(16..=4320).contains(&r.height) || !(50..=100_000).contains(&r.video_kbps) {
-                        return Err(format!("rung {}p at {} kbit/s is out of range", r.height, r.video_kbps));
-                    }
-                }
-                audio(a)?;
-                if a.codec != AudioCodec::Aac {
-                    return Err("ladder audio is AAC".into());
-                }
-                if !(1..=30).contains(segment_seconds) {
-                    return Err("segment_seconds is 1-30".into());
-                }
-            }
+            } => check_ladder(*codec, rungs, audio, *segment_seconds),
             PresetKind::Thumbnails(t) => {
                 if !(16..=3840).contains(&t.width) || !(1..=500).contains(&t.count) || !(1..=50).contains(&t.columns) {
                     return Err("thumbnails: width 16-3840, count 1-500, columns 1-50".into());
                 }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl VideoSpec {
+    fn check(&self) -> Result<(), String> {
+        if !(16..=8640).contains(&self.max_height) {
+            return Err(format!("max_height {} is not within 16-8640", self.max_height));
+        }
+        if self.crf > 63 {
+            return Err(format!("crf {} is above 63", self.crf));
+        }
+        if !(50..=200_000).contains(&self.max_bitrate_kbps) {
+            return Err(format!(
+                "max_bitrate_kbps {} is not within 50-200000",
+                self.max_bitrate_kbps
+            ));
+        }
+        if let Some(s) = &self.speed {
+            if s.is_empty() || s.len() > 12 || !s.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(format!("speed `{s}` is not a plain word or number"));
             }
         }
         Ok(())
     }
+}
+
+impl AudioSpec {
+    fn check(&self) -> Result<(), String> {
+        if !(8..=1024).contains(&self.bitrate_kbps)
+            || !(1..=8).contains(&self.channels)
+            || !(8000..=96000).contains(&self.sample_rate)
+        {
+            return Err("audio: bitrate_kbps 8-1024, channels 1-8, sample_rate 8000-96000".into());
+        }
+        Ok(())
+    }
+}
+
+/// A file preset: video, audio or both, each in a codec its container takes.
+fn check_file(container: Container, video: Option<&VideoSpec>, audio: Option<&AudioSpec>) -> Result<(), String> {
+    if video.is_none() && audio.is_none() {
+        return Err("a file preset needs video, audio or both".into());
+    }
+    if let Some(v) = video {
+        v.check()?;
+        let ok = match container {
+            Container::Mp4 => true,
+            Container::WebM => matches!(v.codec, VideoCodec::Vp9 | VideoCodec::Av1),
+            Container::M4a | Container::Mp3 => false,
+        };
+        if !ok {
+            return Err(format!("{:?} video cannot go in a {:?} file", v.codec, container));
+        }
+    }
+    if let Some(a) = audio {
+        a.check()?;
+        let ok = match container {
+            Container::Mp4 => matches!(a.codec, AudioCodec::Aac | AudioCodec::Mp3 | AudioCodec::Opus),
+            Container::WebM => a.codec == AudioCodec::Opus,
+            Container::M4a => a.codec == AudioCodec::Aac,
+            Container::Mp3 => a.codec == AudioCodec::Mp3,
+        };
+        if !ok {
+            return Err(format!("{:?} audio cannot go in a {:?} file", a.codec, container));
+        }
+    }
+    Ok(())
+}
+
+/// A ladder preset: 1-8 rungs in range, H.264 or H.265 with AAC, sensible segments.
+fn check_ladder(codec: VideoCodec, rungs: &[Rung], audio: &AudioSpec, segment_seconds: u32) -> Result<(), String> {
+    if rungs.is_empty() || rungs.len() > 8 {
+        return Err("a ladder has 1-8 rungs".into());
+    }
+    if codec != VideoCodec::H264 && codec != VideoCodec::H265 {
+        return Err("ladders are H.264 or H.265".into());
+    }
+    for r in rungs {
+        if !(16..=4320).contains(&r.height) || !(50..=100_000).contains(&r.video_kbps) {
+            return Err(format!("rung {}p at {} kbit/s is out of range", r.height, r.video_kbps));
+        }
+    }
+    audio.check()?;
+    if audio.codec != AudioCodec::Aac {
+        return Err("ladder audio is AAC".into());
+    }
+    if !(1..=30).contains(&segment_seconds) {
+        return Err("segment_seconds is 1-30".into());
+    }
+    Ok(())
 }
 
 fn file(
@@ -468,6 +483,48 @@ impl Default for Catalog {
     fn default() -> Self {
         Catalog::builtin()
     }
+}
+
+/// The source's picture as displayed: non-square pixels made square (a 720x576 PAL
+/// picture with 16:15 pixels shows 768x576), rotation applied (FFmpeg autorotates on
+/// decode).
+pub fn display_size(probe: &Probe) -> Option<(u32, u32)> {
+    let v = probe.video()?;
+    let (w, h) = (v.width?, v.height?);
+    let w = match v.sar() {
+        Some(sar) => ((w as f64 * sar).round() as u32).max(1),
+        None => w,
+    };
+    match v.rotation.map(|r| r.rem_euclid(180)) {
+        Some(90) => Some((h, w)),
+        _ => Some((w, h)),
+    }
+}
+
+/// The short side of the displayed picture: what a preset's or a rung's "height" bounds,
+/// so a portrait source keeps its class (720x1280 is 720p, like 1280x720).
+pub fn short_side(probe: &Probe) -> Option<u32> {
+    display_size(probe).map(|(w, h)| w.min(h))
+}
+
+/// The rungs of a ladder a source whose short side is `source_short` gets: never taller
+/// than the source; a source below the smallest rung gets one rendition at its own
+/// (even) size. A rung's height is the short side of its rendition.
+pub fn ladder_for(rungs: &[Rung], source_short: u32) -> Vec<Rung> {
+    let mut out: Vec<Rung> = rungs.iter().filter(|r| r.height <= source_short).cloned().collect();
+    out.sort_by(|a, b| b.height.cmp(&a.height));
+    out.dedup_by_key(|r| r.height);
+    if out.is_empty() {
+        let smallest = rungs.iter().min_by_key(|r| r.height).cloned().unwrap_or(Rung {
+            height: 240,
+            video_kbps: 400,
+        });
+        out.push(Rung {
+            height: (source_short & !1).max(2),
+            video_kbps: smallest.video_kbps,
+        });
+    }
+    out
 }
 
 #[cfg(test)]

@@ -396,7 +396,7 @@ fn estimate(backend: &Backend, outputs: &[(&OutputSpec, &Preset)], facts: &Facts
             PresetKind::Ladder { rungs, .. } => {
                 // the rungs the source can fill, as the ladder builder picks them
                 let kept = match src_h {
-                    Some(h) => crate::plan::ladder_for(rungs, h),
+                    Some(h) => crate::presets::ladder_for(rungs, h),
                     None => rungs.clone(),
                 };
                 for r in kept {
@@ -803,17 +803,17 @@ match = { max_height = 480, max_duration_seconds = 60 }
             ..Probe::default()
         };
         assert_eq!(
-            crate::plan::short_side(&p(720, 1280, None)),
+            crate::presets::short_side(&p(720, 1280, None)),
             Some(720),
             "portrait is 720p"
         );
-        assert_eq!(crate::plan::short_side(&p(1280, 720, Some(90))), Some(720));
-        assert_eq!(crate::plan::short_side(&p(1920, 1080, None)), Some(1080));
+        assert_eq!(crate::presets::short_side(&p(1280, 720, Some(90))), Some(720));
+        assert_eq!(crate::presets::short_side(&p(1920, 1080, None)), Some(1080));
         // a portrait SD clip (480x854) is a short clip of at most 480 lines
         let c = Config::parse(CONFIG, "nommer.toml").unwrap();
         let mut f = facts("inbox/a.mov");
         f.duration_seconds = Some(30.0);
-        f.height = crate::plan::short_side(&p(480, 854, None));
+        f.height = crate::presets::short_side(&p(480, 854, None));
         let d = route(&c.routing, &c.catalog, &outs(&["mp4-720p"]), &f);
         assert_eq!(d.rule.as_deref(), Some("short clips"), "{}", d.reason);
     }

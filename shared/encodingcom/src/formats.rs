@@ -178,7 +178,7 @@ pub fn format_for(
             f.insert("pack_files".into(), json!("no"));
             // the same rungs the fleet would make (never above the source's short side)
             let kept = match source {
-                Some((w, h)) if w > 0 && h > 0 => nommer_core::plan::ladder_for(rungs, w.min(h)),
+                Some((w, h)) if w > 0 && h > 0 => nommer_core::presets::ladder_for(rungs, w.min(h)),
                 _ => rungs.clone(),
             };
             let streams: Vec<Value> = kept

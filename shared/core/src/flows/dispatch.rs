@@ -62,7 +62,7 @@ impl Backends {
             f.duration_seconds = p.duration_seconds;
             // the short side of the displayed picture, as a preset's height bounds it (a
             // portrait 720x1280 phone video is 720p, a 1280x720 one stored rotated too)
-            f.height = crate::plan::short_side(p);
+            f.height = crate::presets::short_side(p);
             f.measured_by = Measured::Probe;
         } else if let Some(h) = &job.source_hints {
             f.duration_seconds = h.duration_seconds;

@@ -19,7 +19,7 @@ pub fn delivery_prefix(job: &Job, output: &OutputSpec) -> String {
 /// The picture's displayed size; without a probe, the request's height hint read as a
 /// landscape picture.
 fn source_size(job: &Job) -> Option<(u32, u32)> {
-    job.probe.as_ref().and_then(crate::plan::display_size).or_else(|| {
+    job.probe.as_ref().and_then(crate::presets::display_size).or_else(|| {
         job.source_hints
             .as_ref()
             .and_then(|h| h.height)
