@@ -1,8 +1,13 @@
-//! The house's rule "no module circles" (DESIGN.md, Layout), read off the code: in every
-//! crate of the workspace, a file's `crate::…` and `super::…` paths are its arrows to
-//! other files of that crate; no file may reach itself through them. Test modules
-//! (`#[cfg(test)]` and `tests.rs`) are left out: a test may use what it tests.
-//! The crates' dependency rules are checked on cargo's own graph by `scripts/rules`.
+//! The house's rules (DESIGN.md, Layout), read off the code:
+//! - no module circles: in every crate of the workspace, a file's `crate::…` and
+//!   `super::…` paths are its arrows to other files of that crate; no file may reach
+//!   itself through them;
+//! - no file past 700 lines and no function past 100 (a sign that something wants its
+//!   own place).
+//!
+//! Test modules (`#[cfg(test)]` and `tests.rs`) are left out: a test may use what it
+//! tests, and tests may be long. The crates' dependency rules are checked on cargo's own
+//! graph by `scripts/rules`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -175,4 +180,115 @@ fn the_circle_finder_finds_a_circle() {
     std::fs::write(dir.path().join("routing.rs"), "fn f(j: &crate::job::Job) {}\n").unwrap();
     let graph = arrows(dir.path());
     assert!(circle_from(&graph, &vec!["job".to_string()]).is_some(), "{graph:?}");
+}
+
+/// Every Rust file of the crates, binaries included, but no test file.
+fn product_files() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if p.is_dir() {
+                if name != "tests" {
+                    walk(&p, out);
+                }
+            } else if name.ends_with(".rs") && name != "tests.rs" && !name.ends_with("_tests.rs") {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for src in crate_sources() {
+        walk(&src, &mut out);
+    }
+    out
+}
+
+fn is_test_item(attrs: &[syn::Attribute]) -> bool {
+    attrs.iter().any(|a| {
+        let path = a.path();
+        path.is_ident("test")
+            || path.segments.last().is_some_and(|s| s.ident == "test")
+            || (path.is_ident("cfg")
+                && a.meta
+                    .require_list()
+                    .is_ok_and(|l| l.tokens.to_string().contains("test")))
+    })
+}
+
+/// Functions longer than `max` lines, as (lines, name).
+#[derive(Default)]
+struct LongFunctions {
+    max: usize,
+    found: Vec<(usize, String)>,
+}
+
+impl LongFunctions {
+    fn measure(&mut self, name: &syn::Ident, span: proc_macro2::Span) {
+        let lines = span.end().line - span.start().line + 1;
+        if lines > self.max {
+            self.found.push((lines, format!("{name} (line {})", span.start().line)));
+        }
+    }
+}
+
+impl<'ast> syn::visit::Visit<'ast> for LongFunctions {
+    fn visit_item_mod(&mut self, m: &'ast syn::ItemMod) {
+        if !is_test_item(&m.attrs) {
+            syn::visit::visit_item_mod(self, m);
+        }
+    }
+    fn visit_item_fn(&mut self, f: &'ast syn::ItemFn) {
+        if !is_test_item(&f.attrs) {
+            self.measure(&f.sig.ident, syn::spanned::Spanned::span(f));
+            syn::visit::visit_item_fn(self, f);
+        }
+    }
+    fn visit_impl_item_fn(&mut self, f: &'ast syn::ImplItemFn) {
+        if !is_test_item(&f.attrs) {
+            self.measure(&f.sig.ident, syn::spanned::Spanned::span(f));
+            syn::visit::visit_impl_item_fn(self, f);
+        }
+    }
+}
+
+#[test]
+fn no_file_over_700_lines_and_no_function_over_100_outside_tests() {
+    let files = product_files();
+    assert!(files.len() > 80, "read the crates' files ({})", files.len());
+    let mut over = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        let code = match text.find("#[cfg(test)]\nmod tests {") {
+            Some(at) => &text[..at],
+            None => &text[..],
+        };
+        let lines = code.lines().count();
+        if lines > 700 {
+            over.push(format!("{}: {lines} lines", f.display()));
+        }
+        let parsed = syn::parse_file(&text).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let mut long = LongFunctions {
+            max: 100,
+            ..Default::default()
+        };
+        syn::visit::Visit::visit_file(&mut long, &parsed);
+        for (n, name) in long.found {
+            over.push(format!("{}: fn {name} is {n} lines", f.display()));
+        }
+    }
+    assert!(over.is_empty(), "too big:\n{}", over.join("\n"));
+}
+
+#[test]
+fn the_size_check_sees_a_long_function_and_not_a_test() {
+    let body = "    let x = 1;\n".repeat(120);
+    let text = format!("fn long() {{\n{body}}}\n#[test]\nfn long_test() {{\n{body}}}\n");
+    let mut long = LongFunctions {
+        max: 100,
+        ..Default::default()
+    };
+    syn::visit::Visit::visit_file(&mut long, &syn::parse_file(&text).unwrap());
+    assert_eq!(long.found.len(), 1, "{:?}", long.found);
+    assert_eq!(long.found[0].0, 122);
 }

@@ -6,36 +6,30 @@ use lambda_runtime::LambdaEvent;
 use nommer_aws::objects::S3ObjectStore;
 use nommer_aws::queue::SqsQueue;
 use nommer_aws::store::DynamoJobStore;
-use nommer_core::error::JobErrorCode;
-use nommer_core::flows::submit;
-use nommer_core::ids;
-use nommer_core::job::{Job, JobError, Origin, OutputSpec, S3Uri};
+pub use nommer_core::flows::ingest::{preset_from_key, RecordOutcome, Upload, INBOX_PREFIX, PRESET_METADATA};
 use nommer_core::settings::IngestSettings;
 use serde::Deserialize;
 use serde_json::Value;
+use std::sync::Arc;
 
-/// Object metadata key (`x-amz-meta-preset`) that picks a preset for an upload.
-pub const PRESET_METADATA: &str = "preset";
-/// Uploads under `inbox/<preset>/` get that preset.
-pub const INBOX_PREFIX: &str = "inbox/";
-
-/// What the handler needs, built once per cold start.
+/// What the handler needs, built once per cold start: the ingest flow on AWS.
 #[derive(Clone)]
 pub struct Ingest {
-    pub settings: IngestSettings,
-    pub store: DynamoJobStore,
-    pub objects: S3ObjectStore,
-    pub queue: SqsQueue,
+    pub flow: nommer_core::flows::ingest::Ingest,
 }
 
 impl Ingest {
     pub fn new(settings: IngestSettings, config: &aws_config::SdkConfig) -> Self {
-        Ingest {
-            store: DynamoJobStore::new(nommer_aws::sdk::dynamodb_client(config), &settings.table),
-            objects: S3ObjectStore::new(nommer_aws::sdk::s3_client(config)),
-            queue: SqsQueue::new(nommer_aws::sdk::sqs_client(config)),
+        let flow = nommer_core::flows::ingest::Ingest {
+            store: Arc::new(DynamoJobStore::new(
+                nommer_aws::sdk::dynamodb_client(config),
+                &settings.table,
+            )),
+            objects: Arc::new(S3ObjectStore::new(nommer_aws::sdk::s3_client(config))),
+            queue: Arc::new(SqsQueue::new(nommer_aws::sdk::sqs_client(config))),
             settings,
-        }
+        };
+        Ingest { flow }
     }
 }
 
@@ -79,14 +73,6 @@ pub struct S3Object {
     pub version_id: Option<String>,
     #[serde(default)]
     pub sequencer: Option<String>,
-}
-
-/// What became of one S3 record.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RecordOutcome {
-    Created(String),
-    Duplicate(String),
-    Skipped(String),
 }
 
 /// Handles an SQS batch of S3 notifications (returning partial batch failures) or a
@@ -177,105 +163,27 @@ pub fn decode_key(raw: &str) -> String {
         .into_owned()
 }
 
-/// The preset named by the key's `inbox/<preset>/` prefix, if it names one.
-pub fn preset_from_key<'a>(key: &str, catalog: &'a nommer_core::presets::Catalog) -> Option<&'a str> {
-    let rest = key.strip_prefix(INBOX_PREFIX)?;
-    let (segment, file) = rest.split_once('/')?;
-    if file.is_empty() {
-        return None;
+/// One S3 record, as the ingest flow reads it.
+pub fn upload_of(record: &S3Record) -> Upload {
+    let o = &record.s3.object;
+    Upload {
+        event_name: record.event_name.clone().unwrap_or_default(),
+        bucket: record.s3.bucket.name.clone(),
+        key: decode_key(&o.key),
+        size: o.size,
+        version_id: o.version_id.clone(),
+        e_tag: o.e_tag.clone(),
+        sequencer: o.sequencer.clone(),
     }
-    catalog.find(segment).map(|p| p.name.as_str())
 }
 
 #[tracing::instrument(skip_all, fields(bucket, key))]
 pub async fn handle_record(ctx: &Ingest, record: &S3Record) -> Result<RecordOutcome, lambda_runtime::Error> {
-    let event_name = record.event_name.as_deref().unwrap_or_default();
-    let bucket = record.s3.bucket.name.clone();
-    let key = decode_key(&record.s3.object.key);
+    let upload = upload_of(record);
     tracing::Span::current()
-        .record("bucket", bucket.as_str())
-        .record("key", key.as_str());
-    if !event_name.starts_with("ObjectCreated:") {
-        tracing::info!(event_name, "not an ObjectCreated event; skipped");
-        return Ok(RecordOutcome::Skipped(format!("event {event_name}")));
-    }
-    if bucket.is_empty() || key.is_empty() {
-        return Err("S3 record without a bucket or key".into());
-    }
-    if key.ends_with('/') {
-        tracing::info!("folder marker; skipped");
-        return Ok(RecordOutcome::Skipped("folder marker".into()));
-    }
-    if record.s3.object.size == Some(0) {
-        tracing::info!("zero-byte object; skipped");
-        return Ok(RecordOutcome::Skipped("zero bytes".into()));
-    }
-    let Some(info) = ctx.objects.head(&bucket, &key).await? else {
-        tracing::info!("object is gone (deleted after upload); skipped");
-        return Ok(RecordOutcome::Skipped("object gone".into()));
-    };
-    if info.size == 0 {
-        tracing::info!("zero-byte object; skipped");
-        return Ok(RecordOutcome::Skipped("zero bytes".into()));
-    }
-    let revision = record
-        .s3
-        .object
-        .version_id
-        .clone()
-        .filter(|v| !v.is_empty() && v != "null")
-        .or_else(|| record.s3.object.e_tag.clone().filter(|e| !e.is_empty()))
-        .or_else(|| record.s3.object.sequencer.clone())
-        .or(info.etag.clone())
-        .unwrap_or_default();
-    let id = ids::for_upload(&bucket, &key, &revision);
-    let now = chrono::Utc::now();
-
-    let from_meta = info.metadata.get(PRESET_METADATA).map(|p| p.trim().to_string());
-    let preset = preset_from_key(&key, &ctx.settings.config.catalog)
-        .map(str::to_string)
-        .or(from_meta.clone())
-        .unwrap_or_else(|| ctx.settings.default_preset.clone());
-    let mut job = Job::new(
-        id.clone(),
-        Origin::Upload,
-        S3Uri::new(&bucket, &key),
-        vec![OutputSpec::new(preset.clone(), preset.clone())],
-        now,
-    );
-    job.source_etag = record
-        .s3
-        .object
-        .e_tag
-        .clone()
-        .filter(|e| !e.is_empty())
-        .or(info.etag.clone());
-    job.user_metadata = info
-        .metadata
-        .into_iter()
-        .filter(|(k, _)| k != PRESET_METADATA)
-        .collect();
-    if ctx.settings.config.catalog.find(&preset).is_none() {
-        job.fail(
-            JobError::new(
-                JobErrorCode::UnknownPreset,
-                format!(
-                    "object metadata preset: {}",
-                    ctx.settings.config.catalog.unknown(&preset)
-                ),
-            ),
-            now,
-        )?;
-    } else if let Some(why) =
-        nommer_core::settings::over_source_limit("the upload", info.size, ctx.settings.max_source_bytes)
-    {
-        // failed at once, so the uploader sees why; nothing downloads it
-        job.fail(JobError::new(JobErrorCode::SourceTooLarge, why), now)?;
-    }
-    match submit::create_and_enqueue(&ctx.store, &ctx.queue, &ctx.settings.jobs_queue_url, &job).await? {
-        nommer_aws::store::Created::New(_) => Ok(RecordOutcome::Created(id)),
-        nommer_aws::store::Created::Existing(_) => Ok(RecordOutcome::Duplicate(id)),
-    }
+        .record("bucket", upload.bucket.as_str())
+        .record("key", upload.key.as_str());
+    Ok(ctx.flow.upload(&upload).await?)
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
-use std::collections::HashMap;
 use std::path::Path;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -15,15 +14,7 @@ pub const PART_SIZE: usize = 8 * 1024 * 1024;
 
 pub use nommer_core::ports::ObjectError;
 
-/// What a HEAD says about an object.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ObjectInfo {
-    pub size: u64,
-    pub etag: Option<String>,
-    pub version_id: Option<String>,
-    pub content_type: Option<String>,
-    pub metadata: HashMap<String, String>,
-}
+pub use nommer_core::ports::ObjectInfo;
 
 /// An object's GET, answered but not yet read.
 pub struct Download {
@@ -443,6 +434,9 @@ fn copy_source(bucket: &str, key: &str) -> String {
 
 #[async_trait::async_trait]
 impl nommer_core::ports::ObjectStore for S3ObjectStore {
+    async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>, ObjectError> {
+        S3ObjectStore::head(self, bucket, key).await
+    }
     async fn head_bytes(&self, bucket: &str, key: &str, n: u64) -> Result<(Vec<u8>, u64), ObjectError> {
         S3ObjectStore::head_bytes(self, bucket, key, n).await
     }

@@ -367,51 +367,7 @@ fn parse_routing(
     let mut out = Vec::new();
     for (name, b) in backends {
         let at = line_of(text, &format!("[backends.{name}]"));
-        let bad = |what: String| format!("{origin}: line {at}: backends.{name}: {what}");
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
-        {
-            return Err(bad("use a name of a-z 0-9 -".into()));
-        }
-        let encodingcom = match b.kind {
-            BackendKind::Ffmpeg => {
-                if b.endpoint.is_some() || b.secret.is_some() || b.poll_seconds.is_some() {
-                    return Err(bad(
-                        "endpoint, secret and poll_seconds are for kind = \"encodingcom\" only".into(),
-                    ));
-                }
-                None
-            }
-            BackendKind::EncodingCom => {
-                let endpoint = b
-                    .endpoint
-                    .unwrap_or_else(|| crate::routing::ENCODINGCOM_ENDPOINT.to_string());
-                if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
-                    return Err(bad(format!("endpoint `{endpoint}` is not an http(s) URL")));
-                }
-                let poll_seconds = b.poll_seconds.unwrap_or(60);
-                if poll_seconds == 0 {
-                    return Err(bad("poll_seconds must be at least 1".into()));
-                }
-                Some(EncodingComBackend {
-                    endpoint,
-                    credentials: match b.secret {
-                        Some(s) if !s.trim().is_empty() => crate::routing::Credentials::SecretsManager(s),
-                        _ => crate::routing::Credentials::Env,
-                    },
-                    poll_seconds,
-                })
-            }
-        };
-        out.push(Backend {
-            name,
-            kind: b.kind,
-            prices: b.prices,
-            fallback: b.fallback,
-            encodingcom,
-        });
+        out.push(parse_backend(name, b).map_err(|what| format!("{origin}: line {at}: {what}"))?);
     }
     let raw = routing.unwrap_or(RawRouting {
         default: None,
@@ -459,6 +415,55 @@ fn parse_routing(
         format!("{origin}: line {}: {e}", line_of(text, &needle))
     })?;
     Ok(routing)
+}
+
+/// One `[backends.<name>]` table; errors name the backend (the caller adds the line).
+fn parse_backend(name: String, b: RawBackend) -> Result<Backend, String> {
+    let bad = |what: String| format!("backends.{name}: {what}");
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+    {
+        return Err(bad("use a name of a-z 0-9 -".into()));
+    }
+    let encodingcom = match b.kind {
+        BackendKind::Ffmpeg => {
+            if b.endpoint.is_some() || b.secret.is_some() || b.poll_seconds.is_some() {
+                return Err(bad(
+                    "endpoint, secret and poll_seconds are for kind = \"encodingcom\" only".into(),
+                ));
+            }
+            None
+        }
+        BackendKind::EncodingCom => {
+            let endpoint = b
+                .endpoint
+                .unwrap_or_else(|| crate::routing::ENCODINGCOM_ENDPOINT.to_string());
+            if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
+                return Err(bad(format!("endpoint `{endpoint}` is not an http(s) URL")));
+            }
+            let poll_seconds = b.poll_seconds.unwrap_or(60);
+            if poll_seconds == 0 {
+                return Err(bad("poll_seconds must be at least 1".into()));
+            }
+            Some(EncodingComBackend {
+                endpoint,
+                credentials: match b.secret {
+                    Some(s) if !s.trim().is_empty() => crate::routing::Credentials::SecretsManager(s),
+                    _ => crate::routing::Credentials::Env,
+                },
+                poll_seconds,
+            })
+        }
+    };
+    Ok(Backend {
+        name,
+        kind: b.kind,
+        prices: b.prices,
+        fallback: b.fallback,
+        encodingcom,
+    })
 }
 
 #[cfg(test)]

@@ -105,16 +105,25 @@ impl JobStore for MemJobStore {
     }
 }
 
-/// Objects in memory; a presigned URL is `mem://bucket/key`.
+/// Objects in memory, with user metadata; a presigned URL is `mem://bucket/key`.
 #[derive(Default)]
 pub struct MemObjects {
     pub objects: Mutex<BTreeMap<(String, String), Vec<u8>>>,
+    pub metadata: Mutex<BTreeMap<(String, String), std::collections::HashMap<String, String>>>,
 }
 
 impl MemObjects {
     pub fn put(&self, bucket: &str, key: &str, body: &[u8]) {
         let k = (bucket.to_string(), key.to_string());
         self.objects.lock().unwrap().insert(k, body.to_vec());
+    }
+
+    pub fn set_metadata(&self, bucket: &str, key: &str, pairs: &[(&str, &str)]) {
+        let m = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.metadata
+            .lock()
+            .unwrap()
+            .insert((bucket.to_string(), key.to_string()), m);
     }
 
     pub fn keys(&self, bucket: &str) -> Vec<String> {
@@ -142,6 +151,19 @@ impl MemObjects {
 
 #[async_trait]
 impl ObjectStore for MemObjects {
+    async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>, ObjectError> {
+        let Ok(body) = self.body(bucket, key) else {
+            return Ok(None);
+        };
+        let k = (bucket.to_string(), key.to_string());
+        Ok(Some(ObjectInfo {
+            size: body.len() as u64,
+            etag: Some(format!("etag-{}", body.len())),
+            metadata: self.metadata.lock().unwrap().get(&k).cloned().unwrap_or_default(),
+            ..ObjectInfo::default()
+        }))
+    }
+
     async fn head_bytes(&self, bucket: &str, key: &str, n: u64) -> Result<(Vec<u8>, u64), ObjectError> {
         let body = self.body(bucket, key)?;
         let size = body.len() as u64;

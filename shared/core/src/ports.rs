@@ -77,10 +77,22 @@ pub enum ObjectError {
     Io(#[from] std::io::Error),
 }
 
+/// What a HEAD says about an object.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ObjectInfo {
+    pub size: u64,
+    pub etag: Option<String>,
+    pub version_id: Option<String>,
+    pub content_type: Option<String>,
+    pub metadata: std::collections::HashMap<String, String>,
+}
+
 /// Object storage, as far as the flows need it (transfers to and from disk are the
 /// worker's, on the adapter itself).
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
+    /// What the object is, or `None` when there is no such object.
+    async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>, ObjectError>;
     /// The first `n` bytes of an object and its whole size.
     async fn head_bytes(&self, bucket: &str, key: &str, n: u64) -> Result<(Vec<u8>, u64), ObjectError>;
     async fn presign_get(&self, bucket: &str, key: &str, lifetime: Duration) -> Result<String, ObjectError>;

@@ -82,14 +82,7 @@ impl JobState {
 
 /// The way a job goes when all is well; every forward step on it is a transition
 /// [`JobState::next`] allows.
-pub const PATH: [JobState; 6] = [
-    JobState::Submitted,
-    JobState::Queued,
-    JobState::Downloading,
-    JobState::Encoding,
-    JobState::Uploading,
-    JobState::Complete,
-];
+pub const PATH: &[JobState] = JobState::ALL.split_at(6).0;
 
 impl JobState {
     /// How far along [`PATH`] a job in this state is; every terminal state counts as

@@ -2,7 +2,7 @@
 
 use nommer_core::capability;
 use nommer_core::job::{OutputOptions, S3Uri};
-use nommer_core::presets::{AudioCodec, Container, LadderFormat, Preset, PresetKind, VideoCodec};
+use nommer_core::presets::{AudioCodec, AudioSpec, Container, LadderFormat, Preset, PresetKind, VideoCodec, VideoSpec};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -125,76 +125,18 @@ pub fn format_for(
             video,
             audio,
         } => {
-            let ext = container.extension();
+            file_format(&mut f, o, source, container, video.as_ref(), audio.as_ref());
             f.insert(
-                "output".into(),
-                json!(match container {
-                    Container::Mp4 => "mp4",
-                    Container::WebM => "webm",
-                    Container::M4a => "m4a",
-                    Container::Mp3 => "mp3",
-                }),
+                "destination".into(),
+                json!(dest(&format!("{stem}.{}", container.extension()))),
             );
-            if let Some(v) = video {
-                f.insert("video_codec".into(), json!(video_codec(v.codec)));
-                let kbps = o.video_bitrate_kbps.unwrap_or(v.max_bitrate_kbps);
-                f.insert("bitrate".into(), json!(format!("{kbps}k")));
-                f.insert("size".into(), json!(size_for(source, v.max_height)));
-                f.insert("keep_aspect_ratio".into(), json!("yes"));
-                f.insert("two_pass".into(), json!(if o.two_pass { "yes" } else { "no" }));
-                let fps = o.max_frame_rate.unwrap_or(30.0);
-                if let Some(r) = o.max_frame_rate {
-                    f.insert("framerate".into(), json!(format!("{r}")));
-                }
-                f.insert("keyframe".into(), json!(format!("{}", (fps * 2.0).round() as u32)));
-            }
-            match audio {
-                Some(a) => {
-                    f.insert("audio_codec".into(), json!(audio_codec(a.codec)));
-                    f.insert("audio_bitrate".into(), json!(format!("{}k", a.bitrate_kbps)));
-                    f.insert("audio_channels_number".into(), json!(format!("{}", a.channels)));
-                    f.insert("audio_sample_rate".into(), json!(format!("{}", a.sample_rate)));
-                }
-                None => {
-                    f.insert("audio_codec".into(), json!("none"));
-                }
-            }
-            f.insert("destination".into(), json!(dest(&format!("{stem}.{ext}"))));
         }
-        PresetKind::Ladder {
-            format,
-            codec,
-            rungs,
-            audio,
-            segment_seconds,
-        } => {
-            let (output, master) = match format {
-                LadderFormat::Hls => ("advanced_hls", "master.m3u8"),
-                LadderFormat::Dash => ("advanced_dash", "manifest.mpd"),
+        PresetKind::Ladder { format, .. } => {
+            ladder_format(&mut f, &preset.kind, source);
+            let master = match format {
+                LadderFormat::Hls => "master.m3u8",
+                LadderFormat::Dash => "manifest.mpd",
             };
-            f.insert("output".into(), json!(output));
-            f.insert("segment_duration".into(), json!(format!("{segment_seconds}")));
-            // playlists and segments as files, not one tar (`pack_files` defaults to yes)
-            f.insert("pack_files".into(), json!("no"));
-            // the same rungs the fleet would make (never above the source's short side)
-            let kept = match source {
-                Some((w, h)) if w > 0 && h > 0 => nommer_core::presets::ladder_for(rungs, w.min(h)),
-                _ => rungs.clone(),
-            };
-            let streams: Vec<Value> = kept
-                .iter()
-                .map(|r| {
-                    json!({
-                        "video_codec": video_codec(*codec),
-                        "size": size_for(source, r.height),
-                        "bitrate": format!("{}k", r.video_kbps),
-                        "audio_codec": audio_codec(audio.codec),
-                        "audio_bitrate": format!("{}k", audio.bitrate_kbps),
-                        "keyframe": "60",
-                    })
-                })
-                .collect();
-            f.insert("stream".into(), Value::Array(streams));
             f.insert("destination".into(), json!(dest(master)));
         }
         PresetKind::Thumbnails(t) => {
@@ -211,4 +153,87 @@ pub fn format_for(
         }
     }
     Ok(Value::Object(f))
+}
+
+/// A file preset's fields: container, video (never above the preset's height), audio.
+fn file_format(
+    f: &mut Map<String, Value>,
+    o: &OutputOptions,
+    source: Option<(u32, u32)>,
+    container: &Container,
+    video: Option<&VideoSpec>,
+    audio: Option<&AudioSpec>,
+) {
+    let output = match container {
+        Container::Mp4 => "mp4",
+        Container::WebM => "webm",
+        Container::M4a => "m4a",
+        Container::Mp3 => "mp3",
+    };
+    f.insert("output".into(), json!(output));
+    if let Some(v) = video {
+        f.insert("video_codec".into(), json!(video_codec(v.codec)));
+        let kbps = o.video_bitrate_kbps.unwrap_or(v.max_bitrate_kbps);
+        f.insert("bitrate".into(), json!(format!("{kbps}k")));
+        f.insert("size".into(), json!(size_for(source, v.max_height)));
+        f.insert("keep_aspect_ratio".into(), json!("yes"));
+        f.insert("two_pass".into(), json!(if o.two_pass { "yes" } else { "no" }));
+        let fps = o.max_frame_rate.unwrap_or(30.0);
+        if let Some(r) = o.max_frame_rate {
+            f.insert("framerate".into(), json!(format!("{r}")));
+        }
+        f.insert("keyframe".into(), json!(format!("{}", (fps * 2.0).round() as u32)));
+    }
+    match audio {
+        Some(a) => {
+            f.insert("audio_codec".into(), json!(audio_codec(a.codec)));
+            f.insert("audio_bitrate".into(), json!(format!("{}k", a.bitrate_kbps)));
+            f.insert("audio_channels_number".into(), json!(format!("{}", a.channels)));
+            f.insert("audio_sample_rate".into(), json!(format!("{}", a.sample_rate)));
+        }
+        None => {
+            f.insert("audio_codec".into(), json!("none"));
+        }
+    }
+}
+
+/// A ladder preset's fields: `advanced_hls` / `advanced_dash` with one stream a rung,
+/// the same rungs the fleet would make (never above the source's short side).
+fn ladder_format(f: &mut Map<String, Value>, kind: &PresetKind, source: Option<(u32, u32)>) {
+    let PresetKind::Ladder {
+        format,
+        codec,
+        rungs,
+        audio,
+        segment_seconds,
+    } = kind
+    else {
+        return;
+    };
+    let output = match format {
+        LadderFormat::Hls => "advanced_hls",
+        LadderFormat::Dash => "advanced_dash",
+    };
+    f.insert("output".into(), json!(output));
+    f.insert("segment_duration".into(), json!(format!("{segment_seconds}")));
+    // playlists and segments as files, not one tar (`pack_files` defaults to yes)
+    f.insert("pack_files".into(), json!("no"));
+    let kept = match source {
+        Some((w, h)) if w > 0 && h > 0 => nommer_core::presets::ladder_for(rungs, w.min(h)),
+        _ => rungs.clone(),
+    };
+    let streams: Vec<Value> = kept
+        .iter()
+        .map(|r| {
+            json!({
+                "video_codec": video_codec(*codec),
+                "size": size_for(source, r.height),
+                "bitrate": format!("{}k", r.video_kbps),
+                "audio_codec": audio_codec(audio.codec),
+                "audio_bitrate": format!("{}k", audio.bitrate_kbps),
+                "keyframe": "60",
+            })
+        })
+        .collect();
+    f.insert("stream".into(), Value::Array(streams));
 }

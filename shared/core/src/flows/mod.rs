@@ -11,6 +11,7 @@
 
 pub mod collect;
 pub mod dispatch;
+pub mod ingest;
 pub mod notify;
 pub mod remote;
 pub mod submit;
@@ -111,5 +112,7 @@ impl Backends {
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+mod ingest_tests;
 #[cfg(test)]
 mod notify_tests;
