@@ -71,7 +71,7 @@ async fn an_upload_is_encoded_to_a_playable_mp4() {
     assert_eq!(job.attempts, 1);
     assert_eq!(job.outputs[0].preset, "mp4-720p");
     let probe = job.probe.as_ref().expect("source probe stored on the job");
-    assert!(probe.has("video") && probe.has("audio"));
+    assert!(probe.has(nommer_core::job::StreamKind::Video) && probe.has(nommer_core::job::StreamKind::Audio));
     assert_eq!(job.manifest.len(), 1);
     let out = &job.manifest[0];
     assert_eq!(out.bucket, stack.names.outbox_bucket);

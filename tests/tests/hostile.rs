@@ -268,7 +268,7 @@ async fn the_encode_argv_refuses_playlists_by_itself() {
         duration_seconds: Some(1.0),
         size: 1,
         streams: vec![ProbeStream {
-            kind: "video".into(),
+            kind: nommer_core::job::StreamKind::Video,
             codec: "h264".into(),
             width: Some(160),
             height: Some(120),

@@ -91,7 +91,7 @@ impl Worker {
             .probe_own_output(&out_dir.join(&pl.main), size_of(files, &pl.main))
             .await?;
         nommer_core::check::validate_file(preset, source, pl.expected_duration, &p).map_err(bad)?;
-        let video = p.streams.iter().find(|s| s.kind == "video");
+        let video = p.streams.iter().find(|s| s.kind == nommer_core::job::StreamKind::Video);
         let mut e = entry(p.size);
         e.duration_seconds = p.duration_seconds;
         e.width = video.and_then(|v| v.width);
@@ -116,7 +116,12 @@ impl Worker {
             )));
         }
         let p = self.prober.probe_own_output(&out_dir.join(&pl.main), 0).await?;
-        if p.streams.iter().filter(|s| s.kind == "video").count() != planned.len() {
+        if p.streams
+            .iter()
+            .filter(|s| s.kind == nommer_core::job::StreamKind::Video)
+            .count()
+            != planned.len()
+        {
             return Err(bad("the MPD's video representations do not all decode".into()));
         }
         let mut e = entry(files.iter().map(|(_, s)| s).sum());
@@ -140,7 +145,7 @@ impl Worker {
             let v = p
                 .streams
                 .iter()
-                .find(|s| s.kind == "video")
+                .find(|s| s.kind == nommer_core::job::StreamKind::Video)
                 .ok_or_else(|| bad(format!("{rel} is not a picture")))?;
             let mut e = entry(*size);
             e.width = v.width;

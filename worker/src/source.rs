@@ -142,7 +142,7 @@ async fn refuse_disguised(input: &Path) -> Result<(), JobFailure> {
 /// Every output finds the streams it needs in the source.
 fn check_streams(probe: &Probe, outputs: &[(OutputSpec, Preset)]) -> Result<(), JobFailure> {
     for (o, p) in outputs {
-        if p.needs_video() && !probe.has("video") {
+        if p.needs_video() && !probe.has(nommer_core::job::StreamKind::Video) {
             let cover = probe.streams.iter().any(|s| s.attached_pic);
             return Err(JobFailure::Permanent(
                 JobErrorCode::MissingStream,
@@ -158,7 +158,7 @@ fn check_streams(probe: &Probe, outputs: &[(OutputSpec, Preset)]) -> Result<(), 
                 ),
             ));
         }
-        if p.needs_audio() && !probe.has("audio") {
+        if p.needs_audio() && !probe.has(nommer_core::job::StreamKind::Audio) {
             return Err(JobFailure::Permanent(
                 JobErrorCode::MissingStream,
                 format!(

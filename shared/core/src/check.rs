@@ -2,7 +2,7 @@
 //! duration, an HLS ladder's playlists (read with `m3u8-rs`) and the files they name, a
 //! DASH MPD (read with `dash-mpd-core`, the parser of the `dash-mpd` crate).
 
-use crate::job::Probe;
+use crate::job::{Probe, StreamKind};
 use crate::plan::Plan;
 use crate::presets::{Preset, PresetKind};
 use std::path::{Component, Path, PathBuf};
@@ -13,8 +13,8 @@ pub fn validate_file(preset: &Preset, source: &Probe, expected: Option<f64>, out
     let PresetKind::File { video, audio, .. } = &preset.kind else {
         return Ok(());
     };
-    let find = |kind: &str| output.streams.iter().find(|s| s.kind == kind);
-    match (video, find("video")) {
+    let find = |kind: StreamKind| output.streams.iter().find(|s| s.kind == kind);
+    match (video, find(StreamKind::Video)) {
         (Some(v), Some(s)) if s.codec != v.codec.probe_name() => {
             return Err(format!(
                 "video is {} but the preset makes {}",
@@ -28,7 +28,7 @@ pub fn validate_file(preset: &Preset, source: &Probe, expected: Option<f64>, out
         }
         _ => {}
     }
-    match (audio, find("audio")) {
+    match (audio, find(StreamKind::Audio)) {
         (Some(a), Some(s)) if s.codec != a.codec.probe_name() => {
             return Err(format!(
                 "audio is {} but the preset makes {}",
@@ -36,7 +36,9 @@ pub fn validate_file(preset: &Preset, source: &Probe, expected: Option<f64>, out
                 a.codec.probe_name()
             ))
         }
-        (Some(_), None) if source.has("audio") => return Err("the output lost the source's audio".into()),
+        (Some(_), None) if source.has(crate::job::StreamKind::Audio) => {
+            return Err("the output lost the source's audio".into())
+        }
         _ => {}
     }
     check_duration(expected, output.duration_seconds)

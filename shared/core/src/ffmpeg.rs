@@ -1,7 +1,7 @@
 //! FFmpeg and ffprobe: argv builders and parsers of what they print. Running them is the
 //! worker's business; everything here is pure.
 
-use crate::job::{IdetCounts, Interlacing, Probe, ProbeStream};
+use crate::job::{IdetCounts, Interlacing, Probe, ProbeStream, StreamKind};
 use std::path::Path;
 
 /// The demuxers a source may be read with: real media containers only. Playlists and
@@ -258,11 +258,7 @@ pub fn parse_probe(json: &str, size: u64) -> Result<Probe, String> {
         };
         streams.push(ProbeStream {
             index: s.get("index").and_then(|i| i.as_u64()).unwrap_or(0) as u32,
-            kind: s
-                .get("codec_type")
-                .and_then(|c| c.as_str())
-                .unwrap_or("unknown")
-                .to_string(),
+            kind: StreamKind::parse(s.get("codec_type").and_then(|c| c.as_str()).unwrap_or_default()),
             codec: s
                 .get("codec_name")
                 .and_then(|c| c.as_str())
@@ -426,7 +422,7 @@ mod tests {
         assert_eq!(p.streams[0].rotation, Some(-90));
         assert!((p.streams[0].frame_rate.unwrap() - 29.97).abs() < 0.01);
         assert_eq!(p.streams[1].sample_rate, Some(48000));
-        assert!(p.has("audio") && !p.has("subtitle"));
+        assert!(p.has(crate::job::StreamKind::Audio) && !p.has(crate::job::StreamKind::Subtitle));
         assert!(parse_probe("{}", 0).is_err());
     }
 
@@ -467,7 +463,7 @@ mod tests {
         let json = r#"{"streams":[{"index":0,"codec_type":"audio","codec_name":"mp3"},{"index":1,"codec_type":"video","codec_name":"png","width":64,"height":64,"disposition":{"default":0,"attached_pic":1}}],"format":{"format_name":"mp3","duration":"2.0"}}"#;
         let p = parse_probe(json, 10).unwrap();
         assert!(p.streams[1].attached_pic);
-        assert!(!p.has("video") && p.video().is_none() && p.has("audio"));
+        assert!(!p.has(crate::job::StreamKind::Video) && p.video().is_none() && p.has(crate::job::StreamKind::Audio));
     }
 
     #[test]
@@ -513,7 +509,7 @@ mod tests {
         };
         p.streams.push(ProbeStream {
             index: 0,
-            kind: "video".into(),
+            kind: crate::job::StreamKind::Video,
             width: Some(1920),
             height: Some(1080),
             ..Default::default()

@@ -328,11 +328,44 @@ impl IdetCounts {
     }
 }
 
+/// What a stream carries (ffprobe's `codec_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamKind {
+    Video,
+    Audio,
+    Subtitle,
+    Data,
+    Attachment,
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+impl From<&str> for StreamKind {
+    fn from(codec_type: &str) -> Self {
+        StreamKind::parse(codec_type)
+    }
+}
+
+impl StreamKind {
+    /// ffprobe's word for it; anything else is `Unknown`.
+    pub fn parse(codec_type: &str) -> StreamKind {
+        match codec_type {
+            "video" => StreamKind::Video,
+            "audio" => StreamKind::Audio,
+            "subtitle" => StreamKind::Subtitle,
+            "data" => StreamKind::Data,
+            "attachment" => StreamKind::Attachment,
+            _ => StreamKind::Unknown,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct ProbeStream {
     pub index: u32,
-    /// `video`, `audio`, `subtitle`, `data`, ...
-    pub kind: String,
+    pub kind: StreamKind,
     pub codec: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub width: Option<u32>,
@@ -390,15 +423,17 @@ impl ProbeStream {
 
 impl Probe {
     /// Whether the source has a stream of `kind` (`video`: real video, not cover art).
-    pub fn has(&self, kind: &str) -> bool {
+    pub fn has(&self, kind: StreamKind) -> bool {
         self.streams
             .iter()
-            .any(|s| s.kind == kind && !(kind == "video" && s.attached_pic))
+            .any(|s| s.kind == kind && !(kind == StreamKind::Video && s.attached_pic))
     }
 
     /// The video stream outputs are made from: the first that is not an attached picture.
     pub fn video(&self) -> Option<&ProbeStream> {
-        self.streams.iter().find(|s| s.kind == "video" && !s.attached_pic)
+        self.streams
+            .iter()
+            .find(|s| s.kind == StreamKind::Video && !s.attached_pic)
     }
 }
 

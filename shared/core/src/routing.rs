@@ -794,7 +794,7 @@ match = { max_height = 480, max_duration_seconds = 60 }
         use crate::job::{Probe, ProbeStream};
         let p = |w, h, rotation| Probe {
             streams: vec![ProbeStream {
-                kind: "video".into(),
+                kind: crate::job::StreamKind::Video,
                 width: Some(w),
                 height: Some(h),
                 rotation,

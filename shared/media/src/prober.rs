@@ -220,7 +220,7 @@ mod tests {
         assert!((d - 1.0).abs() < 0.1, "{d}");
         let v = p.video().expect("a video stream");
         assert_eq!((v.width, v.height), (Some(160), Some(120)));
-        assert!(!p.has("audio"));
+        assert!(!p.has(nommer_core::job::StreamKind::Audio));
     }
 
     #[tokio::test]
@@ -317,7 +317,7 @@ mod tests {
         );
         let p = FfprobeProber::new("ffprobe", "/nonexistent/ffmpeg", Limits::default());
         unavailable(p.interlacing(&path, &probe).await);
-        probe.streams.retain(|s| s.kind != "video");
+        probe.streams.retain(|s| s.kind != nommer_core::job::StreamKind::Video);
         assert_eq!(prober().interlacing(&path, &probe).await, Ok(None));
     }
 }

@@ -115,7 +115,7 @@ impl Backends {
                 return Ok(entry);
             }
         };
-        let v = p.streams.iter().find(|s| s.kind == "video");
+        let v = p.streams.iter().find(|s| s.kind == crate::job::StreamKind::Video);
         entry.duration_seconds = p.duration_seconds;
         entry.width = v.and_then(|s| s.width);
         entry.height = v.and_then(|s| s.height);

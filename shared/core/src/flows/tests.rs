@@ -65,7 +65,7 @@ fn world(config: &str) -> World {
 fn probe(seconds: f64, height: u32) -> Probe {
     let video = ProbeStream {
         index: 0,
-        kind: "video".into(),
+        kind: crate::job::StreamKind::Video,
         codec: "h264".into(),
         width: Some(height * 16 / 9),
         height: Some(height),

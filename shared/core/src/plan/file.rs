@@ -72,7 +72,7 @@ fn pass(inp: &PlanInput, file: &File, two_pass: Option<(u8, &Path)>, pass_index:
         }
         None => a.push(s("-vn")),
     }
-    match (file.audio, inp.probe.has("audio"), two_pass) {
+    match (file.audio, inp.probe.has(crate::job::StreamKind::Audio), two_pass) {
         (_, _, Some((1, _))) => a.push(s("-an")),
         (Some(au), true, _) => {
             a.extend([s("-map"), s("0:a:0")]);

@@ -35,7 +35,7 @@ pub(super) fn plan(inp: &PlanInput, ladder: &Ladder) -> Result<Plan, String> {
         s("-sc_threshold"),
         s("0"),
     ]);
-    let audio_maps = match (ladder.format, inp.probe.has("audio")) {
+    let audio_maps = match (ladder.format, inp.probe.has(crate::job::StreamKind::Audio)) {
         (_, false) => 0,
         (LadderFormat::Hls, true) => n,  // each variant carries its audio
         (LadderFormat::Dash, true) => 1, // one shared audio adaptation set

@@ -6,7 +6,7 @@ use crate::presets::Catalog;
 fn probe(w: u32, h: u32, rotation: Option<i32>, audio: bool, dur: f64) -> Probe {
     let mut streams = vec![ProbeStream {
         index: 0,
-        kind: "video".into(),
+        kind: crate::job::StreamKind::Video,
         codec: "h264".into(),
         width: Some(w),
         height: Some(h),
@@ -16,7 +16,7 @@ fn probe(w: u32, h: u32, rotation: Option<i32>, audio: bool, dur: f64) -> Probe 
     if audio {
         streams.push(ProbeStream {
             index: 1,
-            kind: "audio".into(),
+            kind: crate::job::StreamKind::Audio,
             codec: "aac".into(),
             ..Default::default()
         });
@@ -111,7 +111,7 @@ fn an_attached_picture_is_never_mapped_as_video() {
         0,
         ProbeStream {
             index: 0,
-            kind: "video".into(),
+            kind: crate::job::StreamKind::Video,
             codec: "png".into(),
             width: Some(64),
             height: Some(64),
