@@ -256,8 +256,8 @@ async fn sources_over_the_limits_are_refused_with_the_limit_named() {
 /// written; without them FFmpeg follows the local one.
 #[tokio::test]
 async fn the_encode_argv_refuses_playlists_by_itself() {
+    use nommer_core::ffmpeg::plan;
     use nommer_core::job::{OutputOptions, Probe, ProbeStream};
-    use nommer_core::plan;
     use nommer_core::presets::Catalog;
     let dir = tempfile::tempdir().unwrap();
     let canary = Canary::new();

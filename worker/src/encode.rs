@@ -6,7 +6,7 @@ use crate::held::Held;
 use crate::{JobFailure, Worker};
 use nommer_core::error::JobErrorCode;
 use nommer_core::ffmpeg;
-use nommer_core::plan;
+use nommer_core::ffmpeg::plan;
 use nommer_media::EncodeFailure;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -6,8 +6,8 @@ use crate::attempt::Prepared;
 use crate::encode::Encoded;
 use crate::{JobFailure, Worker};
 use nommer_core::error::JobErrorCode;
+use nommer_core::ffmpeg::plan;
 use nommer_core::job::{Job, OutputFile, Probe};
-use nommer_core::plan;
 use nommer_core::presets::{LadderFormat, Preset, PresetKind};
 use std::path::{Path, PathBuf};
 
@@ -90,7 +90,7 @@ impl Worker {
             .prober
             .probe_own_output(&out_dir.join(&pl.main), size_of(files, &pl.main))
             .await?;
-        nommer_core::check::validate_file(preset, source, pl.expected_duration, &p).map_err(bad)?;
+        nommer_core::ffmpeg::check::validate_file(preset, source, pl.expected_duration, &p).map_err(bad)?;
         let video = p.streams.iter().find(|s| s.kind == nommer_core::job::StreamKind::Video);
         let mut e = entry(p.size);
         e.duration_seconds = p.duration_seconds;
@@ -107,7 +107,7 @@ impl Worker {
         let text = tokio::fs::read_to_string(out_dir.join(&pl.main))
             .await
             .map_err(|e| bad(format!("no MPD: {e}")))?;
-        let mpd = nommer_core::check::parse_mpd(&text).map_err(bad)?;
+        let mpd = nommer_core::ffmpeg::check::parse_mpd(&text).map_err(bad)?;
         let planned: Vec<u32> = pl.rungs.iter().map(|r| r.height).collect();
         let shorts: Vec<u32> = mpd.heights.iter().zip(&mpd.widths).map(|(h, w)| *h.min(w)).collect();
         if shorts != planned {
@@ -175,7 +175,7 @@ impl Worker {
 /// An HLS ladder: the master playlist and one entry per variant, from its playlists.
 fn validate_hls(made: &Made<'_>) -> Entries {
     let (out_dir, pl, files) = (made.dir, made.plan, made.files);
-    let variants = nommer_core::check::validate_hls(out_dir, pl).map_err(bad)?;
+    let variants = nommer_core::ffmpeg::check::validate_hls(out_dir, pl).map_err(bad)?;
     let total: u64 = files.iter().map(|(_, s)| s).sum();
     let mut master = entry(total);
     master.duration_seconds = variants.first().map(|(_, d)| *d);

@@ -4,7 +4,6 @@
 
 pub mod advanced;
 pub mod capability;
-pub mod check;
 pub mod config;
 pub mod content_type;
 pub mod decision;
@@ -18,7 +17,6 @@ pub mod flows;
 pub mod ids;
 pub mod job;
 pub mod messages;
-pub mod plan;
 pub mod ports;
 pub mod presets;
 pub mod routing;

@@ -1,7 +1,7 @@
 //! The one builder that turns a preset, the output's options and the source's probe into
 //! FFmpeg runs: a file (`file`), an adaptive-streaming ladder (`ladder`) or still
 //! images (`thumbnails`), from the filter chains (`filters`) and encoder options
-//! (`codecs`) they share. What came out is checked in [`crate::check`].
+//! (`codecs`) they share. What came out is checked in [`crate::ffmpeg::check`].
 
 mod codecs;
 mod file;

@@ -2,8 +2,8 @@
 //! duration, an HLS ladder's playlists (read with `m3u8-rs`) and the files they name, a
 //! DASH MPD (read with `dash-mpd-core`, the parser of the `dash-mpd` crate).
 
+use crate::ffmpeg::plan::Plan;
 use crate::job::{Probe, StreamKind};
-use crate::plan::Plan;
 use crate::presets::{Preset, PresetKind};
 use std::path::{Component, Path, PathBuf};
 

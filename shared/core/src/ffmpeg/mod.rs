@@ -1,5 +1,10 @@
-//! FFmpeg and ffprobe: argv builders and parsers of what they print. Running them is the
-//! worker's business; everything here is pure.
+//! FFmpeg and ffprobe, as pure code: the input guard and the limits, the argv of probes,
+//! the parsers of what they print (here); the argv of every encode ([`plan`]); the checks
+//! that what came out is what the preset promised ([`check`]). Running them is
+//! `nommer-media`'s business.
+
+pub mod check;
+pub mod plan;
 
 use crate::job::{IdetCounts, Interlacing, Probe, ProbeStream, StreamKind};
 use std::path::Path;
