@@ -315,7 +315,7 @@ async fn a_dead_lettered_job_is_failed_with_the_reason() {
     .await
     .unwrap();
     q.send(&stack.urls.work_dlq, "not a job message").await.unwrap();
-    let failed = nommer_aws::deadletter::sweep(&q, &s, &stack.urls.work_dlq, 10)
+    let failed = nommer_core::flows::deadletter::sweep(&q, &s, &stack.urls.work_dlq, 10)
         .await
         .unwrap();
     assert_eq!(failed, [j.id.clone()]);

@@ -245,7 +245,7 @@ async fn launch(ctx: &Scaler, n: u32) -> Vec<String> {
 /// One scaling round (and a sweep of the dead-letter queues).
 pub async fn tick(ctx: &Scaler) -> anyhow::Result<Tick> {
     for dlq in &ctx.settings.dead_letter_queue_urls {
-        if let Err(e) = nommer_aws::deadletter::sweep(&ctx.queue, &ctx.store, dlq, 10).await {
+        if let Err(e) = nommer_core::flows::deadletter::sweep(&ctx.queue, &ctx.store, dlq, 10).await {
             tracing::warn!(queue = %dlq, error = %e, "dead-letter sweep failed");
         }
     }

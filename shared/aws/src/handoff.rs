@@ -6,10 +6,10 @@
 //! the secret.
 
 use crate::objects::S3ObjectStore;
-use crate::secrets::{field, SecretsManagerSecrets};
+use crate::secrets::SecretsManagerSecrets;
 use async_trait::async_trait;
 use nommer_core::job::S3Uri;
-use nommer_core::ports::Secrets;
+use nommer_core::ports::{secret_field, HandoffError, Secrets};
 use nommer_core::settings::{BackendSettings, DELIVERY_BUCKET, ENCODINGCOM_SOURCE_SECRET};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,22 +43,24 @@ impl S3Handoff {
         }
     }
 
-    async fn delivery(&self) -> Result<&Delivery, String> {
+    async fn delivery(&self) -> Result<&Delivery, HandoffError> {
         self.cell.get_or_try_init(|| self.look_up()).await
     }
 
-    async fn look_up(&self) -> Result<Delivery, String> {
+    async fn look_up(&self) -> Result<Delivery, HandoffError> {
         let name = self.reader_secret.as_deref().ok_or_else(|| {
-            format!("set {ENCODINGCOM_SOURCE_SECRET} to the secret with the source reader's access key")
+            HandoffError::Unset(format!(
+                "set {ENCODINGCOM_SOURCE_SECRET} to the secret with the source reader's access key"
+            ))
         })?;
-        let bucket = self
-            .delivery_bucket
-            .as_deref()
-            .ok_or_else(|| format!("set {DELIVERY_BUCKET} to the bucket Encoding.com delivers into"))?;
+        let bucket = self.delivery_bucket.as_deref().ok_or_else(|| {
+            HandoffError::Unset(format!(
+                "set {DELIVERY_BUCKET} to the bucket Encoding.com delivers into"
+            ))
+        })?;
         let v = SecretsManagerSecrets::new(&self.sdk).json(name).await?;
-        let hint = |e: String| format!("{e} (the source reader's access key)");
-        let id = field(&v, name, "access_key_id").map_err(hint)?;
-        let key = field(&v, name, "secret_access_key").map_err(hint)?;
+        let id = secret_field(&v, name, "access_key_id")?;
+        let key = secret_field(&v, name, "secret_access_key")?;
         let creds = aws_sdk_s3::config::Credentials::new(&id, key, None, None, "nommer-source-reader");
         let mut b = aws_sdk_s3::config::Builder::from(&self.sdk).credentials_provider(creds);
         if self.sdk.endpoint_url().is_some() {
@@ -71,15 +73,13 @@ impl S3Handoff {
             .send()
             .await
             .map_err(|e| {
-                format!(
-                    "reading the owner of delivery bucket `{bucket}`: {}",
-                    crate::sdk::error_text(&e)
-                )
+                let why = crate::sdk::error_text(&e);
+                HandoffError::Storage(format!("reading the owner of delivery bucket `{bucket}`: {why}"))
             })?;
         let owner = acl
             .owner()
             .and_then(|o| o.id())
-            .ok_or_else(|| format!("delivery bucket `{bucket}` has no owner id"))?;
+            .ok_or_else(|| HandoffError::Storage(format!("delivery bucket `{bucket}` has no owner id")))?;
         Ok(Delivery {
             reader,
             owner_canonical_id: owner.to_string(),
@@ -89,15 +89,15 @@ impl S3Handoff {
 
 #[async_trait]
 impl nommer_core::ports::Handoff for S3Handoff {
-    async fn source_url(&self, source: &S3Uri) -> Result<String, String> {
+    async fn source_url(&self, source: &S3Uri) -> Result<String, HandoffError> {
         let d = self.delivery().await?;
         d.reader
             .presign_get(&source.bucket, &source.key, SOURCE_URL_LIFETIME)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| HandoffError::Storage(e.to_string()))
     }
 
-    async fn delivery_owner(&self) -> Result<String, String> {
+    async fn delivery_owner(&self) -> Result<String, HandoffError> {
         Ok(self.delivery().await?.owner_canonical_id.clone())
     }
 }

@@ -174,3 +174,30 @@ impl nommer_core::ports::WorkQueue for SqsQueue {
         SqsQueue::send_delayed(self, queue_url, body, delay_seconds).await
     }
 }
+
+#[async_trait::async_trait]
+impl nommer_core::ports::DeadLetterQueue for SqsQueue {
+    async fn take(
+        &self,
+        queue_url: &str,
+        max: i32,
+        hide: Duration,
+    ) -> Result<Vec<nommer_core::ports::Taken>, QueueError> {
+        let got = self.receive(queue_url, max, Duration::ZERO, Some(hide)).await?;
+        Ok(got
+            .into_iter()
+            .map(|m| nommer_core::ports::Taken {
+                message_id: m.message_id,
+                receipt_handle: m.receipt_handle,
+                body: m.body,
+                receive_count: m.receive_count,
+            })
+            .collect())
+    }
+    async fn keep(&self, queue_url: &str, receipt_handle: &str, hide: Duration) -> Result<(), QueueError> {
+        self.set_visibility(queue_url, receipt_handle, hide).await
+    }
+    async fn delete(&self, queue_url: &str, receipt_handle: &str) -> Result<(), QueueError> {
+        SqsQueue::delete(self, queue_url, receipt_handle).await
+    }
+}

@@ -1,6 +1,7 @@
 //! Secrets Manager adapter: named secrets as JSON documents.
 
 use async_trait::async_trait;
+use nommer_core::ports::SecretError;
 
 #[derive(Clone, Debug)]
 pub struct SecretsManagerSecrets {
@@ -17,24 +18,18 @@ impl SecretsManagerSecrets {
 
 #[async_trait]
 impl nommer_core::ports::Secrets for SecretsManagerSecrets {
-    async fn json(&self, name: &str) -> Result<serde_json::Value, String> {
+    async fn json(&self, name: &str) -> Result<serde_json::Value, SecretError> {
         let out = self
             .client
             .get_secret_value()
             .secret_id(name)
             .send()
             .await
-            .map_err(|e| format!("reading secret `{name}`: {}", crate::sdk::error_text(&e)))?;
+            .map_err(|e| SecretError::Unreadable {
+                name: name.into(),
+                reason: crate::sdk::error_text(&e),
+            })?;
         serde_json::from_str(out.secret_string().unwrap_or_default())
-            .map_err(|_| format!("secret `{name}` is not JSON"))
+            .map_err(|_| SecretError::NotJson { name: name.into() })
     }
-}
-
-/// A string field of a secret, or what is missing.
-pub fn field(secret: &serde_json::Value, name: &str, key: &str) -> Result<String, String> {
-    secret
-        .get(key)
-        .and_then(|x| x.as_str())
-        .map(str::to_string)
-        .ok_or_else(|| format!("secret `{name}` has no `{key}` string"))
 }

@@ -311,11 +311,11 @@ pub const FAKE_OWNER: &str = "owner-canonical-id";
 
 #[async_trait]
 impl Handoff for FakeHandoff {
-    async fn source_url(&self, source: &S3Uri) -> Result<String, String> {
+    async fn source_url(&self, source: &S3Uri) -> Result<String, HandoffError> {
         Ok(format!("reader://{}/{}", source.bucket, source.key))
     }
 
-    async fn delivery_owner(&self) -> Result<String, String> {
+    async fn delivery_owner(&self) -> Result<String, HandoffError> {
         Ok(FAKE_OWNER.to_string())
     }
 }
@@ -397,5 +397,48 @@ impl WebhookClient for FakeWebhooks {
         let headers = headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
         self.posts.lock().unwrap().push((url.to_string(), headers, body));
         self.answers.lock().unwrap().get(url).cloned().unwrap_or(Ok(200))
+    }
+}
+
+/// A dead-letter queue in memory: `take` hands out what is neither kept nor deleted.
+#[derive(Default)]
+pub struct MemDeadLetters {
+    pub parked: Mutex<Vec<Taken>>,
+    pub kept: Mutex<Vec<String>>,
+}
+
+impl MemDeadLetters {
+    pub fn park(&self, body: &str, receive_count: u32) {
+        let mut parked = self.parked.lock().unwrap();
+        let n = parked.len() + 1;
+        parked.push(Taken {
+            message_id: format!("m{n}"),
+            receipt_handle: format!("r{n}"),
+            body: body.to_string(),
+            receive_count,
+        });
+    }
+}
+
+#[async_trait]
+impl DeadLetterQueue for MemDeadLetters {
+    async fn take(&self, _queue_url: &str, max: i32, _hide: Duration) -> Result<Vec<Taken>, QueueError> {
+        let kept = self.kept.lock().unwrap().clone();
+        let parked = self.parked.lock().unwrap();
+        let free = parked.iter().filter(|m| !kept.contains(&m.receipt_handle));
+        Ok(free.take(max.max(0) as usize).cloned().collect())
+    }
+
+    async fn keep(&self, _queue_url: &str, receipt_handle: &str, _hide: Duration) -> Result<(), QueueError> {
+        self.kept.lock().unwrap().push(receipt_handle.to_string());
+        Ok(())
+    }
+
+    async fn delete(&self, _queue_url: &str, receipt_handle: &str) -> Result<(), QueueError> {
+        self.parked
+            .lock()
+            .unwrap()
+            .retain(|m| m.receipt_handle != receipt_handle);
+        Ok(())
     }
 }

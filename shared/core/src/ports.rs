@@ -199,18 +199,52 @@ pub trait RemoteEncoder: Send + Sync + std::fmt::Debug {
     async fn cancel(&self, media_id: &str) -> Result<(), RemoteError>;
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum HandoffError {
+    /// A setting is missing: the message says which to set.
+    #[error("{0}")]
+    Unset(String),
+    #[error("{0} (the source reader's access key)")]
+    Secret(#[from] SecretError),
+    /// The storage could not sign the URL or say who owns the bucket.
+    #[error("{0}")]
+    Storage(String),
+}
+
 /// What handing a source to a remote encoder needs from our storage: a URL it can fetch
 /// for days, and who owns what it delivers.
 #[async_trait]
 pub trait Handoff: Send + Sync {
-    async fn source_url(&self, source: &S3Uri) -> Result<String, String>;
-    async fn delivery_owner(&self) -> Result<String, String>;
+    async fn source_url(&self, source: &S3Uri) -> Result<String, HandoffError>;
+    async fn delivery_owner(&self) -> Result<String, HandoffError>;
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SecretError {
+    #[error("reading secret `{name}`: {reason}")]
+    Unreadable { name: String, reason: String },
+    #[error("secret `{name}` is not JSON")]
+    NotJson { name: String },
+    #[error("secret `{name}` has no `{key}` string")]
+    NoField { name: String, key: String },
 }
 
 /// Named secrets (JSON documents).
 #[async_trait]
 pub trait Secrets: Send + Sync {
-    async fn json(&self, name: &str) -> Result<serde_json::Value, String>;
+    async fn json(&self, name: &str) -> Result<serde_json::Value, SecretError>;
+}
+
+/// A string field of secret `name`.
+pub fn secret_field(secret: &serde_json::Value, name: &str, key: &str) -> Result<String, SecretError> {
+    secret
+        .get(key)
+        .and_then(|x| x.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| SecretError::NoField {
+            name: name.into(),
+            key: key.into(),
+        })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -274,4 +308,24 @@ pub trait WebhookClient: Send + Sync {
         headers: &[(&str, String)],
         body: Vec<u8>,
     ) -> Result<u16, crate::deliveries::PostFailure>;
+}
+
+/// A message taken off a queue to be looked at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Taken {
+    pub message_id: String,
+    pub receipt_handle: String,
+    pub body: String,
+    /// How many times the queue has handed this message out (1 the first time).
+    pub receive_count: u32,
+}
+
+/// A dead-letter queue, read by the sweep.
+#[async_trait]
+pub trait DeadLetterQueue: Send + Sync {
+    /// Up to `max` messages, each hidden from other readers for `hide`.
+    async fn take(&self, queue_url: &str, max: i32, hide: Duration) -> Result<Vec<Taken>, QueueError>;
+    /// Leaves a message on the queue, hidden for `hide`.
+    async fn keep(&self, queue_url: &str, receipt_handle: &str, hide: Duration) -> Result<(), QueueError>;
+    async fn delete(&self, queue_url: &str, receipt_handle: &str) -> Result<(), QueueError>;
 }

@@ -5,7 +5,7 @@ use crate::client::{Client, Error, MediaStatus};
 use crate::formats::format_for;
 use async_trait::async_trait;
 use nommer_core::flows::Remotes;
-use nommer_core::ports::{RemoteEncoder, RemoteError, RemoteRequest, RemoteStatus, Secrets};
+use nommer_core::ports::{secret_field, RemoteEncoder, RemoteError, RemoteRequest, RemoteStatus, Secrets};
 use nommer_core::routing::{BackendKind, Credentials};
 use nommer_core::settings::{BackendSettings, UserKey, USERID_ENV, USERKEY_ENV};
 use nommer_core::S3Uri;
@@ -79,12 +79,7 @@ pub async fn remotes(settings: &BackendSettings, secrets: &dyn Secrets) -> Resul
             },
             Credentials::SecretsManager(name) => {
                 let v = secrets.json(name).await.map_err(|e| format!("backend `{}`: {e}", b.name))?;
-                let field = |k: &str| {
-                    v.get(k)
-                        .and_then(|x| x.as_str())
-                        .map(str::to_string)
-                        .ok_or_else(|| format!("backend `{}`: secret `{name}` has no `{k}` string", b.name))
-                };
+                let field = |k: &str| secret_field(&v, name, k).map_err(|e| format!("backend `{}`: {e}", b.name));
                 (field("userid")?, field("userkey")?)
             }
         };

@@ -10,6 +10,7 @@
 //! - [`collect`]: taking what a remote encoder delivered into the outbox, checked.
 
 pub mod collect;
+pub mod deadletter;
 pub mod dispatch;
 pub mod ingest;
 pub mod notify;
@@ -36,6 +37,9 @@ pub enum BackendError {
     Objects(#[from] ObjectError),
     #[error(transparent)]
     Remote(#[from] RemoteError),
+    /// What handing the source over needs is not set or not readable.
+    #[error(transparent)]
+    Handoff(#[from] crate::ports::HandoffError),
     #[error("{0}")]
     Config(String),
     #[error("job {0} kept changing; try again")]
@@ -112,6 +116,8 @@ impl Backends {
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+mod deadletter_tests;
 #[cfg(test)]
 mod ingest_tests;
 #[cfg(test)]

@@ -38,12 +38,7 @@ impl Backends {
             .clone()
             .ok_or_else(|| BackendError::Config("NOMMER_ENCODINGCOM_CALLBACK_URL is not set".into()))?;
         let delivery_bucket = self.delivery_bucket()?;
-        let owner = self
-            .ports
-            .handoff
-            .delivery_owner()
-            .await
-            .map_err(BackendError::Config)?;
+        let owner = self.ports.handoff.delivery_owner().await?;
         let mut outputs = Vec::new();
         for o in &job.outputs {
             let Some(preset) = self.settings.config.catalog.find(&o.preset) else {
@@ -59,12 +54,7 @@ impl Backends {
             });
         }
         // signed with the source reader's long-lived key, not this function's session
-        let source_url = self
-            .ports
-            .handoff
-            .source_url(&job.source)
-            .await
-            .map_err(BackendError::Config)?;
+        let source_url = self.ports.handoff.source_url(&job.source).await?;
         let request = RemoteRequest {
             source_url,
             callback_url: callback,
