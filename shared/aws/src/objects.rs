@@ -234,17 +234,8 @@ impl S3ObjectStore {
         key: &str,
         expires: std::time::Duration,
     ) -> Result<String, ObjectError> {
-        let cfg = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires)
-            .map_err(|e| ObjectError::Aws(e.to_string()))?;
-        let req = self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .presigned(cfg)
-            .await
-            .map_err(crate::sdk::failed::<ObjectError, _>)?;
-        Ok(req.uri().to_string())
+        let req = self.client.get_object().bucket(bucket).key(key);
+        url_of(req.presigned(presigning(expires)?).await)
     }
 
     /// The first `n` bytes of an object (fewer if it is shorter), and its whole size (from
@@ -343,18 +334,13 @@ impl S3ObjectStore {
         content_type: &str,
         expires: std::time::Duration,
     ) -> Result<String, ObjectError> {
-        let cfg = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires)
-            .map_err(|e| ObjectError::Aws(e.to_string()))?;
         let req = self
             .client
             .put_object()
             .bucket(bucket)
             .key(key)
-            .content_type(content_type)
-            .presigned(cfg)
-            .await
-            .map_err(crate::sdk::failed::<ObjectError, _>)?;
-        Ok(req.uri().to_string())
+            .content_type(content_type);
+        url_of(req.presigned(presigning(expires)?).await)
     }
 
     /// Starts a multipart upload and presigns a PUT for each of its `parts`.
@@ -378,19 +364,8 @@ impl S3ObjectStore {
         let upload_id = up.upload_id().unwrap_or_default().to_string();
         let mut urls = Vec::new();
         for n in 1..=parts {
-            let cfg = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires)
-                .map_err(|e| ObjectError::Aws(e.to_string()))?;
-            let req = self
-                .client
-                .upload_part()
-                .bucket(bucket)
-                .key(key)
-                .upload_id(&upload_id)
-                .part_number(n as i32)
-                .presigned(cfg)
-                .await
-                .map_err(crate::sdk::failed::<ObjectError, _>)?;
-            urls.push(req.uri().to_string());
+            let req = self.client.upload_part().bucket(bucket).key(key).upload_id(&upload_id);
+            urls.push(url_of(req.part_number(n as i32).presigned(presigning(expires)?).await)?);
         }
         Ok((upload_id, urls))
     }
@@ -430,6 +405,18 @@ fn copy_source(bucket: &str, key: &str) -> String {
         .remove(b'.')
         .remove(b'~');
     format!("{bucket}/{}", percent_encoding::utf8_percent_encode(key, SET))
+}
+
+/// How long a presigned URL lives.
+fn presigning(expires: std::time::Duration) -> Result<aws_sdk_s3::presigning::PresigningConfig, ObjectError> {
+    aws_sdk_s3::presigning::PresigningConfig::expires_in(expires).map_err(|e| ObjectError::Aws(e.to_string()))
+}
+
+/// The URL of a presigned request.
+fn url_of<E: std::error::Error + Send + Sync + 'static, R: std::fmt::Debug + Send + Sync + 'static>(
+    req: Result<aws_sdk_s3::presigning::PresignedRequest, aws_sdk_s3::error::SdkError<E, R>>,
+) -> Result<String, ObjectError> {
+    Ok(req.map_err(crate::sdk::failed::<ObjectError, _>)?.uri().to_string())
 }
 
 #[async_trait::async_trait]
