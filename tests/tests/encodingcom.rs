@@ -124,7 +124,7 @@ async fn rules_send_one_file_to_encodingcom_and_another_to_the_fleet() {
     assert!(d.estimates.contains_key("fleet") && d.estimates.contains_key("encodingcom"));
     let task = remote.remote.as_ref().expect("the Encoding.com task is on the job");
     assert!(task.notifications >= 1, "completed through the callback: {task:?}");
-    assert_eq!(task.status, "Finished");
+    assert_eq!(task.status.as_str(), "Finished");
     // the source URL outlives any session: signed with the source reader's own key, for
     // SigV4's maximum of 7 days, with no session token that could expire first
     let si = stack.standin.as_ref().unwrap();
@@ -416,7 +416,7 @@ async fn callbacks_are_confirmed_and_hostile_ones_change_nothing() {
     assert!(!job.state.is_terminal(), "a callback alone finishes nothing: {job:#?}");
     let task = job.remote.unwrap();
     assert_eq!(task.notifications, 1);
-    assert_ne!(task.status, "Finished");
+    assert_ne!(task.status.as_str(), "Finished");
     si.switches.step_delay_ms.store(100, Ordering::SeqCst);
     stack.shutdown().await;
 }

@@ -2,6 +2,7 @@
 
 use crate::error::JobErrorCode;
 use crate::state::{InvalidTransition, JobState, Transition};
+pub use crate::task::{RemoteTask, TaskStatus};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -524,22 +525,6 @@ pub struct SourceHints {
     pub duration_seconds: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub height: Option<u32>,
-}
-
-/// A job's task at a remote backend.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RemoteTask {
-    pub backend: String,
-    /// Encoding.com's MediaID.
-    pub media_id: String,
-    /// The backend's own status word, as last read.
-    pub status: String,
-    pub submitted_at: DateTime<Utc>,
-    /// When the status was last confirmed with the backend.
-    pub checked_at: DateTime<Utc>,
-    /// Notifications received (each confirmed before use).
-    #[serde(default)]
-    pub notifications: u32,
 }
 
 impl Job {

@@ -23,6 +23,7 @@ pub mod routing;
 pub mod scaling;
 pub mod settings;
 pub mod state;
+pub mod task;
 pub mod text;
 
 pub use error::{JobErrorCode, StoreError};

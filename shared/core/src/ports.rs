@@ -183,10 +183,11 @@ impl RemoteError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RemoteStatus {
     pub media_id: String,
-    /// The backend's own word for it, kept on the job.
-    pub word: String,
-    /// Our state and progress for it; `None` for a word we do not know.
-    pub ours: Option<(JobState, u8)>,
+    /// The backend's own status, kept on the job ([`crate::job::TaskStatus::ours`] says
+    /// what it means for ours).
+    pub status: crate::job::TaskStatus,
+    /// 0-100 as the backend reports it.
+    pub progress: f64,
     pub errors: Vec<String>,
 }
 

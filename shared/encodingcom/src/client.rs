@@ -1,7 +1,6 @@
 //! The API client: requests, answers and their quirks, and the status words.
 
 use nommer_core::settings::UserKey;
-use nommer_core::state::JobState;
 use serde_json::{json, Map, Value};
 use std::fmt;
 use std::time::Duration;
@@ -27,82 +26,7 @@ impl Error {
     }
 }
 
-/// A task's status at Encoding.com.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Status {
-    New,
-    Downloading,
-    ReadyToProcess,
-    WaitingForEncoder,
-    Processing,
-    Saving,
-    Finished,
-    Error,
-    Deleted,
-    Other(String),
-}
-
-impl Status {
-    /// Reads a status word whatever its spelling: case, spaces, `_` and `-` are ignored,
-    /// so `Waiting for encoder`, `Waitingforencoder` and `waiting_for_encoder` are one
-    /// status (Encoding.com's answers and its clients use all of these).
-    pub fn parse(s: &str) -> Status {
-        let folded: String = s
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .map(|c| c.to_ascii_lowercase())
-            .collect();
-        match folded.as_str() {
-            "new" => Status::New,
-            "downloading" | "downloaded" => Status::Downloading,
-            "readytoprocess" => Status::ReadyToProcess,
-            "waitingforencoder" => Status::WaitingForEncoder,
-            "processing" => Status::Processing,
-            "saving" | "saved" => Status::Saving,
-            "finished" => Status::Finished,
-            "error" => Status::Error,
-            "deleted" | "stopped" | "canceled" | "cancelled" => Status::Deleted,
-            _ => Status::Other(s.trim().to_string()),
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        match self {
-            Status::New => "New",
-            Status::Downloading => "Downloading",
-            Status::ReadyToProcess => "Ready to process",
-            Status::WaitingForEncoder => "Waiting for encoder",
-            Status::Processing => "Processing",
-            Status::Saving => "Saving",
-            Status::Finished => "Finished",
-            Status::Error => "Error",
-            Status::Deleted => "Deleted",
-            Status::Other(s) => s,
-        }
-    }
-
-    /// Our state for this status and the progress to show in it; `None` for a word we do
-    /// not know, which leaves the job where it is (still running at Encoding.com, never
-    /// queued again from scratch). `Finished`, `Error` and `Deleted` map to terminal
-    /// states the caller handles (outputs to check, fallback). Before processing starts,
-    /// Encoding.com's `progress` is ignored: it can read 100 while the task waits for an
-    /// encoder.
-    pub fn ours(&self, progress: f64) -> Option<(JobState, u8)> {
-        let pct = |p: f64| if p.is_finite() { p.clamp(0.0, 99.0) as u8 } else { 0 };
-        Some(match self {
-            Status::New => (JobState::Queued, 0),
-            Status::Other(_) => return None,
-            Status::Downloading => (JobState::Downloading, 0),
-            // the source is fetched; the task waits for a machine
-            Status::ReadyToProcess | Status::WaitingForEncoder => (JobState::Downloading, 100),
-            Status::Processing => (JobState::Encoding, pct(progress)),
-            Status::Saving => (JobState::Uploading, 0),
-            Status::Finished => (JobState::Complete, 100),
-            Status::Error => (JobState::Failed, 0),
-            Status::Deleted => (JobState::Cancelled, 0),
-        })
-    }
-}
+pub use nommer_core::job::TaskStatus as Status;
 
 /// What `GetStatus` says about one media.
 #[derive(Debug, Clone, PartialEq)]

@@ -30,9 +30,9 @@ impl From<Error> for RemoteError {
 impl From<MediaStatus> for RemoteStatus {
     fn from(m: MediaStatus) -> Self {
         RemoteStatus {
-            ours: m.status.ours(m.progress),
-            word: m.status.as_str().to_string(),
             media_id: m.media_id,
+            status: m.status,
+            progress: m.progress,
             errors: m.errors,
         }
     }

@@ -4,7 +4,7 @@
 
 use super::{BackendError, Backends, RACE_ROUNDS};
 use crate::error::{JobErrorCode, StoreError};
-use crate::job::{HistoryEntry, Job, JobError, OutputSpec, RemoteTask, S3Uri};
+use crate::job::{HistoryEntry, Job, JobError, OutputSpec, RemoteTask, S3Uri, TaskStatus};
 use crate::ports::{JobQuery, RemoteOutput, RemoteRequest, RemoteStatus};
 use crate::routing::BackendKind;
 use crate::state::{JobState, Transition};
@@ -79,7 +79,7 @@ impl Backends {
         let task = RemoteTask {
             backend: backend.to_string(),
             media_id: media_id.clone(),
-            status: "New".into(),
+            status: TaskStatus::New,
             submitted_at: now,
             checked_at: now,
             notifications: 0,
@@ -161,14 +161,14 @@ impl Backends {
             {
                 return Ok(current);
             }
-            let (target, progress) = status.ours.unwrap_or_else(|| {
-                tracing::warn!(job_id, media_id = %task.media_id, status = %status.word, "unknown remote status word; the job stays where it is");
+            let (target, progress) = status.status.ours(status.progress).unwrap_or_else(|| {
+                tracing::warn!(job_id, media_id = %task.media_id, status = %status.status, "unknown remote status word; the job stays where it is");
                 (current.state, current.progress)
             });
             let now = Utc::now();
             let mut next = current.clone();
             if let Some(t) = next.remote.as_mut() {
-                t.status = status.word.clone();
+                t.status = status.status.clone();
                 t.checked_at = now;
                 if notified {
                     t.notifications += 1;

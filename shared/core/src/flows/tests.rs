@@ -106,11 +106,11 @@ impl World {
         self.store.job(&job.id)
     }
 
-    fn status(&self, media_id: &str, word: &str, ours: Option<(JobState, u8)>) -> RemoteStatus {
+    fn status(&self, media_id: &str, word: &str, progress: f64) -> RemoteStatus {
         let status = RemoteStatus {
             media_id: media_id.into(),
-            word: word.into(),
-            ours,
+            status: crate::job::TaskStatus::parse(word),
+            progress,
             errors: Vec::new(),
         };
         self.remote.set_status(status.clone());
@@ -277,7 +277,7 @@ async fn without_a_fallback_a_refusal_fails_the_job_with_the_reason() {
 async fn remote_status_walks_the_job_forward_and_a_late_status_changes_nothing() {
     let w = world(ECOM);
     let j = w.dispatched("inbox/remote/talk.mp4", &[("web", "mp4-720p")]).await;
-    let s = w.status("media-1", "Processing", Some((JobState::Encoding, 40)));
+    let s = w.status("media-1", "Processing", 40.0);
     let after = w.backends.apply_status(&j.id, &s, true).await.unwrap();
     assert_eq!((after.state, after.progress), (JobState::Encoding, 40));
     let states: Vec<JobState> = after.history.iter().map(|h| h.state).collect();
@@ -292,7 +292,7 @@ async fn remote_status_walks_the_job_forward_and_a_late_status_changes_nothing()
         "every step on the path, in order"
     );
     assert_eq!(after.remote.as_ref().unwrap().notifications, 1);
-    let late = w.status("media-1", "Downloading", Some((JobState::Downloading, 0)));
+    let late = w.status("media-1", "Downloading", 0.0);
     let again = w.backends.apply_status(&j.id, &late, false).await.unwrap();
     assert_eq!(
         (again.state, again.progress),
@@ -310,7 +310,7 @@ async fn finished_copies_the_delivery_into_the_outbox_and_checks_each_file() {
     let prefix = j.output_prefix(&j.outputs[0], &w.backends.settings.config.key_template);
     w.prober
         .set(&format!("mem://outbox/{prefix}talk.mp4"), Ok(probe(10.0, 720)));
-    let s = w.status("media-1", "Finished", Some((JobState::Complete, 100)));
+    let s = w.status("media-1", "Finished", 100.0);
     let done = w.backends.apply_status(&j.id, &s, false).await.unwrap();
     assert_eq!(done.state, JobState::Complete, "{:?}", done.error);
     assert_eq!(w.objects.keys("outbox"), [format!("{prefix}talk.mp4")]);
@@ -325,7 +325,7 @@ async fn finished_copies_the_delivery_into_the_outbox_and_checks_each_file() {
 async fn a_delivery_too_short_or_missing_is_not_accepted() {
     let w = world(ECOM_NO_FALLBACK);
     let j = w.dispatched("inbox/talk.mp4", &[("web", "mp4-720p")]).await;
-    let s = w.status("media-1", "Finished", Some((JobState::Complete, 100)));
+    let s = w.status("media-1", "Finished", 100.0);
     let failed = w.backends.apply_status(&j.id, &s, false).await.unwrap();
     assert_eq!(failed.state, JobState::Failed);
     assert!(failed
@@ -340,7 +340,7 @@ async fn a_delivery_too_short_or_missing_is_not_accepted() {
     let prefix = j.output_prefix(&j.outputs[0], &w.backends.settings.config.key_template);
     w.prober
         .set(&format!("mem://outbox/{prefix}talk.mp4"), Ok(probe(4.0, 720)));
-    let s = w.status("media-1", "Finished", Some((JobState::Complete, 100)));
+    let s = w.status("media-1", "Finished", 100.0);
     let failed = w.backends.apply_status(&j.id, &s, false).await.unwrap();
     assert!(failed.error.unwrap().message.contains("lasts 4.0 s, expected 10.0 s"));
 }
@@ -349,7 +349,7 @@ async fn a_delivery_too_short_or_missing_is_not_accepted() {
 async fn a_task_that_ends_in_error_falls_back_to_the_fleet() {
     let w = world(ECOM);
     let j = w.dispatched("inbox/remote/talk.mp4", &[("web", "mp4-720p")]).await;
-    let mut s = w.status("media-1", "Error", Some((JobState::Failed, 0)));
+    let mut s = w.status("media-1", "Error", 0.0);
     s.errors = vec!["Source file is broken".into()];
     let after = w.backends.apply_status(&j.id, &s, false).await.unwrap();
     assert_eq!(
@@ -372,7 +372,7 @@ async fn a_task_that_ends_in_error_falls_back_to_the_fleet() {
 async fn a_notification_is_confirmed_with_the_backend_and_unknown_tasks_are_ignored() {
     let w = world(ECOM);
     let j = w.dispatched("inbox/remote/talk.mp4", &[("web", "mp4-720p")]).await;
-    w.status("media-1", "Saving", Some((JobState::Uploading, 90)));
+    w.status("media-1", "Saving", 90.0);
     let after = w.backends.on_notify("encodingcom", "media-1").await.unwrap().unwrap();
     assert_eq!((after.id.as_str(), after.state), (j.id.as_str(), JobState::Uploading));
     assert!(w
@@ -387,7 +387,7 @@ async fn a_notification_is_confirmed_with_the_backend_and_unknown_tasks_are_igno
 async fn poll_checks_tasks_not_heard_of_and_leaves_fresh_ones_alone() {
     let w = world(ECOM);
     let j = w.dispatched("inbox/remote/talk.mp4", &[("web", "mp4-720p")]).await;
-    w.status("media-1", "Processing", Some((JobState::Encoding, 10)));
+    w.status("media-1", "Processing", 10.0);
     assert_eq!(w.backends.poll().await.unwrap(), 0, "just added: not due");
     let mut stale = w.store.job(&j.id);
     stale.remote.as_mut().unwrap().checked_at = Utc::now() - chrono::Duration::seconds(31);
