@@ -47,7 +47,8 @@ pub fn missing(exe_dir: Option<&Path>) -> String {
     format!(
         "nommer: `up` and `demo` run the local stack, and its binary `{DEVSTACK}` is not {beside}on PATH. \
          From a Nommer checkout run `scripts/nommer up` (it builds everything), or build the workspace \
-         (`cargo build --workspace --bins`) and use target/debug/nommer, or put {DEVSTACK} on PATH"
+         (`cargo build --workspace --bins`, or `cargo build -p {DEVSTACK}`) and put {DEVSTACK} beside \
+         this `nommer` (both land in `$CARGO_TARGET_DIR/debug/`) or on PATH"
     )
 }
 

@@ -202,7 +202,8 @@ async fn run(command: Cmd) -> anyhow::Result<()> {
 async fn events(topic_arn: &str, states: &[String], json: bool) -> anyhow::Result<()> {
     for st in states {
         if nommer_core::JobState::parse(st).is_none() {
-            eprintln!("nommer: `{st}` is not a state; states: submitted queued downloading encoding uploading complete failed cancelled");
+            let all: Vec<&str> = nommer_core::JobState::ALL.iter().map(|s| s.as_str()).collect();
+            eprintln!("nommer: `{st}` is not a state; states: {}", all.join(" "));
             std::process::exit(2);
         }
     }

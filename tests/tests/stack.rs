@@ -126,7 +126,7 @@ async fn create(aws: &Aws, stack: &str, doc: &Value) -> BTreeMap<String, String>
     }
     req.send()
         .await
-        .unwrap_or_else(|e| panic!("CreateStack {stack}: {}", nommer_aws::sdk::describe(&e)));
+        .unwrap_or_else(|e| panic!("CreateStack {stack}: {}", nommer_aws::sdk::error_text(&e)));
     let (status, reason) = nommer_tests::eventually(Duration::from_secs(60), "the stack to be created", || async {
         let out = aws.cfn.describe_stacks().stack_name(stack).send().await.ok()?;
         let s = out.stacks().first()?;
@@ -173,7 +173,7 @@ async fn queue_attr(aws: &Aws, url: &str, name: &str) -> Option<String> {
         .attribute_names(attr.clone())
         .send()
         .await
-        .unwrap_or_else(|e| panic!("GetQueueAttributes {url}: {}", nommer_aws::sdk::describe(&e)));
+        .unwrap_or_else(|e| panic!("GetQueueAttributes {url}: {}", nommer_aws::sdk::error_text(&e)));
     out.attributes().and_then(|a| a.get(&attr)).cloned()
 }
 
@@ -497,7 +497,12 @@ async fn the_template_deploys_as_a_stack_wired_as_the_system_needs_and_deletes_k
             .bucket(id(bucket))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{bucket} was deleted with the stack: {}", nommer_aws::sdk::describe(&e)));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{bucket} was deleted with the stack: {}",
+                    nommer_aws::sdk::error_text(&e)
+                )
+            });
     }
     aws.ddb
         .describe_table()

@@ -36,21 +36,6 @@ pub fn dynamodb_client(config: &SdkConfig) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::new(config)
 }
 
-/// The whole chain of an SDK error, which the SDK's `Display` alone hides.
-pub fn describe<E: std::error::Error>(e: &E) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        let m = inner.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        src = inner.source();
-    }
-    s
-}
-
 /// An SDK error as one line with its whole context (the service's code and message, the
 /// connector's cause): the one way every adapter reports them.
 pub fn error_text<E: std::error::Error>(e: &E) -> String {

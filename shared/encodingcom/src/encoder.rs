@@ -8,7 +8,6 @@ use nommer_core::flows::Remotes;
 use nommer_core::ports::{secret_field, RemoteEncoder, RemoteError, RemoteRequest, RemoteStatus, Secrets};
 use nommer_core::routing::{BackendKind, Credentials};
 use nommer_core::settings::{BackendSettings, UserKey, USERID_ENV, USERKEY_ENV};
-use nommer_core::S3Uri;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -41,11 +40,10 @@ impl From<MediaStatus> for RemoteStatus {
 #[async_trait]
 impl RemoteEncoder for EncodingComEncoder {
     async fn add(&self, r: &RemoteRequest<'_>) -> Result<String, RemoteError> {
+        let owner = Some(r.owner_canonical_id.as_str());
         let mut formats = Vec::new();
         for o in &r.outputs {
-            let prefix = S3Uri::new(&o.destination.bucket, &o.destination.key);
-            let owner = Some(r.owner_canonical_id.as_str());
-            let f = format_for(o.preset, o.options, r.source_size, &prefix, &o.stem, owner)
+            let f = format_for(o.preset, o.options, r.source_size, &o.destination, &o.stem, owner)
                 .map_err(|e| RemoteError::Refused(format!("output {}: {e}", o.name)))?;
             formats.push(f);
         }

@@ -14,6 +14,8 @@ pub enum SweepError {
     Queue(#[from] QueueError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("job {0} kept changing; its dead-lettered message stays for the next sweep")]
+    Busy(String),
 }
 
 /// How long a malformed message stays hidden before the next sweep sees it again.
@@ -44,7 +46,7 @@ pub async fn sweep(
 
 /// Fails the job of a dead-lettered message unless it has ended; true if it failed it.
 async fn fail_job(store: &dyn JobStore, job_id: &str, queue_name: &str, m: &Taken) -> Result<bool, SweepError> {
-    for _ in 0..3 {
+    for _ in 0..super::RACE_ROUNDS {
         let Some(job) = store.get(job_id).await? else {
             return Ok(false);
         };
@@ -71,5 +73,6 @@ async fn fail_job(store: &dyn JobStore, job_id: &str, queue_name: &str, m: &Take
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(false)
+    // never deleted unswept: the next sweep tries again
+    Err(SweepError::Busy(job_id.to_string()))
 }

@@ -59,3 +59,22 @@ async fn a_dead_lettered_job_fails_with_the_reason_and_its_message_goes() {
         "kept out of sight meanwhile"
     );
 }
+
+#[tokio::test]
+async fn a_job_that_keeps_changing_keeps_its_message_for_the_next_sweep() {
+    let (store, dlq) = (MemJobStore::default(), MemDeadLetters::default());
+    let busy = job();
+    store.create(&busy).await.unwrap();
+    for _ in 0..super::RACE_ROUNDS {
+        store.meddle(&busy.id, |j| j.progress += 1);
+    }
+    dlq.park(&JobMessage::new(&busy.id).to_body(), 5);
+    let e = sweep(&dlq, &store, "dlq", 10).await.unwrap_err();
+    assert!(matches!(e, super::deadletter::SweepError::Busy(_)), "{e:?}");
+    assert_eq!(dlq.parked.lock().unwrap().len(), 1, "not deleted unswept");
+    assert_eq!(
+        sweep(&dlq, &store, "dlq", 10).await.unwrap(),
+        [busy.id.clone()],
+        "the next sweep fails it"
+    );
+}

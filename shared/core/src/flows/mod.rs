@@ -67,7 +67,11 @@ impl Remotes {
         self.0
             .get(backend)
             .map(|r| r.as_ref())
-            .ok_or_else(|| BackendError::Config(format!("no Encoding.com client for backend `{backend}`")))
+            .ok_or_else(|| {
+                BackendError::Config(format!(
+                    "no Encoding.com client for backend `{backend}`: it is not an Encoding.com backend of the config file this function started with; add it under [backends] (kind = \"encodingcom\") and redeploy"
+                ))
+            })
     }
 }
 
@@ -90,7 +94,7 @@ pub struct Backends {
 }
 
 /// How many times a flow re-reads a job after losing a race before it gives up (busy).
-const RACE_ROUNDS: usize = 5;
+pub(crate) const RACE_ROUNDS: usize = 5;
 
 impl Backends {
     pub fn new(settings: BackendSettings, ports: Ports) -> Backends {

@@ -32,13 +32,15 @@ impl Backends {
     /// it back if the job was cancelled or moved meanwhile).
     pub(super) async fn add_remote_task(&self, job: Job, backend: &str) -> Result<(), BackendError> {
         let remote = self.ports.remotes.get(backend)?;
-        let callback = self
-            .settings
-            .callback_url
-            .clone()
-            .ok_or_else(|| BackendError::Config("NOMMER_ENCODINGCOM_CALLBACK_URL is not set".into()))?;
+        let callback = self.settings.callback_url.clone().ok_or_else(|| {
+            BackendError::Config(format!(
+                "{} is not set: set it to the URL of the API's /callbacks/encodingcom route",
+                crate::settings::CALLBACK_URL
+            ))
+        })?;
         let delivery_bucket = self.delivery_bucket()?;
         let owner = self.ports.handoff.delivery_owner().await?;
+        let stem = job.source.output_stem();
         let mut outputs = Vec::new();
         for o in &job.outputs {
             let Some(preset) = self.settings.config.catalog.find(&o.preset) else {
@@ -50,7 +52,7 @@ impl Backends {
                 preset,
                 options: &o.options,
                 destination: S3Uri::new(&delivery_bucket, delivery_prefix(&job, o)),
-                stem: job.source.output_stem(),
+                stem: stem.clone(),
             });
         }
         // signed with the source reader's long-lived key, not this function's session
@@ -253,30 +255,30 @@ impl Backends {
     pub async fn poll(&self) -> Result<usize, BackendError> {
         let now = Utc::now();
         let mut looked = 0;
-        for state in [
+        let running = [
             JobState::Queued,
             JobState::Downloading,
             JobState::Encoding,
             JobState::Uploading,
-        ] {
-            for job in self.followed_jobs(state, now).await? {
-                let res = match self.look(&job, state, now) {
-                    Some(Look::Refresh) => self.refresh(&job, false).await.map(|_| ()),
-                    Some(Look::HandOver) => self.hand_over(job.clone()).await,
-                    None => continue,
-                };
-                looked += 1;
-                if let Err(e) = res {
-                    tracing::warn!(job_id = %job.id, error = %e, "poll: could not bring the job on");
-                }
+        ];
+        for job in self.followed_jobs(&running, now).await? {
+            let res = match self.look(&job, job.state, now) {
+                Some(Look::Refresh) => self.refresh(&job, false).await.map(|_| ()),
+                Some(Look::HandOver) => self.hand_over(job.clone()).await,
+                None => continue,
+            };
+            looked += 1;
+            if let Err(e) = res {
+                tracing::warn!(job_id = %job.id, error = %e, "poll: could not bring the job on");
             }
         }
         Ok(looked)
     }
 
-    /// Every job in `state` the poller follows: at a remote backend, or fallen back from
-    /// one (every page: a backlog of fleet jobs must not hide older remote ones).
-    async fn followed_jobs(&self, state: JobState, now: DateTime<Utc>) -> Result<Vec<Job>, BackendError> {
+    /// Every job in `states` the poller follows: at a remote backend, or fallen back from
+    /// one (every page: a backlog of fleet jobs must not hide older remote ones). One scan
+    /// of all the states, so a job that moves on meanwhile is looked at once.
+    async fn followed_jobs(&self, states: &[JobState], now: DateTime<Utc>) -> Result<Vec<Job>, BackendError> {
         let routing = &self.settings.config.routing;
         let followed = |j: &Job| {
             j.backend.as_deref().and_then(|b| routing.backend(b)).is_some_and(|b| {
@@ -287,7 +289,7 @@ impl Backends {
         let mut cursor: Option<String> = None;
         for _ in 0..50 {
             let query = JobQuery {
-                states: &[state],
+                states,
                 from: now - chrono::Duration::days(30),
                 to: now,
                 before: cursor.as_deref(),
