@@ -98,17 +98,8 @@ pub async fn upload(t: &Target, file: &Path, force_multipart: bool) -> anyhow::R
     }
     let size = meta.len();
     let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("upload.bin");
-    let content_type = match file
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(|e| e.to_ascii_lowercase())
-    {
-        Some(e) if e == "mp4" || e == "m4v" => "video/mp4",
-        Some(e) if e == "mov" => "video/quicktime",
-        Some(e) if e == "mkv" => "video/x-matroska",
-        Some(e) if e == "webm" => "video/webm",
-        _ => "application/octet-stream",
-    };
+    // the type the inbox stores it with, as the outbox's: by extension (mime_guess)
+    let content_type = nommer_core::content_type::of(name);
     let plan = call(
         t,
         "POST",

@@ -20,7 +20,7 @@
 //! ```
 
 use crate::presets::{Catalog, Preset, PresetKind};
-use crate::routing::{Backend, BackendKind, Choice, EncodingComBackend, Match, PriceTable, Routing, Rule};
+use crate::routing::{Backend, BackendKind, Choice, EncodingComBackend, Match, PriceTable, Routing, RoutingError, Rule};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -213,22 +213,60 @@ pub fn check_key_template(t: &str) -> Result<(), String> {
 
 pub use crate::job::render_key_template;
 
+/// A config file that cannot be used: where, and what is wrong.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {reason}")]
+    Unreadable { path: String, reason: String },
+    /// Not TOML, or not the shape of a config file (the parser's message has the line).
+    #[error("{origin}: {problem}")]
+    Syntax { origin: String, problem: String },
+    #[error("{origin}: line {line}: {problem}")]
+    Invalid { origin: String, line: usize, problem: String },
+}
+
+/// The file being parsed, to place an error on the line that holds `needle`.
+struct Source<'a> {
+    text: &'a str,
+    origin: &'a str,
+}
+
+impl Source<'_> {
+    fn at(&self, needle: &str, problem: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            origin: self.origin.to_string(),
+            line: line_of(self.text, needle),
+            problem: problem.into(),
+        }
+    }
+
+    fn syntax(&self, e: toml::de::Error) -> ConfigError {
+        ConfigError::Syntax {
+            origin: self.origin.to_string(),
+            problem: e.to_string(),
+        }
+    }
+}
+
 impl Config {
     /// Parses a config file's text; errors say where and what.
-    pub fn parse(text: &str, origin: &str) -> Result<Config, String> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| format!("{origin}: {e}"))?;
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let src = Source { text, origin };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| src.syntax(e))?;
         // unknown keys inside presets
-        let table: toml::Table = toml::from_str(text).map_err(|e| format!("{origin}: {e}"))?;
+        let table: toml::Table = toml::from_str(text).map_err(|e| src.syntax(e))?;
         if let Some(presets) = table.get("presets").and_then(|p| p.as_table()) {
             for (name, body) in presets {
                 let Some(body) = body.as_table() else { continue };
                 let kind = body.get("kind").and_then(|k| k.as_str()).unwrap_or("");
                 for key in body.keys() {
                     if !known_keys(kind).contains(&key.as_str()) {
-                        return Err(format!(
-                            "{origin}: line {}: preset `{name}`: unknown key `{key}` for kind `{kind}`; known: {}",
-                            line_of(text, &format!("{key} =")),
-                            known_keys(kind).join(", ")
+                        return Err(src.at(
+                            &format!("{key} ="),
+                            format!(
+                                "preset `{name}`: unknown key `{key}` for kind `{kind}`; known: {}",
+                                known_keys(kind).join(", ")
+                            ),
                         ));
                     }
                 }
@@ -242,23 +280,15 @@ impl Config {
                 kind: p.kind,
             });
         }
-        let catalog = Catalog::with(extra).map_err(|e| {
-            let name = e.split('`').nth(1).unwrap_or("");
-            format!("{origin}: line {}: {e}", line_of(text, &format!("[presets.{name}]")))
-        })?;
+        let catalog = Catalog::with(extra).map_err(|e| src.at(&format!("[presets.{}]", e.preset), e.to_string()))?;
         let key_template = raw
             .outputs
             .and_then(|o| o.key_template)
             .unwrap_or_else(|| DEFAULT_KEY_TEMPLATE.into());
-        check_key_template(&key_template).map_err(|e| {
-            format!(
-                "{origin}: line {}: outputs.key_template {e}",
-                line_of(text, "key_template")
-            )
-        })?;
+        check_key_template(&key_template).map_err(|e| src.at("key_template", format!("outputs.key_template {e}")))?;
         let mut limits = crate::ffmpeg::Limits::default();
         if let Some(l) = raw.limits {
-            let bad = |what: &str| format!("{origin}: line {}: limits.{what} is out of range", line_of(text, what));
+            let bad = |what: &str| src.at(what, format!("limits.{what} is out of range"));
             if let Some(d) = l.max_duration_seconds {
                 if !(d.is_finite() && d >= 1.0) {
                     return Err(bad("max_duration_seconds"));
@@ -278,12 +308,9 @@ impl Config {
                 limits.max_streams = n;
             }
         }
-        let routing = parse_routing(raw.backends, raw.routing, text, origin)?;
-        crate::routing::check_rule_presets(&routing, &catalog).map_err(|e| {
-            let rule = e.split('`').nth(1).unwrap_or("");
-            format!("{origin}: line {}: {e}", line_of(text, &format!("\"{rule}\"")))
-        })?;
-        let webhooks = parse_webhooks(raw.webhooks, text, origin)?;
+        let routing = parse_routing(raw.backends, raw.routing, &src)?;
+        crate::routing::check_rule_presets(&routing, &catalog).map_err(|e| routing_error(&src, e))?;
+        let webhooks = parse_webhooks(raw.webhooks, &src)?;
         Ok(Config {
             catalog,
             key_template,
@@ -300,19 +327,21 @@ impl Config {
             .ok_or_else(|| format!("backend `{name}` is not in the config file"))
     }
 
-    pub fn load(path: &Path) -> Result<Config, String> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
         Config::parse(&text, &path.display().to_string())
     }
 }
 
-fn parse_webhooks(raw: Option<RawWebhooks>, text: &str, origin: &str) -> Result<crate::events::Webhooks, String> {
+fn parse_webhooks(raw: Option<RawWebhooks>, src: &Source) -> Result<crate::events::Webhooks, ConfigError> {
     use crate::events::{Endpoint, SigningSecret, Webhooks};
     let Some(raw) = raw else {
         return Ok(Webhooks::default());
     };
-    let bad = |needle: &str, what: String| format!("{origin}: line {}: webhooks: {what}", line_of(text, needle));
+    let bad = |needle: &str, what: String| src.at(needle, format!("webhooks: {what}"));
     let secret = match raw.secret {
         Some(s) => Some(SigningSecret::parse(&s).map_err(|e| bad("secret", e))?),
         None => None,
@@ -352,22 +381,18 @@ fn parse_webhooks(raw: Option<RawWebhooks>, text: &str, origin: &str) -> Result<
 fn parse_routing(
     backends: BTreeMap<String, RawBackend>,
     routing: Option<RawRouting>,
-    text: &str,
-    origin: &str,
-) -> Result<Routing, String> {
+    src: &Source,
+) -> Result<Routing, ConfigError> {
     if backends.is_empty() {
         if routing.is_some() {
-            return Err(format!(
-                "{origin}: line {}: [routing] needs at least one [backends.<name>] table",
-                line_of(text, "[routing")
-            ));
+            return Err(src.at("[routing", "[routing] needs at least one [backends.<name>] table"));
         }
         return Ok(Routing::default());
     }
     let mut out = Vec::new();
     for (name, b) in backends {
-        let at = line_of(text, &format!("[backends.{name}]"));
-        out.push(parse_backend(name, b).map_err(|what| format!("{origin}: line {at}: {what}"))?);
+        let at = format!("[backends.{name}]");
+        out.push(parse_backend(name, b).map_err(|what| src.at(&at, what))?);
     }
     let raw = routing.unwrap_or(RawRouting {
         default: None,
@@ -377,9 +402,9 @@ fn parse_routing(
         Some(d) => d,
         None if out.len() == 1 => out[0].name.clone(),
         None => {
-            return Err(format!(
-                "{origin}: line {}: [routing] default is required when there are several backends",
-                line_of(text, "[routing")
+            return Err(src.at(
+                "[routing",
+                "[routing] default is required when there are several backends",
             ))
         }
     };
@@ -401,20 +426,18 @@ fn parse_routing(
         rules,
         default,
     };
-    routing.check().map_err(|e| {
-        let needle = if e.starts_with("routing.default") {
-            "default".to_string()
-        } else if let Some(rest) = e.strip_prefix("rule `") {
-            format!("\"{}\"", rest.split('`').next().unwrap_or(""))
-        } else if let Some(rest) = e.strip_prefix("backends.") {
-            let name = rest.split('.').next().unwrap_or("");
-            format!("[backends.{name}]")
-        } else {
-            String::new()
-        };
-        format!("{origin}: line {}: {e}", line_of(text, &needle))
-    })?;
+    routing.check().map_err(|e| routing_error(src, e))?;
     Ok(routing)
+}
+
+/// A routing error placed on the line of the default, backend or rule it names.
+fn routing_error(src: &Source, e: RoutingError) -> ConfigError {
+    let needle = match &e {
+        RoutingError::UnknownDefault { .. } => "default".to_string(),
+        RoutingError::Rule { rule, .. } => format!("\"{rule}\""),
+        RoutingError::Backend { backend, .. } => format!("[backends.{backend}]"),
+    };
+    src.at(&needle, e.to_string())
 }
 
 /// One `[backends.<name>]` table; errors name the backend (the caller adds the line).
@@ -518,21 +541,31 @@ columns = 6
 
     #[test]
     fn bad_files_name_the_line_and_the_problem() {
-        let e = Config::parse("[presets.x]\nkind = \"file\"\ncontainer = \"avi\"\n", "c.toml").unwrap_err();
+        let e = Config::parse("[presets.x]\nkind = \"file\"\ncontainer = \"avi\"\n", "c.toml").unwrap_err().to_string();
         assert!(e.contains("c.toml") && e.contains("line") && e.contains("avi"), "{e}");
         let e = Config::parse("[presets.x]\nkind = \"file\"\ncontainer = \"mp4\"\nvideo = { codec = \"h264\", max_height = 540, crf = 23, max_bitrate_kbps = 3000 }\ncrf_max = 3\n", "c.toml")
-            .unwrap_err();
+            .unwrap_err().to_string();
         assert!(e.contains("line 5") && e.contains("unknown key `crf_max`"), "{e}");
         let e = Config::parse("\n\n[presets.y]\nkind = \"file\"\ncontainer = \"mp3\"\nvideo = { codec = \"h264\", max_height = 540, crf = 23, max_bitrate_kbps = 3000 }\n", "c.toml")
-            .unwrap_err();
+            .unwrap_err().to_string();
         assert!(e.contains("line 3") && e.contains("cannot go in a Mp3 file"), "{e}");
-        let e = Config::parse("[outputs]\nkey_template = \"{output_name}/\"\n", "c.toml").unwrap_err();
+        let e = Config::parse("[outputs]\nkey_template = \"{output_name}/\"\n", "c.toml").unwrap_err().to_string();
         assert!(e.contains("line 2") && e.contains("{job_id}"), "{e}");
-        let e = Config::parse("[outputs]\nkey_template = \"{job_id}/{user}/\"\n", "c.toml").unwrap_err();
+        let e = Config::parse("[outputs]\nkey_template = \"{job_id}/{user}/\"\n", "c.toml").unwrap_err().to_string();
         assert!(e.contains("{user}"), "{e}");
-        let e = Config::parse("[limits]\nmax_streams = 0\n", "c.toml").unwrap_err();
+        let e = Config::parse("[limits]\nmax_streams = 0\n", "c.toml").unwrap_err().to_string();
         assert!(e.contains("line 2") && e.contains("max_streams"), "{e}");
-        let e = Config::parse("[outptus]\n", "c.toml").unwrap_err();
+        let e = Config::parse("[outptus]\n", "c.toml").unwrap_err().to_string();
         assert!(e.contains("outptus"), "{e}");
+        // the line is a field, not only a part of the message
+        let e = Config::parse("\n[backends.own]\nkind = \"ffmpeg\"\nfallback = \"own\"\n", "c.toml").unwrap_err();
+        assert_eq!(
+            e,
+            ConfigError::Invalid {
+                origin: "c.toml".into(),
+                line: 2,
+                problem: "backends.own.fallback names itself".into()
+            }
+        );
     }
 }

@@ -225,7 +225,14 @@ impl Preset {
     }
 
     /// Checks a preset (from the config file) for values FFmpeg would choke on.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), PresetError> {
+        self.problem().map_err(|problem| PresetError {
+            preset: self.name.clone(),
+            problem,
+        })
+    }
+
+    fn problem(&self) -> Result<(), String> {
         let name_ok = !self.name.is_empty()
             && self.name.len() <= 64
             && self
@@ -233,7 +240,7 @@ impl Preset {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
         if !name_ok {
-            return Err(format!("preset name `{}`: use 1-64 of a-z 0-9 - _", self.name));
+            return Err("use a name of 1-64 of a-z 0-9 - _".into());
         }
         match &self.kind {
             PresetKind::File {
@@ -441,6 +448,14 @@ pub fn builtin() -> Vec<Preset> {
     ]
 }
 
+/// A preset that cannot be offered, and why.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("preset `{preset}`: {problem}")]
+pub struct PresetError {
+    pub preset: String,
+    pub problem: String,
+}
+
 /// The presets a deployment knows: the built-in ones, extended or overridden by the
 /// config file's. Cheap to clone.
 #[derive(Debug, Clone, PartialEq)]
@@ -452,10 +467,10 @@ impl Catalog {
     }
 
     /// The built-in presets plus `extra` (same name replaces).
-    pub fn with(extra: Vec<Preset>) -> Result<Catalog, String> {
+    pub fn with(extra: Vec<Preset>) -> Result<Catalog, PresetError> {
         let mut map = BTreeMap::new();
         for p in builtin().into_iter().chain(extra) {
-            p.check().map_err(|e| format!("preset `{}`: {e}", p.name))?;
+            p.check()?;
             map.insert(p.name.clone(), p);
         }
         Ok(Catalog(Arc::new(map)))
@@ -552,11 +567,11 @@ mod tests {
 
     #[test]
     fn bad_presets_are_refused_with_a_reason() {
-        let bad = |p: Preset| Catalog::with(vec![p]).unwrap_err();
+        let bad = |p: Preset| Catalog::with(vec![p]).unwrap_err().to_string();
         let mut p = file("x", "", Container::WebM, v(VideoCodec::H264, 720, 23, 1000), None);
         assert!(bad(p.clone()).contains("cannot go in a WebM"));
         p.name = "Bad Name".into();
-        assert!(bad(p).contains("preset name"));
+        assert!(bad(p).contains("preset `Bad Name`: use a name of"));
         assert!(bad(file("y", "", Container::Mp4, None, None)).contains("needs video, audio or both"));
         assert!(bad(file("z", "", Container::Mp4, v(VideoCodec::H264, 720, 99, 1000), None)).contains("crf 99"));
         let mut s = file("s", "", Container::Mp4, v(VideoCodec::H264, 720, 23, 1000), None);

@@ -211,17 +211,20 @@ impl Routing {
     }
 
     /// Checks names and references; errors name the problem (the caller adds the line).
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), RoutingError> {
         let names: Vec<&str> = self.backends.iter().map(|b| b.name.as_str()).collect();
         let known = || names.join(", ");
         if self.backend(&self.default).is_none() {
-            return Err(format!(
-                "routing.default `{}` is not a backend; known: {}",
-                self.default,
-                known()
-            ));
+            return Err(RoutingError::UnknownDefault {
+                default: self.default.clone(),
+                known: known(),
+            });
         }
         for b in &self.backends {
+            let backend = |problem: String| RoutingError::Backend {
+                backend: b.name.clone(),
+                problem,
+            };
             for (what, v) in [
                 ("audio", b.prices.audio),
                 ("sd", b.prices.sd),
@@ -230,66 +233,55 @@ impl Routing {
                 ("image", b.prices.image),
             ] {
                 if !(v.is_finite() && v >= 0.0) {
-                    return Err(format!(
-                        "backends.{}.prices.{what} must be a price of 0 or more",
-                        b.name
-                    ));
+                    return Err(backend(format!("prices.{what} must be a price of 0 or more")));
                 }
             }
             if let Some(f) = &b.fallback {
                 if f == &b.name {
-                    return Err(format!("backends.{}.fallback names itself", b.name));
+                    return Err(backend("fallback names itself".into()));
                 }
                 // a chain of fallbacks must end: a cycle would bounce a failing job forever
                 let mut seen = vec![b.name.as_str()];
                 let mut next = Some(f.as_str());
                 while let Some(n) = next {
                     if seen.contains(&n) {
-                        return Err(format!(
-                            "backends.{}.fallback makes a cycle: {} → {n}",
-                            b.name,
-                            seen.join(" → ")
-                        ));
+                        return Err(backend(format!("fallback makes a cycle: {} → {n}", seen.join(" → "))));
                     }
                     seen.push(n);
                     next = self.backend(n).and_then(|x| x.fallback.as_deref());
                 }
                 if self.backend(f).is_none() {
-                    return Err(format!(
-                        "backends.{}.fallback `{f}` is not a backend; known: {}",
-                        b.name,
-                        known()
-                    ));
+                    return Err(backend(format!("fallback `{f}` is not a backend; known: {}", known())));
                 }
             }
         }
         for r in &self.rules {
+            let rule = |problem: String| RoutingError::Rule {
+                rule: r.name.clone(),
+                problem,
+            };
             if let Choice::Backend(b) = &r.choice {
                 if self.backend(b).is_none() {
-                    return Err(format!(
-                        "rule `{}`: backend `{b}` is not a backend; known: {} (or `cheapest`)",
-                        r.name,
+                    return Err(rule(format!(
+                        "backend `{b}` is not a backend; known: {} (or `cheapest`)",
                         known()
-                    ));
+                    )));
                 }
             }
             let m = &r.when;
             if let (Some(a), Some(b)) = (m.min_size_bytes, m.max_size_bytes) {
                 if a > b {
-                    return Err(format!("rule `{}`: min_size_bytes is above max_size_bytes", r.name));
+                    return Err(rule("min_size_bytes is above max_size_bytes".into()));
                 }
             }
             if let (Some(a), Some(b)) = (m.min_duration_seconds, m.max_duration_seconds) {
                 if a > b {
-                    return Err(format!(
-                        "rule `{}`: min_duration_seconds is above max_duration_seconds",
-                        r.name
-                    ));
+                    return Err(rule("min_duration_seconds is above max_duration_seconds".into()));
                 }
             }
             if let (Some(a), Some(b)) = (m.min_height, m.max_height) {
                 if a > b {
-                    return Err(format!("rule `{}`: min_height is above max_height", r.name));
+                    return Err(rule("min_height is above max_height".into()));
                 }
             }
         }
@@ -298,15 +290,30 @@ impl Routing {
 }
 
 /// Checks the presets a rule names against the catalog.
-pub fn check_rule_presets(routing: &Routing, catalog: &Catalog) -> Result<(), String> {
+pub fn check_rule_presets(routing: &Routing, catalog: &Catalog) -> Result<(), RoutingError> {
     for r in &routing.rules {
         for p in &r.when.presets {
             if catalog.find(p).is_none() {
-                return Err(format!("rule `{}`: {}", r.name, catalog.unknown(p)));
+                return Err(RoutingError::Rule {
+                    rule: r.name.clone(),
+                    problem: catalog.unknown(p),
+                });
             }
         }
     }
     Ok(())
+}
+
+/// What is wrong with the routing part of a config file, and where: the config parser
+/// finds the line from the backend or rule named.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RoutingError {
+    #[error("routing.default `{default}` is not a backend; known: {known}")]
+    UnknownDefault { default: String, known: String },
+    #[error("backends.{backend}.{problem}")]
+    Backend { backend: String, problem: String },
+    #[error("rule `{rule}`: {problem}")]
+    Rule { rule: String, problem: String },
 }
 
 impl Match {

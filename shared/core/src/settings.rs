@@ -97,8 +97,8 @@ pub enum SettingsError {
         reason: String,
     },
     /// The config file is unreadable or wrong (the message has its path and line).
-    #[error("{0}")]
-    Config(String),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Where settings come from: the process environment, or a map in tests.

@@ -106,8 +106,21 @@ fn window(options: &OutputOptions, probe: &Probe) -> (f64, Option<f64>) {
     (start, stop.map(|s| (s - start).max(0.0)))
 }
 
+/// Why an output cannot be planned for this source.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlanError {
+    /// The output needs pictures and the source has no video stream with a size.
+    #[error("the source has no video stream with a size")]
+    NoVideo,
+    /// Frames are spread over the source's duration, and it has none (or the trim leaves none).
+    #[error("the source has no duration to spread frames over")]
+    NoDuration,
+    #[error("two-pass is not offered for H.265 presets")]
+    TwoPassH265,
+}
+
 /// Builds the FFmpeg runs for one output.
-pub fn plan(inp: &PlanInput) -> Result<Plan, String> {
+pub fn plan(inp: &PlanInput) -> Result<Plan, PlanError> {
     match &inp.preset.kind {
         PresetKind::File {
             container,

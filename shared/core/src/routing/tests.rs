@@ -320,7 +320,7 @@ fn bad_routing_config_names_the_line_and_the_problem() {
         ("[backends.a]\nkind = \"ffmpeg\"\n[routing]\ndefault = \"a\"\n[[routing.rules]]\nname = \"r1\"\nbackend = \"a\"\nmatch = { min_height = 900, max_height = 100 }\n", "line 6", "min_height"),
     ];
     for (text, line, what) in cases {
-        let e = Config::parse(text, "bad.toml").unwrap_err();
+        let e = Config::parse(text, "bad.toml").unwrap_err().to_string();
         assert!(
             e.contains("bad.toml") && e.contains(line) && e.contains(what),
             "{text}\n→ {e}"

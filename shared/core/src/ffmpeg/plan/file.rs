@@ -3,7 +3,7 @@
 
 use super::codecs::{audio_args, video_codec_args};
 use super::filters::{colour_tags, deinterlaced, video_filters, with_watermark, HeightRule};
-use super::{input_args, out_file, s, tail_args, video_spec, window, Plan, PlanInput};
+use super::{input_args, out_file, s, tail_args, video_spec, window, Plan, PlanError, PlanInput};
 use crate::presets::{AudioSpec, Container, VideoCodec, VideoSpec};
 use std::path::Path;
 
@@ -16,7 +16,7 @@ pub(super) struct File<'a> {
 }
 
 /// The runs of a file output, named for the source's stem.
-pub(super) fn plan(inp: &PlanInput, file: &File) -> Result<Plan, String> {
+pub(super) fn plan(inp: &PlanInput, file: &File) -> Result<Plan, PlanError> {
     let main = format!("{}.{}", inp.stem, file.container.extension());
     let passes = if inp.options.two_pass && file.video.is_some() {
         let log = inp.out_dir.join("ffmpeg2pass");
@@ -42,7 +42,7 @@ pub(super) fn plan(inp: &PlanInput, file: &File) -> Result<Plan, String> {
 }
 
 /// One run's argv up to its output; `two_pass` is the pass number and the log's path.
-fn pass(inp: &PlanInput, file: &File, two_pass: Option<(u8, &Path)>, pass_index: usize) -> Result<Vec<String>, String> {
+fn pass(inp: &PlanInput, file: &File, two_pass: Option<(u8, &Path)>, pass_index: usize) -> Result<Vec<String>, PlanError> {
     let mut a = input_args(inp, pass_index);
     a.extend([s("-map_metadata"), s("-1")]);
     match file.video {
@@ -66,7 +66,7 @@ fn pass(inp: &PlanInput, file: &File, two_pass: Option<(u8, &Path)>, pass_index:
             if let Some((n, log)) = two_pass {
                 a.extend([s("-pass"), n.to_string(), s("-passlogfile"), log.display().to_string()]);
                 if v.codec == VideoCodec::H265 {
-                    return Err("two-pass is not offered for H.265 presets".into());
+                    return Err(PlanError::TwoPassH265);
                 }
             }
         }

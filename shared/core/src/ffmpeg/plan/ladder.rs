@@ -4,7 +4,7 @@
 
 use super::codecs::{audio_args, video_codec_args};
 use super::filters::{colour_tags, deinterlace, video_filters, with_watermark, HeightRule};
-use super::{input_args, s, video_spec, window, Plan, PlanInput};
+use super::{input_args, s, video_spec, window, Plan, PlanError, PlanInput};
 use crate::presets::{ladder_for, short_side, AudioSpec, LadderFormat, Rung, VideoCodec};
 
 /// What a ladder preset asks for.
@@ -17,8 +17,8 @@ pub(super) struct Ladder<'a> {
 }
 
 /// The one run of a ladder: its rungs are the preset's that the source can fill.
-pub(super) fn plan(inp: &PlanInput, ladder: &Ladder) -> Result<Plan, String> {
-    let short = short_side(inp.probe).ok_or("the source has no video stream with a size")?;
+pub(super) fn plan(inp: &PlanInput, ladder: &Ladder) -> Result<Plan, PlanError> {
+    let short = short_side(inp.probe).ok_or(PlanError::NoVideo)?;
     let rungs = ladder_for(ladder.rungs, short);
     let n = rungs.len();
     let mut a = input_args(inp, 0);

@@ -2,7 +2,7 @@
 //! with its WebVTT index.
 
 use super::filters::{deinterlaced, to_sdr_8bit};
-use super::{even, guarded_start, out_file, s, tail_args, video_spec, window, Plan, PlanInput, SpriteLayout};
+use super::{even, guarded_start, out_file, s, tail_args, video_spec, window, Plan, PlanError, PlanInput, SpriteLayout};
 use crate::presets::{display_size, ThumbnailMode, ThumbnailSpec};
 
 /// What every image of one output shares.
@@ -18,8 +18,8 @@ struct Shots {
 }
 
 /// The one run of a thumbnail output.
-pub(super) fn plan(inp: &PlanInput, t: &ThumbnailSpec) -> Result<Plan, String> {
-    let (w, h) = display_size(inp.probe).ok_or("the source has no video stream with a size")?;
+pub(super) fn plan(inp: &PlanInput, t: &ThumbnailSpec) -> Result<Plan, PlanError> {
+    let (w, h) = display_size(inp.probe).ok_or(PlanError::NoVideo)?;
     let width = inp.options.width.unwrap_or(t.width).min(w.max(2));
     let width = width & !1;
     let height = even(width as f64 * h as f64 / w as f64);
@@ -76,10 +76,10 @@ fn poster(inp: &PlanInput, shots: &Shots, a: &mut Vec<String>) -> Made {
 
 /// Reads the part of the source the frames are spread over; returns the filter that
 /// picks a frame at the middle of each of `count` equal slices of it.
-fn spread(inp: &PlanInput, shots: &Shots, a: &mut Vec<String>) -> Result<String, String> {
+fn spread(inp: &PlanInput, shots: &Shots, a: &mut Vec<String>) -> Result<String, PlanError> {
     let (start, dur) = (shots.start, shots.duration);
     if dur <= 0.0 {
-        return Err("the source has no duration to spread frames over".into());
+        return Err(PlanError::NoDuration);
     }
     let rate = shots.count as f64 / dur;
     a.extend([
@@ -94,7 +94,7 @@ fn spread(inp: &PlanInput, shots: &Shots, a: &mut Vec<String>) -> Result<String,
 }
 
 /// `count` images, `thumb_0001.jpg` on.
-fn frames(inp: &PlanInput, shots: &Shots, a: &mut Vec<String>) -> Result<Made, String> {
+fn frames(inp: &PlanInput, shots: &Shots, a: &mut Vec<String>) -> Result<Made, PlanError> {
     let pick = spread(inp, shots, a)?;
     encode(
         inp,
@@ -108,7 +108,7 @@ fn frames(inp: &PlanInput, shots: &Shots, a: &mut Vec<String>) -> Result<Made, S
 }
 
 /// One sprite sheet of `count` tiles, `columns` to a row.
-fn sheet(inp: &PlanInput, shots: &Shots, columns: u32, a: &mut Vec<String>) -> Result<Made, String> {
+fn sheet(inp: &PlanInput, shots: &Shots, columns: u32, a: &mut Vec<String>) -> Result<Made, PlanError> {
     let pick = spread(inp, shots, a)?;
     let count = shots.count;
     let columns = columns.min(count).max(1);
