@@ -20,7 +20,9 @@
 //! ```
 
 use crate::presets::{Catalog, Preset, PresetKind};
-use crate::routing::{Backend, BackendKind, Choice, EncodingComBackend, Match, PriceTable, Routing, RoutingError, Rule};
+use crate::routing::{
+    Backend, BackendKind, Choice, EncodingComBackend, Match, PriceTable, Routing, RoutingError, Rule,
+};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -222,7 +224,11 @@ pub enum ConfigError {
     #[error("{origin}: {problem}")]
     Syntax { origin: String, problem: String },
     #[error("{origin}: line {line}: {problem}")]
-    Invalid { origin: String, line: usize, problem: String },
+    Invalid {
+        origin: String,
+        line: usize,
+        problem: String,
+    },
 }
 
 /// The file being parsed, to place an error on the line that holds `needle`.
@@ -541,7 +547,9 @@ columns = 6
 
     #[test]
     fn bad_files_name_the_line_and_the_problem() {
-        let e = Config::parse("[presets.x]\nkind = \"file\"\ncontainer = \"avi\"\n", "c.toml").unwrap_err().to_string();
+        let e = Config::parse("[presets.x]\nkind = \"file\"\ncontainer = \"avi\"\n", "c.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("c.toml") && e.contains("line") && e.contains("avi"), "{e}");
         let e = Config::parse("[presets.x]\nkind = \"file\"\ncontainer = \"mp4\"\nvideo = { codec = \"h264\", max_height = 540, crf = 23, max_bitrate_kbps = 3000 }\ncrf_max = 3\n", "c.toml")
             .unwrap_err().to_string();
@@ -549,11 +557,17 @@ columns = 6
         let e = Config::parse("\n\n[presets.y]\nkind = \"file\"\ncontainer = \"mp3\"\nvideo = { codec = \"h264\", max_height = 540, crf = 23, max_bitrate_kbps = 3000 }\n", "c.toml")
             .unwrap_err().to_string();
         assert!(e.contains("line 3") && e.contains("cannot go in a Mp3 file"), "{e}");
-        let e = Config::parse("[outputs]\nkey_template = \"{output_name}/\"\n", "c.toml").unwrap_err().to_string();
+        let e = Config::parse("[outputs]\nkey_template = \"{output_name}/\"\n", "c.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 2") && e.contains("{job_id}"), "{e}");
-        let e = Config::parse("[outputs]\nkey_template = \"{job_id}/{user}/\"\n", "c.toml").unwrap_err().to_string();
+        let e = Config::parse("[outputs]\nkey_template = \"{job_id}/{user}/\"\n", "c.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("{user}"), "{e}");
-        let e = Config::parse("[limits]\nmax_streams = 0\n", "c.toml").unwrap_err().to_string();
+        let e = Config::parse("[limits]\nmax_streams = 0\n", "c.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 2") && e.contains("max_streams"), "{e}");
         let e = Config::parse("[outptus]\n", "c.toml").unwrap_err().to_string();
         assert!(e.contains("outptus"), "{e}");

@@ -42,7 +42,12 @@ pub(super) fn plan(inp: &PlanInput, file: &File) -> Result<Plan, PlanError> {
 }
 
 /// One run's argv up to its output; `two_pass` is the pass number and the log's path.
-fn pass(inp: &PlanInput, file: &File, two_pass: Option<(u8, &Path)>, pass_index: usize) -> Result<Vec<String>, PlanError> {
+fn pass(
+    inp: &PlanInput,
+    file: &File,
+    two_pass: Option<(u8, &Path)>,
+    pass_index: usize,
+) -> Result<Vec<String>, PlanError> {
     let mut a = input_args(inp, pass_index);
     a.extend([s("-map_metadata"), s("-1")]);
     match file.video {

@@ -2,7 +2,9 @@
 //! with its WebVTT index.
 
 use super::filters::{deinterlaced, to_sdr_8bit};
-use super::{even, guarded_start, out_file, s, tail_args, video_spec, window, Plan, PlanError, PlanInput, SpriteLayout};
+use super::{
+    even, guarded_start, out_file, s, tail_args, video_spec, window, Plan, PlanError, PlanInput, SpriteLayout,
+};
 use crate::presets::{display_size, ThumbnailMode, ThumbnailSpec};
 
 /// What every image of one output shares.
