@@ -32,6 +32,10 @@ fn probe(w: u32, h: u32, rotation: Option<i32>, audio: bool, dur: f64) -> Probe 
 }
 
 fn plan_for(preset: &str, p: &Probe, options: &OutputOptions) -> Plan {
+    try_plan(preset, p, options).unwrap()
+}
+
+fn try_plan(preset: &str, p: &Probe, options: &OutputOptions) -> Result<Plan, PlanError> {
     let c = Catalog::builtin();
     let limits = Limits::default();
     plan(&PlanInput {
@@ -44,7 +48,20 @@ fn plan_for(preset: &str, p: &Probe, options: &OutputOptions) -> Plan {
         stem: "clip",
         limits: &limits,
     })
-    .unwrap()
+}
+
+#[test]
+fn refusals_say_what_the_source_lacks() {
+    let mut audio_only = probe(640, 360, None, true, 10.0);
+    audio_only.streams.remove(0);
+    let none = OutputOptions::default();
+    assert_eq!(try_plan("hls", &audio_only, &none).unwrap_err(), PlanError::NoVideo);
+    assert_eq!(try_plan("poster", &audio_only, &none).unwrap_err(), PlanError::NoVideo);
+    let mut timeless = probe(640, 360, None, false, 10.0);
+    timeless.duration_seconds = None;
+    assert_eq!(try_plan("sprite", &timeless, &none).unwrap_err(), PlanError::NoDuration);
+    // a poster needs no duration: it takes the first frame
+    assert!(try_plan("poster", &timeless, &none).is_ok());
 }
 
 #[test]
