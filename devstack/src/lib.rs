@@ -6,6 +6,7 @@
 pub mod demo;
 pub mod emulator;
 pub mod event_sources;
+pub mod faults;
 pub mod media;
 pub mod resources;
 pub mod stack;
