@@ -27,6 +27,8 @@ impl ApiClient {
             base: base.trim_end_matches('/').to_string(),
             http: reqwest::Client::builder()
                 .default_headers(headers)
+                .connect_timeout(std::time::Duration::from_secs(10))
+                .timeout(std::time::Duration::from_secs(60))
                 .build()
                 .expect("an HTTP client"),
         }

@@ -108,7 +108,12 @@ pub async fn upload(t: &Target, file: &Path, force_multipart: bool) -> anyhow::R
     )
     .await?;
     let source = plan["source"].as_str().context("the API gave no source")?.to_string();
-    let http = reqwest::Client::new();
+    // no bound on the whole upload (a large file takes long), but on each wait for the
+    // other side: a stalled connection fails instead of hanging
+    let http = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .read_timeout(std::time::Duration::from_secs(120))
+        .build()?;
     let mut f = std::fs::File::open(file)?;
     let progress = Progress::upload(size);
     if plan["kind"] == "single" {

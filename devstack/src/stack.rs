@@ -3,13 +3,14 @@
 
 use crate::emulator::{self, Emulator};
 use crate::event_sources::{self, SqsHandler};
+use crate::faults::{FaultPlan, FaultProxy};
 use crate::resources::{self, QueueUrls, StackNames};
 use crate::standin::StandIn;
 use anyhow::Context;
 use aws_config::SdkConfig;
 use lambda_runtime::LambdaEvent;
 use nommer_aws::queue::SqsQueue;
-use nommer_core::settings::{self as s, ApiSettings, DispatchSettings, IngestSettings, ScalerSettings};
+use nommer_core::settings::{self as s, ApiSettings, CallLimits, DispatchSettings, IngestSettings, ScalerSettings};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -42,6 +43,12 @@ pub struct StackOptions {
     pub encodingcom_poll: Duration,
     /// Require this key in `x-api-key` (none: the API is open).
     pub api_key: Option<String>,
+    /// The faults the proxy in front of the emulator injects; default: `NOMMER_FAULTS`
+    /// from the environment, else none.
+    pub faults: Option<FaultPlan>,
+    /// The bounds on every AWS call, the workers' too; default: `NOMMER_AWS_*` from the
+    /// environment, else [`CallLimits::default`].
+    pub call_limits: Option<CallLimits>,
 }
 
 impl StackOptions {
@@ -57,6 +64,8 @@ impl StackOptions {
             fleet: None,
             encodingcom_poll: Duration::from_secs(1),
             api_key: None,
+            faults: None,
+            call_limits: None,
         }
     }
 }
@@ -66,7 +75,12 @@ impl StackOptions {
 pub struct LocalStack {
     pub names: StackNames,
     pub urls: QueueUrls,
+    /// Where every component sends its AWS calls: the fault proxy.
     pub endpoint: String,
+    /// The emulator itself, behind the proxy: for a test's own checks, never faulted.
+    pub emulator_endpoint: String,
+    /// The proxy in front of the emulator, with what it did.
+    pub faults: Arc<FaultProxy>,
     pub api_url: String,
     pub config: SdkConfig,
     pub env: HashMap<String, String>,
@@ -299,24 +313,38 @@ fn arn_of(url: &str) -> String {
     format!("arn:aws:sqs:{}:{}:{name}", emulator::REGION, emulator::ACCOUNT_ID)
 }
 
-/// The emulator (started, or the one given), its SDK config and the stack's resources.
+/// The emulator (started, or the one given), the fault proxy in front of it, its SDK
+/// config and the stack's resources.
 struct Base {
     endpoint: String,
     emulator: Option<Emulator>,
+    emulator_endpoint: String,
+    proxy: Arc<FaultProxy>,
+    limits: CallLimits,
     config: SdkConfig,
     names: StackNames,
     urls: QueueUrls,
 }
 
 async fn base(opts: &StackOptions) -> anyhow::Result<Base> {
-    let (endpoint, emulator) = match &opts.endpoint {
+    let (emulator_endpoint, emulator) = match &opts.endpoint {
         Some(e) => (e.clone(), None),
         None => {
             let emu = Emulator::start(Some(&opts.log_dir.join("emulator.log"))).await?;
             (emu.endpoint.clone(), Some(emu))
         }
     };
-    let config = nommer_aws::sdk::sdk_config_for_endpoint(&endpoint, emulator::REGION).await;
+    let plan = match &opts.faults {
+        Some(p) => p.clone(),
+        None => FaultPlan::from_env()?.unwrap_or_default(),
+    };
+    let limits = match &opts.call_limits {
+        Some(l) => l.clone(),
+        None => CallLimits::from_env()?,
+    };
+    let proxy = Arc::new(FaultProxy::start(&emulator_endpoint, plan).await?);
+    let endpoint = proxy.endpoint.clone();
+    let config = nommer_aws::sdk::sdk_config_with(&endpoint, emulator::REGION, &limits).await;
     let names = StackNames::new(&opts.stack, emulator::ACCOUNT_ID);
     let urls = resources::create(&config, &names)
         .await
@@ -324,6 +352,9 @@ async fn base(opts: &StackOptions) -> anyhow::Result<Base> {
     Ok(Base {
         endpoint,
         emulator,
+        emulator_endpoint,
+        proxy,
+        limits,
         config,
         names,
         urls,
@@ -543,11 +574,15 @@ impl LocalStack {
         let standin = standin(&opts, &b, &mut env).await?;
         let poll = standin.as_ref().map(|_| opts.encodingcom_poll);
         let (mut tasks, backends) = functions(&b, &env, listener, poll).await?;
+        let mut worker_env = opts.worker_env.clone();
+        for (k, v) in b.limits.to_env() {
+            worker_env.entry(k.to_string()).or_insert(v);
+        }
         let spawn = SpawnInfo {
             env: env.clone(),
             endpoint: b.endpoint.clone(),
             log_dir: opts.log_dir.clone(),
-            worker_env: opts.worker_env.clone(),
+            worker_env,
         };
         let processes: FleetProcesses = Default::default();
         if let Some(f) = &opts.fleet {
@@ -557,6 +592,8 @@ impl LocalStack {
             names: b.names,
             urls: b.urls,
             endpoint: b.endpoint,
+            emulator_endpoint: b.emulator_endpoint,
+            faults: b.proxy,
             api_url,
             config: b.config,
             env,

@@ -7,7 +7,7 @@ use std::time::Duration;
 async fn main() -> anyhow::Result<()> {
     nommer_aws::telemetry::init();
     let settings = WorkerSettings::from_env()?;
-    let config = nommer_aws::sdk::sdk_config().await;
+    let config = nommer_aws::sdk::sdk_config().await?;
     let interruption = settings.interruption_file.clone();
     let imds = settings.imds;
     let worker = Arc::new(Worker::new(settings, &config));

@@ -107,6 +107,7 @@ impl StandIn {
             switches: switches.clone(),
             s3: nommer_aws::sdk::s3_client(sdk),
             http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
                 .timeout(Duration::from_secs(60))
                 .redirect(reqwest::redirect::Policy::none())
                 .build()?,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 async fn main() -> Result<(), Error> {
     nommer_aws::telemetry::init();
     let settings = ApiSettings::from_env()?;
-    let config = nommer_aws::sdk::sdk_config().await;
+    let config = nommer_aws::sdk::sdk_config().await?;
     let backend_settings = BackendSettings::from_env()?;
     let secrets = nommer_aws::secrets::SecretsManagerSecrets::new(&config);
     let remotes = nommer_encodingcom::remotes(&backend_settings, &secrets).await?;

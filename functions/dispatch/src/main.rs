@@ -7,7 +7,7 @@ use nommer_core::settings::DispatchSettings;
 async fn main() -> Result<(), Error> {
     nommer_aws::telemetry::init();
     let settings = DispatchSettings::from_env()?;
-    let config = nommer_aws::sdk::sdk_config().await;
+    let config = nommer_aws::sdk::sdk_config().await?;
     let ctx = Dispatch::new(settings, &config).await?;
     run(service_fn(|event: LambdaEvent<SqsEvent>| function_handler(&ctx, event))).await
 }

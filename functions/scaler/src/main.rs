@@ -7,7 +7,7 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     nommer_aws::telemetry::init();
     let settings = ScalerSettings::from_env()?;
-    let config = nommer_aws::sdk::sdk_config().await;
+    let config = nommer_aws::sdk::sdk_config().await?;
     let ctx = Scaler::new(settings, &config);
     run(service_fn(|event: LambdaEvent<Value>| function_handler(&ctx, event))).await
 }

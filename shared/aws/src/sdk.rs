@@ -1,23 +1,46 @@
 //! The one SDK config factory. Production and the local stack differ only by
 //! `AWS_ENDPOINT_URL`, which the SDK reads itself; S3 then uses path-style addressing.
 
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
+use nommer_core::settings::{CallLimits, SettingsError};
 
-/// Loads the SDK config from the environment (region, credentials, `AWS_ENDPOINT_URL`).
-pub async fn sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest()).load().await
+/// Loads the SDK config from the environment (region, credentials, `AWS_ENDPOINT_URL`),
+/// with the call limits of `NOMMER_AWS_*` (a malformed one fails fast, by name).
+pub async fn sdk_config() -> Result<SdkConfig, SettingsError> {
+    let limits = CallLimits::from_env()?;
+    Ok(bounded(aws_config::defaults(BehaviorVersion::latest()), &limits).load().await)
 }
 
 /// The SDK config for a given endpoint with static credentials: what the local stack and
-/// its tests use against the emulator.
+/// its tests use against the emulator, with the default call limits.
 pub async fn sdk_config_for_endpoint(endpoint: &str, region: &str) -> SdkConfig {
+    sdk_config_with(endpoint, region, &CallLimits::default()).await
+}
+
+/// [`sdk_config_for_endpoint`] with these call limits.
+pub async fn sdk_config_with(endpoint: &str, region: &str, limits: &CallLimits) -> SdkConfig {
     let creds = aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "nommer-local");
-    aws_config::defaults(BehaviorVersion::latest())
+    let loader = aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new(region.to_string()))
-        .credentials_provider(creds)
-        .load()
-        .await
+        .credentials_provider(creds);
+    bounded(loader, limits).load().await
+}
+
+/// Every call with its timeouts and a bounded number of attempts.
+fn bounded(loader: ConfigLoader, limits: &CallLimits) -> ConfigLoader {
+    loader
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(limits.connect)
+                .read_timeout(limits.first_byte)
+                .operation_attempt_timeout(limits.attempt)
+                .operation_timeout(limits.call)
+                .build(),
+        )
+        .retry_config(RetryConfig::standard().with_max_attempts(limits.max_attempts))
 }
 
 pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {

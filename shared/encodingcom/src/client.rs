@@ -191,6 +191,7 @@ impl fmt::Debug for Client {
 impl Client {
     pub fn new(endpoint: &str, userid: &str, userkey: UserKey) -> Client {
         let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
             .redirect(reqwest::redirect::Policy::none())
             .build()

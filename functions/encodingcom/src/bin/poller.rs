@@ -7,7 +7,7 @@ use nommer_core::settings::BackendSettings;
 async fn main() -> Result<(), Error> {
     nommer_aws::telemetry::init();
     let settings = BackendSettings::from_env()?;
-    let config = nommer_aws::sdk::sdk_config().await;
+    let config = nommer_aws::sdk::sdk_config().await?;
     let secrets = nommer_aws::secrets::SecretsManagerSecrets::new(&config);
     let remotes = nommer_encodingcom::remotes(&settings, &secrets).await?;
     let prober = nommer_media::FfprobeProber::for_backends(&settings);

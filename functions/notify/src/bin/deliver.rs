@@ -6,7 +6,7 @@ use nommer_aws::notify::NotifySettings;
 async fn main() -> Result<(), Error> {
     nommer_aws::telemetry::init();
     let settings = NotifySettings::from_env()?;
-    let config = nommer_aws::sdk::sdk_config().await;
+    let config = nommer_aws::sdk::sdk_config().await?;
     let ctx = nommer_aws::notify::notifications(settings, &config);
     run(service_fn(|event: LambdaEvent<SqsEvent>| {
         notify::deliver_handler(&ctx, event)
