@@ -207,6 +207,8 @@ async fn events(topic_arn: &str, states: &[String], json: bool) -> anyhow::Resul
             std::process::exit(2);
         }
     }
+    // nommer_aws::sdk::sdk_config's one line, repeated: the CLI does not link nommer-aws
+    // (see watch::queue_arn)
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
     eprintln!("nommer: watching {topic_arn}; Ctrl-C stops");
     nommer::watch::watch(

@@ -28,6 +28,10 @@ pub fn line(e: &Event) -> String {
     s
 }
 
+/// The queue's ARN. `nommer_aws::queue::SqsQueue::arn` does the same, but the user's CLI
+/// stays off nommer-aws (shared/DESIGN.md: core, reqwest, and SQS/SNS for `events` only):
+/// it would link the DynamoDB, S3 and Secrets Manager SDKs and the Encoding.com client
+/// into the CLI for these few lines.
 async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> anyhow::Result<String> {
     use aws_sdk_sqs::types::QueueAttributeName::QueueArn;
     let attrs = sqs

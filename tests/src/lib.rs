@@ -143,6 +143,27 @@ pub async fn download_output(stack: &LocalStack, key: &str, dir: &std::path::Pat
     p
 }
 
+/// Asserts that `job` is complete; when it is not, shows its error and the workers' logs.
+pub fn assert_complete(stack: &LocalStack, job: &nommer_core::Job) {
+    assert_eq!(
+        job.state,
+        nommer_core::JobState::Complete,
+        "{:#?}\n{}",
+        job.error,
+        stack.worker_logs(30)
+    );
+}
+
+/// The (first) file of output `name` in `job`'s manifest, downloaded into `dir`.
+pub async fn output_file(stack: &LocalStack, job: &nommer_core::Job, name: &str, dir: &std::path::Path) -> PathBuf {
+    let f = job
+        .manifest
+        .iter()
+        .find(|f| f.output == name)
+        .unwrap_or_else(|| panic!("{name} not in the manifest"));
+    download_output(stack, &f.key, dir).await
+}
+
 /// Uploads `path` into the inbox under `key` and returns the id of the job the upload
 /// makes.
 pub async fn upload(stack: &LocalStack, path: &std::path::Path, key: &str) -> String {

@@ -4,6 +4,7 @@
 use nommer_aws::objects::S3ObjectStore;
 use nommer_aws::queue::SqsQueue;
 use nommer_aws::store::DynamoJobStore;
+use nommer_core::ports::JobStore as _;
 use nommer_core::{ids, JobState};
 use nommer_devstack::stack::locate_binary;
 use nommer_tests::runtime_api::{invoke_binary, Reply};

@@ -80,6 +80,79 @@ fn states(job: &Job) -> Vec<JobState> {
     job.history.iter().map(|h| h.state).collect()
 }
 
+/// A form body with one field, `json`, as Encoding.com posts and is posted to.
+fn form_json(json: &str) -> String {
+    format!(
+        "json={}",
+        percent_encoding::utf8_percent_encode(json, percent_encoding::NON_ALPHANUMERIC)
+    )
+}
+
+/// Encoding.com's notification that task `media_id` finished (true or forged).
+fn finished_notice(media_id: &str) -> String {
+    form_json(&format!(
+        r#"{{"result":{{"mediaid":"{media_id}","status":"Finished"}}}}"#
+    ))
+}
+
+/// POSTs a form `body` to `url`.
+async fn post_form(url: &str, body: String) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// POSTs a notification `body` to the stack's Encoding.com callback.
+async fn notify(stack: &nommer_devstack::LocalStack, body: String) -> reqwest::Response {
+    post_form(&format!("{}{}", stack.api_url, encodingcom::CALLBACK_PATH), body).await
+}
+
+/// The keys in `bucket` under `prefix`.
+async fn keys_under(o: &S3ObjectStore, bucket: &str, prefix: &str) -> Vec<String> {
+    o.list(bucket, prefix)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// Waits until job `id` has its task at Encoding.com; returns the task's MediaID.
+async fn task_added(stack: &nommer_devstack::LocalStack, id: &str) -> String {
+    let api = ApiClient::new(&stack.api_url);
+    let job = eventually(Duration::from_secs(60), "the task is added", || async {
+        api.get_job(id).await.unwrap().filter(|j| j.remote.is_some())
+    })
+    .await;
+    job.remote.unwrap().media_id
+}
+
+/// ffprobe's video stream of the outbox object `key`, downloaded into `dir`.
+async fn video_of(stack: &nommer_devstack::LocalStack, key: &str, dir: &std::path::Path) -> serde_json::Value {
+    let got = nommer_tests::download_output(stack, key, dir).await;
+    let p = media::probe(&got).unwrap();
+    p["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["codec_type"] == "video")
+        .expect("a video stream")
+        .clone()
+}
+
+/// Uploads `src` into the inbox as `key` (under `sources/`, so it makes no job by itself).
+async fn put_source(stack: &nommer_devstack::LocalStack, src: &std::path::Path, key: &str) -> S3ObjectStore {
+    let o = S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config));
+    o.upload_file(&stack.names.inbox_bucket, key, src, "video/mp4")
+        .await
+        .unwrap();
+    o
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rules_send_one_file_to_encodingcom_and_another_to_the_fleet() {
     // a long poll interval: this job must be brought along by the callback
@@ -97,14 +170,7 @@ async fn rules_send_one_file_to_encodingcom_and_another_to_the_fleet() {
     // a portrait phone video through mp4-720p keeps its class: 720x1280, not 406x720
     assert_eq!(phone.state, JobState::Complete, "{phone:#?}");
     assert_eq!(phone.backend.as_deref(), Some("encodingcom"));
-    let got = nommer_tests::download_output(&stack, &phone.manifest[0].key, dir.path()).await;
-    let p = media::probe(&got).unwrap();
-    let v = p["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["codec_type"] == "video")
-        .expect("a video stream");
+    let v = video_of(&stack, &phone.manifest[0].key, dir.path()).await;
     assert_eq!(
         (v["width"].as_u64(), v["height"].as_u64()),
         (Some(720), Some(1280)),
@@ -157,14 +223,7 @@ async fn rules_send_one_file_to_encodingcom_and_another_to_the_fleet() {
         "the output was probed before completing: {out:?}"
     );
     assert!((out.duration_seconds.unwrap() - 2.0).abs() < 0.3, "{out:?}");
-    let got = nommer_tests::download_output(&stack, &out.key, dir.path()).await;
-    let p = media::probe(&got).unwrap();
-    let v = p["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["codec_type"] == "video")
-        .expect("a video stream");
+    let v = video_of(&stack, &out.key, dir.path()).await;
     assert_eq!(v["codec_name"], "h264");
     assert_eq!(v["height"], 360, "never upscaled to 720");
     let calls = stack.standin.as_ref().unwrap().calls();
@@ -192,19 +251,14 @@ async fn rules_send_one_file_to_encodingcom_and_another_to_the_fleet() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_callback_is_caught_by_the_poller() {
     let (stack, dir) = stack("ecom-poll", 0, 1).await;
-    stack
-        .standin
-        .as_ref()
-        .unwrap()
-        .switches
-        .lose_callbacks
-        .store(true, Ordering::SeqCst);
+    let si = stack.standin.as_ref().unwrap();
+    si.switches.lose_callbacks.store(true, Ordering::SeqCst);
     let id = upload(&stack, &clip(dir.path(), "a.mp4"), "inbox/partner/a.mp4").await;
     let job = wait_job(&stack, &id).await;
     assert_eq!(job.state, JobState::Complete, "{job:#?}");
     let task = job.remote.as_ref().unwrap();
     assert_eq!(task.notifications, 0, "no callback arrived: {task:?}");
-    let calls = stack.standin.as_ref().unwrap().calls();
+    let calls = si.calls();
     assert!(
         calls.iter().any(|c| c == &format!("notify {} lost", task.media_id)),
         "{calls:?}"
@@ -290,13 +344,8 @@ async fn without_a_fallback_an_encodingcom_error_fails_the_job_with_its_reason()
     )
     .unwrap();
     let stack = spawn_stack_with("ecom-nofallback", 0, |o| o.config_path = Some(cfg)).await;
-    stack
-        .standin
-        .as_ref()
-        .unwrap()
-        .switches
-        .fail_tasks
-        .store(true, Ordering::SeqCst);
+    let si = stack.standin.as_ref().unwrap();
+    si.switches.fail_tasks.store(true, Ordering::SeqCst);
     let id = upload(&stack, &clip(dir.path(), "d.mp4"), "inbox/mp4-360p/d.mp4").await;
     let job = wait_job(&stack, &id).await;
     assert_eq!(job.state, JobState::Failed, "{job:#?}");
@@ -315,17 +364,13 @@ async fn cancelling_a_job_at_encodingcom_calls_cancel_media() {
     let si = stack.standin.as_ref().unwrap();
     si.switches.step_delay_ms.store(3000, Ordering::SeqCst);
     let id = upload(&stack, &clip(dir.path(), "e.mp4"), "inbox/partner/e.mp4").await;
-    let api = ApiClient::new(&stack.api_url);
-    let job = eventually(Duration::from_secs(60), "the task is added", || async {
-        api.get_job(&id).await.unwrap().filter(|j| j.remote.is_some())
-    })
-    .await;
-    let media_id = job.remote.unwrap().media_id;
-    let r = reqwest::Client::new()
-        .post(format!("{}/jobs/{id}/cancel", stack.api_url))
-        .send()
-        .await
-        .unwrap();
+    let media_id = task_added(&stack, &id).await;
+    let cancel = || {
+        reqwest::Client::new()
+            .post(format!("{}/jobs/{id}/cancel", stack.api_url))
+            .send()
+    };
+    let r = cancel().await.unwrap();
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["state"], "cancelled", "{body}");
@@ -342,28 +387,11 @@ async fn cancelling_a_job_at_encodingcom_calls_cancel_media() {
         si.calls().contains(&format!("stopped {media_id}")).then_some(())
     })
     .await;
-    let late = format!(
-        "json={}",
-        percent_encoding::utf8_percent_encode(
-            &format!(r#"{{"result":{{"mediaid":"{media_id}","status":"Finished"}}}}"#),
-            percent_encoding::NON_ALPHANUMERIC
-        )
-    );
-    let r = reqwest::Client::new()
-        .post(format!("{}{}", stack.api_url, encodingcom::CALLBACK_PATH))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(late)
-        .send()
-        .await
-        .unwrap();
+    let r = notify(&stack, finished_notice(&media_id)).await;
     assert_eq!(r.status(), 200, "the late notification was handled");
-    let job = api.get_job(&id).await.unwrap().unwrap();
+    let job = ApiClient::new(&stack.api_url).get_job(&id).await.unwrap().unwrap();
     assert_eq!(job.state, JobState::Cancelled);
-    let again = reqwest::Client::new()
-        .post(format!("{}/jobs/{id}/cancel", stack.api_url))
-        .send()
-        .await
-        .unwrap();
+    let again = cancel().await.unwrap();
     assert_eq!(again.status(), 409);
     stack.shutdown().await;
 }
@@ -371,48 +399,21 @@ async fn cancelling_a_job_at_encodingcom_calls_cancel_media() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callbacks_are_confirmed_and_hostile_ones_change_nothing() {
     let (stack, _dir) = stack("ecom-callback", 0, 600).await;
-    let url = format!("{}{}", stack.api_url, encodingcom::CALLBACK_PATH);
-    let http = reqwest::Client::new();
-    let post = |body: String| {
-        http.post(&url)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-    };
     // not a form with json/xml → 400; an unknown MediaID → 200, ignored
-    assert_eq!(post("hello=1".into()).await.unwrap().status(), 400);
-    let forged = format!(
-        "json={}",
-        percent_encoding::utf8_percent_encode(
-            r#"{"result":{"mediaid":"999999","status":"Finished"}}"#,
-            percent_encoding::NON_ALPHANUMERIC
-        )
-    );
-    let r = post(forged).await.unwrap();
+    assert_eq!(notify(&stack, "hello=1".into()).await.status(), 400);
+    let r = notify(&stack, finished_notice("999999")).await;
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("unknown media"));
     let bad_id = "json=%7B%22result%22%3A%7B%22mediaid%22%3A%22..%2F..%22%7D%7D";
-    assert_eq!(post(bad_id.into()).await.unwrap().status(), 400);
+    assert_eq!(notify(&stack, bad_id.into()).await.status(), 400);
 
     // a forged "Finished" for a real task: confirmed with GetStatus, which says otherwise
     let si = stack.standin.as_ref().unwrap();
     si.switches.step_delay_ms.store(3000, Ordering::SeqCst);
     let id = upload(&stack, &clip(_dir.path(), "f.mp4"), "inbox/partner/f.mp4").await;
-    let api = ApiClient::new(&stack.api_url);
-    let job = eventually(Duration::from_secs(60), "the task is added", || async {
-        api.get_job(&id).await.unwrap().filter(|j| j.remote.is_some())
-    })
-    .await;
-    let media_id = job.remote.unwrap().media_id;
-    let forged = format!(
-        "json={}",
-        percent_encoding::utf8_percent_encode(
-            &format!(r#"{{"result":{{"mediaid":"{media_id}","status":"Finished"}}}}"#),
-            percent_encoding::NON_ALPHANUMERIC
-        )
-    );
-    assert_eq!(post(forged).await.unwrap().status(), 200);
-    let job = api.get_job(&id).await.unwrap().unwrap();
+    let media_id = task_added(&stack, &id).await;
+    assert_eq!(notify(&stack, finished_notice(&media_id)).await.status(), 200);
+    let job = ApiClient::new(&stack.api_url).get_job(&id).await.unwrap().unwrap();
     assert!(!job.state.is_terminal(), "a callback alone finishes nothing: {job:#?}");
     let task = job.remote.unwrap();
     assert_eq!(task.notifications, 1);
@@ -471,10 +472,7 @@ async fn a_ladder_and_a_poster_made_at_encodingcom_land_in_the_outbox() {
     let (stack, dir) = stack("ecom-hls", 0, 600).await;
     let src = dir.path().join("talk.mp4");
     media::generate_clip(&src, 4, 1280, 720, true).unwrap();
-    let o = S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config));
-    o.upload_file(&stack.names.inbox_bucket, "sources/talk.mp4", &src, "video/mp4")
-        .await
-        .unwrap();
+    put_source(&stack, &src, "sources/talk.mp4").await;
     let body = serde_json::json!({
         "source": format!("s3://{}/sources/talk.mp4", stack.names.inbox_bucket),
         "outputs": [{"preset": "hls"}, {"preset": "poster", "options": {"at_seconds": 1}}],
@@ -529,23 +527,8 @@ async fn ecom(si: &nommer_devstack::standin::StandIn, query: serde_json::Value) 
     let mut q = query;
     q["userid"] = nommer_devstack::standin::USERID.into();
     q["userkey"] = nommer_devstack::standin::USERKEY.into();
-    let body = format!(
-        "json={}",
-        percent_encoding::utf8_percent_encode(
-            &serde_json::json!({ "query": q }).to_string(),
-            percent_encoding::NON_ALPHANUMERIC
-        )
-    );
-    reqwest::Client::new()
-        .post(&si.url)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    let body = form_json(&serde_json::json!({ "query": q }).to_string());
+    post_form(&si.url, body).await.json().await.unwrap()
 }
 
 async fn wait_status(si: &nommer_devstack::standin::StandIn, id: &str, done: &[&str]) -> String {
@@ -579,11 +562,7 @@ async fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
 async fn the_standin_keeps_encodingcoms_documented_defaults() {
     let (stack, dir) = stack("ecom-defaults", 0, 600).await;
     let si = stack.standin.as_ref().unwrap();
-    let src = clip(dir.path(), "g.mp4");
-    let o = S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config));
-    o.upload_file(&stack.names.inbox_bucket, "sources/g.mp4", &src, "video/mp4")
-        .await
-        .unwrap();
+    let o = put_source(&stack, &clip(dir.path(), "g.mp4"), "sources/g.mp4").await;
     let source = o
         .presign_get(&stack.names.inbox_bucket, "sources/g.mp4", Duration::from_secs(3600))
         .await
@@ -641,23 +620,11 @@ async fn the_standin_keeps_encodingcoms_documented_defaults() {
     );
 
     assert_eq!(wait_status(si, &packed, &["Finished", "Error"]).await, "Finished");
-    let keys: Vec<String> = o
-        .list(delivery, "packed/")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
+    let keys = keys_under(&o, delivery, "packed/").await;
     assert_eq!(keys, ["packed/master.tar"], "one tar, no playlist");
 
     assert_eq!(wait_status(si, &loose, &["Finished", "Error"]).await, "Finished");
-    let keys: Vec<String> = o
-        .list(delivery, "loose/")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
+    let keys = keys_under(&o, delivery, "loose/").await;
     assert!(keys.contains(&"loose/master.m3u8".to_string()), "{keys:?}");
     assert!(keys.iter().any(|k| k.ends_with(".ts")), "{keys:?}");
     assert!(!keys.iter().any(|k| k.ends_with(".tar")), "{keys:?}");
@@ -797,11 +764,7 @@ async fn every_action_of_pypis_encodingcom_client_gets_a_real_answer() {
     let (stack, dir) = stack("ecom-pyclient", 0, 600).await;
     let si = stack.standin.as_ref().unwrap();
     let python = tokio::task::spawn_blocking(python_client).await.unwrap();
-    let src = clip(dir.path(), "p.mp4");
-    let o = S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config));
-    o.upload_file(&stack.names.inbox_bucket, "sources/p.mp4", &src, "video/mp4")
-        .await
-        .unwrap();
+    let o = put_source(&stack, &clip(dir.path(), "p.mp4"), "sources/p.mp4").await;
     let presign = |k: &'static str| o.presign_get(&stack.names.inbox_bucket, k, Duration::from_secs(3600));
     let source = presign("sources/p.mp4").await.unwrap();
     let missing = presign("sources/missing.mp4").await.unwrap();

@@ -4,6 +4,7 @@ use lambda_runtime::LambdaEvent;
 use nommer_aws::objects::S3ObjectStore;
 use nommer_aws::store::{Created, DynamoJobStore};
 use nommer_core::error::JobErrorCode;
+use nommer_core::ports::JobStore as _;
 use nommer_core::settings::IngestSettings;
 use nommer_core::{ids, JobState, StoreError, Transition};
 use nommer_tests::spawn_stack;
@@ -62,14 +63,17 @@ async fn a_conflicting_writer_gets_a_typed_error_not_an_overwrite() {
 
     // listed by state through the index
     let queued = s
-        .list_by_state(
-            JobState::Queued,
+        .list_page(
+            &[JobState::Queued],
             chrono::Utc::now() - chrono::Duration::hours(1),
             chrono::Utc::now() + chrono::Duration::hours(1),
+            None,
             10,
+            |_| true,
         )
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     assert_eq!(
         queued.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
         [j.id.as_str()]

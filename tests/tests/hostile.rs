@@ -32,6 +32,11 @@ impl Canary {
     }
 }
 
+/// An HLS playlist of one segment, `segment` (a path, a URL or a protocol FFmpeg knows).
+fn playlist(segment: &str) -> String {
+    format!("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:1.0,\n{segment}\n#EXT-X-ENDLIST\n")
+}
+
 async fn submit_bytes(stack: &nommer_devstack::LocalStack, key: &str, bytes: Vec<u8>) -> Job {
     let o = S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config));
     o.put_bytes(&stack.names.inbox_bucket, key, bytes, "video/mp4")
@@ -92,30 +97,11 @@ async fn playlists_and_concat_scripts_uploaded_as_media_are_refused() {
     // a real AVI (made by FFmpeg) with a GAB2 "subtitle file" holding a playlist appended
     let dir = tempfile::tempdir().unwrap();
     let avi = dir.path().join("x.avi");
-    let out = std::process::Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=160x120:duration=1",
-            "-c:v",
-            "mjpeg",
-        ])
-        .arg(&avi)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    nommer_tests::lavfi(&avi, &["testsrc2=size=160x120:duration=1"], &["-c:v", "mjpeg"]);
     let mut bytes = std::fs::read(&avi).unwrap();
-    let playlist = format!(
-        "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:1.0,\n{}\n#EXT-X-ENDLIST\n",
-        canary.url("gab2.ts")
-    );
+    let subtitle = playlist(&canary.url("gab2.ts"));
     let mut chunk = b"02txGAB2\0\x02\x00".to_vec();
-    chunk.extend(playlist.as_bytes());
+    chunk.extend(subtitle.as_bytes());
     bytes.extend(chunk);
     let job = submit_bytes(&stack, "inbox/mp4-720p/movie.avi", bytes).await;
     refused(&job, "embedded subtitle file (GAB2)", false);
@@ -134,35 +120,16 @@ async fn ffprobe_with_the_input_guard_opens_nothing_a_playlist_names() {
     std::fs::copy(dir.path().join("real.mp4"), &secret).unwrap();
     let cases = [
         // without the guard, FFmpeg follows this one (checked below)
-        (
-            "relative.m3u8",
-            "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:1.0,\nsecret.ts\n#EXT-X-ENDLIST\n".to_string(),
-        ),
-        (
-            "absolute.mp4",
-            format!(
-                "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:1.0,\n{}\n#EXT-X-ENDLIST\n",
-                secret.display()
-            ),
-        ),
+        ("relative.m3u8", playlist("secret.ts")),
+        ("absolute.mp4", playlist(&secret.display().to_string())),
         (
             "local.m3u8",
             format!("#EXTM3U\n#EXTINF:1.0,\nfile://{}\n#EXT-X-ENDLIST\n", secret.display()),
         ),
-        (
-            "remote.m3u8",
-            format!(
-                "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:1.0,\n{}\n#EXT-X-ENDLIST\n",
-                canary.url("a.ts")
-            ),
-        ),
+        ("remote.m3u8", playlist(&canary.url("a.ts"))),
         (
             "concat.m3u8",
-            format!(
-                "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:1.0,\nconcat:{}|{}\n#EXT-X-ENDLIST\n",
-                secret.display(),
-                canary.url("b.ts")
-            ),
+            playlist(&format!("concat:{}|{}", secret.display(), canary.url("b.ts"))),
         ),
         (
             "script.txt",
@@ -279,35 +246,29 @@ async fn the_encode_argv_refuses_playlists_by_itself() {
     let catalog = Catalog::builtin();
     let limits = Limits::default();
     let cases = [
-        (
-            "local.mp4",
-            "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:1.0,\nsecret.ts\n#EXT-X-ENDLIST\n".to_string(),
-        ),
-        (
-            "remote.mp4",
-            format!(
-                "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:1.0,\n{}\n#EXT-X-ENDLIST\n",
-                canary.url("a.ts")
-            ),
-        ),
+        ("local.mp4", playlist("secret.ts")),
+        ("remote.mp4", playlist(&canary.url("a.ts"))),
     ];
+    let plan_of = |preset: &str, input: &std::path::Path, out_dir: &std::path::Path| {
+        plan::plan(&plan::PlanInput {
+            preset: catalog.find(preset).unwrap(),
+            options: &OutputOptions::default(),
+            probe: &probe,
+            input,
+            watermark: None,
+            out_dir,
+            stem: "clip",
+            limits: &limits,
+        })
+        .unwrap()
+    };
     for (name, body) in cases {
         let input = dir.path().join(name);
         std::fs::write(&input, body).unwrap();
         let out_dir = dir.path().join(format!("out-{name}"));
         std::fs::create_dir_all(&out_dir).unwrap();
         for preset in ["mp4-360p", "hls"] {
-            let pl = plan::plan(&plan::PlanInput {
-                preset: catalog.find(preset).unwrap(),
-                options: &OutputOptions::default(),
-                probe: &probe,
-                input: &input,
-                watermark: None,
-                out_dir: &out_dir,
-                stem: "clip",
-                limits: &limits,
-            })
-            .unwrap();
+            let pl = plan_of(preset, &input, &out_dir);
             let out = tokio::process::Command::new("ffmpeg")
                 .args(&pl.passes[0])
                 .output()
@@ -322,17 +283,7 @@ async fn the_encode_argv_refuses_playlists_by_itself() {
         canary.assert_untouched();
         if name == "local.mp4" {
             // control: the same argv without the guard reads the playlist's segment
-            let pl = plan::plan(&plan::PlanInput {
-                preset: catalog.find("mp4-360p").unwrap(),
-                options: &OutputOptions::default(),
-                probe: &probe,
-                input: &input,
-                watermark: None,
-                out_dir: &out_dir,
-                stem: "clip",
-                limits: &limits,
-            })
-            .unwrap();
+            let pl = plan_of("mp4-360p", &input, &out_dir);
             let guard = ffmpeg::input_guard(&limits);
             let mut argv = pl.passes[0].clone();
             let at = argv.windows(guard.len()).position(|w| w == guard.as_slice()).unwrap();

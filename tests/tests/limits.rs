@@ -5,6 +5,7 @@
 
 use nommer::client::ApiClient;
 use nommer_core::error::JobErrorCode;
+use nommer_core::ports::JobStore as _;
 use nommer_core::settings as s;
 use nommer_core::{Job, JobState};
 use nommer_devstack::media;

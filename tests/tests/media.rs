@@ -6,20 +6,10 @@ use nommer::client::ApiClient;
 use nommer_aws::objects::S3ObjectStore;
 use nommer_core::JobState;
 use nommer_devstack::media;
-use nommer_tests::{lavfi, run_job, spawn_stack};
+use nommer_tests::{assert_complete, lavfi, output_file, run_job, spawn_stack};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn complete(stack: &nommer_devstack::LocalStack, job: &nommer_core::Job) {
-    assert_eq!(
-        job.state,
-        JobState::Complete,
-        "{:#?}\n{}",
-        job.error,
-        stack.worker_logs(30)
-    );
-}
 
 /// Downloads every outbox object under `prefix` into `dir`, keeping the folders below
 /// the prefix; returns `dir`.
@@ -35,16 +25,6 @@ async fn download_tree(stack: &nommer_devstack::LocalStack, prefix: &str, dir: &
             .unwrap();
     }
     dir.to_path_buf()
-}
-
-/// The one output file of output `name`, downloaded.
-async fn output_file(stack: &nommer_devstack::LocalStack, job: &nommer_core::Job, name: &str, dir: &Path) -> PathBuf {
-    let f = job
-        .manifest
-        .iter()
-        .find(|f| f.output == name)
-        .unwrap_or_else(|| panic!("{name} not in the manifest"));
-    nommer_tests::download_output(stack, &f.key, dir).await
 }
 
 /// ffprobe's first video stream of a file (a playlist of local segments included).
@@ -86,7 +66,7 @@ async fn a_portrait_source_keeps_its_class_in_files_and_ladders() {
     let tall = dir.path().join("tall.mp4");
     media::generate_clip(&tall, 1, 720, 1280, true).unwrap();
     let job = run_job(&stack, &tall, "tall.mp4", json!([{ "preset": "mp4-720p" }])).await;
-    complete(&stack, &job);
+    assert_complete(&stack, &job);
     let out = output_file(&stack, &job, "mp4-720p", dir.path()).await;
     assert_eq!(size_of(&video_of(&out)), (720, 1280), "720p bounds the short side");
     let facts = &job.routing.as_ref().expect("routed").facts;
@@ -96,7 +76,7 @@ async fn a_portrait_source_keeps_its_class_in_files_and_ladders() {
     let small = dir.path().join("small.mp4");
     media::generate_clip(&small, 2, 360, 640, true).unwrap();
     let job = run_job(&stack, &small, "small.mp4", json!([{ "preset": "hls" }])).await;
-    complete(&stack, &job);
+    assert_complete(&stack, &job);
     let master = job
         .manifest
         .iter()
@@ -151,7 +131,7 @@ async fn cover_art_is_not_video() {
 
     // an audio preset works and leaves the picture out
     let job = run_job(&stack, &song, "song2.mp3", json!([{ "preset": "audio-aac" }])).await;
-    complete(&stack, &job);
+    assert_complete(&stack, &job);
     let out = output_file(&stack, &job, "audio-aac", dir.path()).await;
     let probe = media::probe(&out).unwrap();
     let kinds: Vec<&str> = probe["streams"]
@@ -238,7 +218,7 @@ async fn interlaced_sources_are_deinterlaced() {
     for (src, by) in [(&flagged, "field_order"), (&unflagged, "idet")] {
         let name = src.file_name().unwrap().to_str().unwrap();
         let job = run_job(&stack, src, name, json!([{ "preset": "mp4-360p" }])).await;
-        complete(&stack, &job);
+        assert_complete(&stack, &job);
         // the decision is on the job, as GET /jobs/{id} shows it
         let (status, shown) = ApiClient::new(&stack.api_url)
             .request("GET", &format!("/jobs/{}", job.id), None)
@@ -318,7 +298,7 @@ async fn hdr_sources_are_tone_mapped_to_sdr_bt709() {
         json!([{ "preset": "mp4-360p" }, { "preset": "webm-vp9-720p" }, { "preset": "hls" }]),
     )
     .await;
-    complete(&stack, &job);
+    assert_complete(&stack, &job);
     let mp4 = output_file(&stack, &job, "mp4-360p", dir.path()).await;
     let webm = output_file(&stack, &job, "webm-vp9-720p", dir.path()).await;
     let master = job
@@ -388,7 +368,7 @@ async fn anamorphic_sources_keep_their_display_aspect() {
         json!([{ "preset": "mp4-480p" }, { "preset": "poster" }]),
     )
     .await;
-    complete(&stack, &job);
+    assert_complete(&stack, &job);
     for (name, size) in [("mp4-480p", (854, 480)), ("poster", (1024, 576))] {
         let out = output_file(&stack, &job, name, dir.path()).await;
         let o = video_of(&out);

@@ -4,7 +4,6 @@
 
 use nommer::client::ApiClient;
 use nommer_aws::objects::S3ObjectStore;
-use nommer_core::JobState;
 use nommer_devstack::media;
 use serde_json::json;
 use std::path::Path;
@@ -94,13 +93,7 @@ async fn typed_options_shape_each_output() {
         .wait(created["id"].as_str().unwrap(), Duration::from_secs(300), |_| {})
         .await
         .unwrap();
-    assert_eq!(
-        job.state,
-        JobState::Complete,
-        "{:#?}\n{}",
-        job.error,
-        stack.worker_logs(30)
-    );
+    nommer_tests::assert_complete(&stack, &job);
     let key = |name: &str| job.manifest.iter().find(|f| f.output == name).unwrap().key.clone();
 
     let clip = nommer_tests::download_output(&stack, &key("clip"), dir.path()).await;
@@ -181,7 +174,7 @@ audio = { codec = "aac", bitrate_kbps = 64 }
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().unwrap();
     let job = api.wait(id, Duration::from_secs(120), |_| {}).await.unwrap();
-    assert_eq!(job.state, JobState::Complete, "{:#?}", job.error);
+    nommer_tests::assert_complete(&stack, &job);
     let f = &job.manifest[0];
     assert_eq!(f.key, format!("renditions/my_clip/{id}/mp4-200p/my_clip.mp4"));
     assert_eq!(f.height, Some(200));

@@ -5,7 +5,7 @@ use nommer_core::error::JobErrorCode;
 use nommer_core::presets::{AudioCodec, Catalog, Preset, PresetKind, VideoCodec};
 use nommer_core::JobState;
 use nommer_devstack::media;
-use nommer_tests::{lavfi, run_job, spawn_stack};
+use nommer_tests::{assert_complete, lavfi, output_file, run_job, spawn_stack};
 use serde_json::json;
 use std::path::Path;
 use std::process::Command;
@@ -27,13 +27,7 @@ async fn every_file_preset_encodes_and_validates_in_one_job() {
     let presets = file_presets();
     let outputs: Vec<_> = presets.iter().map(|p| json!({ "preset": p.name })).collect();
     let job = run_job(&stack, &src, "landscape.mp4", json!(outputs)).await;
-    assert_eq!(
-        job.state,
-        JobState::Complete,
-        "{:#?}\n{}",
-        job.error,
-        stack.worker_logs(30)
-    );
+    assert_complete(&stack, &job);
     assert_eq!(job.manifest.len(), presets.len());
     for p in &presets {
         let PresetKind::File {
@@ -133,10 +127,9 @@ async fn two_pass_really_runs_two_passes() {
         ]),
     )
     .await;
-    assert_eq!(job.state, JobState::Complete, "{:#?}", job.error);
-    let file = |name: &str| job.manifest.iter().find(|f| f.output == name).unwrap().key.clone();
-    let two = nommer_tests::download_output(&stack, &file("two"), dir.path()).await;
-    let one = nommer_tests::download_output(&stack, &file("one"), dir.path()).await;
+    assert_complete(&stack, &job);
+    let two = output_file(&stack, &job, "two", dir.path()).await;
+    let one = output_file(&stack, &job, "one", dir.path()).await;
     assert_eq!(x264_rate_control(&two), "2pass", "the encoder ran a second pass");
     assert_eq!(x264_rate_control(&one), "abr", "control: one pass at a bit rate");
     // the first pass's statistics stay on the worker: the outbox holds the outputs only
@@ -173,7 +166,7 @@ async fn a_ladder_is_one_ffmpeg_process() {
     let src = dir.path().join("talk.mp4");
     media::generate_clip(&src, 2, 640, 360, true).unwrap();
     let job = run_job(&stack, &src, "talk.mp4", json!([{ "preset": "hls" }])).await;
-    assert_eq!(job.state, JobState::Complete, "{:#?}", job.error);
+    assert_complete(&stack, &job);
     let variants = job.manifest.iter().filter(|f| f.key.ends_with("/index.m3u8")).count();
     assert_eq!(variants, 2, "two renditions: {:?}", job.manifest);
     let runs = std::fs::read_to_string(&log).unwrap();
@@ -203,13 +196,7 @@ async fn an_hls_ladder_an_mp4_and_thumbnails_in_one_job() {
         { "preset": "sprite", "options": { "count": 12, "width": 80 } }
     ]);
     let job = run_job(&stack, &src, "talk.mp4", outputs).await;
-    assert_eq!(
-        job.state,
-        JobState::Complete,
-        "{:#?}\n{}",
-        job.error,
-        stack.worker_logs(30)
-    );
+    assert_complete(&stack, &job);
     let of = |name: &str| job.manifest.iter().filter(|f| f.output == name).collect::<Vec<_>>();
 
     // HLS: master + one entry per rendition, only at or below the source's height
@@ -300,7 +287,7 @@ async fn odd_portrait_silent_and_audio_only_sources() {
         json!([{ "preset": "mp4-720p" }, { "preset": "webm-vp9-720p" }]),
     )
     .await;
-    assert_eq!(job.state, JobState::Complete, "{:#?}", job.error);
+    assert_complete(&stack, &job);
     for f in &job.manifest {
         let (w, h) = (f.width.unwrap(), f.height.unwrap());
         assert!(w % 2 == 0 && h % 2 == 0 && h <= 199, "{}: {w}x{h}", f.output);
@@ -324,7 +311,7 @@ async fn odd_portrait_silent_and_audio_only_sources() {
         .unwrap();
     assert!(out.status.success());
     let job = run_job(&stack, &rotated, "portrait.mp4", json!([{ "preset": "mp4-720p" }])).await;
-    assert_eq!(job.state, JobState::Complete, "{:#?}", job.error);
+    assert_complete(&stack, &job);
     let probe = job.probe.as_ref().unwrap();
     assert_eq!(probe.streams[0].rotation.map(|r| r.abs()), Some(90), "{probe:?}");
     let f = &job.manifest[0];
@@ -348,7 +335,7 @@ async fn odd_portrait_silent_and_audio_only_sources() {
         json!([{ "preset": "audio-mp3" }, { "preset": "audio-aac" }]),
     )
     .await;
-    assert_eq!(job.state, JobState::Complete, "{:#?}", job.error);
+    assert_complete(&stack, &job);
     assert_eq!(job.manifest.len(), 2);
     let job = run_job(&stack, &sound, "sound2.m4a", json!([{ "preset": "mp4-360p" }])).await;
     assert_eq!(job.state, JobState::Failed);
@@ -370,6 +357,6 @@ async fn odd_portrait_silent_and_audio_only_sources() {
         json!([{ "preset": "mp4-360p" }, { "preset": "audio-aac" }]),
     )
     .await;
-    assert_eq!(job.state, JobState::Complete, "{:#?}", job.error);
+    assert_complete(&stack, &job);
     stack.shutdown().await;
 }

@@ -20,9 +20,7 @@ mod outputs;
 mod slots;
 mod source;
 
-pub use disk::{free_bytes, is_disk_full};
 pub use failure::JobFailure;
-pub use outputs::list_files;
 
 use chrono::Utc;
 use nommer_aws::objects::S3ObjectStore;

@@ -10,6 +10,7 @@ use nommer_aws::queue::Received;
 use nommer_core::error::JobErrorCode;
 use nommer_core::job::{Job, JobError};
 use nommer_core::messages::JobMessage;
+use nommer_core::ports::JobStore as _;
 use nommer_core::{JobState, StoreError, Transition};
 use std::time::Duration;
 

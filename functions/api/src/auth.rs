@@ -16,7 +16,8 @@ pub fn key_hash(key: &str) -> String {
     hex::encode(sha2::Sha256::digest(key.as_bytes()))
 }
 
-/// Refuses requests without a known key, when keys are configured. `/health` stays open.
+/// Refuses requests without a known key, when keys are configured. `/health` (for load
+/// balancers) and `/openapi.json` (the API's description) stay open.
 pub(crate) async fn authenticate(
     State(state): State<Arc<ApiState>>,
     req: axum::extract::Request,
@@ -49,7 +50,7 @@ pub(crate) async fn authenticate(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "Unknown API key",
-            "the key in x-api-key is not one this deployment accepts",
+            "the key in x-api-key (or Authorization: Bearer) is not one this deployment accepts",
         )
         .into_response(),
         None => Problem::new(

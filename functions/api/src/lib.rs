@@ -36,11 +36,8 @@ use nommer_core::flows::Backends;
 use nommer_core::settings::ApiSettings;
 use std::sync::Arc;
 
-pub use auth::{key_hash, API_KEY_HEADER};
-pub use jobs::IDEMPOTENCY_KEY;
-pub use openapi::OPENAPI;
+pub use auth::key_hash;
 pub use problem::Problem;
-pub use request::{check_notify_url, parse_request, CreateJobRequest, OutputRequest};
 
 /// Everything the routes share.
 pub struct ApiState {

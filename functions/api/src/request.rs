@@ -73,30 +73,36 @@ pub fn parse_request(
     Ok((req, source, outputs))
 }
 
+/// What a `POST /jobs` body looks like, shown when one is refused.
+const JOB_EXAMPLE: &str = r#"{"source": "s3://bucket/key"}"#;
+
 /// The body as a typed request: at most `MAX_BODY` bytes of one JSON object.
 fn read_body(body: &[u8]) -> Result<CreateJobRequest, Problem> {
     if body.len() > MAX_BODY {
         return Err(invalid("", format!("the body is larger than {MAX_BODY} bytes")));
     }
+    read_json(body, JOB_EXAMPLE)
+}
+
+/// A body as the JSON object `T`. Every refusal names the field serde stopped at and shows
+/// `example`, a body that would do.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(body: &[u8], example: &str) -> Result<T, Problem> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(invalid(
             "",
-            "the body is empty; send a JSON object such as {\"source\": \"s3://bucket/key\"}",
+            format!("the body is empty; send a JSON object such as {example}"),
         ));
     }
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| invalid("", format!("the body is not valid JSON: {e}")))?;
     if !value.is_object() {
-        return Err(invalid(
-            "",
-            "the body must be a JSON object such as {\"source\": \"s3://bucket/key\"}",
-        ));
+        return Err(invalid("", format!("the body must be a JSON object such as {example}")));
     }
-    serde_path_to_error::deserialize(value).map_err(serde_refusal)
+    serde_path_to_error::deserialize(value).map_err(|e| serde_refusal(e, example))
 }
 
-/// A refusal naming the field serde stopped at.
-fn serde_refusal(e: serde_path_to_error::Error<serde_json::Error>) -> Problem {
+/// A refusal naming the field serde stopped at, with an example of a body that would do.
+fn serde_refusal(e: serde_path_to_error::Error<serde_json::Error>, example: &str) -> Problem {
     let path = e.path().to_string();
     let inner = e.into_inner();
     let msg = inner.to_string();
@@ -114,7 +120,7 @@ fn serde_refusal(e: serde_path_to_error::Error<serde_json::Error>) -> Problem {
     } else {
         path
     };
-    invalid(field, msg)
+    invalid(field, format!("{msg}; a body looks like {example}"))
 }
 
 /// The outputs asked for: `preset` (or the default) for one, `outputs` for several.
@@ -318,6 +324,28 @@ mod tests {
             field_of(r#"{"source":"s3://inbox/a","user_metadata":{"k":5}}"#),
             Some("user_metadata.k".into())
         );
+    }
+
+    #[test]
+    fn any_body_is_refused_with_its_field_and_an_example() {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Upload {
+            #[allow(dead_code)]
+            size: u64,
+        }
+        let refusal = |body: &str| read_json::<Upload>(body.as_bytes(), r#"{"size": 1}"#).unwrap_err();
+        for (body, field) in [
+            ("", ""),
+            ("[]", ""),
+            ("{}", "size"),
+            (r#"{"size":"big"}"#, "size"),
+            (r#"{"size":1,"x":1}"#, "x"),
+        ] {
+            let p = refusal(body);
+            assert_eq!(p.field.as_deref().unwrap_or_default(), field, "{body}");
+            assert!(p.detail.contains(r#"{"size": 1}"#), "{body}: {}", p.detail);
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Uploads into the inbox: `POST /uploads` presigns where to PUT a file (one URL, or one
 //! per part for a large file), `POST /uploads/complete` joins a multipart upload's parts.
 
-use crate::request::invalid;
+use crate::request::{invalid, read_json};
 use crate::{ApiState, Problem};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -42,6 +42,9 @@ struct UploadRequest {
     multipart: bool,
 }
 
+/// What a `POST /uploads` body looks like, shown when one is refused.
+const UPLOAD_EXAMPLE: &str = r#"{"filename": "talk.mov", "size": 123}"#;
+
 /// Where one upload goes.
 struct Target {
     bucket: String,
@@ -55,14 +58,7 @@ struct Target {
 /// `POST /uploads`: where to PUT a file so a job can use it as its source. The key is
 /// under `uploads/` in the inbox (not `inbox/`, so the upload itself makes no job).
 async fn create_upload(State(state): State<Arc<ApiState>>, body: Bytes) -> Result<Response, Problem> {
-    let req: UploadRequest = serde_json::from_slice(&body).map_err(|e| {
-        let msg = e.to_string();
-        let field = msg.split('`').nth(1).filter(|_| msg.contains("field")).unwrap_or("");
-        invalid(
-            field,
-            format!("{msg}; send {{\"filename\": \"talk.mov\", \"size\": 123}}"),
-        )
-    })?;
+    let req: UploadRequest = read_json(&body, UPLOAD_EXAMPLE)?;
     let name = file_name(&req.filename)?;
     if req.size == 0 || req.size > MAX_UPLOAD {
         return Err(invalid("size", "the file's size in bytes, 1 B to 5 TiB"));
@@ -168,9 +164,13 @@ struct CompleteUpload {
     etags: Vec<String>,
 }
 
+/// What a `POST /uploads/complete` body looks like, shown when one is refused.
+const COMPLETE_EXAMPLE: &str =
+    r#"{"source": "s3://bucket/uploads/<id>/talk.mov", "upload_id": "<upload_id>", "etags": ["<part 1's ETag>"]}"#;
+
 /// `POST /uploads/complete`: joins the parts of a multipart upload.
 async fn complete_upload(State(state): State<Arc<ApiState>>, body: Bytes) -> Result<Response, Problem> {
-    let req: CompleteUpload = serde_json::from_slice(&body).map_err(|e| invalid("", e.to_string()))?;
+    let req: CompleteUpload = read_json(&body, COMPLETE_EXAMPLE)?;
     let src = S3Uri::parse(&req.source).map_err(|e| invalid("source", e))?;
     if src.bucket != state.settings.source_buckets[0] || !src.key.starts_with("uploads/") {
         return Err(invalid("source", "not an upload this API started"));

@@ -62,11 +62,7 @@ impl S3Handoff {
         let id = secret_field(&v, name, "access_key_id")?;
         let key = secret_field(&v, name, "secret_access_key")?;
         let creds = aws_sdk_s3::config::Credentials::new(&id, key, None, None, "nommer-source-reader");
-        let mut b = aws_sdk_s3::config::Builder::from(&self.sdk).credentials_provider(creds);
-        if self.sdk.endpoint_url().is_some() {
-            b = b.force_path_style(true);
-        }
-        let reader = S3ObjectStore::new(aws_sdk_s3::Client::from_conf(b.build()));
+        let reader = S3ObjectStore::new(crate::sdk::s3_client_with(&self.sdk, creds));
         let acl = crate::sdk::s3_client(&self.sdk)
             .get_bucket_acl()
             .bucket(bucket)

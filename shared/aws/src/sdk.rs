@@ -44,11 +44,24 @@ fn bounded(loader: ConfigLoader, limits: &CallLimits) -> ConfigLoader {
 }
 
 pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
-    let mut b = aws_sdk_s3::config::Builder::from(config);
+    aws_sdk_s3::Client::from_conf(s3_settings(config).build())
+}
+
+/// An S3 client that signs with `credentials` instead of the config's own (the source
+/// reader's long-lived key, for presigned URLs that outlive a session).
+pub fn s3_client_with(config: &SdkConfig, credentials: aws_sdk_s3::config::Credentials) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(s3_settings(config).credentials_provider(credentials).build())
+}
+
+/// The one place an S3 client's settings are made: path-style addressing when an
+/// endpoint is set (the emulator has no per-bucket host names).
+fn s3_settings(config: &SdkConfig) -> aws_sdk_s3::config::Builder {
+    let b = aws_sdk_s3::config::Builder::from(config);
     if config.endpoint_url().is_some() {
-        b = b.force_path_style(true);
+        b.force_path_style(true)
+    } else {
+        b
     }
-    aws_sdk_s3::Client::from_conf(b.build())
 }
 
 pub fn sqs_client(config: &SdkConfig) -> aws_sdk_sqs::Client {

@@ -115,11 +115,6 @@ impl DynamoJobStore {
         out.item().map(|item| Self::from_item(id, item)).transpose()
     }
 
-    /// Reads a job that must exist.
-    pub async fn require(&self, id: &str) -> Result<Job, StoreError> {
-        self.get(id).await?.ok_or_else(|| StoreError::NotFound(id.to_string()))
-    }
-
     /// Writes `new` in place of `old`, on condition that the stored job is still at
     /// `old`'s state and version. Returns the job as stored (version bumped).
     pub async fn replace(&self, old: &Job, mut new: Job) -> Result<Job, StoreError> {
@@ -182,18 +177,6 @@ impl DynamoJobStore {
         next.state = job.state;
         next.updated_at = Utc::now();
         self.replace(job, next).await
-    }
-
-    /// Jobs in `state` created in `[from, to]`, newest first, up to `limit` (the first page
-    /// of [`Self::list_page`]).
-    pub async fn list_by_state(
-        &self,
-        state: JobState,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<Job>, StoreError> {
-        Ok(self.list_page(&[state], from, to, None, limit, |_| true).await?.0)
     }
 
     /// Records which job a remote backend's task belongs to (`media#<backend>#<id>`), for
