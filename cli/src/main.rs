@@ -207,9 +207,24 @@ async fn events(topic_arn: &str, states: &[String], json: bool) -> anyhow::Resul
             std::process::exit(2);
         }
     }
-    // nommer_aws::sdk::sdk_config's one line, repeated: the CLI does not link nommer-aws
-    // (see watch::queue_arn)
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    // nommer_aws::sdk::sdk_config, repeated: the CLI does not link nommer-aws (see
+    // watch::queue_arn); the same bounds on every call (NOMMER_AWS_*)
+    let limits = nommer_core::settings::CallLimits::from_env()?;
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(limits.connect)
+        .read_timeout(limits.first_byte)
+        .operation_attempt_timeout(limits.attempt)
+        .operation_timeout(limits.call)
+        .build();
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .retry_config(
+            aws_config::retry::RetryConfig::standard()
+                .with_max_attempts(limits.max_attempts)
+                .with_initial_backoff(limits.backoff),
+        )
+        .load()
+        .await;
     eprintln!("nommer: watching {topic_arn}; Ctrl-C stops");
     nommer::watch::watch(
         &config,

@@ -10,7 +10,9 @@ use nommer_core::settings::{CallLimits, SettingsError};
 /// with the call limits of `NOMMER_AWS_*` (a malformed one fails fast, by name).
 pub async fn sdk_config() -> Result<SdkConfig, SettingsError> {
     let limits = CallLimits::from_env()?;
-    Ok(bounded(aws_config::defaults(BehaviorVersion::latest()), &limits).load().await)
+    Ok(bounded(aws_config::defaults(BehaviorVersion::latest()), &limits)
+        .load()
+        .await)
 }
 
 /// The SDK config for a given endpoint with static credentials: what the local stack and
@@ -40,7 +42,11 @@ fn bounded(loader: ConfigLoader, limits: &CallLimits) -> ConfigLoader {
                 .operation_timeout(limits.call)
                 .build(),
         )
-        .retry_config(RetryConfig::standard().with_max_attempts(limits.max_attempts))
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(limits.max_attempts)
+                .with_initial_backoff(limits.backoff),
+        )
 }
 
 pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {

@@ -68,6 +68,7 @@ pub const AWS_FIRST_BYTE_TIMEOUT_SECS: &str = "NOMMER_AWS_FIRST_BYTE_TIMEOUT_SEC
 pub const AWS_ATTEMPT_TIMEOUT_SECS: &str = "NOMMER_AWS_ATTEMPT_TIMEOUT_SECS";
 pub const AWS_CALL_TIMEOUT_SECS: &str = "NOMMER_AWS_CALL_TIMEOUT_SECS";
 pub const AWS_MAX_ATTEMPTS: &str = "NOMMER_AWS_MAX_ATTEMPTS";
+pub const AWS_RETRY_BACKOFF_SECS: &str = "NOMMER_AWS_RETRY_BACKOFF_SECS";
 
 /// Encoding.com's API user id and key, from the environment when no secret is named.
 /// The API key; `Debug` and `Display` print `***`.
@@ -608,6 +609,8 @@ pub struct CallLimits {
     /// Attempts per call, the first included (the SDK's standard retries, with backoff
     /// and a retry budget).
     pub max_attempts: u32,
+    /// The first retry's backoff at most (then doubling, with jitter, up to 20 s).
+    pub backoff: Duration,
 }
 
 impl Default for CallLimits {
@@ -618,6 +621,7 @@ impl Default for CallLimits {
             attempt: Duration::from_secs(60),
             call: Duration::from_secs(180),
             max_attempts: 4,
+            backoff: Duration::from_secs(1),
         }
     }
 }
@@ -634,12 +638,16 @@ impl CallLimits {
             attempt: secs(AWS_ATTEMPT_TIMEOUT_SECS, d.attempt)?,
             call: secs(AWS_CALL_TIMEOUT_SECS, d.call)?,
             max_attempts: number(src, AWS_MAX_ATTEMPTS, d.max_attempts, 1)?,
+            backoff: secs(AWS_RETRY_BACKOFF_SECS, d.backoff)?,
         };
         if limits.call < limits.attempt {
             return Err(SettingsError::Invalid {
                 name: AWS_CALL_TIMEOUT_SECS,
                 value: limits.call.as_secs_f64().to_string(),
-                reason: format!("must be at least {AWS_ATTEMPT_TIMEOUT_SECS} ({} s)", limits.attempt.as_secs_f64()),
+                reason: format!(
+                    "must be at least {AWS_ATTEMPT_TIMEOUT_SECS} ({} s)",
+                    limits.attempt.as_secs_f64()
+                ),
             });
         }
         Ok(limits)
@@ -657,6 +665,7 @@ impl CallLimits {
             (AWS_ATTEMPT_TIMEOUT_SECS, self.attempt.as_secs_f64().to_string()),
             (AWS_CALL_TIMEOUT_SECS, self.call.as_secs_f64().to_string()),
             (AWS_MAX_ATTEMPTS, self.max_attempts.to_string()),
+            (AWS_RETRY_BACKOFF_SECS, self.backoff.as_secs_f64().to_string()),
         ]
     }
 }
