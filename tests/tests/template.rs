@@ -97,6 +97,18 @@ const DEFAULTS_SUFFICE: &[(&str, &str)] = &[
     ("NOMMER_SCALE_OUT_COOLDOWN_SECS", "scaler: 60 s"),
     ("NOMMER_SOURCE_BUCKETS", "api: the inbox only"),
     ("NOMMER_INTERRUPTION_FILE", "local stack only (EC2 uses IMDS)"),
+    ("NOMMER_AWS_CONNECT_TIMEOUT_SECS", "every AWS call: 3 s to connect"),
+    (
+        "NOMMER_AWS_FIRST_BYTE_TIMEOUT_SECS",
+        "every AWS call: 30 s to the answer's first byte",
+    ),
+    ("NOMMER_AWS_ATTEMPT_TIMEOUT_SECS", "every AWS call: 60 s an attempt"),
+    ("NOMMER_AWS_CALL_TIMEOUT_SECS", "every AWS call: 180 s with its retries"),
+    ("NOMMER_AWS_MAX_ATTEMPTS", "every AWS call: 4 attempts"),
+    (
+        "NOMMER_AWS_RETRY_BACKOFF_SECS",
+        "every AWS call: a first backoff of up to 1 s",
+    ),
     (
         "NOMMER_ENCODINGCOM_ENDPOINT",
         "local stack only (the stand-in); the config file has the endpoint",

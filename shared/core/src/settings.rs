@@ -765,13 +765,16 @@ mod tests {
         assert_eq!((l.first_byte, l.max_attempts), (Duration::from_millis(1500), 2));
         let round: HashMap<String, String> = l.to_env().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         assert_eq!(CallLimits::from_source(&round).unwrap(), l);
-        for bad in [
-            env(&[(AWS_MAX_ATTEMPTS, "0")]),
-            env(&[(AWS_CONNECT_TIMEOUT_SECS, "soon")]),
-            env(&[(AWS_CALL_TIMEOUT_SECS, "5"), (AWS_ATTEMPT_TIMEOUT_SECS, "10")]),
+        for (bad, name) in [
+            (env(&[(AWS_MAX_ATTEMPTS, "0")]), AWS_MAX_ATTEMPTS),
+            (env(&[(AWS_CONNECT_TIMEOUT_SECS, "soon")]), AWS_CONNECT_TIMEOUT_SECS),
+            (
+                env(&[(AWS_CALL_TIMEOUT_SECS, "5"), (AWS_ATTEMPT_TIMEOUT_SECS, "10")]),
+                AWS_CALL_TIMEOUT_SECS,
+            ),
         ] {
             let msg = CallLimits::from_source(&bad).unwrap_err().to_string();
-            assert!(msg.contains("NOMMER_AWS_"), "{msg}");
+            assert!(msg.contains(name), "{msg}");
         }
     }
 }
