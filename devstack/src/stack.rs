@@ -426,6 +426,9 @@ async fn standin(opts: &StackOptions, b: &Base, env: &mut HashMap<String, String
     Ok(Some(si))
 }
 
+/// How many batches of one queue are handled at once (Lambda runs up to a thousand).
+const POLLERS_PER_QUEUE: usize = 3;
+
 /// The functions in-process behind their event sources: ingest and dispatch on their
 /// queues, notify on the table's stream and the deliverer on the webhooks queue, the API
 /// (with the Encoding.com callback) on `listener`, and the Encoding.com poller when the
@@ -449,15 +452,21 @@ async fn functions(
         config,
     ));
     let queue = SqsQueue::new(nommer_aws::sdk::sqs_client(config));
+    // as Lambda does, several pollers per queue, each handing its batches to the function
     let on_queue = |url: &str, handler: SqsHandler| {
-        tokio::spawn(event_sources::poll_sqs(
-            queue.clone(),
-            url.to_string(),
-            arn_of(url),
-            emulator::REGION.to_string(),
-            10,
-            handler,
-        ))
+        let pollers: Vec<JoinHandle<()>> = (0..POLLERS_PER_QUEUE)
+            .map(|_| {
+                tokio::spawn(event_sources::poll_sqs(
+                    queue.clone(),
+                    url.to_string(),
+                    arn_of(url),
+                    emulator::REGION.to_string(),
+                    10,
+                    handler.clone(),
+                ))
+            })
+            .collect();
+        pollers
     };
     let ingest_handler: SqsHandler = Arc::new(move |event| {
         let ctx = ingest.clone();
@@ -480,17 +489,15 @@ async fn functions(
         let ctx = notifier.clone();
         Box::pin(async move { notify::deliver_handler(&ctx, LambdaEvent::new(event, Default::default())).await })
     });
-    let mut tasks = vec![
-        on_queue(&b.urls.ingest, ingest_handler),
-        on_queue(&b.urls.jobs, dispatch_handler),
-        tokio::spawn(event_sources::poll_stream(
-            config.clone(),
-            b.names.table.clone(),
-            emulator::REGION.to_string(),
-            stream_handler,
-        )),
-        on_queue(&b.urls.webhooks, deliver_handler),
-    ];
+    let mut tasks = vec![tokio::spawn(event_sources::poll_stream(
+        config.clone(),
+        b.names.table.clone(),
+        emulator::REGION.to_string(),
+        stream_handler,
+    ))];
+    tasks.extend(on_queue(&b.urls.ingest, ingest_handler));
+    tasks.extend(on_queue(&b.urls.jobs, dispatch_handler));
+    tasks.extend(on_queue(&b.urls.webhooks, deliver_handler));
     let router = api::router(api_state).merge(encodingcom::router(backends.clone()));
     if let Some(every) = poll {
         let b = backends.clone();

@@ -2,6 +2,7 @@
 //! binary, and for each test its own uniquely named stack on it.
 
 pub mod freeze;
+pub mod receiver;
 pub mod runtime_api;
 
 use nommer_devstack::{LocalStack, StackOptions};
@@ -92,18 +93,115 @@ where
 
 /// Every job item in a stack's table.
 pub async fn all_jobs(stack: &LocalStack) -> Vec<nommer_core::Job> {
-    let ddb = nommer_aws::sdk::dynamodb_client(&stack.config);
-    let out = ddb.scan().table_name(&stack.names.table).send().await.expect("scan");
-    out.items()
-        .iter()
-        .filter(|i| {
-            i.get("kind")
-                .and_then(|k| k.as_s().ok())
-                .map(|k| k == "job")
-                .unwrap_or(false)
-        })
-        .map(|i| serde_json::from_str(i["doc"].as_s().unwrap()).unwrap())
-        .collect()
+    let ddb = nommer_aws::sdk::dynamodb_client(&direct_config(stack).await);
+    let mut jobs = Vec::new();
+    let mut from = None;
+    loop {
+        let out = ddb
+            .scan()
+            .table_name(&stack.names.table)
+            .set_exclusive_start_key(from)
+            .send()
+            .await
+            .expect("scan");
+        jobs.extend(
+            out.items()
+                .iter()
+                .filter(|i| i.get("kind").and_then(|k| k.as_s().ok()).is_some_and(|k| k == "job"))
+                .map(|i| serde_json::from_str(i["doc"].as_s().unwrap()).unwrap()),
+        );
+        match out.last_evaluated_key() {
+            Some(k) if !k.is_empty() => from = Some(k.clone()),
+            _ => return jobs,
+        }
+    }
+}
+
+/// The SDK config for the emulator itself, past the fault proxy: a test's own checks
+/// are never faulted.
+pub async fn direct_config(stack: &LocalStack) -> aws_config::SdkConfig {
+    nommer_aws::sdk::sdk_config_for_endpoint(&stack.emulator_endpoint, "us-east-1").await
+}
+
+/// Every version of every object in `bucket`: its key and when it was written.
+pub async fn object_versions(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<(String, aws_sdk_s3::primitives::DateTime)> {
+    let mut all = Vec::new();
+    let (mut key, mut version) = (None, None);
+    loop {
+        let out = s3
+            .list_object_versions()
+            .bucket(bucket)
+            .set_key_marker(key)
+            .set_version_id_marker(version)
+            .send()
+            .await
+            .expect("listing versions");
+        for v in out.versions() {
+            all.push((v.key().unwrap_or_default().to_string(), *v.last_modified().unwrap()));
+        }
+        if out.is_truncated() != Some(true) {
+            return all;
+        }
+        key = out.next_key_marker().map(str::to_string);
+        version = out.next_version_id_marker().map(str::to_string);
+    }
+}
+
+/// Waits up to `limit` for every queue of the stack to be empty (none visible, in
+/// flight or delayed); returns what is left on each that is not, with the bodies of
+/// dead letters (their reasons).
+pub async fn settle_queues(stack: &LocalStack, limit: Duration) -> Vec<String> {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let sqs = nommer_aws::sdk::sqs_client(&direct_config(stack).await);
+    let u = &stack.urls;
+    let queues = [
+        ("ingest", &u.ingest),
+        ("jobs", &u.jobs),
+        ("work", &u.work),
+        ("webhooks", &u.webhooks),
+        ("ingest DLQ", &u.ingest_dlq),
+        ("jobs DLQ", &u.jobs_dlq),
+        ("work DLQ", &u.work_dlq),
+        ("webhooks DLQ", &u.webhooks_dlq),
+    ];
+    let started = std::time::Instant::now();
+    loop {
+        let mut left = Vec::new();
+        for (name, url) in queues {
+            let out = sqs
+                .get_queue_attributes()
+                .queue_url(url.as_str())
+                .attribute_names(A::ApproximateNumberOfMessages)
+                .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+                .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+                .send()
+                .await
+                .expect("queue attributes");
+            let n: u64 = out
+                .attributes()
+                .map(|a| a.values().filter_map(|v| v.parse::<u64>().ok()).sum())
+                .unwrap_or(0);
+            if n > 0 {
+                let mut what = format!("{name}: {n} messages");
+                if name.ends_with("DLQ") {
+                    let got = sqs
+                        .receive_message()
+                        .queue_url(url.as_str())
+                        .max_number_of_messages(10)
+                        .send()
+                        .await;
+                    for m in got.ok().iter().flat_map(|o| o.messages()) {
+                        what.push_str(&format!("\n  {}", m.body().unwrap_or_default()));
+                    }
+                }
+                left.push(what);
+            }
+        }
+        if left.is_empty() || started.elapsed() > limit {
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// A job in `submitted` for a source in `bucket` (written straight to the store by tests

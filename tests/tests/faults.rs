@@ -5,7 +5,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
 use nommer_core::settings::CallLimits;
-use nommer_devstack::faults::{Fault, FaultPlan, FaultProxy};
+use nommer_devstack::faults::{Fault, FaultProxy};
 use std::time::{Duration, Instant};
 
 async fn table(client: &aws_sdk_dynamodb::Client, name: &str) {

@@ -110,6 +110,8 @@ impl JobStore for MemJobStore {
 pub struct MemObjects {
     pub objects: Mutex<BTreeMap<(String, String), Vec<u8>>>,
     pub metadata: Mutex<BTreeMap<(String, String), std::collections::HashMap<String, String>>>,
+    /// How many server-side copies were made.
+    pub copies: Mutex<usize>,
 }
 
 impl MemObjects {
@@ -193,6 +195,7 @@ impl ObjectStore for MemObjects {
     ) -> Result<(), ObjectError> {
         let body = self.body(from_bucket, from_key)?;
         self.put(to_bucket, to_key, &body);
+        *self.copies.lock().unwrap() += 1;
         Ok(())
     }
 }

@@ -3,9 +3,27 @@
 
 use super::remote::delivery_prefix;
 use super::{BackendError, Backends};
+use crate::error::StoreError;
 use crate::job::{Job, OutputFile, OutputSpec};
 use crate::ports::ProbeFailure;
 use crate::presets::PresetKind;
+use crate::state::{JobState, Transition};
+use chrono::{DateTime, Utc};
+
+/// How long a collection holds a job in `uploading` before another caller may take it
+/// over: above the longest a function runs (Lambda's 15 minutes), so a collector that
+/// is alive is never overtaken, and one that died is.
+pub const COLLECT_LEASE_SECS: i64 = 16 * 60;
+
+/// What [`Backends::finish_remote`] did.
+pub(super) enum Collected {
+    /// The job as stored after the collection: complete, or failed over to its fallback.
+    Done(Job),
+    /// Another caller is collecting this job (its claim is fresh).
+    Elsewhere,
+    /// The job changed under the claim; read it again and decide again.
+    Raced,
+}
 
 /// Archives a delivery must not come as (Nommer asks for `pack_files: no`).
 const ARCHIVES: [&str; 4] = [".tar", ".tar.gz", ".tgz", ".zip"];
@@ -13,12 +31,66 @@ const ARCHIVES: [&str; 4] = [".tar", ".tar.gz", ".tgz", ".zip"];
 const MEDIA: [&str; 4] = ["mp4", "webm", "m4a", "mp3"];
 
 impl Backends {
+    /// Takes a finished remote task's outputs into the outbox, once: the job first moves
+    /// to `uploading` by a conditional write (`next` is the job with the task's latest
+    /// status), so of the callback and the poller that both hear "Finished", one
+    /// collects and the other leaves it. Nothing is copied before the claim holds, and
+    /// nothing after the job completed. A claim older than [`COLLECT_LEASE_SECS`] is
+    /// taken over: its collector died.
+    pub(super) async fn finish_remote(
+        &self,
+        current: &Job,
+        mut next: Job,
+        media_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Collected, BackendError> {
+        let claim = if current.state == JobState::Uploading {
+            if (now - current.updated_at).num_seconds() < COLLECT_LEASE_SECS {
+                return Ok(Collected::Elsewhere);
+            }
+            tracing::warn!(job_id = %current.id, since = %current.updated_at, "a collection's claim expired; taking it over");
+            self.ports.store.update(current, next).await
+        } else {
+            next.advance_to(JobState::Uploading, now, "Encoding.com")?;
+            self.ports.store.replace(current, next).await
+        };
+        let claimed = match claim {
+            Ok(j) => j,
+            Err(StoreError::Conflict { .. }) => return Ok(Collected::Raced),
+            Err(e) => return Err(e.into()),
+        };
+        let manifest = match self.collect_outputs(&claimed).await? {
+            Ok(m) => m,
+            Err(missing) => {
+                let backend = claimed.backend.clone().unwrap_or_default();
+                self.backend_failed(claimed.clone(), &backend, missing).await?;
+                return Ok(Collected::Done(self.ports.store.require(&claimed.id).await?));
+            }
+        };
+        let mut done = claimed.clone();
+        done.manifest = manifest;
+        done.apply(
+            Transition::Finish,
+            Utc::now(),
+            Some(format!("Encoding.com task {media_id} finished")),
+        )?;
+        match self.ports.store.replace(&claimed, done).await {
+            Ok(j) => {
+                tracing::info!(job_id = %j.id, media_id, "job state changed (remote) state=complete");
+                Ok(Collected::Done(j))
+            }
+            // cancelled meanwhile: the cancel stands
+            Err(StoreError::Conflict { .. }) => Ok(Collected::Done(self.ports.store.require(&claimed.id).await?)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Copies every output's files from the delivery bucket into the outbox and returns
     /// the manifest of the copies, or why the delivery is not usable: an output with no
     /// files, or a tar (Nommer asks for `pack_files: no`, so a tar means the request was
     /// not honoured: it is refused with that reason rather than unpacked, so nothing
-    /// unchecked reaches the outbox). Repeating it copies the same objects again, so a
-    /// lost race is harmless.
+    /// unchecked reaches the outbox). Only the holder of the job's `uploading` claim
+    /// calls it ([`Self::finish_remote`]).
     pub(super) async fn collect_outputs(&self, job: &Job) -> Result<Result<Vec<OutputFile>, String>, BackendError> {
         let mut manifest = Vec::new();
         for o in &job.outputs {

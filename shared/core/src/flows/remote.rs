@@ -2,6 +2,7 @@
 //! with the task's status (from callbacks, which are only hints, and from polling), the
 //! fallback when a backend fails a job, and cancelling.
 
+use super::collect::Collected;
 use super::{BackendError, Backends, RACE_ROUNDS};
 use crate::error::{JobErrorCode, StoreError};
 use crate::job::{HistoryEntry, Job, JobError, OutputSpec, RemoteTask, S3Uri, TaskStatus};
@@ -180,15 +181,13 @@ impl Backends {
                 JobState::Failed if status.errors.is_empty() => Some("the task ended in Error".to_string()),
                 JobState::Failed => Some(status.errors.join("; ")),
                 JobState::Cancelled => Some("the task was stopped or deleted at Encoding.com".to_string()),
-                JobState::Complete => match self.collect_outputs(&current).await? {
-                    Ok(manifest) => {
-                        next.advance_to(JobState::Uploading, now, "Encoding.com")?;
-                        next.manifest = manifest;
-                        let note = format!("Encoding.com task {} finished", task.media_id);
-                        next.apply(Transition::Finish, now, Some(note))?;
-                        None
+                JobState::Complete => match self.finish_remote(&current, next, &task.media_id, now).await? {
+                    Collected::Done(job) => return Ok(job),
+                    Collected::Elsewhere => return Ok(current),
+                    Collected::Raced => {
+                        current = self.ports.store.require(job_id).await?;
+                        continue;
                     }
-                    Err(missing) => Some(missing),
                 },
                 _ => {
                     follow(&mut next, target, progress, now)?;

@@ -322,6 +322,64 @@ async fn finished_copies_the_delivery_into_the_outbox_and_checks_each_file() {
 }
 
 #[tokio::test]
+async fn of_the_callers_that_hear_finished_one_collects_and_a_stale_claim_is_taken_over() {
+    let w = world(ECOM);
+    let j = w.dispatched("inbox/remote/talk.mp4", &[("web", "mp4-720p")]).await;
+    w.objects
+        .put("delivery", &format!("{}/web/talk.mp4", j.id), b"mp4 bytes");
+    let prefix = j.output_prefix(&j.outputs[0], &w.backends.settings.config.key_template);
+    w.prober
+        .set(&format!("mem://outbox/{prefix}talk.mp4"), Ok(probe(10.0, 720)));
+    let s = w.status("media-1", "Finished", 100.0);
+    // the callback and the poller at once: one copy, one completion
+    let (a, b) = tokio::join!(
+        w.backends.apply_status(&j.id, &s, true),
+        w.backends.apply_status(&j.id, &s, false)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(
+        a.state == JobState::Complete || b.state == JobState::Complete,
+        "{a:?}\n{b:?}"
+    );
+    assert_eq!(*w.objects.copies.lock().unwrap(), 1, "the delivery copied once");
+    assert_eq!(w.store.require(&j.id).await.unwrap().state, JobState::Complete);
+    let after = w.backends.apply_status(&j.id, &s, false).await.unwrap();
+    assert_eq!(
+        (after.state, *w.objects.copies.lock().unwrap()),
+        (JobState::Complete, 1),
+        "never after completion"
+    );
+
+    // another collector's claim, fresh: left to it; stale (it died): taken over
+    let j = w.dispatched("inbox/remote/two.mp4", &[("web", "mp4-720p")]).await;
+    w.objects
+        .put("delivery", &format!("{}/web/two.mp4", j.id), b"mp4 bytes");
+    let prefix = j.output_prefix(&j.outputs[0], &w.backends.settings.config.key_template);
+    w.prober
+        .set(&format!("mem://outbox/{prefix}two.mp4"), Ok(probe(10.0, 720)));
+    let current = w.store.require(&j.id).await.unwrap();
+    let mut claimed = current.clone();
+    claimed
+        .advance_to(JobState::Uploading, Utc::now(), "another collector")
+        .unwrap();
+    let claimed = w.store.replace(&current, claimed).await.unwrap();
+    let s = w.status(claimed.remote.as_ref().unwrap().media_id.as_str(), "Finished", 100.0);
+    let left = w.backends.apply_status(&j.id, &s, false).await.unwrap();
+    assert_eq!(
+        (left.state, *w.objects.copies.lock().unwrap()),
+        (JobState::Uploading, 1)
+    );
+    let mut stale = claimed.clone();
+    stale.updated_at = Utc::now() - chrono::Duration::seconds(crate::flows::collect::COLLECT_LEASE_SECS + 1);
+    w.store.replace(&claimed, stale).await.unwrap();
+    let taken = w.backends.apply_status(&j.id, &s, false).await.unwrap();
+    assert_eq!(
+        (taken.state, *w.objects.copies.lock().unwrap()),
+        (JobState::Complete, 2)
+    );
+}
+
+#[tokio::test]
 async fn a_delivery_too_short_or_missing_is_not_accepted() {
     let w = world(ECOM_NO_FALLBACK);
     let j = w.dispatched("inbox/talk.mp4", &[("web", "mp4-720p")]).await;
