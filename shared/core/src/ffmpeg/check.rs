@@ -189,6 +189,7 @@ pub struct Mpd {
 /// Reads the parts of a DASH MPD that validation needs: the size of each MP4 video
 /// representation (its own attributes, else its adaptation set's) and the duration.
 pub fn parse_mpd(text: &str) -> Result<Mpd, String> {
+    durations_fit(text)?;
     let mpd = dash_mpd_core::parse(text).map_err(|e| format!("not an MPD: {e}"))?;
     let mut heights = Vec::new();
     let mut widths = Vec::new();
@@ -209,6 +210,97 @@ pub fn parse_mpd(text: &str) -> Result<Mpd, String> {
         widths,
         duration_seconds: mpd.mediaPresentationDuration.map(|d| d.as_secs_f64()),
     })
+}
+
+/// Refuses an MPD with an xs:duration too long for 64 bits of seconds. dash-mpd-core
+/// 0.1 adds a duration's parts up unchecked: one such value panics a debug build and
+/// wraps to a wrong duration in a release one. Every attribute value is read as the XML
+/// parser will (entities decoded), so an escaped digit cannot slip past.
+fn durations_fit(text: &str) -> Result<(), String> {
+    for quote in ['"', '\''] {
+        let mut parts = text.split(quote);
+        // the text between an `=` and the next quote is an attribute value (or nothing)
+        while let (Some(before), Some(value)) = (parts.next(), parts.next()) {
+            if before.trim_end().ends_with('=') && !xs_duration_fits(&unescape(value)) {
+                return Err(format!("not an MPD: the duration {value} is out of range"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether an xs:duration (`PnYnMnWnDTnHnMnS`) fits in u64 seconds; text of any other
+/// shape is left to the MPD parser.
+fn xs_duration_fits(v: &str) -> bool {
+    let Some(rest) = v.trim_start_matches(['+', '-']).strip_prefix('P') else {
+        return true;
+    };
+    let (mut total, mut n, mut in_time, mut in_fraction) = (0u64, 0u64, false, false);
+    for c in rest.chars() {
+        let unit: u64 = match c {
+            '0'..='9' if in_fraction => continue,
+            '0'..='9' => match n
+                .checked_mul(10)
+                .and_then(|n| n.checked_add(u64::from(c) - u64::from('0')))
+            {
+                Some(x) => {
+                    n = x;
+                    continue;
+                }
+                None => return false,
+            },
+            '.' => {
+                in_fraction = true;
+                continue;
+            }
+            'T' => {
+                in_time = true;
+                continue;
+            }
+            'Y' => 365 * 86_400,
+            'M' if in_time => 60,
+            'M' => 30 * 86_400,
+            'W' => 7 * 86_400,
+            'D' => 86_400,
+            'H' => 3_600,
+            'S' => 1,
+            _ => return true,
+        };
+        match n.checked_mul(unit).and_then(|s| total.checked_add(s)) {
+            Some(t) => total = t,
+            None => return false,
+        }
+        (n, in_fraction) = (0, false);
+    }
+    true
+}
+
+/// An attribute value with XML's entities and character references decoded.
+fn unescape(v: &str) -> String {
+    let mut out = String::new();
+    let mut rest = v;
+    while let Some(i) = rest.find('&') {
+        let Some(end) = rest[i..].find(';') else { break };
+        out.push_str(&rest[..i]);
+        let name = &rest[i + 1..i + end];
+        let c = match name {
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "amp" => Some('&'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            _ => name
+                .strip_prefix("#x")
+                .map(|h| u32::from_str_radix(h, 16))
+                .or_else(|| name.strip_prefix('#').map(str::parse))
+                .and_then(Result::ok)
+                .and_then(char::from_u32),
+        };
+        out.extend(c);
+        rest = &rest[i + end + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn dimension(v: Option<u64>, name: &str) -> Result<u32, String> {
@@ -268,6 +360,21 @@ mod tests {
         let (_, d) =
             parse_media_playlist("#EXTM3U\n#EXTINF:4.004000,\na.m4s\n#EXTINF:0.1,\nb.m4s\n#EXT-X-ENDLIST\n").unwrap();
         assert!((d - 4.104).abs() < 1e-12, "{d}");
+    }
+
+    #[test]
+    fn durations_past_64_bits_are_refused_not_added_up() {
+        let m = |d: &str| format!(r#"<MPD mediaPresentationDuration="{d}"><Period/></MPD>"#);
+        for d in [
+            "PT5124095576030432H",
+            "P99999999999999999999Y",
+            "P&#x31;84467440737095516&#49;6S",
+        ] {
+            assert!(parse_mpd(&m(d)).unwrap_err().contains("out of range"), "{d}");
+        }
+        assert!(xs_duration_fits("PT1M6.0S") && xs_duration_fits("P1Y2M3W4DT5H6M7.89S"));
+        assert!(!xs_duration_fits("PT18446744073709551615S1S"));
+        assert_eq!(unescape("a&lt;&#66;&#x43;&bogus;"), "a<BC");
     }
 
     #[test]
