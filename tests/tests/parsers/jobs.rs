@@ -147,6 +147,17 @@ proptest! {
         }
     }
 
+    /// shared/aws/src/table.rs: the worker id in a heartbeat item's key.
+    #[test]
+    fn item_keys_read_back_and_never_meet(id in odd_text()) {
+        use nommer_aws::table::{worker_id_of, Item};
+        let (worker, job) = (Item::Worker(&id).key(), Item::Job(&id).key());
+        prop_assert_eq!(worker_id_of(&worker), Some(id.as_str()));
+        if nommer_core::ids::looks_valid(&id) {
+            prop_assert_eq!(worker_id_of(&job), None);
+        }
+    }
+
     #[test]
     fn output_stems_are_safe_for_any_key(key in odd_text()) {
         let stem = S3Uri::new("bucket", key).output_stem();

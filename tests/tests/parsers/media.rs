@@ -159,6 +159,15 @@ proptest! {
 }
 
 #[test]
+fn sizes_past_u32_saturate_and_are_refused() {
+    let mut doc = probe_json();
+    doc["streams"][0]["width"] = json!((1u64 << 32) + 1920);
+    let p = parse_probe(&doc.to_string(), 10).unwrap();
+    assert_eq!(p.streams[0].width, Some(u32::MAX));
+    assert!(check_limits(&p, &Limits::default()).unwrap_err().contains("pixels"));
+}
+
+#[test]
 fn the_fixtures_read_as_written() {
     let p = parse_probe(&probe_json().to_string(), 10).unwrap();
     assert_eq!((p.streams[0].width, p.streams[0].rotation), (Some(1920), Some(-90)));
