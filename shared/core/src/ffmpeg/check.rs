@@ -214,41 +214,35 @@ pub fn parse_mpd(text: &str) -> Result<Mpd, String> {
 
 /// Refuses an MPD with an xs:duration too long for 64 bits of seconds. dash-mpd-core
 /// 0.1 adds a duration's parts up unchecked: one such value panics a debug build and
-/// wraps to a wrong duration in a release one. Every attribute value is read as the XML
-/// parser will (entities decoded), so an escaped digit cannot slip past.
+/// wraps to a wrong duration in a release one. Every `P…` in the text is checked, with
+/// entities decoded as the XML parser will (an escaped digit cannot slip past, and no
+/// quoting trick can hide an attribute from a scan that ignores quoting).
 fn durations_fit(text: &str) -> Result<(), String> {
-    for quote in ['"', '\''] {
-        let mut parts = text.split(quote);
-        // the text between an `=` and the next quote is an attribute value (or nothing)
-        while let (Some(before), Some(value)) = (parts.next(), parts.next()) {
-            if before.trim_end().ends_with('=') && !xs_duration_fits(&unescape(value)) {
-                return Err(format!("not an MPD: the duration {value} is out of range"));
-            }
+    let text = unescape(text);
+    for (i, _) in text.match_indices('P') {
+        let run: String = text[i + 1..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || "YMWDTHS.".contains(*c))
+            .collect();
+        if !xs_duration_fits(&run) {
+            return Err(format!("not an MPD: the duration P{run} is out of range"));
         }
     }
     Ok(())
 }
 
-/// Whether an xs:duration (`PnYnMnWnDTnHnMnS`) fits in u64 seconds; text of any other
-/// shape is left to the MPD parser.
-fn xs_duration_fits(v: &str) -> bool {
-    let Some(rest) = v.trim_start_matches(['+', '-']).strip_prefix('P') else {
-        return true;
-    };
-    let (mut total, mut n, mut in_time, mut in_fraction) = (0u64, 0u64, false, false);
-    for c in rest.chars() {
+/// Whether the parts of an xs:duration (`nYnMnWnDTnHnMnS`, after the `P`) add up within
+/// u64 seconds. A part too long for u64 itself is left out: dash-mpd-core refuses it
+/// when it reads it, but adds up the others before, in any order.
+fn xs_duration_fits(parts: &str) -> bool {
+    let (mut total, mut n, mut in_time, mut in_fraction) = (0u64, Some(0u64), false, false);
+    for c in parts.chars() {
         let unit: u64 = match c {
             '0'..='9' if in_fraction => continue,
-            '0'..='9' => match n
-                .checked_mul(10)
-                .and_then(|n| n.checked_add(u64::from(c) - u64::from('0')))
-            {
-                Some(x) => {
-                    n = x;
-                    continue;
-                }
-                None => return false,
-            },
+            '0'..='9' => {
+                n = n.and_then(|n| n.checked_mul(10)?.checked_add(u64::from(c) - u64::from('0')));
+                continue;
+            }
             '.' => {
                 in_fraction = true;
                 continue;
@@ -263,14 +257,15 @@ fn xs_duration_fits(v: &str) -> bool {
             'W' => 7 * 86_400,
             'D' => 86_400,
             'H' => 3_600,
-            'S' => 1,
-            _ => return true,
+            _ => 1,
         };
-        match n.checked_mul(unit).and_then(|s| total.checked_add(s)) {
-            Some(t) => total = t,
-            None => return false,
+        if let Some(n) = n {
+            match n.checked_mul(unit).and_then(|s| total.checked_add(s)) {
+                Some(t) => total = t,
+                None => return false,
+            }
         }
-        (n, in_fraction) = (0, false);
+        (n, in_fraction) = (Some(0), false);
     }
     true
 }
@@ -367,13 +362,19 @@ mod tests {
         let m = |d: &str| format!(r#"<MPD mediaPresentationDuration="{d}"><Period/></MPD>"#);
         for d in [
             "PT5124095576030432H",
-            "P99999999999999999999Y",
-            "P&#x31;84467440737095516&#49;6S",
+            "P5124095576030432Y",
+            "-P99999999999999999999YT5124095576030432H",
+            "P&#x31;84467440737095516&#49;5S&#x31;S",
         ] {
             assert!(parse_mpd(&m(d)).unwrap_err().contains("out of range"), "{d}");
         }
-        assert!(xs_duration_fits("PT1M6.0S") && xs_duration_fits("P1Y2M3W4DT5H6M7.89S"));
-        assert!(!xs_duration_fits("PT18446744073709551615S1S"));
+        // an attribute hidden from a scan by quotes within quotes is found all the same
+        let hidden = r#"<MPD a='"' mediaPresentationDuration="PT5124095576030432H"><Period/></MPD>"#;
+        assert!(parse_mpd(hidden).unwrap_err().contains("out of range"));
+        assert!(xs_duration_fits("T1M6.0S") && xs_duration_fits("1Y2M3W4DT5H6M7.89S"));
+        // a part past u64 is dash-mpd-core's to refuse; the others still add up
+        assert!(xs_duration_fits("99999999999999999999Y"));
+        assert!(!xs_duration_fits("T18446744073709551615S1S"));
         assert_eq!(unescape("a&lt;&#66;&#x43;&bogus;"), "a<BC");
     }
 
