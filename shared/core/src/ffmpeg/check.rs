@@ -189,6 +189,7 @@ pub struct Mpd {
 /// Reads the parts of a DASH MPD that validation needs: the size of each MP4 video
 /// representation (its own attributes, else its adaptation set's) and the duration.
 pub fn parse_mpd(text: &str) -> Result<Mpd, String> {
+    names_are_xml(text)?;
     durations_fit(text)?;
     let mpd = dash_mpd_core::parse(text).map_err(|e| format!("not an MPD: {e}"))?;
     let mut heights = Vec::new();
@@ -210,6 +211,48 @@ pub fn parse_mpd(text: &str) -> Result<Mpd, String> {
         widths,
         duration_seconds: mpd.mediaPresentationDuration.map(|d| d.as_secs_f64()),
     })
+}
+
+/// Refuses a tag whose name is no XML name (`<@start>`, `<x:@start>`, `<$value>`, `<>`).
+/// quick-xml 0.42's deserializer, under dash-mpd-core, maps attributes to `@`-named
+/// fields (and text to `$`-named ones), so an element named `@start`, or with a prefix
+/// before it, is mistaken for an attribute and trips its debug assertion on the end tag
+/// (a panic in a debug build, a misread MPD in a release one). XML allows a `<` only
+/// before `/`, `?`, `!` or a name of letters, digits and `-._:` (comments and CDATA are
+/// skipped).
+fn names_are_xml(text: &str) -> Result<(), String> {
+    let is_start = |c: char| c.is_alphabetic() || c == '_' || c == ':' || !c.is_ascii();
+    let is_part = |c: char| is_start(c) || c.is_ascii_digit() || c == '-' || c == '.';
+    let mut rest = text;
+    while let Some(i) = rest.find('<') {
+        rest = &rest[i + 1..];
+        let skip_to = if rest.starts_with("!--") {
+            Some("-->")
+        } else if rest.starts_with("![CDATA[") {
+            Some("]]>")
+        } else {
+            None
+        };
+        if let Some(end) = skip_to {
+            rest = rest.find(end).map_or("", |j| &rest[j + end.len()..]);
+            continue;
+        }
+        if rest.starts_with(['?', '!']) {
+            continue;
+        }
+        let name: String = rest
+            .strip_prefix('/')
+            .unwrap_or(rest)
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != '/' && *c != '>')
+            .collect();
+        let fits = name.starts_with(is_start) && name.chars().all(is_part);
+        if !fits {
+            let name = crate::text::clip(&name, 40);
+            return Err(format!("not an MPD: a tag is named `{name}`, not an XML name"));
+        }
+    }
+    Ok(())
 }
 
 /// Refuses an MPD with an xs:duration too long for 64 bits of seconds. dash-mpd-core
@@ -355,6 +398,22 @@ mod tests {
         let (_, d) =
             parse_media_playlist("#EXTM3U\n#EXTINF:4.004000,\na.m4s\n#EXTINF:0.1,\nb.m4s\n#EXT-X-ENDLIST\n").unwrap();
         assert!((d - 4.104).abs() < 1e-12, "{d}");
+    }
+
+    #[test]
+    fn tags_that_name_no_element_are_refused() {
+        // found by the fuzz target: quick-xml took `<@start>` for Period's attribute
+        for m in [
+            "<><Period>\n<@start><\"\"/>",
+            "<MPD><Period><@start><x/>",
+            "<MPD><$value/></MPD>",
+            "<MPD></@x>",
+            "<M><Period><:@start><p/>",
+            "<a b='<'/>",
+        ] {
+            assert!(parse_mpd(m).unwrap_err().contains("not an XML name"), "{m}");
+        }
+        assert!(names_are_xml("<?xml?><!-- <@ --><![CDATA[<@]]><!DOCTYPE x><a:b/><_x></_x><é/>").is_ok());
     }
 
     #[test]
