@@ -233,3 +233,39 @@ async fn get_job(
         None => Err(not_found()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// Any header value is a key (1-255 printable characters, making a valid job id)
+        /// or a refusal naming the header, never a panic.
+        #[test]
+        fn idempotency_keys_are_read_or_refused(raw in prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..300),
+            "[ -~]{0,300}".prop_map(String::into_bytes),
+        ]) {
+            let Ok(v) = HeaderValue::from_bytes(&raw) else { return Ok(()) };
+            let mut h = HeaderMap::new();
+            h.insert(IDEMPOTENCY_KEY, v);
+            match idempotency_key(&h) {
+                Ok(Some(k)) => {
+                    prop_assert!((1..=255).contains(&k.len()) && k == k.trim());
+                    prop_assert!(ids::looks_valid(&ids::for_idempotency_key(&k)));
+                }
+                Ok(None) => prop_assert!(false, "the header is there"),
+                Err(p) => prop_assert_eq!(p.field.as_deref(), Some("Idempotency-Key")),
+            }
+        }
+    }
+
+    #[test]
+    fn no_header_no_key() {
+        assert_eq!(idempotency_key(&HeaderMap::new()).unwrap(), None);
+    }
+}

@@ -121,3 +121,75 @@ pub(crate) async fn list_jobs(
         "next_cursor": next,
     })))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn cursor_of(raw: &str) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    /// One `k=v` pair: the known parameters with good, odd and hostile values.
+    fn pair() -> impl Strategy<Value = String> {
+        let value = prop_oneof![
+            any::<String>(),
+            "[ -~]{0,30}",
+            Just("2026-11-25T10:00:00Z".to_string()),
+            Just("+262143-12-31T23:59:59-23:59".to_string()),
+            Just("-262144-01-01T00:00:00+23:59".to_string()),
+            Just("9999-12-31T23:59:60.999999999Z".to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            Just("%ZZ%%C3%28+".to_string()),
+            "[a-z,]{0,40}",
+            any::<String>().prop_map(|s| cursor_of(&s)),
+            Just(cursor_of("2026-11-25T10:00:00+00:00#j0123")),
+        ];
+        let key = prop_oneof![
+            Just("state".to_string()),
+            Just("created_after".to_string()),
+            Just("created_before".to_string()),
+            Just("limit".to_string()),
+            Just("cursor".to_string()),
+            "metadata\\.[\\PC]{0,8}",
+            any::<String>(),
+        ];
+        (key, value).prop_map(|(k, v)| {
+            let enc =
+                |x: &str| percent_encoding::utf8_percent_encode(x, percent_encoding::NON_ALPHANUMERIC).to_string();
+            format!("{}={}", enc(&k), enc(&v))
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// Any query string is read or refused naming a parameter, never a panic.
+        #[test]
+        fn list_queries_are_read_or_refused(pairs in prop::collection::vec(pair(), 0..6), raw in any::<String>(), plain in any::<bool>()) {
+            let query = if plain { raw } else { pairs.join("&") };
+            match Query::parse(Some(query)) {
+                Ok(q) => {
+                    prop_assert!((1..=100).contains(&q.limit));
+                    prop_assert!(q.after <= q.before);
+                    prop_assert!(!q.states.is_empty());
+                    if let Some(c) = q.cursor {
+                        prop_assert!(c.contains('#') && c.len() < 200);
+                    }
+                }
+                Err(p) => prop_assert!(p.status == 400 && !p.detail.is_empty()),
+            }
+        }
+    }
+
+    #[test]
+    fn a_cursor_this_api_gave_reads_back() {
+        let raw = "2026-11-25T10:00:00+00:00#j0123456789abcdef0123456789abcdef";
+        let q = Query::parse(Some(format!("cursor={}&limit=5&state=failed,queued", cursor_of(raw)))).unwrap();
+        assert_eq!(q.cursor.as_deref(), Some(raw));
+        assert_eq!(q.states, [JobState::Queued, JobState::Failed]);
+        let e = Query::parse(Some("cursor=!!".into())).err().unwrap();
+        assert_eq!(e.field.as_deref(), Some("cursor"));
+    }
+}

@@ -324,8 +324,10 @@ pub struct IdetCounts {
 impl IdetCounts {
     /// Most of the frames idet could decide on are interlaced.
     pub fn interlaced(&self) -> bool {
-        let fields = self.tff + self.bff;
-        fields >= 5 && fields > self.progressive
+        // summed wide: the counts come from FFmpeg's stderr, and two near u32::MAX would
+        // overflow a u32 (a panic in a debug build, a wrong verdict in a release one)
+        let fields = u64::from(self.tff) + u64::from(self.bff);
+        fields >= 5 && fields > u64::from(self.progressive)
     }
 }
 

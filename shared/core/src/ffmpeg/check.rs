@@ -189,6 +189,8 @@ pub struct Mpd {
 /// Reads the parts of a DASH MPD that validation needs: the size of each MP4 video
 /// representation (its own attributes, else its adaptation set's) and the duration.
 pub fn parse_mpd(text: &str) -> Result<Mpd, String> {
+    names_are_xml(text)?;
+    durations_fit(text)?;
     let mpd = dash_mpd_core::parse(text).map_err(|e| format!("not an MPD: {e}"))?;
     let mut heights = Vec::new();
     let mut widths = Vec::new();
@@ -209,6 +211,134 @@ pub fn parse_mpd(text: &str) -> Result<Mpd, String> {
         widths,
         duration_seconds: mpd.mediaPresentationDuration.map(|d| d.as_secs_f64()),
     })
+}
+
+/// Refuses a tag whose name is no XML name (`<@start>`, `<x:@start>`, `<$value>`, `<>`).
+/// quick-xml 0.42's deserializer, under dash-mpd-core, maps attributes to `@`-named
+/// fields (and text to `$`-named ones), so an element named `@start`, or with a prefix
+/// before it, is mistaken for an attribute and trips its debug assertion on the end tag
+/// (a panic in a debug build, a misread MPD in a release one). XML allows a `<` only
+/// before `/`, `?`, `!` or a name of letters, digits and `-._:` (comments and CDATA are
+/// skipped).
+fn names_are_xml(text: &str) -> Result<(), String> {
+    let is_start = |c: char| c.is_alphabetic() || c == '_' || c == ':' || !c.is_ascii();
+    let is_part = |c: char| is_start(c) || c.is_ascii_digit() || c == '-' || c == '.';
+    let mut rest = text;
+    while let Some(i) = rest.find('<') {
+        rest = &rest[i + 1..];
+        let skip_to = if rest.starts_with("!--") {
+            Some("-->")
+        } else if rest.starts_with("![CDATA[") {
+            Some("]]>")
+        } else {
+            None
+        };
+        if let Some(end) = skip_to {
+            rest = rest.find(end).map_or("", |j| &rest[j + end.len()..]);
+            continue;
+        }
+        if rest.starts_with(['?', '!']) {
+            continue;
+        }
+        let name: String = rest
+            .strip_prefix('/')
+            .unwrap_or(rest)
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != '/' && *c != '>')
+            .collect();
+        let fits = name.starts_with(is_start) && name.chars().all(is_part);
+        if !fits {
+            let name = crate::text::clip(&name, 40);
+            return Err(format!("not an MPD: a tag is named `{name}`, not an XML name"));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses an MPD with an xs:duration too long for 64 bits of seconds. dash-mpd-core
+/// 0.1 adds a duration's parts up unchecked: one such value panics a debug build and
+/// wraps to a wrong duration in a release one. Every `P…` in the text is checked, with
+/// entities decoded as the XML parser will (an escaped digit cannot slip past, and no
+/// quoting trick can hide an attribute from a scan that ignores quoting).
+fn durations_fit(text: &str) -> Result<(), String> {
+    let text = unescape(text);
+    for (i, _) in text.match_indices('P') {
+        let run: String = text[i + 1..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || "YMWDTHS.".contains(*c))
+            .collect();
+        if !xs_duration_fits(&run) {
+            return Err(format!("not an MPD: the duration P{run} is out of range"));
+        }
+    }
+    Ok(())
+}
+
+/// Whether the parts of an xs:duration (`nYnMnWnDTnHnMnS`, after the `P`) add up within
+/// u64 seconds. A part too long for u64 itself is left out: dash-mpd-core refuses it
+/// when it reads it, but adds up the others before, in any order.
+fn xs_duration_fits(parts: &str) -> bool {
+    let (mut total, mut n, mut in_time, mut in_fraction) = (0u64, Some(0u64), false, false);
+    for c in parts.chars() {
+        let unit: u64 = match c {
+            '0'..='9' if in_fraction => continue,
+            '0'..='9' => {
+                n = n.and_then(|n| n.checked_mul(10)?.checked_add(u64::from(c) - u64::from('0')));
+                continue;
+            }
+            '.' => {
+                in_fraction = true;
+                continue;
+            }
+            'T' => {
+                in_time = true;
+                continue;
+            }
+            'Y' => 365 * 86_400,
+            'M' if in_time => 60,
+            'M' => 30 * 86_400,
+            'W' => 7 * 86_400,
+            'D' => 86_400,
+            'H' => 3_600,
+            _ => 1,
+        };
+        if let Some(n) = n {
+            match n.checked_mul(unit).and_then(|s| total.checked_add(s)) {
+                Some(t) => total = t,
+                None => return false,
+            }
+        }
+        (n, in_fraction) = (Some(0), false);
+    }
+    true
+}
+
+/// An attribute value with XML's entities and character references decoded.
+fn unescape(v: &str) -> String {
+    let mut out = String::new();
+    let mut rest = v;
+    while let Some(i) = rest.find('&') {
+        let Some(end) = rest[i..].find(';') else { break };
+        out.push_str(&rest[..i]);
+        let name = &rest[i + 1..i + end];
+        let c = match name {
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "amp" => Some('&'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            _ => name
+                .strip_prefix("#x")
+                .map(|h| u32::from_str_radix(h, 16))
+                .or_else(|| name.strip_prefix('#').map(str::parse))
+                .and_then(Result::ok)
+                .and_then(char::from_u32),
+        };
+        out.extend(c);
+        rest = &rest[i + end + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn dimension(v: Option<u64>, name: &str) -> Result<u32, String> {
@@ -268,6 +398,43 @@ mod tests {
         let (_, d) =
             parse_media_playlist("#EXTM3U\n#EXTINF:4.004000,\na.m4s\n#EXTINF:0.1,\nb.m4s\n#EXT-X-ENDLIST\n").unwrap();
         assert!((d - 4.104).abs() < 1e-12, "{d}");
+    }
+
+    #[test]
+    fn tags_that_name_no_element_are_refused() {
+        // found by the fuzz target: quick-xml took `<@start>` for Period's attribute
+        for m in [
+            "<><Period>\n<@start><\"\"/>",
+            "<MPD><Period><@start><x/>",
+            "<MPD><$value/></MPD>",
+            "<MPD></@x>",
+            "<M><Period><:@start><p/>",
+            "<a b='<'/>",
+        ] {
+            assert!(parse_mpd(m).unwrap_err().contains("not an XML name"), "{m}");
+        }
+        assert!(names_are_xml("<?xml?><!-- <@ --><![CDATA[<@]]><!DOCTYPE x><a:b/><_x></_x><é/>").is_ok());
+    }
+
+    #[test]
+    fn durations_past_64_bits_are_refused_not_added_up() {
+        let m = |d: &str| format!(r#"<MPD mediaPresentationDuration="{d}"><Period/></MPD>"#);
+        for d in [
+            "PT5124095576030432H",
+            "P5124095576030432Y",
+            "-P99999999999999999999YT5124095576030432H",
+            "P&#x31;84467440737095516&#49;5S&#x31;S",
+        ] {
+            assert!(parse_mpd(&m(d)).unwrap_err().contains("out of range"), "{d}");
+        }
+        // an attribute hidden from a scan by quotes within quotes is found all the same
+        let hidden = r#"<MPD a='"' mediaPresentationDuration="PT5124095576030432H"><Period/></MPD>"#;
+        assert!(parse_mpd(hidden).unwrap_err().contains("out of range"));
+        assert!(xs_duration_fits("T1M6.0S") && xs_duration_fits("1Y2M3W4DT5H6M7.89S"));
+        // a part past u64 is dash-mpd-core's to refuse; the others still add up
+        assert!(xs_duration_fits("99999999999999999999Y"));
+        assert!(!xs_duration_fits("T18446744073709551615S1S"));
+        assert_eq!(unescape("a&lt;&#66;&#x43;&bogus;"), "a<BC");
     }
 
     #[test]

@@ -255,6 +255,13 @@ pub fn parse_probe(json: &str, size: u64) -> Result<Probe, String> {
             let (n, d): (f64, f64) = (n.parse().ok()?, d.parse().ok()?);
             (d > 0.0 && n > 0.0).then(|| n / d)
         });
+        // a count past u32 saturates rather than wrapping: 2^32 + 1920 pixels wide must
+        // not read as 1920 and slip under the pixel limit
+        let count = |k: &str| -> Option<u32> {
+            s.get(k)
+                .and_then(|v| v.as_u64())
+                .map(|v| u32::try_from(v).unwrap_or(u32::MAX))
+        };
         let text = |k: &str| -> Option<String> {
             s.get(k)
                 .and_then(|v| v.as_str())
@@ -262,19 +269,19 @@ pub fn parse_probe(json: &str, size: u64) -> Result<Probe, String> {
                 .map(str::to_string)
         };
         streams.push(ProbeStream {
-            index: s.get("index").and_then(|i| i.as_u64()).unwrap_or(0) as u32,
+            index: count("index").unwrap_or(0),
             kind: StreamKind::parse(s.get("codec_type").and_then(|c| c.as_str()).unwrap_or_default()),
             codec: s
                 .get("codec_name")
                 .and_then(|c| c.as_str())
                 .unwrap_or("unknown")
                 .to_string(),
-            width: s.get("width").and_then(|w| w.as_u64()).map(|w| w as u32),
-            height: s.get("height").and_then(|w| w.as_u64()).map(|w| w as u32),
+            width: count("width"),
+            height: count("height"),
             frame_rate,
             rotation,
             bit_rate: num(s.get("bit_rate")).map(|b| b as u64),
-            channels: s.get("channels").and_then(|w| w.as_u64()).map(|w| w as u32),
+            channels: count("channels"),
             sample_rate: num(s.get("sample_rate")).map(|b| b as u32),
             attached_pic: s
                 .get("disposition")

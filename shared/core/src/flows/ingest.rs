@@ -75,6 +75,16 @@ impl Ingest {
             tracing::info!("folder marker; skipped");
             return Ok(RecordOutcome::Skipped("folder marker".into()));
         }
+        // the job's source must read back as what it names (the store keeps it as an
+        // s3:// URI): a bucket or key S3 never sends is refused here, not written as a
+        // job no reader can load
+        let source = S3Uri::parse(&format!("s3://{}/{}", u.bucket, u.key)).map_err(IngestError::Malformed)?;
+        if source.bucket != u.bucket {
+            let bucket = crate::text::clip(&u.bucket, 80);
+            return Err(IngestError::Malformed(format!(
+                "`{bucket}` is not a valid S3 bucket name"
+            )));
+        }
         if u.size == Some(0) {
             tracing::info!("zero-byte object; skipped");
             return Ok(RecordOutcome::Skipped("zero bytes".into()));
@@ -87,7 +97,7 @@ impl Ingest {
             tracing::info!("zero-byte object; skipped");
             return Ok(RecordOutcome::Skipped("zero bytes".into()));
         }
-        let job = self.job_for(u, info)?;
+        let job = self.job_for(u, source, info)?;
         let id = job.id.clone();
         let s = &self.settings;
         match submit::create_and_enqueue(self.store.as_ref(), self.queue.as_ref(), &s.jobs_queue_url, &job).await? {
@@ -98,7 +108,7 @@ impl Ingest {
 
     /// The job an upload makes: failed already when its preset is unknown or the source
     /// is over the size limit.
-    fn job_for(&self, u: &Upload, info: ObjectInfo) -> Result<Job, IngestError> {
+    fn job_for(&self, u: &Upload, source: S3Uri, info: ObjectInfo) -> Result<Job, IngestError> {
         let revision = u
             .version_id
             .clone()
@@ -116,7 +126,7 @@ impl Ingest {
             .or(from_meta)
             .unwrap_or_else(|| self.settings.default_preset.clone());
         let outputs = vec![OutputSpec::new(preset.clone(), preset.clone())];
-        let mut job = Job::new(id, Origin::Upload, S3Uri::new(&u.bucket, &u.key), outputs, now);
+        let mut job = Job::new(id, Origin::Upload, source, outputs, now);
         job.source_etag = u.e_tag.clone().filter(|e| !e.is_empty()).or(info.etag.clone());
         job.user_metadata = info
             .metadata

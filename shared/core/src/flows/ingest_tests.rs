@@ -101,3 +101,68 @@ async fn too_big_empty_gone_and_folder_uploads_make_no_work() {
         RecordOutcome::Skipped(_)
     ));
 }
+
+mod hostile {
+    //! Whatever an S3 notification names, ingest makes a job the store can read back, or
+    //! refuses the record with a clear error; never a panic.
+    use super::*;
+    use crate::job::Job;
+    use proptest::prelude::*;
+
+    fn odd() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[a-z0-9.-]{0,70}",
+            "inbox/[a-z0-9-]{0,12}/[\\PC]{0,20}",
+            (0usize..1100).prop_map(|n| format!("inbox/{}", "k".repeat(n))),
+        ]
+    }
+
+    fn uploads() -> impl Strategy<Value = Upload> {
+        (
+            prop_oneof![Just("ObjectCreated:Put".to_string()), any::<String>()],
+            odd(),
+            odd(),
+            prop::option::of(any::<u64>()),
+            prop::option::of(odd()),
+            prop::option::of(odd()),
+            prop::option::of(odd()),
+        )
+            .prop_map(|(event_name, bucket, key, size, version_id, e_tag, sequencer)| Upload {
+                event_name,
+                bucket,
+                key,
+                size,
+                version_id,
+                e_tag,
+                sequencer,
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn every_upload_makes_a_readable_job_or_is_refused(u in uploads(), metadata in prop::option::of(odd())) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let (ingest, store, objects, _) = world(None);
+            objects.put(&u.bucket, &u.key, &[1u8; 10]);
+            if let Some(m) = &metadata {
+                objects.set_metadata(&u.bucket, &u.key, &[("preset", m.as_str()), ("k", m.as_str())]);
+            }
+            match rt.block_on(ingest.upload(&u)) {
+                Ok(RecordOutcome::Created(id)) => {
+                    // the store keeps the job as JSON: what ingest made must read back
+                    let job = store.job(&id);
+                    let doc = serde_json::to_string(&job).unwrap();
+                    let back: Result<Job, _> = serde_json::from_str(&doc);
+                    prop_assert!(back.is_ok(), "{:?} for {:?}", back.err(), u);
+                    prop_assert_eq!(back.unwrap(), job);
+                }
+                Ok(RecordOutcome::Skipped(why)) => prop_assert!(!why.is_empty()),
+                Ok(RecordOutcome::Duplicate(_)) => prop_assert!(false, "a first upload is no duplicate"),
+                Err(e) => prop_assert!(!e.to_string().is_empty()),
+            }
+        }
+    }
+}
