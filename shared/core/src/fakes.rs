@@ -93,6 +93,20 @@ impl JobStore for MemJobStore {
         Ok((page, None))
     }
 
+    async fn oldest(&self, state: crate::state::JobState, limit: usize) -> Result<Vec<Job>, StoreError> {
+        let mut jobs: Vec<Job> = self
+            .jobs
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|j| j.state == state)
+            .cloned()
+            .collect();
+        jobs.sort_by_key(|j| j.created_at);
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+
     async fn put_media_link(&self, backend: &str, media_id: &str, job_id: &str) -> Result<(), StoreError> {
         let key = (backend.to_string(), media_id.to_string());
         self.media.lock().unwrap().insert(key, job_id.to_string());

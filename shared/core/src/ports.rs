@@ -48,6 +48,9 @@ pub trait JobStore: Send + Sync {
         query: JobQuery<'_>,
         keep: &(dyn for<'j> Fn(&'j Job) -> bool + Send + Sync),
     ) -> Result<(Vec<Job>, Option<String>), StoreError>;
+    /// The `limit` oldest jobs in `state` by creation, oldest first (how long the queue
+    /// has waited, without reading all of it).
+    async fn oldest(&self, state: JobState, limit: usize) -> Result<Vec<Job>, StoreError>;
     /// Records which job a remote backend's task belongs to.
     async fn put_media_link(&self, backend: &str, media_id: &str, job_id: &str) -> Result<(), StoreError>;
     /// The job a remote task belongs to.
@@ -71,6 +74,14 @@ pub enum ObjectError {
     NotFound { bucket: String, key: String },
     #[error("s3://{bucket}/{key} was replaced after the job was made (its ETag is no longer {etag})")]
     Replaced { bucket: String, key: String, etag: String },
+    /// What S3 stored is not what was read from the file: the upload is tried again.
+    #[error("s3://{bucket}/{key}: S3 stored SHA-256 {theirs}, but the file read as {ours} while uploading; the upload is retried")]
+    ChecksumMismatch {
+        bucket: String,
+        key: String,
+        ours: String,
+        theirs: String,
+    },
     #[error("S3: {0}")]
     Aws(String),
     #[error("local file: {0}")]

@@ -97,6 +97,7 @@ impl Backends {
             width: None,
             height: None,
             bit_rate: None,
+            sha256: None,
         };
         let ext = key.rsplit('.').next().unwrap_or("");
         if !MEDIA.contains(&ext) {
