@@ -82,6 +82,10 @@ impl LivenessSettings {
             queue_age_warn: Duration::from_secs(number(src, QUEUE_AGE_WARN_SECS, d.queue_age_warn.as_secs(), 1)?),
         })
     }
+
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_source(&crate::settings::ProcessEnv)
+    }
 }
 
 /// Held by a worker of ours, or followed at a remote backend.
