@@ -85,6 +85,16 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// A full-object SHA-256 as S3 writes it (base64) in hex; `None` for a composite
+/// (`…-N`, not the file's own) or anything that is not a SHA-256.
+pub fn hex_of_full(stored: &str) -> Option<String> {
+    if stored.contains('-') {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::STANDARD.decode(stored).ok()?;
+    (bytes.len() == 32).then(|| bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// Compares the checksum S3 reports for an object with the one computed here. S3 writes
 /// a composite as `<base64>-<N>`; an emulator may leave the `-N` off, which is read as
 /// the same count. A missing or different checksum is a failed upload (retryable: the
@@ -136,6 +146,14 @@ mod tests {
         // the composite is over the parts' digests, not the bytes
         assert_ne!(two.stored(true), format!("{}-2", two.whole_b64()));
         assert!(two.stored(true).ends_with("-2"));
+    }
+
+    #[test]
+    fn a_full_object_checksum_reads_as_hex_and_a_composite_does_not() {
+        let d = digests(&[b"hello world"]);
+        assert_eq!(hex_of_full(&d.stored(false)), Some(d.uploaded().sha256));
+        assert_eq!(hex_of_full(&digests(&[b"a", b"b"]).stored(true)), None);
+        assert_eq!(hex_of_full("not base64!"), None);
     }
 
     #[test]

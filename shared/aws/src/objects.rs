@@ -308,19 +308,23 @@ impl S3ObjectStore {
         Ok((bytes, total))
     }
 
-    /// Copies an object server-side (CopyObject: nothing passes through us).
+    /// Copies an object server-side (CopyObject: nothing passes through us), S3
+    /// computing the copy's SHA-256 as it writes it; returns that (hex) when S3 gives a
+    /// full-object one.
     pub async fn copy_object(
         &self,
         from_bucket: &str,
         from_key: &str,
         bucket: &str,
         key: &str,
-    ) -> Result<(), ObjectError> {
-        self.client
+    ) -> Result<Option<String>, ObjectError> {
+        let out = self
+            .client
             .copy_object()
             .copy_source(copy_source(from_bucket, from_key))
             .bucket(bucket)
             .key(key)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .send()
             .await
             .map_err(|e| {
@@ -329,7 +333,8 @@ impl S3ObjectStore {
                     crate::sdk::error_text(&e)
                 ))
             })?;
-        Ok(())
+        let stored = out.copy_object_result().and_then(|r| r.checksum_sha256());
+        Ok(stored.and_then(crate::checksum::hex_of_full))
     }
 
     /// Keys and sizes under a prefix.
@@ -472,7 +477,7 @@ impl nommer_core::ports::ObjectStore for S3ObjectStore {
         from_key: &str,
         to_bucket: &str,
         to_key: &str,
-    ) -> Result<(), ObjectError> {
+    ) -> Result<Option<String>, ObjectError> {
         S3ObjectStore::copy_object(self, from_bucket, from_key, to_bucket, to_key).await
     }
 }

@@ -204,10 +204,13 @@ impl ObjectStore for MemObjects {
         from_key: &str,
         to_bucket: &str,
         to_key: &str,
-    ) -> Result<(), ObjectError> {
+    ) -> Result<Option<String>, ObjectError> {
+        use sha2::Digest;
         let body = self.body(from_bucket, from_key)?;
         self.put(to_bucket, to_key, &body);
-        Ok(())
+        Ok(Some(
+            sha2::Sha256::digest(&body).iter().map(|b| format!("{b:02x}")).collect(),
+        ))
     }
 }
 

@@ -109,13 +109,15 @@ pub trait ObjectStore: Send + Sync {
     async fn presign_get(&self, bucket: &str, key: &str, lifetime: Duration) -> Result<String, ObjectError>;
     /// Every object under `prefix`, with its size.
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<(String, u64)>, ObjectError>;
+    /// Copies an object server-side; returns the copy's SHA-256 (lowercase hex) as the
+    /// storage computed it, when it says.
     async fn copy_object(
         &self,
         from_bucket: &str,
         from_key: &str,
         to_bucket: &str,
         to_key: &str,
-    ) -> Result<(), ObjectError>;
+    ) -> Result<Option<String>, ObjectError>;
 }
 
 #[derive(Debug, thiserror::Error)]
