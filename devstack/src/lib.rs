@@ -11,5 +11,6 @@ pub mod media;
 pub mod resources;
 pub mod stack;
 pub mod standin;
+pub mod sweeps;
 
 pub use stack::{LocalStack, StackOptions};

@@ -10,6 +10,7 @@ use anyhow::Context;
 use aws_config::SdkConfig;
 use lambda_runtime::LambdaEvent;
 use nommer_aws::queue::SqsQueue;
+use nommer_core::liveness::LivenessSettings;
 use nommer_core::settings::{self as s, ApiSettings, CallLimits, DispatchSettings, IngestSettings, ScalerSettings};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,9 @@ pub struct StackOptions {
     pub workers: usize,
     /// Extra environment for the workers (e.g. a shorter visibility timeout).
     pub worker_env: HashMap<String, String>,
+    /// Extra environment for the in-process functions and sweeps (e.g. a shorter stall
+    /// time), over what the template would set.
+    pub function_env: HashMap<String, String>,
     /// Where logs go (emulator, workers).
     pub log_dir: PathBuf,
     /// Port for the API (0 picks a free one).
@@ -58,6 +62,7 @@ impl StackOptions {
             endpoint: None,
             workers: 1,
             worker_env: HashMap::new(),
+            function_env: HashMap::new(),
             log_dir: log_dir.to_path_buf(),
             api_port: 0,
             config_path: std::env::var_os(s::CONFIG).map(PathBuf::from),
@@ -380,6 +385,7 @@ fn component_env(opts: &StackOptions, b: &Base, api_url: &str) -> HashMap<String
     if let Some(k) = &opts.api_key {
         env.insert(s::API_KEY_HASHES.to_string(), api::key_hash(k));
     }
+    env.extend(opts.function_env.clone());
     env
 }
 
@@ -446,11 +452,10 @@ async fn functions(
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
     let backends = Arc::new(dispatch.backends.clone());
-    let api_state = Arc::new(api::ApiState::new(
-        ApiSettings::from_source(source)?,
-        dispatch.backends.clone(),
-        config,
-    ));
+    let api_state = Arc::new(
+        api::ApiState::new(ApiSettings::from_source(source)?, dispatch.backends.clone(), config)
+            .with_liveness(LivenessSettings::from_source(source)?),
+    );
     let queue = SqsQueue::new(nommer_aws::sdk::sqs_client(config));
     // as Lambda does, several pollers per queue, each handing its batches to the function
     let on_queue = |url: &str, handler: SqsHandler| {
@@ -550,7 +555,8 @@ async fn fleet(
     spawn_info
         .worker_env
         .insert(s::WORKER_CAPACITY.to_string(), f.capacity.to_string());
-    let ctx = scaler::Scaler::new(ScalerSettings::from_source(env)?, &b.config);
+    let ctx = scaler::Scaler::new(ScalerSettings::from_source(env)?, &b.config)
+        .with_liveness(LivenessSettings::from_source(env)?);
     let tick = f.tick;
     let scaler_task = tokio::spawn(async move {
         loop {
@@ -592,8 +598,10 @@ impl LocalStack {
             worker_env,
         };
         let processes: FleetProcesses = Default::default();
-        if let Some(f) = &opts.fleet {
-            tasks.extend(fleet(f, &b, &spawn, &mut env, &processes).await?);
+        match &opts.fleet {
+            Some(f) => tasks.extend(fleet(f, &b, &spawn, &mut env, &processes).await?),
+            // no scaler to run the stall sweep in its round
+            None => tasks.push(crate::sweeps::stall(&b.config, &env)?),
         }
         let mut stack = LocalStack {
             names: b.names,

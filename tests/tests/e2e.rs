@@ -38,6 +38,12 @@ fn duration(p: &serde_json::Value) -> f64 {
     p["format"]["duration"].as_str().unwrap().parse().unwrap()
 }
 
+/// SHA-256 in lowercase hex, computed here, independently of the upload's own.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn stream<'a>(p: &'a serde_json::Value, kind: &str) -> Option<&'a serde_json::Value> {
     p["streams"]
         .as_array()
@@ -361,17 +367,18 @@ async fn large_outputs_go_up_in_parts() {
     let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
     std::fs::write(&big, &data).unwrap();
     let o = objects(&stack);
-    assert_eq!(
-        o.upload_file(
+    let up = o
+        .upload_file(
             &stack.names.outbox_bucket,
             "x/big.bin",
             &big,
-            "application/octet-stream"
+            "application/octet-stream",
         )
         .await
-        .unwrap(),
-        size as u64
-    );
+        .unwrap();
+    assert_eq!(up.size, size as u64);
+    // the whole file's SHA-256, though S3 keeps a composite of the parts' for it
+    assert_eq!(up.sha256, sha256_hex(&data));
     let back = dir.path().join("back.bin");
     assert_eq!(
         o.download_to_file(&stack.names.outbox_bucket, "x/big.bin", &back, None)
@@ -870,5 +877,51 @@ async fn with_a_key_configured_the_api_refuses_requests_without_it() {
         .await
         .unwrap()
         .is_none());
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_outputs_sha256_is_in_the_manifest_and_is_what_s3_holds() {
+    let stack = spawn_stack("integrity", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("clip.mp4");
+    media::generate_clip(&src, 2, 640, 360, true).unwrap();
+    objects(&stack)
+        .upload_file(&stack.names.inbox_bucket, "sources/clip.mp4", &src, "video/mp4")
+        .await
+        .unwrap();
+    let body = json!({
+        "source": format!("s3://{}/sources/clip.mp4", stack.names.inbox_bucket),
+        "outputs": [
+            { "name": "web", "preset": "mp4-360p" },
+            { "name": "poster", "preset": "thumbnails" },
+        ],
+    });
+    let (status, created) = ApiClient::new(&stack.api_url).create_job(&body, None).await.unwrap();
+    assert_eq!(status, 201, "{created}");
+    let job = wait_job(&stack, created["id"].as_str().unwrap()).await;
+    nommer_tests::assert_complete(&stack, &job);
+    assert!(job.manifest.len() >= 2, "{:#?}", job.manifest);
+
+    // the job as GET /jobs/{id} shows it: each file's SHA-256 is the downloaded file's
+    let s3 = nommer_aws::sdk::s3_client(&stack.config);
+    for entry in &job.manifest {
+        let sha = entry
+            .sha256
+            .as_deref()
+            .unwrap_or_else(|| panic!("no sha256 for {}", entry.key));
+        let file = nommer_tests::download_output(&stack, &entry.key, dir.path()).await;
+        assert_eq!(sha256_hex(&std::fs::read(&file).unwrap()), sha, "{}", entry.key);
+        // and S3 itself holds a SHA-256 for it (the emulator's, from our upload)
+        let head = s3
+            .head_object()
+            .bucket(&entry.bucket)
+            .key(&entry.key)
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+            .send()
+            .await
+            .unwrap();
+        assert!(head.checksum_sha256().is_some(), "{} has no S3 checksum", entry.key);
+    }
     stack.shutdown().await;
 }

@@ -226,6 +226,14 @@ async fn rules_send_one_file_to_encodingcom_and_another_to_the_fleet() {
     let v = video_of(&stack, &out.key, dir.path()).await;
     assert_eq!(v["codec_name"], "h264");
     assert_eq!(v["height"], 360, "never upscaled to 720");
+    // the SHA-256 S3 computed copying the delivery is the file's
+    let copy = nommer_tests::download_output(&stack, &out.key, dir.path()).await;
+    let sha: String = {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(std::fs::read(&copy).unwrap());
+        d.iter().map(|b| format!("{b:02x}")).collect()
+    };
+    assert_eq!(out.sha256.as_deref(), Some(sha.as_str()), "{out:?}");
     let calls = stack.standin.as_ref().unwrap().calls();
     assert!(
         calls.iter().any(|c| c == &format!("AddMedia {}", task.media_id)),

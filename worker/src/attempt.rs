@@ -8,6 +8,7 @@ use nommer_core::error::JobErrorCode;
 use nommer_core::job::{Job, OutputSpec, Probe};
 use nommer_core::presets::Preset;
 use nommer_core::Transition;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// What an attempt has in hand once the source is in and probed.
@@ -45,7 +46,11 @@ impl Worker {
         let (manifest, uploads) = self.check_outputs(&job, &prepared, &encoded).await?;
 
         held.transition(Transition::StartUpload, None).await?;
-        self.upload(held, &uploads).await?;
+        let sums = self.upload(held, &uploads).await?;
+        let mut manifest = manifest;
+        for entry in &mut manifest {
+            entry.sha256 = sums.get(&entry.key).cloned();
+        }
         held.update(|j| j.manifest = manifest.clone()).await?;
         held.transition(Transition::Finish, None).await?;
         Ok(())
@@ -66,12 +71,14 @@ impl Worker {
     }
 
     /// Uploads the checked files (path, key) to the outbox, the job's progress in steps
-    /// of a tenth.
-    async fn upload(&self, held: &Held, uploads: &[(PathBuf, String)]) -> Result<(), JobFailure> {
+    /// of a tenth; returns each key's SHA-256 (hex), each checked against S3's.
+    async fn upload(&self, held: &Held, uploads: &[(PathBuf, String)]) -> Result<BTreeMap<String, String>, JobFailure> {
         let total = uploads.len().max(1);
         let mut last = 0u8;
+        let mut sums = BTreeMap::new();
         for (k, (path, key)) in uploads.iter().enumerate() {
-            self.objects
+            let up = self
+                .objects
                 .upload_file(
                     &self.settings.outbox_bucket,
                     key,
@@ -79,12 +86,13 @@ impl Worker {
                     nommer_core::content_type::of(key),
                 )
                 .await?;
+            sums.insert(key.clone(), up.sha256);
             let pct = (((k + 1) * 100) / total).min(99) as u8;
             if pct >= last.saturating_add(10) {
                 last = pct;
                 held.update(|j| j.progress = pct).await?;
             }
         }
-        Ok(())
+        Ok(sums)
     }
 }

@@ -50,3 +50,28 @@ impl From<ProbeFailure> for JobFailure {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_s3_stored_differing_from_the_file_is_retried_with_both_checksums_named() {
+        let e = ObjectError::ChecksumMismatch {
+            bucket: "outbox".into(),
+            key: "j/web/a.mp4".into(),
+            ours: "uU0n…=".into(),
+            theirs: "Xk2…=".into(),
+        };
+        match JobFailure::from(e) {
+            JobFailure::Retryable(m) => {
+                assert!(
+                    m.contains("s3://outbox/j/web/a.mp4") && m.contains("uU0n…=") && m.contains("Xk2…="),
+                    "{m}"
+                );
+                assert!(m.contains("retried"), "{m}");
+            }
+            other => panic!("not retryable: {other:?}"),
+        }
+    }
+}

@@ -211,6 +211,7 @@ fn entry(size: u64) -> OutputFile {
         width: None,
         height: None,
         bit_rate: None,
+        sha256: None,
     }
 }
 

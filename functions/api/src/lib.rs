@@ -6,6 +6,7 @@
 //! - `POST /uploads` presigns PUTs into the inbox (multipart for large files);
 //!   `POST /uploads/complete` finishes a multipart one
 //! - `GET /presets` lists the presets; `GET /health` says whether the table answers
+//!   and how long the oldest queued job has waited
 //! - `POST /jobs/{id}/cancel` cancels one (a queued job never starts; an Encoding.com
 //!   task gets `CancelMedia`)
 //!
@@ -33,6 +34,7 @@ use nommer_aws::objects::S3ObjectStore;
 use nommer_aws::queue::SqsQueue;
 use nommer_aws::store::DynamoJobStore;
 use nommer_core::flows::Backends;
+use nommer_core::liveness::LivenessSettings;
 use nommer_core::settings::ApiSettings;
 use std::sync::Arc;
 
@@ -47,6 +49,8 @@ pub struct ApiState {
     pub queue: SqsQueue,
     /// For cancelling at a backend.
     pub backends: Backends,
+    /// When the queue's age (in `GET /health`) is a warning.
+    pub liveness: LivenessSettings,
 }
 
 impl ApiState {
@@ -57,7 +61,14 @@ impl ApiState {
             queue: SqsQueue::new(nommer_aws::sdk::sqs_client(config)),
             backends,
             settings,
+            liveness: LivenessSettings::default(),
         }
+    }
+
+    /// The queue-age threshold (read apart from [`ApiSettings`]: the scaler reads it too).
+    pub fn with_liveness(mut self, liveness: LivenessSettings) -> Self {
+        self.liveness = liveness;
+        self
     }
 }
 

@@ -1,6 +1,7 @@
 use api::{router, ApiState};
 use lambda_http::{run, Error};
 use nommer_core::flows::Backends;
+use nommer_core::liveness::LivenessSettings;
 use nommer_core::settings::{ApiSettings, BackendSettings};
 use std::sync::Arc;
 
@@ -17,5 +18,6 @@ async fn main() -> Result<(), Error> {
         backend_settings.clone(),
         nommer_aws::ports(&config, &backend_settings, remotes, prober),
     );
-    run(router(Arc::new(ApiState::new(settings, backends, &config)))).await
+    let state = ApiState::new(settings, backends, &config).with_liveness(LivenessSettings::from_env()?);
+    run(router(Arc::new(state))).await
 }

@@ -2,6 +2,8 @@
 //! queue's backlog, this stack's EC2 instances and the workers' heartbeats, asks
 //! [`nommer_core::scaling::decide`] what to do, and does it: `RunInstances` from the
 //! launch template (Spot with on-demand fallback), the draining flag, `TerminateInstances`.
+//! Each round first runs the sweeps: jobs whose messages were dead-lettered, and running
+//! jobs that stalled ([`nommer_core::flows::stall`]), with the queue's age in the log.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ec2::types::{
@@ -13,6 +15,8 @@ use lambda_runtime::LambdaEvent;
 use nommer_aws::queue::SqsQueue;
 use nommer_aws::registry::DynamoWorkerRegistry;
 use nommer_aws::table::{Item, PK};
+use nommer_core::flows::stall::Swept;
+use nommer_core::liveness::LivenessSettings;
 use nommer_core::scaling::{self, Decision, FleetView, Instance, Reason};
 use nommer_core::settings::ScalerSettings;
 use serde_json::{json, Value};
@@ -29,6 +33,8 @@ pub struct Scaler {
     pub queue: SqsQueue,
     pub registry: DynamoWorkerRegistry,
     pub dynamodb: aws_sdk_dynamodb::Client,
+    /// When the stall sweep fails a running job, and when the queue's age warns.
+    pub liveness: LivenessSettings,
 }
 
 impl Scaler {
@@ -41,7 +47,14 @@ impl Scaler {
             store: nommer_aws::store::DynamoJobStore::new(dynamodb.clone(), &settings.table),
             dynamodb,
             settings,
+            liveness: LivenessSettings::default(),
         }
+    }
+
+    /// The stall sweep's settings (read apart from [`ScalerSettings`]: the API reads them too).
+    pub fn with_liveness(mut self, liveness: LivenessSettings) -> Self {
+        self.liveness = liveness;
+        self
     }
 }
 
@@ -52,6 +65,8 @@ pub struct Tick {
     pub launched: Vec<String>,
     pub backlog: (u64, u64),
     pub instances: usize,
+    /// What the stall sweep did (None: it could not run this round).
+    pub swept: Option<Swept>,
 }
 
 pub async fn function_handler(ctx: &Scaler, _event: LambdaEvent<Value>) -> Result<Value, lambda_runtime::Error> {
@@ -63,6 +78,8 @@ pub async fn function_handler(ctx: &Scaler, _event: LambdaEvent<Value>) -> Resul
         "launched": t.launched,
         "drained": t.decision.drain,
         "terminated": t.decision.terminate.iter().map(|(id, r)| json!({ "instance": id, "reason": format!("{r:?}") })).collect::<Vec<_>>(),
+        "stalled": t.swept.as_ref().map(|s| s.failed.clone()).unwrap_or_default(),
+        "oldest_queued_secs": t.swept.as_ref().and_then(|s| s.queue_age.as_ref()).map(|q| q.waited.as_secs()),
     }))
 }
 
@@ -242,13 +259,21 @@ async fn launch(ctx: &Scaler, n: u32) -> Vec<String> {
     ids
 }
 
-/// One scaling round (and a sweep of the dead-letter queues).
+/// One scaling round, after the sweeps (dead-letter queues, stalled jobs): a sweep that
+/// fails is logged and tried again next round, never in the way of scaling.
 pub async fn tick(ctx: &Scaler) -> anyhow::Result<Tick> {
     for dlq in &ctx.settings.dead_letter_queue_urls {
         if let Err(e) = nommer_core::flows::deadletter::sweep(&ctx.queue, &ctx.store, dlq, 10).await {
             tracing::warn!(queue = %dlq, error = %e, "dead-letter sweep failed");
         }
     }
+    let swept = match nommer_core::flows::stall::sweep(&ctx.store, &ctx.liveness, Utc::now()).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "stall sweep failed");
+            None
+        }
+    };
     let now = Utc::now();
     let backlog = ctx.queue.depth(&ctx.settings.work_queue_url).await?;
     let instances = list_instances(ctx).await?;
@@ -318,5 +343,6 @@ pub async fn tick(ctx: &Scaler) -> anyhow::Result<Tick> {
         launched,
         backlog,
         instances: instances.len(),
+        swept,
     })
 }

@@ -2,6 +2,7 @@
 //! S3, queues on SQS, events on SNS, secrets in Secrets Manager, and the one SDK config
 //! factory (`AWS_ENDPOINT_URL` reaches an emulator; there is no other branch).
 
+pub mod checksum;
 pub mod handoff;
 pub mod notify;
 pub mod objects;

@@ -1,8 +1,10 @@
 //! S3 adapter: what the functions and the worker need of object storage. Transfers
 //! stream between S3 and local disk; nothing holds a whole media file in memory.
 
+pub use crate::checksum::Uploaded;
+use crate::checksum::{Digests, Hasher};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use std::path::Path;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -104,29 +106,37 @@ impl S3ObjectStore {
         }
     }
 
-    /// Uploads a local file, in parts when it is large. Returns its size.
+    /// Uploads a local file, in parts when it is large, with S3 checksums (SHA-256) on
+    /// every request, and checks afterwards that S3 stored what was read (a mismatch is
+    /// [`ObjectError::ChecksumMismatch`], to try again). Returns the file's size and
+    /// SHA-256, computed while reading it (see [`crate::checksum`]).
     pub async fn upload_file(
         &self,
         bucket: &str,
         key: &str,
         path: &Path,
         content_type: &str,
-    ) -> Result<u64, ObjectError> {
+    ) -> Result<Uploaded, ObjectError> {
         let size = tokio::fs::metadata(path).await?.len();
         if size <= MULTIPART_THRESHOLD {
-            let body = ByteStream::from_path(path)
-                .await
-                .map_err(|e| ObjectError::Aws(e.to_string()))?;
+            // at most 16 MiB: read once, so the bytes hashed are the bytes sent
+            let bytes = tokio::fs::read(path).await?;
+            let mut hasher = Hasher::default();
+            hasher.part(&bytes);
+            let digests = hasher.finish();
             self.client
                 .put_object()
                 .bucket(bucket)
                 .key(key)
                 .content_type(content_type)
-                .body(body)
+                .checksum_algorithm(ChecksumAlgorithm::Sha256)
+                .checksum_sha256(digests.whole_b64())
+                .body(ByteStream::from(bytes))
                 .send()
                 .await
                 .map_err(crate::sdk::failed::<ObjectError, _>)?;
-            return Ok(size);
+            self.verify_stored(bucket, key, &digests.stored(false)).await?;
+            return Ok(digests.uploaded());
         }
         let create = self
             .client
@@ -134,6 +144,7 @@ impl S3ObjectStore {
             .bucket(bucket)
             .key(key)
             .content_type(content_type)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .send()
             .await
             .map_err(crate::sdk::failed::<ObjectError, _>)?;
@@ -142,7 +153,7 @@ impl S3ObjectStore {
             .ok_or_else(|| ObjectError::Aws("S3 returned no upload id".into()))?
             .to_string();
         match self.upload_parts(bucket, key, &upload_id, path).await {
-            Ok(parts) => {
+            Ok((parts, digests)) => {
                 self.client
                     .complete_multipart_upload()
                     .bucket(bucket)
@@ -152,7 +163,8 @@ impl S3ObjectStore {
                     .send()
                     .await
                     .map_err(crate::sdk::failed::<ObjectError, _>)?;
-                Ok(size)
+                self.verify_stored(bucket, key, &digests.stored(true)).await?;
+                Ok(digests.uploaded())
             }
             Err(e) => {
                 // leave no orphaned parts behind (they cost money)
@@ -169,15 +181,18 @@ impl S3ObjectStore {
         }
     }
 
+    /// Sends the file's parts, each with its SHA-256; returns them for the completion
+    /// and the digests read on the way.
     async fn upload_parts(
         &self,
         bucket: &str,
         key: &str,
         upload_id: &str,
         path: &Path,
-    ) -> Result<Vec<CompletedPart>, ObjectError> {
+    ) -> Result<(Vec<CompletedPart>, Digests), ObjectError> {
         let mut file = tokio::fs::File::open(path).await?;
         let mut parts = Vec::new();
+        let mut hasher = Hasher::default();
         let mut number = 1;
         loop {
             let mut buf = Vec::with_capacity(PART_SIZE);
@@ -185,6 +200,7 @@ impl S3ObjectStore {
             if n == 0 {
                 break;
             }
+            let part_sha = hasher.part(&buf);
             let out = self
                 .client
                 .upload_part()
@@ -192,6 +208,8 @@ impl S3ObjectStore {
                 .key(key)
                 .upload_id(upload_id)
                 .part_number(number)
+                .checksum_algorithm(ChecksumAlgorithm::Sha256)
+                .checksum_sha256(&part_sha)
                 .body(ByteStream::from(buf))
                 .send()
                 .await
@@ -200,11 +218,26 @@ impl S3ObjectStore {
                 CompletedPart::builder()
                     .part_number(number)
                     .set_e_tag(out.e_tag().map(str::to_string))
+                    .checksum_sha256(out.checksum_sha256().unwrap_or(&part_sha))
                     .build(),
             );
             number += 1;
         }
-        Ok(parts)
+        Ok((parts, hasher.finish()))
+    }
+
+    /// Asks S3 for the SHA-256 it stored for an object and compares it with `ours`.
+    async fn verify_stored(&self, bucket: &str, key: &str, ours: &str) -> Result<(), ObjectError> {
+        let head = self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+            .map_err(crate::sdk::failed::<ObjectError, _>)?;
+        crate::checksum::verify(bucket, key, ours, head.checksum_sha256())
     }
 
     /// Puts a small object from memory.
@@ -275,19 +308,23 @@ impl S3ObjectStore {
         Ok((bytes, total))
     }
 
-    /// Copies an object server-side (CopyObject: nothing passes through us).
+    /// Copies an object server-side (CopyObject: nothing passes through us), S3
+    /// computing the copy's SHA-256 as it writes it; returns that (hex) when S3 gives a
+    /// full-object one.
     pub async fn copy_object(
         &self,
         from_bucket: &str,
         from_key: &str,
         bucket: &str,
         key: &str,
-    ) -> Result<(), ObjectError> {
-        self.client
+    ) -> Result<Option<String>, ObjectError> {
+        let out = self
+            .client
             .copy_object()
             .copy_source(copy_source(from_bucket, from_key))
             .bucket(bucket)
             .key(key)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .send()
             .await
             .map_err(|e| {
@@ -296,7 +333,8 @@ impl S3ObjectStore {
                     crate::sdk::error_text(&e)
                 ))
             })?;
-        Ok(())
+        let stored = out.copy_object_result().and_then(|r| r.checksum_sha256());
+        Ok(stored.and_then(crate::checksum::hex_of_full))
     }
 
     /// Keys and sizes under a prefix.
@@ -439,7 +477,7 @@ impl nommer_core::ports::ObjectStore for S3ObjectStore {
         from_key: &str,
         to_bucket: &str,
         to_key: &str,
-    ) -> Result<(), ObjectError> {
+    ) -> Result<Option<String>, ObjectError> {
         S3ObjectStore::copy_object(self, from_bucket, from_key, to_bucket, to_key).await
     }
 }

@@ -297,6 +297,31 @@ impl DynamoJobStore {
         // rounds used up: go on from where this page stopped looking
         Ok((page, Some(upper)))
     }
+
+    /// The `limit` oldest jobs in `state` by creation, oldest first: one query of the
+    /// state index read forwards.
+    pub async fn oldest(&self, state: JobState, limit: usize) -> Result<Vec<Job>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(STATE_INDEX)
+            .key_condition_expression("#state = :state")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":state", s(state.as_str()))
+            .scan_index_forward(true)
+            .limit(limit.max(1) as i32)
+            .send()
+            .await
+            .map_err(crate::sdk::failed::<StoreError, _>)?;
+        out.items()
+            .iter()
+            .map(|item| {
+                let id = item.get(PK).and_then(|p| p.as_s().ok()).cloned().unwrap_or_default();
+                Self::from_item(&id, item)
+            })
+            .collect()
+    }
 }
 
 #[async_trait::async_trait]
@@ -316,6 +341,9 @@ impl nommer_core::ports::JobStore for DynamoJobStore {
         keep: &(dyn for<'j> Fn(&'j Job) -> bool + Send + Sync),
     ) -> Result<(Vec<Job>, Option<String>), StoreError> {
         DynamoJobStore::list_page(self, q.states, q.from, q.to, q.before, q.limit, keep).await
+    }
+    async fn oldest(&self, state: JobState, limit: usize) -> Result<Vec<Job>, StoreError> {
+        DynamoJobStore::oldest(self, state, limit).await
     }
     async fn put_media_link(&self, backend: &str, media_id: &str, job_id: &str) -> Result<(), StoreError> {
         DynamoJobStore::put_media_link(self, backend, media_id, job_id).await

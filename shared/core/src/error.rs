@@ -32,6 +32,11 @@ pub enum JobErrorCode {
     AttemptsExhausted,
     /// The job's message reached a dead-letter queue.
     DeadLettered,
+    /// The job was running (on a worker, or at a remote backend) but made no progress
+    /// and gave no heartbeat for longer than the stall time (`NOMMER_STALL_SECS`, or
+    /// `NOMMER_REMOTE_STALL_SECS` at a remote backend); the message names the last step
+    /// known. A queued job is never stalled: it is waiting.
+    Stalled,
     /// Anything else; the message says what.
     Internal,
 }
@@ -50,6 +55,7 @@ impl JobErrorCode {
             JobErrorCode::DiskFull => "disk_full",
             JobErrorCode::AttemptsExhausted => "attempts_exhausted",
             JobErrorCode::DeadLettered => "dead_lettered",
+            JobErrorCode::Stalled => "stalled",
             JobErrorCode::Internal => "internal",
         }
     }

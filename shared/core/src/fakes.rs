@@ -93,6 +93,20 @@ impl JobStore for MemJobStore {
         Ok((page, None))
     }
 
+    async fn oldest(&self, state: crate::state::JobState, limit: usize) -> Result<Vec<Job>, StoreError> {
+        let mut jobs: Vec<Job> = self
+            .jobs
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|j| j.state == state)
+            .cloned()
+            .collect();
+        jobs.sort_by_key(|j| j.created_at);
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+
     async fn put_media_link(&self, backend: &str, media_id: &str, job_id: &str) -> Result<(), StoreError> {
         let key = (backend.to_string(), media_id.to_string());
         self.media.lock().unwrap().insert(key, job_id.to_string());
@@ -192,11 +206,14 @@ impl ObjectStore for MemObjects {
         from_key: &str,
         to_bucket: &str,
         to_key: &str,
-    ) -> Result<(), ObjectError> {
+    ) -> Result<Option<String>, ObjectError> {
+        use sha2::Digest;
         let body = self.body(from_bucket, from_key)?;
         self.put(to_bucket, to_key, &body);
         *self.copies.lock().unwrap() += 1;
-        Ok(())
+        Ok(Some(
+            sha2::Sha256::digest(&body).iter().map(|b| format!("{b:02x}")).collect(),
+        ))
     }
 }
 

@@ -263,6 +263,10 @@ pub struct OutputFile {
     pub height: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bit_rate: Option<u64>,
+    /// SHA-256 of the file as uploaded (lowercase hex), checked against S3's own
+    /// checksum after the upload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 /// Why a job failed.

@@ -16,6 +16,7 @@ pub mod ffmpeg;
 pub mod flows;
 pub mod ids;
 pub mod job;
+pub mod liveness;
 pub mod messages;
 pub mod ports;
 pub mod presets;

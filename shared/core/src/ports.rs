@@ -48,6 +48,9 @@ pub trait JobStore: Send + Sync {
         query: JobQuery<'_>,
         keep: &(dyn for<'j> Fn(&'j Job) -> bool + Send + Sync),
     ) -> Result<(Vec<Job>, Option<String>), StoreError>;
+    /// The `limit` oldest jobs in `state` by creation, oldest first (how long the queue
+    /// has waited, without reading all of it).
+    async fn oldest(&self, state: JobState, limit: usize) -> Result<Vec<Job>, StoreError>;
     /// Records which job a remote backend's task belongs to.
     async fn put_media_link(&self, backend: &str, media_id: &str, job_id: &str) -> Result<(), StoreError>;
     /// The job a remote task belongs to.
@@ -71,6 +74,14 @@ pub enum ObjectError {
     NotFound { bucket: String, key: String },
     #[error("s3://{bucket}/{key} was replaced after the job was made (its ETag is no longer {etag})")]
     Replaced { bucket: String, key: String, etag: String },
+    /// What S3 stored is not what was read from the file: the upload is tried again.
+    #[error("s3://{bucket}/{key}: S3 stored SHA-256 {theirs}, but the file read as {ours} while uploading; the upload is retried")]
+    ChecksumMismatch {
+        bucket: String,
+        key: String,
+        ours: String,
+        theirs: String,
+    },
     #[error("S3: {0}")]
     Aws(String),
     #[error("local file: {0}")]
@@ -98,13 +109,15 @@ pub trait ObjectStore: Send + Sync {
     async fn presign_get(&self, bucket: &str, key: &str, lifetime: Duration) -> Result<String, ObjectError>;
     /// Every object under `prefix`, with its size.
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<(String, u64)>, ObjectError>;
+    /// Copies an object server-side; returns the copy's SHA-256 (lowercase hex) as the
+    /// storage computed it, when it says.
     async fn copy_object(
         &self,
         from_bucket: &str,
         from_key: &str,
         to_bucket: &str,
         to_key: &str,
-    ) -> Result<(), ObjectError>;
+    ) -> Result<Option<String>, ObjectError>;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -131,7 +131,7 @@ fn required(src: &dyn Source, name: &'static str, hint: &'static str) -> Result<
     src.get(name).ok_or(SettingsError::Missing { name, hint })
 }
 
-fn number<T>(src: &dyn Source, name: &'static str, default: T, min: T) -> Result<T, SettingsError>
+pub(crate) fn number<T>(src: &dyn Source, name: &'static str, default: T, min: T) -> Result<T, SettingsError>
 where
     T: std::str::FromStr + PartialOrd + std::fmt::Display,
     T::Err: std::fmt::Display,

@@ -20,6 +20,10 @@ pub struct RemoteTask {
     /// Notifications received (each confirmed before use).
     #[serde(default)]
     pub notifications: u32,
+    /// When the backend's status or progress last changed (not when we last asked):
+    /// the task's sign of life, for the stall rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_at: Option<DateTime<Utc>>,
 }
 
 /// A remote task's status, in the remote backend's words (Encoding.com's: its clients and

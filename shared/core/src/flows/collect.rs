@@ -98,9 +98,9 @@ impl Backends {
                 Ok(files) => files,
                 Err(why) => return Ok(Err(why)),
             };
-            for (key, size) in files {
+            for (key, size, sha256) in files {
                 match self.checked_entry(job, o, key, size).await {
-                    Ok(entry) => manifest.push(entry),
+                    Ok(entry) => manifest.push(OutputFile { sha256, ..entry }),
                     Err(why) => return Ok(Err(why)),
                 }
             }
@@ -114,7 +114,7 @@ impl Backends {
         &self,
         job: &Job,
         o: &OutputSpec,
-    ) -> Result<Result<Vec<(String, u64)>, String>, BackendError> {
+    ) -> Result<Result<Vec<(String, u64, Option<String>)>, String>, BackendError> {
         let bucket = self.delivery_bucket()?;
         let prefix = job.output_prefix(o, &self.settings.config.key_template);
         let from = delivery_prefix(job, o);
@@ -135,8 +135,10 @@ impl Backends {
         for (key, size) in delivered {
             let to = format!("{prefix}{}", &key[from.len()..]);
             let outbox = &self.settings.outbox_bucket;
-            self.ports.objects.copy_object(&bucket, &key, outbox, &to).await?;
-            files.push((to, size));
+            // the copy's SHA-256 as S3 computed it writing the copy (Encoding.com's
+            // upload carried none of ours)
+            let sha256 = self.ports.objects.copy_object(&bucket, &key, outbox, &to).await?;
+            files.push((to, size, sha256));
         }
         let ladder = self
             .settings
@@ -145,7 +147,7 @@ impl Backends {
             .find(&o.preset)
             .is_some_and(|p| matches!(p.kind, PresetKind::Ladder { .. }));
         if ladder {
-            files.retain(|(k, _)| k.ends_with(".m3u8") || k.ends_with(".mpd"));
+            files.retain(|(k, _, _)| k.ends_with(".m3u8") || k.ends_with(".mpd"));
         }
         if files.is_empty() {
             return Ok(Err(format!(
@@ -169,6 +171,7 @@ impl Backends {
             width: None,
             height: None,
             bit_rate: None,
+            sha256: None,
         };
         let ext = key.rsplit('.').next().unwrap_or("");
         if !MEDIA.contains(&ext) {

@@ -7,7 +7,9 @@
 //! - [`dispatch`]: sniffing and probing the source, routing, handing over to a backend;
 //! - [`remote`]: a task at a remote encoder: adding it, its status from callbacks and
 //!   polling, the fallback when a backend fails the job, cancelling;
-//! - [`collect`]: taking what a remote encoder delivered into the outbox, checked.
+//! - [`collect`]: taking what a remote encoder delivered into the outbox, checked;
+//! - [`deadletter`] and [`stall`]: the scheduled sweeps that fail a job whose message
+//!   was dead-lettered, or whose work stopped moving.
 
 pub mod collect;
 pub mod deadletter;
@@ -15,6 +17,7 @@ pub mod dispatch;
 pub mod ingest;
 pub mod notify;
 pub mod remote;
+pub mod stall;
 pub mod submit;
 
 use crate::error::StoreError;
@@ -126,3 +129,5 @@ mod deadletter_tests;
 mod ingest_tests;
 #[cfg(test)]
 mod notify_tests;
+#[cfg(test)]
+mod stall_tests;

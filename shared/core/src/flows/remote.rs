@@ -86,6 +86,7 @@ impl Backends {
             submitted_at: now,
             checked_at: now,
             notifications: 0,
+            moved_at: Some(now),
         };
         let mut current = job;
         for _ in 0..RACE_ROUNDS {
@@ -197,6 +198,12 @@ impl Backends {
             if let Some(reason) = failed {
                 self.backend_failed(current.clone(), &task.backend, reason).await?;
                 return Ok(self.ports.store.require(job_id).await?);
+            }
+            let moved =
+                next.state != current.state || next.progress != current.progress || task.status != status.status;
+            if let (true, Some(t)) = (moved, next.remote.as_mut()) {
+                // the task's sign of life: the backend moved it, not that we asked
+                t.moved_at = Some(now);
             }
             if next.state == current.state && next.progress == current.progress && !notified {
                 // nothing new but the check time: record it without a history entry

@@ -302,6 +302,43 @@ async fn remote_status_walks_the_job_forward_and_a_late_status_changes_nothing()
 }
 
 #[tokio::test]
+async fn a_remote_tasks_sign_of_life_is_its_status_moving_not_our_asking() {
+    let w = world(ECOM);
+    let j = w.dispatched("inbox/remote/talk.mp4", &[("web", "mp4-720p")]).await;
+    let moved = |j: &crate::job::Job| j.remote.as_ref().unwrap().moved_at.expect("moved_at");
+    w.backends
+        .apply_status(&j.id, &w.status("media-1", "Processing", 40.0), false)
+        .await
+        .unwrap();
+    // the last check a minute ago: the same answer again is worth recording
+    if let Some(t) = w
+        .store
+        .jobs
+        .lock()
+        .unwrap()
+        .get_mut(&j.id)
+        .and_then(|j| j.remote.as_mut())
+    {
+        t.checked_at -= chrono::Duration::minutes(1);
+        t.moved_at = t.moved_at.map(|m| m - chrono::Duration::minutes(1));
+    }
+    let first = w.store.job(&j.id);
+    let same = w
+        .backends
+        .apply_status(&j.id, &w.status("media-1", "Processing", 40.0), false)
+        .await
+        .unwrap();
+    assert!(same.remote.as_ref().unwrap().checked_at > first.remote.as_ref().unwrap().checked_at);
+    assert_eq!(moved(&same), moved(&first), "asking is not moving");
+    let on = w
+        .backends
+        .apply_status(&j.id, &w.status("media-1", "Processing", 55.0), false)
+        .await
+        .unwrap();
+    assert!(moved(&on) > moved(&first), "progress is");
+}
+
+#[tokio::test]
 async fn finished_copies_the_delivery_into_the_outbox_and_checks_each_file() {
     let w = world(ECOM);
     let j = w.dispatched("inbox/remote/talk.mp4", &[("web", "mp4-720p")]).await;
@@ -319,6 +356,13 @@ async fn finished_copies_the_delivery_into_the_outbox_and_checks_each_file() {
         (m.key.as_str(), m.height, m.duration_seconds),
         (format!("{prefix}talk.mp4").as_str(), Some(720), Some(10.0))
     );
+    // the SHA-256 the storage computed writing the copy
+    use sha2::Digest;
+    let want: String = sha2::Sha256::digest(b"mp4 bytes")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(m.sha256.as_deref(), Some(want.as_str()));
 }
 
 #[tokio::test]
