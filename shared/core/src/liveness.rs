@@ -244,6 +244,7 @@ mod tests {
             checked_at: t0 + secs(7 * 3600 - 1),
             notifications: 0,
             moved_at: Some(t0 + secs(60)),
+            collecting_since: None,
         });
         let s = LivenessSettings::default();
         assert_eq!(stalled(&j, t0 + secs(3600), &s), None);

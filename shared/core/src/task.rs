@@ -24,6 +24,10 @@ pub struct RemoteTask {
     /// the task's sign of life, for the stall rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moved_at: Option<DateTime<Utc>>,
+    /// Since when a caller has held the job to copy the finished task's outputs into the
+    /// outbox (none: nobody holds it); see `flows::collect`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collecting_since: Option<DateTime<Utc>>,
 }
 
 /// A remote task's status, in the remote backend's words (Encoding.com's: its clients and

@@ -31,12 +31,13 @@ const ARCHIVES: [&str; 4] = [".tar", ".tar.gz", ".tgz", ".zip"];
 const MEDIA: [&str; 4] = ["mp4", "webm", "m4a", "mp3"];
 
 impl Backends {
-    /// Takes a finished remote task's outputs into the outbox, once: the job first moves
-    /// to `uploading` by a conditional write (`next` is the job with the task's latest
-    /// status), so of the callback and the poller that both hear "Finished", one
-    /// collects and the other leaves it. Nothing is copied before the claim holds, and
-    /// nothing after the job completed. A claim older than [`COLLECT_LEASE_SECS`] is
-    /// taken over: its collector died.
+    /// Takes a finished remote task's outputs into the outbox, once: the job is first
+    /// claimed by a conditional write (it moves to `uploading`, its task records since
+    /// when it is being collected; `next` is the job with the task's latest status), so
+    /// of the callback and the poller that both hear "Finished", one collects and the
+    /// other leaves it. Nothing is copied before the claim holds, and nothing after the
+    /// job completed. A collector that fails lets go of its claim; a claim older than
+    /// [`COLLECT_LEASE_SECS`] is taken over (its collector died).
     pub(super) async fn finish_remote(
         &self,
         current: &Job,
@@ -44,11 +45,17 @@ impl Backends {
         media_id: &str,
         now: DateTime<Utc>,
     ) -> Result<Collected, BackendError> {
-        let claim = if current.state == JobState::Uploading {
-            if (now - current.updated_at).num_seconds() < COLLECT_LEASE_SECS {
+        let held_since = current.remote.as_ref().and_then(|t| t.collecting_since);
+        if let Some(since) = held_since {
+            if (now - since).num_seconds() < COLLECT_LEASE_SECS {
                 return Ok(Collected::Elsewhere);
             }
-            tracing::warn!(job_id = %current.id, since = %current.updated_at, "a collection's claim expired; taking it over");
+            tracing::warn!(job_id = %current.id, %since, "a collection's claim expired; taking it over");
+        }
+        if let Some(t) = next.remote.as_mut() {
+            t.collecting_since = Some(now);
+        }
+        let claim = if current.state == JobState::Uploading {
             self.ports.store.update(current, next).await
         } else {
             next.advance_to(JobState::Uploading, now, "Encoding.com")?;
@@ -59,16 +66,30 @@ impl Backends {
             Err(StoreError::Conflict { .. }) => return Ok(Collected::Raced),
             Err(e) => return Err(e.into()),
         };
-        let manifest = match self.collect_outputs(&claimed).await? {
-            Ok(m) => m,
-            Err(missing) => {
+        let manifest = match self.collect_outputs(&claimed).await {
+            Ok(Ok(m)) => m,
+            Ok(Err(missing)) => {
                 let backend = claimed.backend.clone().unwrap_or_default();
                 self.backend_failed(claimed.clone(), &backend, missing).await?;
                 return Ok(Collected::Done(self.ports.store.require(&claimed.id).await?));
             }
+            Err(e) => {
+                // a copy or a probe failed (S3 down, say): the next caller collects again
+                let mut free = claimed.clone();
+                if let Some(t) = free.remote.as_mut() {
+                    t.collecting_since = None;
+                }
+                if let Err(release) = self.ports.store.update(&claimed, free).await {
+                    tracing::warn!(job_id = %claimed.id, error = %release, "could not let go of the collection's claim; it expires");
+                }
+                return Err(e);
+            }
         };
         let mut done = claimed.clone();
         done.manifest = manifest;
+        if let Some(t) = done.remote.as_mut() {
+            t.collecting_since = None;
+        }
         done.apply(
             Transition::Finish,
             Utc::now(),

@@ -87,6 +87,7 @@ impl Backends {
             checked_at: now,
             notifications: 0,
             moved_at: Some(now),
+            collecting_since: None,
         };
         let mut current = job;
         for _ in 0..RACE_ROUNDS {

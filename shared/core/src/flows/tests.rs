@@ -406,6 +406,7 @@ async fn of_the_callers_that_hear_finished_one_collects_and_a_stale_claim_is_tak
     claimed
         .advance_to(JobState::Uploading, Utc::now(), "another collector")
         .unwrap();
+    claimed.remote.as_mut().unwrap().collecting_since = Some(Utc::now());
     let claimed = w.store.replace(&current, claimed).await.unwrap();
     let s = w.status(claimed.remote.as_ref().unwrap().media_id.as_str(), "Finished", 100.0);
     let left = w.backends.apply_status(&j.id, &s, false).await.unwrap();
@@ -414,7 +415,8 @@ async fn of_the_callers_that_hear_finished_one_collects_and_a_stale_claim_is_tak
         (JobState::Uploading, 1)
     );
     let mut stale = claimed.clone();
-    stale.updated_at = Utc::now() - chrono::Duration::seconds(crate::flows::collect::COLLECT_LEASE_SECS + 1);
+    stale.remote.as_mut().unwrap().collecting_since =
+        Some(Utc::now() - chrono::Duration::seconds(crate::flows::collect::COLLECT_LEASE_SECS + 1));
     w.store.replace(&claimed, stale).await.unwrap();
     let taken = w.backends.apply_status(&j.id, &s, false).await.unwrap();
     assert_eq!(
