@@ -79,6 +79,10 @@ progress = false
     p
 }
 
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A small deterministic generator (the test's own choices, apart from the proxy's).
 struct Dice(u64);
 
@@ -434,8 +438,24 @@ async fn under_faults_and_killed_workers_every_job_ends_right_and_nothing_is_los
             .iter()
             .map(|h| format!("{} {}", h.state.as_str(), h.at.to_rfc3339()))
             .collect();
+        // what the notifier recorded of each missing event (its marker, by the id events.rs
+        // documents: the job id and the history position)
+        let ddb = nommer_aws::sdk::dynamodb_client(&direct);
+        let mut markers = Vec::new();
+        for (job, i, state) in &missing {
+            use sha2::Digest;
+            let id = format!("evt_{}", &hex_of(&sha2::Sha256::digest(format!("{job}#h{i}").as_bytes()))[..32]);
+            let item = ddb
+                .get_item()
+                .table_name(&stack.names.table)
+                .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("event#{id}")))
+                .send()
+                .await
+                .unwrap();
+            markers.push(format!("{job} h{i} {state} {id}: {:?}", item.item()));
+        }
         panic!(
-            "{} of {} events never reached the receiver: {missing:?}\n{job}'s history: {history:#?}\nits deliveries: {theirs:#?}\nqueues: {in_flight:?}",
+            "{} of {} events never reached the receiver: {missing:?}\n{job}'s history: {history:#?}\nits deliveries: {theirs:#?}\nqueues: {in_flight:?}\nmarkers: {markers:#?}",
             missing.len(),
             expected.len(),
         );
