@@ -438,6 +438,36 @@ fn stream_record(r: &aws_sdk_dynamodbstreams::types::Record, stream_arn: &str, r
 /// Follows the table's stream like a Lambda event source mapping with
 /// `ReportBatchItemFailures`: records in order, a batch retried from the first record the
 /// function reports as failed.
+/// Hands one item's records to the function in order, retrying from the first that
+/// failed until all are handled.
+async fn deliver_in_order(handler: StreamHandler, mut records: Vec<serde_json::Value>) {
+    let mut tries = 0;
+    while !records.is_empty() {
+        let event: aws_lambda_events::event::dynamodb::Event =
+            match serde_json::from_value(serde_json::json!({ "Records": records })) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::error!(error = %e, "stream: a record does not fit Lambda's event shape; skipped");
+                    return;
+                }
+            };
+        match handler(event).await {
+            Ok(resp) if resp.batch_item_failures.is_empty() => return,
+            Ok(resp) => {
+                let failed = resp.batch_item_failures[0].item_identifier.clone();
+                let at = records
+                    .iter()
+                    .position(|r| r["dynamodb"]["SequenceNumber"].as_str() == failed.as_deref())
+                    .unwrap_or(0);
+                records.drain(..at);
+            }
+            Err(e) => tracing::error!(error = %e, "stream: the function failed; retrying the batch"),
+        }
+        tries += 1;
+        tokio::time::sleep(Duration::from_millis((250 * tries).min(5000))).await;
+    }
+}
+
 pub async fn poll_stream(config: aws_config::SdkConfig, table: String, region: String, handler: StreamHandler) {
     use aws_sdk_dynamodbstreams::types::ShardIteratorType;
     let ddb = nommer_aws::sdk::dynamodb_client(&config);
@@ -495,32 +525,17 @@ pub async fn poll_stream(config: aws_config::SdkConfig, table: String, region: S
             if !records.is_empty() {
                 idle = false;
             }
-            // deliver, retrying from the first failed record
-            let mut tries = 0;
-            while !records.is_empty() {
-                let event: aws_lambda_events::event::dynamodb::Event =
-                    match serde_json::from_value(serde_json::json!({ "Records": records })) {
-                        Ok(e) => e,
-                        Err(e) => {
-                            tracing::error!(error = %e, "stream: a record does not fit Lambda's event shape; skipped");
-                            break;
-                        }
-                    };
-                match handler(event).await {
-                    Ok(resp) if resp.batch_item_failures.is_empty() => break,
-                    Ok(resp) => {
-                        let failed = resp.batch_item_failures[0].item_identifier.clone();
-                        let at = records
-                            .iter()
-                            .position(|r| r["dynamodb"]["SequenceNumber"].as_str() == failed.as_deref())
-                            .unwrap_or(0);
-                        records.drain(..at);
-                    }
-                    Err(e) => tracing::error!(error = %e, "stream: the function failed; retrying the batch"),
-                }
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis((250 * tries).min(5000))).await;
+            // as Lambda's parallelization does: the records of different items at once,
+            // each item's in order
+            let mut by_item: std::collections::BTreeMap<String, Vec<serde_json::Value>> = Default::default();
+            for r in records.drain(..) {
+                by_item.entry(r["dynamodb"]["Keys"].to_string()).or_default().push(r);
             }
+            let mut groups = tokio::task::JoinSet::new();
+            for (_, group) in by_item {
+                groups.spawn(deliver_in_order(handler.clone(), group));
+            }
+            while groups.join_next().await.is_some() {}
             *it = out.next_shard_iterator().map(str::to_string);
         }
         if idle {

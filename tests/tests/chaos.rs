@@ -416,7 +416,7 @@ async fn under_faults_and_killed_workers_every_job_ends_right_and_nothing_is_los
             );
             last_missing = missing.len();
         }
-        if missing.is_empty() || settle.elapsed() > Duration::from_secs(240) {
+        if missing.is_empty() || settle.elapsed() > Duration::from_secs(300) {
             break (missing, ids_of);
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
