@@ -7,10 +7,12 @@ pub mod demo;
 pub mod emulator;
 pub mod event_sources;
 pub mod faults;
+pub mod fleet;
 pub mod media;
 pub mod resources;
 pub mod stack;
 pub mod standin;
 pub mod sweeps;
+pub mod workers;
 
 pub use stack::{LocalStack, StackOptions};

@@ -1,7 +1,6 @@
 //! Taking what a remote encoder delivered into the outbox: every output's files are
 //! copied server-side under the output's prefix and checked as the fleet's are.
 
-use super::remote::delivery_prefix;
 use super::{BackendError, Backends};
 use crate::error::StoreError;
 use crate::job::{Job, OutputFile, OutputSpec};
@@ -14,6 +13,12 @@ use chrono::{DateTime, Utc};
 /// over: above the longest a function runs (Lambda's 15 minutes), so a collector that
 /// is alive is never overtaken, and one that died is.
 pub const COLLECT_LEASE_SECS: i64 = 16 * 60;
+
+/// Where a remote encoder delivers one output: `<job id>/<output name>/` in the delivery
+/// bucket.
+pub fn delivery_prefix(job: &Job, output: &OutputSpec) -> String {
+    format!("{}/{}/", job.id, output.name)
+}
 
 /// What [`Backends::finish_remote`] did.
 pub(super) enum Collected {

@@ -2,20 +2,14 @@
 //! with the task's status (from callbacks, which are only hints, and from polling), the
 //! fallback when a backend fails a job, and cancelling.
 
-use super::collect::Collected;
+use super::collect::{delivery_prefix, Collected};
 use super::{BackendError, Backends, RACE_ROUNDS};
 use crate::error::{JobErrorCode, StoreError};
-use crate::job::{HistoryEntry, Job, JobError, OutputSpec, RemoteTask, S3Uri, TaskStatus};
+use crate::job::{HistoryEntry, Job, JobError, RemoteTask, S3Uri, TaskStatus};
 use crate::ports::{JobQuery, RemoteOutput, RemoteRequest, RemoteStatus};
 use crate::routing::BackendKind;
 use crate::state::{JobState, Transition};
 use chrono::{DateTime, Utc};
-
-/// Where a remote encoder delivers one output: `<job id>/<output name>/` in the delivery
-/// bucket.
-pub fn delivery_prefix(job: &Job, output: &OutputSpec) -> String {
-    format!("{}/{}/", job.id, output.name)
-}
 
 /// The picture's displayed size; without a probe, the request's height hint read as a
 /// landscape picture.
