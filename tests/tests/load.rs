@@ -1,7 +1,7 @@
 //! Load on the API: 500 concurrent `POST /jobs`, a third of them repeating an
 //! Idempotency-Key another request used, make exactly one job per key, and `GET /jobs`
 //! pages list each of them once. (The API's latency under this load is a benchmark:
-//! `nommer-bench --api-load`.)
+//! `nommer-api-load`.)
 
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,7 +16,12 @@ async fn concurrent_submissions_make_one_job_per_key_and_pages_list_each_once() 
     let objects = nommer_aws::objects::S3ObjectStore::new(nommer_aws::sdk::s3_client(&direct));
     let inbox = stack.names.inbox_bucket.clone();
     objects
-        .put_bytes(&inbox, "sources/load.mp4", b"not probed by the API".to_vec(), "video/mp4")
+        .put_bytes(
+            &inbox,
+            "sources/load.mp4",
+            b"not probed by the API".to_vec(),
+            "video/mp4",
+        )
         .await
         .unwrap();
     let run = uuid::Uuid::new_v4().simple().to_string();
@@ -68,7 +73,11 @@ async fn concurrent_submissions_make_one_job_per_key_and_pages_list_each_once() 
     for (key, ids) in &ids_of {
         assert_eq!(ids.len(), 1, "{key} answered with several jobs: {ids:?}");
     }
-    assert_eq!(statuses.get(&201), Some(&unique), "one 201 per key, the repeats 200: {statuses:?}");
+    assert_eq!(
+        statuses.get(&201),
+        Some(&unique),
+        "one 201 per key, the repeats 200: {statuses:?}"
+    );
     let made: BTreeSet<String> = ids_of.values().flatten().cloned().collect();
     // the table, read past the proxy, holds exactly those jobs of this run
     let in_table: BTreeSet<String> = nommer_tests::all_jobs(&stack)
@@ -84,10 +93,19 @@ async fn concurrent_submissions_make_one_job_per_key_and_pages_list_each_once() 
     loop {
         let mut q = format!("{}/jobs?metadata.load={run}&limit=100", stack.api_url);
         if let Some(c) = &cursor {
-            q.push_str(&format!("&cursor={}", percent_encoding::utf8_percent_encode(c, percent_encoding::NON_ALPHANUMERIC)));
+            q.push_str(&format!(
+                "&cursor={}",
+                percent_encoding::utf8_percent_encode(c, percent_encoding::NON_ALPHANUMERIC)
+            ));
         }
         let page: Value = http.get(&q).send().await.unwrap().json().await.unwrap();
-        listed.extend(page["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap().to_string()));
+        listed.extend(
+            page["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|j| j["id"].as_str().unwrap().to_string()),
+        );
         match page["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_string()),
             None => break,
@@ -96,5 +114,8 @@ async fn concurrent_submissions_make_one_job_per_key_and_pages_list_each_once() 
     let once: BTreeSet<String> = listed.iter().cloned().collect();
     assert_eq!(once.len(), listed.len(), "a job listed twice");
     assert_eq!(once, made, "every job listed");
-    println!("load: {REQUESTS} concurrent POST /jobs → {statuses:?}, {} jobs, listed in pages of 100", made.len());
+    println!(
+        "load: {REQUESTS} concurrent POST /jobs → {statuses:?}, {} jobs, listed in pages of 100",
+        made.len()
+    );
 }
