@@ -9,8 +9,25 @@ use std::sync::Arc;
 
 const REQUESTS: usize = 500;
 
+/// Both ends of 500 connections live in this process: the soft limit on open files (1024
+/// on many machines) is raised to the hard one, as servers do.
+fn raise_open_files_limit() {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain system calls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_submissions_make_one_job_per_key_and_pages_list_each_once() {
+    raise_open_files_limit();
     let stack = nommer_tests::spawn_stack("load", 0).await;
     let direct = nommer_tests::direct_config(&stack).await;
     let objects = nommer_aws::objects::S3ObjectStore::new(nommer_aws::sdk::s3_client(&direct));
