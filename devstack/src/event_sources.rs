@@ -435,9 +435,6 @@ fn stream_record(r: &aws_sdk_dynamodbstreams::types::Record, stream_arn: &str, r
     })
 }
 
-/// Follows the table's stream like a Lambda event source mapping with
-/// `ReportBatchItemFailures`: records in order, a batch retried from the first record the
-/// function reports as failed.
 /// Hands one item's records to the function in order, retrying from the first that
 /// failed until all are handled.
 async fn deliver_in_order(handler: StreamHandler, mut records: Vec<serde_json::Value>) {
@@ -468,6 +465,9 @@ async fn deliver_in_order(handler: StreamHandler, mut records: Vec<serde_json::V
     }
 }
 
+/// Follows the table's stream like a Lambda event source mapping with
+/// `ReportBatchItemFailures` and parallelization: each item's records in order, different
+/// items' at once, a batch retried from the first record the function reports as failed.
 pub async fn poll_stream(config: aws_config::SdkConfig, table: String, region: String, handler: StreamHandler) {
     use aws_sdk_dynamodbstreams::types::ShardIteratorType;
     let ddb = nommer_aws::sdk::dynamodb_client(&config);

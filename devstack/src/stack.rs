@@ -251,7 +251,7 @@ async fn functions(
     let queue = SqsQueue::new(nommer_aws::sdk::sqs_client(config));
     // as Lambda does, several pollers per queue, each handing its batches to the function
     let on_queue = |url: &str, handler: SqsHandler| {
-        let pollers: Vec<JoinHandle<()>> = (0..POLLERS_PER_QUEUE)
+        (0..POLLERS_PER_QUEUE)
             .map(|_| {
                 tokio::spawn(event_sources::poll_sqs(
                     queue.clone(),
@@ -262,8 +262,7 @@ async fn functions(
                     handler.clone(),
                 ))
             })
-            .collect();
-        pollers
+            .collect::<Vec<JoinHandle<()>>>()
     };
     let ingest_handler: SqsHandler = Arc::new(move |event| {
         let ctx = ingest.clone();

@@ -52,7 +52,7 @@ pub fn alive(pid: u32) -> bool {
     }
 }
 
-fn signal(pid: u32, sig: i32) {
+pub fn signal(pid: u32, sig: i32) {
     // SAFETY: kill only sends a signal to a process of ours.
     unsafe {
         libc::kill(pid as i32, sig);

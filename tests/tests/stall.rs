@@ -10,6 +10,7 @@ use nommer_core::settings::VISIBILITY_TIMEOUT_SECS;
 use nommer_core::JobState;
 use nommer_devstack::media;
 use nommer_tests::freeze::freeze_encode;
+use nommer_tests::freeze::signal;
 use nommer_tests::{eventually, spawn_stack_with, upload};
 use std::time::Duration;
 
@@ -17,13 +18,6 @@ use std::time::Duration;
 /// least the settings allow (a lost worker's message is back after one timeout).
 const VT: &str = "6";
 const STALL: u64 = 12;
-
-fn signal(pid: u32, sig: i32) {
-    // SAFETY: kill only sends a signal to a process this test started.
-    unsafe {
-        libc::kill(pid as i32, sig);
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_workers_job_fails_stalled_and_the_woken_worker_cannot_bring_it_back() {

@@ -43,14 +43,7 @@ impl Worker {
                 stem: &prepared.stem,
                 limits: &self.settings.limits,
             })
-            .map_err(|e| {
-                let code = match e {
-                    plan::PlanError::NoVideo => JobErrorCode::MissingStream,
-                    plan::PlanError::NoDuration => JobErrorCode::InvalidMedia,
-                    plan::PlanError::TwoPassH265 => JobErrorCode::EncodeFailed,
-                };
-                JobFailure::Permanent(code, format!("output {}: {e}", o.name))
-            })?;
+            .map_err(|e| JobFailure::Permanent(e.code(), format!("output {}: {e}", o.name)))?;
             let passes = pl.passes.len();
             for (k, args) in pl.passes.iter().enumerate() {
                 let span = pl.expected_duration.or(prepared.probe.duration_seconds);

@@ -57,7 +57,7 @@ impl Digests {
     pub fn uploaded(&self) -> Uploaded {
         Uploaded {
             size: self.size,
-            sha256: self.whole.iter().map(|b| format!("{b:02x}")).collect(),
+            sha256: hex::encode(self.whole),
         }
     }
 
@@ -92,7 +92,7 @@ pub fn hex_of_full(stored: &str) -> Option<String> {
         return None;
     }
     let bytes = base64::engine::general_purpose::STANDARD.decode(stored).ok()?;
-    (bytes.len() == 32).then(|| bytes.iter().map(|b| format!("{b:02x}")).collect())
+    (bytes.len() == 32).then(|| hex::encode(&bytes))
 }
 
 /// Compares the checksum S3 reports for an object with the one computed here. S3 writes

@@ -211,9 +211,7 @@ impl ObjectStore for MemObjects {
         let body = self.body(from_bucket, from_key)?;
         self.put(to_bucket, to_key, &body);
         *self.copies.lock().unwrap() += 1;
-        Ok(Some(
-            sha2::Sha256::digest(&body).iter().map(|b| format!("{b:02x}")).collect(),
-        ))
+        Ok(Some(hex::encode(sha2::Sha256::digest(&body))))
     }
 }
 

@@ -119,6 +119,18 @@ pub enum PlanError {
     TwoPassH265,
 }
 
+impl PlanError {
+    /// The job's error code for this refusal.
+    pub fn code(&self) -> crate::error::JobErrorCode {
+        use crate::error::JobErrorCode;
+        match self {
+            PlanError::NoVideo => JobErrorCode::MissingStream,
+            PlanError::NoDuration => JobErrorCode::InvalidMedia,
+            PlanError::TwoPassH265 => JobErrorCode::EncodeFailed,
+        }
+    }
+}
+
 /// Builds the FFmpeg runs for one output.
 pub fn plan(inp: &PlanInput) -> Result<Plan, PlanError> {
     match &inp.preset.kind {

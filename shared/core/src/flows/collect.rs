@@ -95,6 +95,8 @@ impl Backends {
         if let Some(t) = done.remote.as_mut() {
             t.collecting_since = None;
         }
+        // completed when the copies are done, not when they were claimed: no output is
+        // newer than its job's completion
         done.apply(
             Transition::Finish,
             Utc::now(),
