@@ -3,15 +3,18 @@
 //! stand-in, and the demo. The `nommer-devstack` binary runs `up` and `demo`; the user's
 //! `nommer` hands those two over to it.
 
+pub mod checks;
 pub mod demo;
 pub mod emulator;
 pub mod event_sources;
 pub mod faults;
 pub mod fleet;
 pub mod media;
+pub mod procs;
 pub mod resources;
 pub mod stack;
 pub mod standin;
+pub mod stream;
 pub mod sweeps;
 pub mod workers;
 

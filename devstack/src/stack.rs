@@ -6,6 +6,7 @@ use crate::event_sources::{self, SqsHandler};
 use crate::faults::{FaultPlan, FaultProxy};
 use crate::resources::{self, QueueUrls, StackNames};
 use crate::standin::StandIn;
+use crate::stream;
 use anyhow::Context;
 use aws_config::SdkConfig;
 use lambda_runtime::LambdaEvent;
@@ -97,7 +98,7 @@ pub struct LocalStack {
     pub standin: Option<StandIn>,
     /// What dispatch, the callback and the poller use (e.g. to cancel a job).
     pub backends: Arc<nommer_core::flows::Backends>,
-    _emulator: Option<Emulator>,
+    emulator: Option<Emulator>,
 }
 
 use crate::fleet::follow_instances;
@@ -277,7 +278,7 @@ async fn functions(
         Box::pin(async move { dispatch::function_handler(&ctx, LambdaEvent::new(event, Default::default())).await })
     });
     let stream_ctx = notifier.clone();
-    let stream_handler: event_sources::StreamHandler = Arc::new(move |event| {
+    let stream_handler: stream::StreamHandler = Arc::new(move |event| {
         let ctx = stream_ctx.clone();
         Box::pin(async move { notify::stream_handler(&ctx, LambdaEvent::new(event, Default::default())).await })
     });
@@ -285,7 +286,7 @@ async fn functions(
         let ctx = notifier.clone();
         Box::pin(async move { notify::deliver_handler(&ctx, LambdaEvent::new(event, Default::default())).await })
     });
-    let mut tasks = vec![tokio::spawn(event_sources::poll_stream(
+    let mut tasks = vec![tokio::spawn(stream::poll_stream(
         config.clone(),
         b.names.table.clone(),
         emulator::REGION.to_string(),
@@ -410,7 +411,7 @@ impl LocalStack {
             fleet: processes,
             standin,
             backends,
-            _emulator: b.emulator,
+            emulator: b.emulator,
         };
         for _ in 0..opts.workers {
             stack.spawn_worker().await?;
@@ -466,6 +467,11 @@ impl LocalStack {
         for t in &self.tasks {
             t.abort();
         }
+    }
+
+    /// The emulator's process id, when this stack started the emulator.
+    pub fn emulator_pid(&self) -> Option<u32> {
+        self.emulator.as_ref().map(Emulator::pid)
     }
 
     /// The last lines of every worker's log (for a failing test's message).

@@ -120,7 +120,7 @@ pub async fn all_jobs(stack: &LocalStack) -> Vec<nommer_core::Job> {
 /// The SDK config for the emulator itself, past the fault proxy: a test's own checks
 /// are never faulted.
 pub async fn direct_config(stack: &LocalStack) -> aws_config::SdkConfig {
-    nommer_aws::sdk::sdk_config_for_endpoint(&stack.emulator_endpoint, "us-east-1").await
+    stack.direct_config().await
 }
 
 /// Every version of every object in `bucket`: its key and when it was written.
@@ -151,57 +151,7 @@ pub async fn object_versions(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<(Stri
 /// flight or delayed); returns what is left on each that is not, with the bodies of
 /// dead letters (their reasons).
 pub async fn settle_queues(stack: &LocalStack, limit: Duration) -> Vec<String> {
-    use aws_sdk_sqs::types::QueueAttributeName as A;
-    let sqs = nommer_aws::sdk::sqs_client(&direct_config(stack).await);
-    let u = &stack.urls;
-    let queues = [
-        ("ingest", &u.ingest),
-        ("jobs", &u.jobs),
-        ("work", &u.work),
-        ("webhooks", &u.webhooks),
-        ("ingest DLQ", &u.ingest_dlq),
-        ("jobs DLQ", &u.jobs_dlq),
-        ("work DLQ", &u.work_dlq),
-        ("webhooks DLQ", &u.webhooks_dlq),
-    ];
-    let started = std::time::Instant::now();
-    loop {
-        let mut left = Vec::new();
-        for (name, url) in queues {
-            let out = sqs
-                .get_queue_attributes()
-                .queue_url(url.as_str())
-                .attribute_names(A::ApproximateNumberOfMessages)
-                .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
-                .attribute_names(A::ApproximateNumberOfMessagesDelayed)
-                .send()
-                .await
-                .expect("queue attributes");
-            let n: u64 = out
-                .attributes()
-                .map(|a| a.values().filter_map(|v| v.parse::<u64>().ok()).sum())
-                .unwrap_or(0);
-            if n > 0 {
-                let mut what = format!("{name}: {n} messages");
-                if name.ends_with("DLQ") {
-                    let got = sqs
-                        .receive_message()
-                        .queue_url(url.as_str())
-                        .max_number_of_messages(10)
-                        .send()
-                        .await;
-                    for m in got.ok().iter().flat_map(|o| o.messages()) {
-                        what.push_str(&format!("\n  {}", m.body().unwrap_or_default()));
-                    }
-                }
-                left.push(what);
-            }
-        }
-        if left.is_empty() || started.elapsed() > limit {
-            return left;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    stack.settle_queues(limit).await.expect("reading the queues' attributes")
 }
 
 /// A job in `submitted` for a source in `bucket` (written straight to the store by tests

@@ -405,9 +405,10 @@ async fn under_faults_and_killed_workers_every_job_ends_right_and_nothing_is_los
                 })
             })
             .collect();
-        // still arriving: the stream is consumed in order, one record at a time, and a
-        // delivery whose ReceiveMessage answer was lost waits out the webhooks queue's
-        // visibility timeout (60 s) before it is received again
+        // still arriving: an item's events wait for its earlier ones (a faulted call is
+        // retried with backoff), and a delivery whose ReceiveMessage answer was lost
+        // waits out the webhooks queue's visibility timeout (60 s) before it is
+        // received again
         if missing.len() != last_missing {
             eprintln!(
                 "chaos: {} events not delivered yet after {:?}",
