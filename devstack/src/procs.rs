@@ -39,7 +39,11 @@ pub fn children(pid: u32) -> Vec<u32> {
     tasks
         .flatten()
         .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-        .flat_map(|s| s.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<u32>>())
+        .flat_map(|s| {
+            s.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
         .collect()
 }
 
@@ -122,7 +126,9 @@ mod tests {
         let me = std::process::id();
         let before = sample(me).expect("this process is sampled");
         assert!(before.rss_kib > 0 && before.threads >= 1);
-        let held: Vec<std::fs::File> = (0..5).map(|_| std::fs::File::open("/proc/self/status").unwrap()).collect();
+        let held: Vec<std::fs::File> = (0..5)
+            .map(|_| std::fs::File::open("/proc/self/status").unwrap())
+            .collect();
         let after = sample(me).unwrap();
         // other test threads open and close files meanwhile: most of the five held show
         assert!(after.fds >= before.fds + 3, "{before:?} then {after:?}");
@@ -157,7 +163,10 @@ mod tests {
         let points: Vec<(f64, f64)> = (0..=30).map(|m| (m as f64, 100.0 + 0.5 * m as f64)).collect();
         let t = trend(&points, MIB).unwrap();
         assert!(t.growing, "{t:?}");
-        assert!((t.per_minute - 0.5).abs() < 1e-9 && (t.minutes - 20.0).abs() < 1e-9, "{t:?}");
+        assert!(
+            (t.per_minute - 0.5).abs() < 1e-9 && (t.minutes - 20.0).abs() < 1e-9,
+            "{t:?}"
+        );
     }
 
     #[test]

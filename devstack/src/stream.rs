@@ -56,7 +56,11 @@ impl Lanes {
     /// Waits for room, then queues the record in its item's lane; returns the lane to run
     /// when the item had none.
     async fn push(&self, record: Value) -> Option<Lane> {
-        self.room.acquire().await.expect("the semaphore is never closed").forget();
+        self.room
+            .acquire()
+            .await
+            .expect("the semaphore is never closed")
+            .forget();
         let key = record["dynamodb"]["Keys"].to_string();
         let mut waiting = self.waiting.lock().unwrap();
         if let Some(queue) = waiting.get_mut(&key) {
@@ -264,7 +268,11 @@ mod tests {
 
     /// A handler that reports each call's (item, sequence numbers); calls for `held` wait
     /// for `gate`; the first call that holds sequence number `fail_at` reports it failed.
-    fn recording(held: &'static str, gate: Arc<Notify>, fail_at: Option<&'static str>) -> (StreamHandler, mpsc::UnboundedReceiver<(String, Vec<String>)>) {
+    fn recording(
+        held: &'static str,
+        gate: Arc<Notify>,
+        fail_at: Option<&'static str>,
+    ) -> (StreamHandler, mpsc::UnboundedReceiver<(String, Vec<String>)>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let failed_once = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let handler: StreamHandler = Arc::new(move |event: Event| {
@@ -309,7 +317,13 @@ mod tests {
         let gate = Arc::new(Notify::new());
         let (handler, mut calls) = recording("a", gate.clone(), None);
         let lanes = Lanes::new(handler, 100, 8);
-        for r in [record("a", 1), record("b", 2), record("a", 3), record("b", 4), record("c", 5)] {
+        for r in [
+            record("a", 1),
+            record("b", 2),
+            record("a", 3),
+            record("b", 4),
+            record("c", 5),
+        ] {
             if let Some(lane) = lanes.push(r).await {
                 tokio::spawn(lane);
             }

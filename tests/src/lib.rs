@@ -123,6 +123,12 @@ pub async fn direct_config(stack: &LocalStack) -> aws_config::SdkConfig {
     stack.direct_config().await
 }
 
+/// SHA-256 in lowercase hex, computed by the test, independently of Nommer's own.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Every version of every object in `bucket`: its key and when it was written.
 pub async fn object_versions(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<(String, aws_sdk_s3::primitives::DateTime)> {
     let mut all = Vec::new();
@@ -151,7 +157,10 @@ pub async fn object_versions(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<(Stri
 /// flight or delayed); returns what is left on each that is not, with the bodies of
 /// dead letters (their reasons).
 pub async fn settle_queues(stack: &LocalStack, limit: Duration) -> Vec<String> {
-    stack.settle_queues(limit).await.expect("reading the queues' attributes")
+    stack
+        .settle_queues(limit)
+        .await
+        .expect("reading the queues' attributes")
 }
 
 /// A job in `submitted` for a source in `bucket` (written straight to the store by tests

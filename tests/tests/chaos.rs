@@ -79,10 +79,6 @@ progress = false
     p
 }
 
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// A small deterministic generator (the test's own choices, apart from the proxy's).
 struct Dice(u64);
 
@@ -444,10 +440,9 @@ async fn under_faults_and_killed_workers_every_job_ends_right_and_nothing_is_los
         let ddb = nommer_aws::sdk::dynamodb_client(&direct);
         let mut markers = Vec::new();
         for (job, i, state) in &missing {
-            use sha2::Digest;
             let id = format!(
                 "evt_{}",
-                &hex_of(&sha2::Sha256::digest(format!("{job}#h{i}").as_bytes()))[..32]
+                &nommer_tests::sha256_hex(format!("{job}#h{i}").as_bytes())[..32]
             );
             let item = ddb
                 .get_item()

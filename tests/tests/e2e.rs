@@ -38,12 +38,6 @@ fn duration(p: &serde_json::Value) -> f64 {
     p["format"]["duration"].as_str().unwrap().parse().unwrap()
 }
 
-/// SHA-256 in lowercase hex, computed here, independently of the upload's own.
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn stream<'a>(p: &'a serde_json::Value, kind: &str) -> Option<&'a serde_json::Value> {
     p["streams"]
         .as_array()
@@ -378,7 +372,7 @@ async fn large_outputs_go_up_in_parts() {
         .unwrap();
     assert_eq!(up.size, size as u64);
     // the whole file's SHA-256, though S3 keeps a composite of the parts' for it
-    assert_eq!(up.sha256, sha256_hex(&data));
+    assert_eq!(up.sha256, nommer_tests::sha256_hex(&data));
     let back = dir.path().join("back.bin");
     assert_eq!(
         o.download_to_file(&stack.names.outbox_bucket, "x/big.bin", &back, None)
@@ -911,7 +905,12 @@ async fn every_outputs_sha256_is_in_the_manifest_and_is_what_s3_holds() {
             .as_deref()
             .unwrap_or_else(|| panic!("no sha256 for {}", entry.key));
         let file = nommer_tests::download_output(&stack, &entry.key, dir.path()).await;
-        assert_eq!(sha256_hex(&std::fs::read(&file).unwrap()), sha, "{}", entry.key);
+        assert_eq!(
+            nommer_tests::sha256_hex(&std::fs::read(&file).unwrap()),
+            sha,
+            "{}",
+            entry.key
+        );
         // and S3 itself holds a SHA-256 for it (the emulator's, from our upload)
         let head = s3
             .head_object()

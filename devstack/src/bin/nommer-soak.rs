@@ -62,7 +62,10 @@ async fn start_receiver() -> anyhow::Result<(String, Arc<Hooks>)> {
         axum::routing::post(move |headers: HeaderMap| {
             let h = h.clone();
             async move {
-                let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                let id = headers
+                    .get("webhook-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
                 let mut d = h.deliveries.lock().unwrap();
                 d.0 += 1;
                 d.1.insert(id.to_string());
@@ -132,7 +135,9 @@ impl Client {
     async fn upload(&self, key: &str, bytes: Vec<u8>) -> anyhow::Result<String> {
         self.objects.put_bytes(&self.inbox, key, bytes, "video/mp4").await?;
         let head = self.objects.head(&self.inbox, key).await?;
-        let etag = head.and_then(|h| h.etag).ok_or_else(|| anyhow::anyhow!("{key} has no ETag"))?;
+        let etag = head
+            .and_then(|h| h.etag)
+            .ok_or_else(|| anyhow::anyhow!("{key} has no ETag"))?;
         Ok(ids::for_upload(&self.inbox, key, &etag))
     }
 
@@ -142,7 +147,10 @@ impl Client {
         for _ in 0..30 {
             match self.api.create_job(&body, Some(key)).await {
                 Ok((201 | 200, answer)) => {
-                    return answer["id"].as_str().map(str::to_string).ok_or_else(|| anyhow::anyhow!("no id in {answer}"))
+                    return answer["id"]
+                        .as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| anyhow::anyhow!("no id in {answer}"))
                 }
                 Ok((s, answer)) if s < 500 => anyhow::bail!("POST /jobs answered {s}: {answer}"),
                 _ => tokio::time::sleep(Duration::from_millis(300)).await,
@@ -158,9 +166,15 @@ impl Client {
         let mut bytes = self.clip.clone();
         bytes.extend(format!("soak-{i}").as_bytes());
         let (id, how, fails_with) = match i % 20 {
-            0..=7 => (self.upload(&format!("inbox/{preset}/clip-{i}.mp4"), bytes).await?, "upload", None),
+            0..=7 => (
+                self.upload(&format!("inbox/{preset}/clip-{i}.mp4"), bytes).await?,
+                "upload",
+                None,
+            ),
             8 => {
-                let junk: Vec<u8> = (0..50_000u32).map(|n| (n.wrapping_mul(2654435761) >> 13) as u8 ^ i as u8).collect();
+                let junk: Vec<u8> = (0..50_000u32)
+                    .map(|n| (n.wrapping_mul(2654435761) >> 13) as u8 ^ i as u8)
+                    .collect();
                 let id = self.upload(&format!("inbox/mp4-360p/corrupt-{i}.mp4"), junk).await?;
                 (id, "corrupt upload", Some(JobErrorCode::InvalidMedia))
             }
@@ -230,9 +244,30 @@ fn report_trends(series: &Series) -> Vec<String> {
     for (name, points) in series {
         println!("{name}:");
         let measures: [(&str, fn(&Sample) -> f64, Tolerance); 3] = [
-            ("RSS MiB", |s| s.rss_kib as f64 / 1024.0, Tolerance { absolute: 4.0, share: 0.05 }),
-            ("open fds", |s| s.fds as f64, Tolerance { absolute: 8.0, share: 0.1 }),
-            ("threads", |s| s.threads as f64, Tolerance { absolute: 4.0, share: 0.1 }),
+            (
+                "RSS MiB",
+                |s| s.rss_kib as f64 / 1024.0,
+                Tolerance {
+                    absolute: 4.0,
+                    share: 0.05,
+                },
+            ),
+            (
+                "open fds",
+                |s| s.fds as f64,
+                Tolerance {
+                    absolute: 8.0,
+                    share: 0.1,
+                },
+            ),
+            (
+                "threads",
+                |s| s.threads as f64,
+                Tolerance {
+                    absolute: 4.0,
+                    share: 0.1,
+                },
+            ),
         ];
         for (what, value, tolerance) in measures {
             let xy: Vec<(f64, f64)> = points.iter().map(|(t, s)| (*t, value(s))).collect();
@@ -385,7 +420,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let last_arrival = submitted.last().map(|s: &Submitted| s.at).unwrap_or(began);
     let finals = wait_terminal(&store, &submitted, Duration::from_secs(args.settle_minutes * 60)).await;
-    println!("all ended {:.0} s after the last arrival", last_arrival.elapsed().as_secs_f64());
+    println!(
+        "all ended {:.0} s after the last arrival",
+        last_arrival.elapsed().as_secs_f64()
+    );
 
     let grew = report_trends(&series);
     println!();

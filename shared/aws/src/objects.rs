@@ -1,5 +1,6 @@
-//! S3 adapter: what the functions and the worker need of object storage. Transfers
-//! stream between S3 and local disk; nothing holds a whole media file in memory.
+//! S3 adapter: what the functions and the worker need of object storage. Downloads
+//! stream to local disk; an upload of up to [`MULTIPART_THRESHOLD`] is read whole and
+//! sent in one PUT, a larger one streams in [`PART_SIZE`] parts.
 
 pub use crate::checksum::Uploaded;
 use crate::checksum::{Digests, Hasher};

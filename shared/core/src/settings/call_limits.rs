@@ -21,8 +21,8 @@ pub struct CallLimits {
     /// From sending a request to the first byte of its answer; above SQS's longest
     /// long poll (20 s).
     pub first_byte: Duration,
-    /// One attempt, the request's body sent and the answer's head read (an 8 MiB part on a
-    /// slow link fits).
+    /// One attempt, the request's body sent and the answer's head read (a 16 MiB PUT,
+    /// the largest single upload, fits on a slow link).
     pub attempt: Duration,
     /// The whole call, every retry and its backoff included.
     pub call: Duration,
