@@ -23,6 +23,7 @@ pub mod presets;
 pub mod routing;
 pub mod scaling;
 pub mod settings;
+pub mod split;
 pub mod state;
 pub mod task;
 pub mod text;
