@@ -123,6 +123,12 @@ struct RawBackend {
     /// Encoding.com only.
     #[serde(default)]
     poll_seconds: Option<u64>,
+    /// FFmpeg only: sources longer than this are split across workers (0: never).
+    #[serde(default)]
+    split_after_seconds: Option<f64>,
+    /// FFmpeg only: the target length of a split job's chunks.
+    #[serde(default)]
+    chunk_seconds: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -456,16 +462,22 @@ fn parse_backend(name: String, b: RawBackend) -> Result<Backend, String> {
     {
         return Err(bad("use a name of a-z 0-9 -".into()));
     }
-    let encodingcom = match b.kind {
+    let (encodingcom, split) = match b.kind {
         BackendKind::Ffmpeg => {
             if b.endpoint.is_some() || b.secret.is_some() || b.poll_seconds.is_some() {
                 return Err(bad(
                     "endpoint, secret and poll_seconds are for kind = \"encodingcom\" only".into(),
                 ));
             }
-            None
+            (None, Some(split_settings(&b).map_err(bad)?))
         }
         BackendKind::EncodingCom => {
+            if b.split_after_seconds.is_some() || b.chunk_seconds.is_some() {
+                return Err(bad(
+                    "split_after_seconds and chunk_seconds are for kind = \"ffmpeg\" only (Encoding.com jobs are never split)"
+                        .into(),
+                ));
+            }
             let endpoint = b
                 .endpoint
                 .unwrap_or_else(|| crate::routing::ENCODINGCOM_ENDPOINT.to_string());
@@ -476,14 +488,15 @@ fn parse_backend(name: String, b: RawBackend) -> Result<Backend, String> {
             if poll_seconds == 0 {
                 return Err(bad("poll_seconds must be at least 1".into()));
             }
-            Some(EncodingComBackend {
+            let remote = EncodingComBackend {
                 endpoint,
                 credentials: match b.secret {
                     Some(s) if !s.trim().is_empty() => crate::routing::Credentials::SecretsManager(s),
                     _ => crate::routing::Credentials::Env,
                 },
                 poll_seconds,
-            })
+            };
+            (Some(remote), None)
         }
     };
     Ok(Backend {
@@ -492,6 +505,24 @@ fn parse_backend(name: String, b: RawBackend) -> Result<Backend, String> {
         prices: b.prices,
         fallback: b.fallback,
         encodingcom,
+        split,
+    })
+}
+
+/// An FFmpeg backend's split settings, the defaults where the file is silent.
+fn split_settings(b: &RawBackend) -> Result<crate::split::SplitSettings, String> {
+    let d = crate::split::SplitSettings::default();
+    let after = b.split_after_seconds.unwrap_or(d.after_seconds);
+    let chunk = b.chunk_seconds.unwrap_or(d.chunk_seconds);
+    if !after.is_finite() || after < 0.0 {
+        return Err(format!("split_after_seconds = {after}: use 0 (never split) or more"));
+    }
+    if !chunk.is_finite() || chunk < 2.0 {
+        return Err(format!("chunk_seconds = {chunk}: use 2 or more"));
+    }
+    Ok(crate::split::SplitSettings {
+        after_seconds: after,
+        chunk_seconds: chunk,
     })
 }
 
@@ -543,6 +574,29 @@ columns = 6
             render_key_template(&c.key_template, "j1", "web", "mp4-540p", "clip", "2026-11-25"),
             "2026-11-25/j1/web/"
         );
+    }
+
+    #[test]
+    fn split_settings_are_the_fleets_with_defaults_and_never_encodingcoms() {
+        let c = Config::parse(
+            "[backends.fleet]\nkind = \"ffmpeg\"\nsplit_after_seconds = 120\n\n[routing]\ndefault = \"fleet\"\n",
+            "c.toml",
+        )
+        .unwrap();
+        let split = c.routing.backend("fleet").unwrap().split.unwrap();
+        assert_eq!((split.after_seconds, split.chunk_seconds), (120.0, 60.0));
+        assert_eq!(
+            Config::default().routing.backends[0].split,
+            Some(crate::split::SplitSettings::default())
+        );
+        let e = Config::parse("[backends.e]\nkind = \"encodingcom\"\nchunk_seconds = 30\n", "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 1") && e.contains("never split"), "{e}");
+        let e = Config::parse("[backends.f]\nkind = \"ffmpeg\"\nchunk_seconds = 1\n", "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("chunk_seconds = 1"), "{e}");
     }
 
     #[test]

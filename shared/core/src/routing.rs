@@ -118,6 +118,9 @@ pub struct Backend {
     pub fallback: Option<String>,
     /// Set for `kind = "encodingcom"`.
     pub encodingcom: Option<EncodingComBackend>,
+    /// When the fleet splits a long job across workers (`kind = "ffmpeg"` only:
+    /// Encoding.com jobs are never split).
+    pub split: Option<crate::split::SplitSettings>,
 }
 
 impl Backend {
@@ -193,6 +196,7 @@ impl Default for Routing {
                 prices: FLEET_PRICES,
                 fallback: None,
                 encodingcom: None,
+                split: Some(crate::split::SplitSettings::default()),
             }],
             rules: Vec::new(),
             default: DEFAULT_BACKEND.into(),
