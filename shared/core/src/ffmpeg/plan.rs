@@ -3,10 +3,12 @@
 //! images (`thumbnails`), from the filter chains (`filters`) and encoder options
 //! (`codecs`) they share. What came out is checked in [`crate::ffmpeg::check`].
 
+mod chunk;
 mod codecs;
 mod file;
 mod filters;
 mod ladder;
+mod stitch;
 mod thumbnails;
 
 use crate::ffmpeg::{input_guard, Limits};
@@ -14,6 +16,8 @@ use crate::job::{OutputOptions, Probe};
 use crate::presets::{Preset, PresetKind, Rung};
 use std::path::Path;
 
+pub use chunk::{chunk, chunk_file_name, ChunkFile, ChunkInput, ChunkPlan};
+pub use stitch::{audio as audio_plan, concat_list, stitch, StitchInput};
 pub use thumbnails::sprite_vtt;
 
 /// FFmpeg runs for one output, and where they leave their files.
@@ -168,15 +172,15 @@ pub fn plan(inp: &PlanInput) -> Result<Plan, PlanError> {
 
 /// The start of every run: quiet, never interactive, and the input guard (what may be
 /// read, and how much of it is probed).
-fn guarded_start(inp: &PlanInput) -> Vec<String> {
+fn guarded_start(limits: &Limits) -> Vec<String> {
     let mut a = vec![s("-hide_banner"), s("-nostdin"), s("-y"), s("-loglevel"), s("error")];
-    a.extend(input_guard(inp.limits));
+    a.extend(input_guard(limits));
     a
 }
 
 /// The inputs of a run: the source (trimmed when asked) and the watermark image.
 fn input_args(inp: &PlanInput, pass: usize) -> Vec<String> {
-    let mut a = guarded_start(inp);
+    let mut a = guarded_start(inp.limits);
     if let Some(p) = inp.options.advanced.get(pass) {
         a.extend(p.input.iter().cloned());
     }

@@ -63,24 +63,6 @@ pub fn cut(keyframes: &[f64], end: f64, target: f64, scenes: &[f64]) -> Vec<Span
     spans
 }
 
-/// The keyframes a chunk's encode is made to place, in seconds from the chunk's start:
-/// its first frame, and every multiple of `segment` (media time) inside it, so a ladder
-/// cut from the joined renditions has its segments where an unchunked encode has them.
-pub fn forced_keyframes(span: &Span, segment: Option<f64>) -> Vec<f64> {
-    let mut times = vec![0.0];
-    if let Some(seg) = segment.filter(|s| *s > 0.0) {
-        let mut m = (span.start / seg).floor() + 1.0;
-        while m * seg < span.end - 1e-6 {
-            let t = m * seg - span.start;
-            if t > 1e-6 {
-                times.push(t);
-            }
-            m += 1.0;
-        }
-    }
-    times
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,17 +106,6 @@ mod tests {
         let spans = cut(&every(1.0, 185.0), 185.0, 30.0, &[]);
         assert_eq!(spans.len(), 6);
         assert_eq!((spans[5].start, spans[5].end), (150.0, 185.0));
-    }
-
-    #[test]
-    fn forced_keyframes_sit_on_media_multiples_of_the_segment() {
-        let span = Span { start: 31.0, end: 61.0 };
-        assert_eq!(forced_keyframes(&span, Some(6.0)), [0.0, 5.0, 11.0, 17.0, 23.0, 29.0]);
-        assert_eq!(
-            forced_keyframes(&Span { start: 30.0, end: 60.0 }, Some(6.0)),
-            [0.0, 6.0, 12.0, 18.0, 24.0]
-        );
-        assert_eq!(forced_keyframes(&span, None), [0.0]);
     }
 
     proptest! {

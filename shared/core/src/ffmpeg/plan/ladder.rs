@@ -123,7 +123,7 @@ fn rates(codec: VideoCodec, rungs: &[Rung]) -> Vec<String> {
 
 /// HLS with fMP4 segments: a folder per rung (named for its height) and the master
 /// playlist beside them.
-fn hls_muxer(dir: &str, rungs: &[Rung], with_audio: bool, seg: u32) -> Vec<String> {
+pub(super) fn hls_muxer(dir: &str, rungs: &[Rung], with_audio: bool, seg: u32) -> Vec<String> {
     let map = rungs
         .iter()
         .enumerate()
@@ -162,7 +162,7 @@ fn hls_muxer(dir: &str, rungs: &[Rung], with_audio: bool, seg: u32) -> Vec<Strin
 
 /// DASH with templated fMP4 segments: the video rungs in one adaptation set, the audio in
 /// another.
-fn dash_muxer(dir: &str, with_audio: bool, seg: u32) -> Vec<String> {
+pub(super) fn dash_muxer(dir: &str, with_audio: bool, seg: u32) -> Vec<String> {
     let sets = if with_audio {
         "id=0,streams=v id=1,streams=a"
     } else {

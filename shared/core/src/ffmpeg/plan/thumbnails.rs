@@ -39,7 +39,7 @@ pub(super) fn plan(inp: &PlanInput, t: &ThumbnailSpec) -> Result<Plan, PlanError
         duration: duration.unwrap_or(0.0),
         scale,
     };
-    let mut a = guarded_start(inp);
+    let mut a = guarded_start(inp.limits);
     let (main, images, sprite) = match t.mode {
         ThumbnailMode::Poster => poster(inp, &shots, &mut a),
         ThumbnailMode::Frames => frames(inp, &shots, &mut a)?,
