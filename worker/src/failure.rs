@@ -22,7 +22,9 @@ pub enum JobFailure {
 impl From<StoreError> for JobFailure {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict { .. } | StoreError::InvalidTransition(_) => JobFailure::Superseded(e.to_string()),
+            StoreError::Conflict { .. } | StoreError::TaskConflict { .. } | StoreError::InvalidTransition(_) => {
+                JobFailure::Superseded(e.to_string())
+            }
             StoreError::Corrupt { .. } => JobFailure::Permanent(JobErrorCode::Internal, e.to_string()),
             StoreError::NotFound(_) | StoreError::Aws(_) => JobFailure::Retryable(e.to_string()),
         }

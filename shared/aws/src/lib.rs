@@ -12,6 +12,7 @@ pub mod sdk;
 pub mod secrets;
 pub mod store;
 pub mod table;
+pub mod tasks;
 pub mod telemetry;
 
 use nommer_core::flows::{Ports, Remotes};

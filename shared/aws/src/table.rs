@@ -9,6 +9,7 @@
 //! | an event published once | `event#<event id>` | the notifier |
 //! | a job's webhook attempts | `deliveries#<job id>` | the notifier |
 //! | the scaler's cool-down state | `scaler#state` | the scaler |
+//! | a split job's task (a chunk, its audio, its stitch) | `task#<job id>#<task>` | the task store |
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
@@ -24,6 +25,7 @@ pub enum Item<'a> {
     Event(&'a str),
     Deliveries(&'a str),
     ScalerState,
+    Task { job_id: &'a str, task: &'a str },
 }
 
 impl Item<'_> {
@@ -36,6 +38,7 @@ impl Item<'_> {
             Item::Event(id) => format!("event#{id}"),
             Item::Deliveries(job_id) => format!("deliveries#{job_id}"),
             Item::ScalerState => "scaler#state".into(),
+            Item::Task { job_id, task } => format!("task#{job_id}#{task}"),
         }
     }
 
@@ -53,6 +56,7 @@ impl Item<'_> {
             Item::Event(_) => "event",
             Item::Deliveries(_) => "deliveries",
             Item::ScalerState => "scaler",
+            Item::Task { .. } => "task",
         }
     }
 }
@@ -86,6 +90,11 @@ mod tests {
             Item::Event("e1").key(),
             Item::Deliveries("j1").key(),
             Item::ScalerState.key(),
+            Item::Task {
+                job_id: "j1",
+                task: "audio",
+            }
+            .key(),
         ];
         let unique: std::collections::BTreeSet<&String> = keys.iter().collect();
         assert_eq!(unique.len(), keys.len(), "{keys:?}");

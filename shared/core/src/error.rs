@@ -74,6 +74,9 @@ pub enum StoreError {
         expected_state: crate::JobState,
         expected_version: u64,
     },
+    /// Another writer changed a split job's task first.
+    #[error("task {id} changed under us (expected version {expected_version})")]
+    TaskConflict { id: String, expected_version: u64 },
     #[error(transparent)]
     InvalidTransition(#[from] crate::InvalidTransition),
     #[error("job record {id} is unreadable: {reason}")]

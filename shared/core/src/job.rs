@@ -517,6 +517,9 @@ pub struct Job {
     /// The failed job this one retries (`POST /jobs/{id}/retry`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_of: Option<String>,
+    /// How the fleet split the job across workers, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<crate::split::SplitPlan>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     #[serde(default)]
@@ -560,6 +563,7 @@ impl Job {
             routing: None,
             remote: None,
             retry_of: None,
+            split: None,
             created_at: now,
             updated_at: now,
             history: vec![HistoryEntry {

@@ -14,6 +14,7 @@
 //! source has a keyframe there.
 
 pub mod cuts;
+pub mod task;
 
 use crate::job::{OutputSpec, Probe, StreamKind};
 use crate::presets::{Preset, PresetKind};
