@@ -3,6 +3,7 @@
 //! every output (`outputs.rs`), the upload, and the job finished.
 
 use crate::held::Held;
+use crate::split::Split;
 use crate::{JobFailure, Worker};
 use nommer_core::error::JobErrorCode;
 use nommer_core::job::{Job, OutputSpec, Probe};
@@ -40,12 +41,32 @@ impl Worker {
             stem: job.source.output_stem(),
         };
 
+        match self.split_shape(&job, &prepared) {
+            Ok(shape) => match self.split(held, &job, &prepared, shape, dir).await? {
+                Split::Handed => return Ok(()),
+                Split::Whole(why) => tracing::info!(job_id = %job.id, %why, "encoded whole"),
+            },
+            Err(why) => tracing::debug!(job_id = %job.id, %why, "not split"),
+        }
+
         held.transition(Transition::StartEncode, None).await?;
         let encoded = self.encode_all(held, &prepared, dir).await?;
-        // every output is checked before anything is uploaded
-        let (manifest, uploads) = self.check_outputs(&job, &prepared, &encoded).await?;
+        self.deliver(held, &job, &prepared, &encoded).await
+    }
 
-        held.transition(Transition::StartUpload, None).await?;
+    /// The end of every job the fleet makes: each output checked before anything is
+    /// uploaded, then the upload, the manifest with each file's SHA-256, and `complete`.
+    pub(crate) async fn deliver(
+        &self,
+        held: &Held,
+        job: &Job,
+        prepared: &Prepared,
+        encoded: &[crate::encode::Encoded],
+    ) -> Result<(), JobFailure> {
+        let (manifest, uploads) = self.check_outputs(job, prepared, encoded).await?;
+        if held.snapshot().await.state != nommer_core::JobState::Uploading {
+            held.transition(Transition::StartUpload, None).await?;
+        }
         let sums = self.upload(held, &uploads).await?;
         let mut manifest = manifest;
         for entry in &mut manifest {
@@ -57,7 +78,7 @@ impl Worker {
     }
 
     /// Each output of the job with its preset from the catalog.
-    fn presets_of(&self, job: &Job) -> Result<Vec<(OutputSpec, Preset)>, JobFailure> {
+    pub(crate) fn presets_of(&self, job: &Job) -> Result<Vec<(OutputSpec, Preset)>, JobFailure> {
         let catalog = &self.settings.config.catalog;
         job.outputs
             .iter()

@@ -95,13 +95,20 @@ impl Worker {
                 tracing::info!(preset, secs = started.elapsed().as_secs_f64(), "encoded");
                 Ok(())
             }
+            Err(e) => Err(self.encode_failure(e, "encoding")),
+        }
+    }
+
+    /// What a failed FFmpeg run means for the job.
+    pub(crate) fn encode_failure(&self, e: EncodeFailure, doing: &str) -> JobFailure {
+        match e {
             // out of disk: this disk will not grow by trying again
-            Err(EncodeFailure::DiskFull) => Err(self.disk_full("encoding")),
+            EncodeFailure::DiskFull => self.disk_full(doing),
             // killed by a signal (OOM killer), or FFmpeg would not run: the machine's
             // fault, not the media's
-            Err(EncodeFailure::Killed(reason) | EncodeFailure::NotRun(reason)) => Err(JobFailure::Retryable(reason)),
-            Err(EncodeFailure::Failed(reason) | EncodeFailure::TimedOut(reason)) => {
-                Err(JobFailure::Permanent(JobErrorCode::EncodeFailed, reason))
+            EncodeFailure::Killed(reason) | EncodeFailure::NotRun(reason) => JobFailure::Retryable(reason),
+            EncodeFailure::Failed(reason) | EncodeFailure::TimedOut(reason) => {
+                JobFailure::Permanent(JobErrorCode::EncodeFailed, reason)
             }
         }
     }

@@ -10,6 +10,7 @@
 //! `held.rs`. FFmpeg and ffprobe run through `nommer_media`.
 
 mod attempt;
+mod chunk;
 mod disk;
 mod encode;
 mod failure;
@@ -19,6 +20,9 @@ mod message;
 mod outputs;
 mod slots;
 mod source;
+mod split;
+mod stitch;
+mod tasks;
 
 pub use failure::JobFailure;
 
@@ -27,6 +31,7 @@ use nommer_aws::objects::S3ObjectStore;
 use nommer_aws::queue::SqsQueue;
 use nommer_aws::registry::DynamoWorkerRegistry;
 use nommer_aws::store::DynamoJobStore;
+use nommer_aws::tasks::DynamoTaskStore;
 use nommer_core::settings::WorkerSettings;
 use nommer_media::{runner, FfmpegEncoder, FfprobeProber, RunError};
 use std::time::Duration;
@@ -46,12 +51,18 @@ pub struct Worker {
     pub objects: S3ObjectStore,
     pub queue: SqsQueue,
     pub registry: DynamoWorkerRegistry,
+    /// Split jobs' tasks.
+    pub tasks: DynamoTaskStore,
     /// ffprobe on sources and outputs, and `idet`.
     pub prober: FfprobeProber,
     /// FFmpeg's encode passes.
     pub encoder: FfmpegEncoder,
     /// The message and job in hand, to give back at shutdown.
     current: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// The task messages in hand (receipt → job and task), to give back at shutdown.
+    current_tasks: std::sync::Mutex<std::collections::HashMap<String, (String, nommer_core::split::task::TaskName)>>,
+    /// Which queue a slot tries first, in turn.
+    turn: std::sync::atomic::AtomicUsize,
     active: std::sync::atomic::AtomicU32,
     draining: std::sync::atomic::AtomicBool,
     idle_since: std::sync::Mutex<Option<chrono::DateTime<Utc>>>,
@@ -65,10 +76,13 @@ impl Worker {
             objects: S3ObjectStore::new(nommer_aws::sdk::s3_client(config)),
             queue: SqsQueue::new(nommer_aws::sdk::sqs_client(config)),
             registry: DynamoWorkerRegistry::new(nommer_aws::sdk::dynamodb_client(config), &settings.table),
+            tasks: DynamoTaskStore::new(nommer_aws::sdk::dynamodb_client(config), &settings.table),
             prober: FfprobeProber::new(&settings.ffprobe, &settings.ffmpeg, settings.limits.clone()),
             encoder: FfmpegEncoder::new(&settings.ffmpeg, settings.encode_timeout),
             settings,
             current: std::sync::Mutex::new(Default::default()),
+            current_tasks: std::sync::Mutex::new(Default::default()),
+            turn: Default::default(),
             active: Default::default(),
             draining: Default::default(),
             idle_since: std::sync::Mutex::new(Some(Utc::now())),
@@ -94,26 +108,42 @@ impl Worker {
         Ok(())
     }
 
-    /// Receives at most one message and handles it.
+    /// Receives at most one message and handles it: from the work queue and the chunks
+    /// queue in turn, so a long job's chunks and short jobs share the fleet fairly.
     pub async fn try_execute_task(&self) -> anyhow::Result<Outcome> {
-        let messages = self
-            .queue
-            .receive(
-                &self.settings.work_queue_url,
-                1,
-                self.settings.poll_wait,
-                Some(self.settings.visibility_timeout),
-            )
-            .await?;
-        let Some(msg) = messages.into_iter().next() else {
-            return Ok(Outcome::Empty);
+        let work = self.settings.work_queue_url.as_str();
+        let queues: Vec<&str> = match self.settings.chunk_queue_url.as_deref() {
+            None => vec![work],
+            Some(chunks) if self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 2 == 0 => vec![work, chunks],
+            Some(chunks) => vec![chunks, work],
         };
-        let span = tracing::info_span!("message", message_id = %msg.message_id, receive_count = msg.receive_count);
-        if let Err(e) = tracing::Instrument::instrument(self.handle_message(&msg), span).await {
-            // the message comes back after its visibility timeout; pause before the next
-            tracing::error!(message_id = %msg.message_id, error = %e, "handling the work message failed; it will be retried");
-            tokio::time::sleep(Duration::from_secs(2)).await;
+        for (k, url) in queues.iter().enumerate() {
+            // only the last queue tried waits for a message
+            let wait = if k + 1 == queues.len() {
+                self.settings.poll_wait
+            } else {
+                Duration::ZERO
+            };
+            let messages = self
+                .queue
+                .receive(url, 1, wait, Some(self.settings.visibility_timeout))
+                .await?;
+            let Some(msg) = messages.into_iter().next() else {
+                continue;
+            };
+            let span = tracing::info_span!("message", message_id = %msg.message_id, receive_count = msg.receive_count);
+            let handled = if *url == work {
+                tracing::Instrument::instrument(self.handle_message(&msg), span).await
+            } else {
+                tracing::Instrument::instrument(self.handle_task_message(&msg), span).await
+            };
+            if let Err(e) = handled {
+                // the message comes back after its visibility timeout; pause before the next
+                tracing::error!(message_id = %msg.message_id, error = %e, "handling the message failed; it will be retried");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            return Ok(Outcome::Done);
         }
-        Ok(Outcome::Done)
+        Ok(Outcome::Empty)
     }
 }

@@ -20,7 +20,7 @@ impl Worker {
     /// only after a whole timeout without refresh. Two thirds sits midway: a live
     /// holder's heartbeat is a third old at most (plus the time its writes take, which a
     /// loaded machine stretches), a lost one's is a whole timeout old.
-    fn stale_after(&self) -> chrono::Duration {
+    pub(crate) fn stale_after(&self) -> chrono::Duration {
         chrono::Duration::from_std(self.settings.visibility_timeout * 2 / 3).unwrap_or(chrono::Duration::seconds(60))
     }
 
@@ -70,6 +70,12 @@ impl Worker {
                 self.queue
                     .set_visibility(url, &msg.receipt_handle, Duration::from_secs(5))
                     .await?;
+                Ok(None)
+            }
+            // split and handed over: its tasks on the chunks queue carry it now
+            JobState::Encoding | JobState::Uploading if job.split.is_some() => {
+                tracing::info!(job_id = %job.id, state = %job.state, "the job is split and its tasks carry it; message deleted");
+                self.queue.delete(url, &msg.receipt_handle).await?;
                 Ok(None)
             }
             s if s.is_running() && !job.is_abandoned(Utc::now(), self.stale_after()) => {

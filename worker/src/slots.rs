@@ -35,6 +35,7 @@ impl Worker {
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
         self.release_current().await;
+        self.release_tasks().await;
         let _ = self.beat().await;
     }
 

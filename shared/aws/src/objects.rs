@@ -241,6 +241,18 @@ impl S3ObjectStore {
         crate::checksum::verify(bucket, key, ours, head.checksum_sha256())
     }
 
+    /// Deletes an object (no error when it is already gone).
+    pub async fn delete(&self, bucket: &str, key: &str) -> Result<(), ObjectError> {
+        self.client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(crate::sdk::failed::<ObjectError, _>)?;
+        Ok(())
+    }
+
     /// Puts a small object from memory.
     pub async fn put_bytes(
         &self,

@@ -51,10 +51,13 @@ impl DynamoTaskStore {
 
     fn from_item(item: &HashMap<String, AttributeValue>) -> Result<SplitTask, StoreError> {
         let id = item.get(PK).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-        let doc = item.get("doc").and_then(|d| d.as_s().ok()).ok_or_else(|| StoreError::Corrupt {
-            id: id.clone(),
-            reason: "no `doc` attribute".into(),
-        })?;
+        let doc = item
+            .get("doc")
+            .and_then(|d| d.as_s().ok())
+            .ok_or_else(|| StoreError::Corrupt {
+                id: id.clone(),
+                reason: "no `doc` attribute".into(),
+            })?;
         serde_json::from_str(doc).map_err(|e| StoreError::Corrupt {
             id,
             reason: e.to_string(),
@@ -103,8 +106,10 @@ impl DynamoTaskStore {
     pub async fn all(&self, job_id: &str, names: &[TaskName]) -> Result<Vec<SplitTask>, StoreError> {
         let mut found: HashMap<TaskName, SplitTask> = HashMap::new();
         for batch in names.chunks(100) {
-            let mut wanted: Vec<HashMap<String, AttributeValue>> =
-                batch.iter().map(|n| HashMap::from([(PK.to_string(), key(job_id, *n))])).collect();
+            let mut wanted: Vec<HashMap<String, AttributeValue>> = batch
+                .iter()
+                .map(|n| HashMap::from([(PK.to_string(), key(job_id, *n))]))
+                .collect();
             // unprocessed keys are asked for again, a bounded number of times
             for _ in 0..8 {
                 if wanted.is_empty() {

@@ -206,6 +206,15 @@ pub struct Preset {
 }
 
 impl Preset {
+    /// Whether the output carries audio (when the source has some).
+    pub fn makes_audio(&self) -> bool {
+        match &self.kind {
+            PresetKind::File { audio, .. } => audio.is_some(),
+            PresetKind::Ladder { .. } => true,
+            PresetKind::Thumbnails(_) => false,
+        }
+    }
+
     /// The source streams this preset cannot do without.
     pub fn needs_video(&self) -> bool {
         match &self.kind {

@@ -12,6 +12,7 @@ pub const INBOX_BUCKET: &str = "NOMMER_INBOX_BUCKET";
 pub const OUTBOX_BUCKET: &str = "NOMMER_OUTBOX_BUCKET";
 pub const JOBS_QUEUE_URL: &str = "NOMMER_JOBS_QUEUE_URL";
 pub const WORK_QUEUE_URL: &str = "NOMMER_WORK_QUEUE_URL";
+pub const CHUNK_QUEUE_URL: &str = "NOMMER_CHUNK_QUEUE_URL";
 pub const DEFAULT_PRESET: &str = "NOMMER_DEFAULT_PRESET";
 pub const SOURCE_BUCKETS: &str = "NOMMER_SOURCE_BUCKETS";
 pub const MAX_ATTEMPTS: &str = "NOMMER_MAX_ATTEMPTS";
@@ -432,6 +433,8 @@ impl DispatchSettings {
 pub struct WorkerSettings {
     pub table: String,
     pub work_queue_url: String,
+    /// The queue of split jobs' tasks; without it, no job is split.
+    pub chunk_queue_url: Option<String>,
     pub outbox_bucket: String,
     pub worker_id: String,
     pub work_dir: PathBuf,
@@ -470,6 +473,7 @@ impl WorkerSettings {
         Ok(WorkerSettings {
             table: required(src, TABLE, TABLE_HINT)?,
             work_queue_url: required(src, WORK_QUEUE_URL, "the URL of the FFmpeg fleet's SQS work queue")?,
+            chunk_queue_url: src.get(CHUNK_QUEUE_URL).filter(|u| !u.trim().is_empty()),
             outbox_bucket: required(src, OUTBOX_BUCKET, "the S3 bucket outputs are written to")?,
             worker_id,
             work_dir: src.get(WORK_DIR).map(PathBuf::from).unwrap_or_else(std::env::temp_dir),

@@ -110,6 +110,9 @@ pub fn shape(outputs: &[(OutputSpec, Preset)], probe: &Probe, s: &SplitSettings)
         if !opts.advanced.is_empty() {
             return Err(refuse("advanced FFmpeg options are applied on the whole source"));
         }
+        if opts.watermark.is_some() {
+            return Err(refuse("a watermarked output is encoded whole"));
+        }
         match &preset.kind {
             PresetKind::File { video: Some(_), .. } => {}
             PresetKind::File { video: None, .. } => return Err(refuse("an audio-only output is encoded whole")),
@@ -145,9 +148,34 @@ pub struct SplitPlan {
     pub chunks: Vec<Span>,
     /// Whether the audio is encoded, as a task of its own.
     pub audio: bool,
+    /// The source's start time: media time 0, in the source's own timestamps.
+    #[serde(default)]
+    pub origin: f64,
+    /// Where the source's audio starts, in media time.
+    #[serde(default)]
+    pub audio_offset: f64,
 }
 
+/// Where a split job's scratch objects live (the outbox, under a prefix a lifecycle rule
+/// expires): `nommer-scratch/<job id>/<rel>`.
+pub fn scratch_key(job_id: &str, rel: &str) -> String {
+    format!("{SCRATCH_PREFIX}{job_id}/{rel}")
+}
+
+/// The prefix of every scratch object.
+pub const SCRATCH_PREFIX: &str = "nommer-scratch/";
+
 impl SplitPlan {
+    /// Every task of the plan: its chunks, its audio (if any) and its stitch.
+    pub fn task_names(&self) -> Vec<task::TaskName> {
+        let mut names: Vec<task::TaskName> = (0..self.chunks.len() as u32).map(task::TaskName::Chunk).collect();
+        if self.audio {
+            names.push(task::TaskName::Audio);
+        }
+        names.push(task::TaskName::Stitch);
+        names
+    }
+
     /// Seconds of source the chunks cover.
     pub fn seconds(&self) -> f64 {
         self.chunks.iter().map(Span::seconds).sum()

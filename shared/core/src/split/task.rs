@@ -233,7 +233,11 @@ pub fn progress(tasks: &[SplitTask]) -> u8 {
     if total <= 0.0 {
         return 0;
     }
-    let done: f64 = work.iter().filter(|t| t.state == TaskState::Done).map(|t| t.seconds).sum();
+    let done: f64 = work
+        .iter()
+        .filter(|t| t.state == TaskState::Done)
+        .map(|t| t.seconds)
+        .sum();
     ((done / total) * 90.0).floor().clamp(0.0, 90.0) as u8
 }
 
@@ -253,7 +257,12 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_junk_is_refused() {
-        for n in [TaskName::Chunk(0), TaskName::Chunk(99999), TaskName::Audio, TaskName::Stitch] {
+        for n in [
+            TaskName::Chunk(0),
+            TaskName::Chunk(99999),
+            TaskName::Audio,
+            TaskName::Stitch,
+        ] {
             assert_eq!(n.to_string().parse::<TaskName>().unwrap(), n);
         }
         for bad in ["chunk-1", "chunk-0000a", "chunk-000001", "Audio", "", "chunk--0001"] {
@@ -266,7 +275,9 @@ mod tests {
         assert!(m.to_body().contains("\"task\":\"chunk-00003\""));
         assert_eq!(TaskMessage::from_body(&m.to_body()).unwrap(), m);
         assert!(TaskMessage::from_body(r#"{"job_id":"../x","task":"audio"}"#).is_err());
-        assert!(TaskMessage::from_body(r#"{"job_id":"x"}"#).unwrap_err().contains("not a task message"));
+        assert!(TaskMessage::from_body(r#"{"job_id":"x"}"#)
+            .unwrap_err()
+            .contains("not a task message"));
     }
 
     #[test]
@@ -296,7 +307,9 @@ mod tests {
         let stale = chrono::Duration::seconds(20);
         assert!(!t.is_abandoned(now + chrono::Duration::seconds(10), stale));
         assert!(t.is_abandoned(now + chrono::Duration::seconds(30), stale));
-        assert!(!t.released(None, now).is_abandoned(now + chrono::Duration::hours(1), stale));
+        assert!(!t
+            .released(None, now)
+            .is_abandoned(now + chrono::Duration::hours(1), stale));
     }
 
     #[test]
@@ -306,17 +319,30 @@ mod tests {
         let stale = chrono::Duration::seconds(20);
         let pending = SplitTask::new("j", TaskName::Chunk(1), 30.0, now);
         assert_eq!(triage(Encoding, &pending, "m", now, stale, 3), TaskStep::Take);
-        assert_eq!(triage(Cancelled, &pending, "m", now, stale, 3), TaskStep::Delete("the job has ended"));
+        assert_eq!(
+            triage(Cancelled, &pending, "m", now, stale, 3),
+            TaskStep::Delete("the job has ended")
+        );
         assert_eq!(triage(Downloading, &pending, "m", now, stale, 3), TaskStep::Later(5));
         let held = pending.taken("w1", "m1", now);
         assert_eq!(triage(Encoding, &held, "m1", now, stale, 3), TaskStep::HideAgain);
-        assert!(matches!(triage(Encoding, &held, "m2", now, stale, 3), TaskStep::Delete(_)));
+        assert!(matches!(
+            triage(Encoding, &held, "m2", now, stale, 3),
+            TaskStep::Delete(_)
+        ));
         let later = now + chrono::Duration::seconds(60);
-        assert_eq!(triage(Encoding, &held, "m2", later, stale, 3), TaskStep::Take, "its holder is lost");
+        assert_eq!(
+            triage(Encoding, &held, "m2", later, stale, 3),
+            TaskStep::Take,
+            "its holder is lost"
+        );
         let tired = held.taken("w2", "m2", now).taken("w3", "m3", now);
         assert_eq!(triage(Encoding, &tired, "m4", later, stale, 3), TaskStep::Exhausted);
         let done = held.ended(TaskState::Done, None, now);
-        assert!(matches!(triage(Encoding, &done, "m1", now, stale, 3), TaskStep::Delete(_)));
+        assert!(matches!(
+            triage(Encoding, &done, "m1", now, stale, 3),
+            TaskStep::Delete(_)
+        ));
         let stitch = SplitTask::new("j", TaskName::Stitch, 0.0, now);
         assert_eq!(triage(Uploading, &stitch, "m", now, stale, 3), TaskStep::Take);
         assert_eq!(triage(Uploading, &pending, "m", now, stale, 3), TaskStep::Later(5));

@@ -1,0 +1,230 @@
+//! The split step of a long job (see `nommer_core::split`): the source's keyframes read,
+//! the cuts chosen, each chunk's piece cut by stream copy and the audio taken out whole,
+//! all put in the job's scratch prefix; then the plan recorded on the job, its tasks
+//! created and their messages sent to the chunks queue, and the job moved to
+//! `encoding`. Run again after a lost worker, it finds the same cuts, rewrites the same
+//! objects and keeps the tasks the first run made.
+
+use crate::attempt::Prepared;
+use crate::held::Held;
+use crate::{JobFailure, Worker};
+use chrono::Utc;
+use nommer_core::error::JobErrorCode;
+use nommer_core::ffmpeg::split as sx;
+use nommer_core::job::{Job, StreamKind};
+use nommer_core::split::task::{SplitTask, TaskMessage, TaskName};
+use nommer_core::split::{cuts, scratch_key, Shape, SplitPlan, SplitSettings};
+use nommer_core::Transition;
+use nommer_media::runner;
+use std::path::Path;
+use std::time::Duration;
+
+/// How long reading a source's packets may take.
+const KEYFRAMES_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// The scratch key of a chunk's piece.
+pub(crate) fn piece_key(job_id: &str, index: u32) -> String {
+    scratch_key(job_id, &format!("pieces/{}.mkv", TaskName::Chunk(index)))
+}
+
+/// The scratch key of the source's audio, taken out whole.
+pub(crate) fn audio_source_key(job_id: &str) -> String {
+    scratch_key(job_id, "audio/source.mka")
+}
+
+/// What came of trying to split.
+pub(crate) enum Split {
+    /// The job is split: its tasks carry it now.
+    Handed,
+    /// It is encoded whole after all (why, for the log).
+    Whole(String),
+}
+
+impl Worker {
+    /// The split settings of the job's backend, when this worker can split at all.
+    fn split_settings(&self, job: &Job) -> Option<SplitSettings> {
+        self.settings.chunk_queue_url.as_ref()?;
+        let routing = &self.settings.config.routing;
+        let backend = job.backend.as_deref().unwrap_or(&routing.default);
+        routing.backend(backend).and_then(|b| b.split)
+    }
+
+    /// Whether this job is split, and how.
+    pub(crate) fn split_shape(&self, job: &Job, prepared: &Prepared) -> Result<Shape, String> {
+        let settings = self
+            .split_settings(job)
+            .ok_or_else(|| "the backend does not split, or there is no chunks queue".to_string())?;
+        nommer_core::split::shape(&prepared.outputs, &prepared.probe, &settings).map_err(|w| w.to_string())
+    }
+
+    /// Splits the job (held, `downloading`, its source in `prepared`).
+    pub(crate) async fn split(
+        &self,
+        held: &Held,
+        job: &Job,
+        prepared: &Prepared,
+        shape: Shape,
+        dir: &Path,
+    ) -> Result<Split, JobFailure> {
+        let probe = &prepared.probe;
+        let video = probe
+            .video()
+            .ok_or_else(|| JobFailure::Permanent(JobErrorCode::MissingStream, "the source has no video".into()))?;
+        let limits = &self.settings.limits;
+        let keys = self
+            .ffprobe(&sx::keyframe_args(&prepared.input, video.index, limits))
+            .await?;
+        let keys = sx::parse_keyframes(&keys);
+        let duration = probe.duration_seconds.unwrap_or_default();
+        let spans = cuts::cut(&keys.times, duration, shape.chunk_seconds, &[]);
+        if spans.len() < 2 {
+            return Ok(Split::Whole(format!(
+                "the source has no keyframe to cut at near a {} s chunk",
+                shape.chunk_seconds
+            )));
+        }
+        let audio = self.split_audio(job, prepared, dir, keys.start).await?;
+        let bucket = &self.settings.outbox_bucket;
+        let n = spans.len();
+        for (k, span) in spans.iter().enumerate() {
+            // through the keyframe after the chunk's end: an open GOP's leading frames
+            // before it are decoded from there
+            let to = (k + 1 < n)
+                .then(|| {
+                    keys.times
+                        .iter()
+                        .find(|t| **t > span.end + 1e-6)
+                        .map(|t| keys.start + t)
+                })
+                .flatten();
+            let piece = dir.join(format!("piece-{k}.mkv"));
+            let args = sx::piece_args(
+                &prepared.input,
+                video.index,
+                keys.start + span.start,
+                to,
+                &piece,
+                limits,
+            );
+            self.encoder
+                .encode(&args, |_| {})
+                .await
+                .map_err(|e| self.encode_failure(e, "cutting the source into chunks"))?;
+            self.objects
+                .upload_file(bucket, &piece_key(&job.id, k as u32), &piece, "video/x-matroska")
+                .await?;
+            tokio::fs::remove_file(&piece).await.ok();
+            let pct = ((k + 1) * 100 / n).min(99) as u8;
+            held.update(|j| j.progress = pct).await?;
+        }
+        let plan = SplitPlan {
+            chunk_seconds: shape.chunk_seconds,
+            segment_seconds: shape.segment_seconds,
+            chunks: spans,
+            audio: audio.is_some(),
+            origin: keys.start,
+            audio_offset: audio.unwrap_or_default(),
+        };
+        self.hand_over(held, job, plan).await?;
+        Ok(Split::Handed)
+    }
+
+    /// Takes the source's audio out whole into scratch, when an output wants it; returns
+    /// where it starts in media time.
+    async fn split_audio(
+        &self,
+        job: &Job,
+        prepared: &Prepared,
+        dir: &Path,
+        origin: f64,
+    ) -> Result<Option<f64>, JobFailure> {
+        let wants = prepared.outputs.iter().any(|(_, p)| p.makes_audio());
+        let Some(stream) = prepared.probe.streams.iter().find(|s| s.kind == StreamKind::Audio) else {
+            return Ok(None);
+        };
+        if !wants {
+            return Ok(None);
+        }
+        let limits = &self.settings.limits;
+        let starts = sx::parse_stream_starts(&self.ffprobe(&sx::stream_start_args(&prepared.input, limits)).await?);
+        let start = starts
+            .iter()
+            .find(|(i, _)| *i == stream.index)
+            .map(|(_, t)| *t)
+            .unwrap_or(origin);
+        let out = dir.join("audio.mka");
+        self.encoder
+            .encode(&sx::audio_args(&prepared.input, stream.index, &out, limits), |_| {})
+            .await
+            .map_err(|e| self.encode_failure(e, "taking the audio out"))?;
+        self.objects
+            .upload_file(
+                &self.settings.outbox_bucket,
+                &audio_source_key(&job.id),
+                &out,
+                "audio/x-matroska",
+            )
+            .await?;
+        tokio::fs::remove_file(&out).await.ok();
+        Ok(Some(start - origin))
+    }
+
+    /// Records the plan, creates the tasks, sends their messages and moves the job on.
+    async fn hand_over(&self, held: &Held, job: &Job, plan: SplitPlan) -> Result<(), JobFailure> {
+        let now = Utc::now();
+        let duration: f64 = plan.seconds();
+        let tasks: Vec<SplitTask> = plan
+            .task_names()
+            .into_iter()
+            .map(|name| {
+                let seconds = match name {
+                    TaskName::Chunk(i) => plan.chunks[i as usize].seconds(),
+                    TaskName::Audio => duration,
+                    TaskName::Stitch => 0.0,
+                };
+                SplitTask::new(&job.id, name, seconds, now)
+            })
+            .collect();
+        self.tasks.create_missing(&tasks).await?;
+        let chunks = plan.chunks.len();
+        held.update(|j| j.split = Some(plan.clone())).await?;
+        let url = self
+            .settings
+            .chunk_queue_url
+            .as_deref()
+            .ok_or_else(|| JobFailure::Retryable("no chunks queue".into()))?;
+        for t in tasks.iter().filter(|t| t.name != TaskName::Stitch) {
+            let body = TaskMessage {
+                job_id: job.id.clone(),
+                task: t.name,
+            }
+            .to_body();
+            self.queue
+                .send(url, &body)
+                .await
+                .map_err(|e| JobFailure::Retryable(e.to_string()))?;
+        }
+        held.transition(
+            Transition::StartEncode,
+            Some(format!("split into {chunks} chunks across the fleet")),
+        )
+        .await?;
+        tracing::info!(job_id = %job.id, chunks, "job split; its tasks are on the chunks queue");
+        Ok(())
+    }
+
+    /// Runs ffprobe for its output.
+    async fn ffprobe(&self, args: &[String]) -> Result<String, JobFailure> {
+        match runner::run(&self.settings.ffprobe, args, KEYFRAMES_TIMEOUT, |_| {}).await {
+            Ok(f) if f.success => Ok(f.stdout),
+            Ok(f) => Err(JobFailure::Permanent(
+                JobErrorCode::InvalidMedia,
+                format!(
+                    "ffprobe could not read the source's packets: {}",
+                    nommer_core::ffmpeg::reason_from_stderr(&f.stderr)
+                ),
+            )),
+            Err(e) => Err(JobFailure::Retryable(e.to_string())),
+        }
+    }
+}
