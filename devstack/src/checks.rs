@@ -22,10 +22,12 @@ impl LocalStack {
             ("ingest", &u.ingest),
             ("jobs", &u.jobs),
             ("work", &u.work),
+            ("chunks", &u.chunks),
             ("webhooks", &u.webhooks),
             ("ingest DLQ", &u.ingest_dlq),
             ("jobs DLQ", &u.jobs_dlq),
             ("work DLQ", &u.work_dlq),
+            ("chunks DLQ", &u.chunks_dlq),
             ("webhooks DLQ", &u.webhooks_dlq),
         ];
         let started = std::time::Instant::now();

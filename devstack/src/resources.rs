@@ -39,6 +39,8 @@ pub struct StackNames {
     pub ingest_queue: String,
     pub jobs_queue: String,
     pub work_queue: String,
+    /// Split jobs' tasks (chunks, audio, stitch).
+    pub chunk_queue: String,
     pub webhooks_queue: String,
     pub topic: String,
 }
@@ -56,6 +58,7 @@ impl StackNames {
             ingest_queue: format!("{stack}-ingest"),
             jobs_queue: format!("{stack}-jobs"),
             work_queue: format!("{stack}-work-ffmpeg"),
+            chunk_queue: format!("{stack}-work-chunks"),
             webhooks_queue: format!("{stack}-webhooks"),
             topic: format!("{stack}-events"),
         }
@@ -71,6 +74,8 @@ pub struct QueueUrls {
     pub ingest_dlq: String,
     pub jobs_dlq: String,
     pub work_dlq: String,
+    pub chunks: String,
+    pub chunks_dlq: String,
     pub webhooks: String,
     pub webhooks_dlq: String,
     /// The SNS topic of job events.
@@ -121,6 +126,7 @@ pub async fn create(config: &SdkConfig, names: &StackNames) -> anyhow::Result<Qu
     let (ingest, ingest_dlq) = queue_with_dlq(&sqs, &names.ingest_queue, 30).await?;
     let (jobs, jobs_dlq) = queue_with_dlq(&sqs, &names.jobs_queue, 30).await?;
     let (work, work_dlq) = queue_with_dlq(&sqs, &names.work_queue, 120).await?;
+    let (chunks, chunks_dlq) = queue_with_dlq(&sqs, &names.chunk_queue, 120).await?;
     let (webhooks, webhooks_dlq) = queue_with_dlq(&sqs, &names.webhooks_queue, 60).await?;
     let topic_arn = aws_sdk_sns::Client::new(config)
         .create_topic()
@@ -143,6 +149,8 @@ pub async fn create(config: &SdkConfig, names: &StackNames) -> anyhow::Result<Qu
         ingest_dlq,
         jobs_dlq,
         work_dlq,
+        chunks,
+        chunks_dlq,
         webhooks,
         webhooks_dlq,
         topic_arn,
@@ -373,6 +381,7 @@ pub fn function_env(names: &StackNames, urls: &QueueUrls) -> HashMap<String, Str
         ),
         (s::JOBS_QUEUE_URL.to_string(), urls.jobs.clone()),
         (s::WORK_QUEUE_URL.to_string(), urls.work.clone()),
+        (s::CHUNK_QUEUE_URL.to_string(), urls.chunks.clone()),
         (s::EVENTS_TOPIC_ARN.to_string(), urls.topic_arn.clone()),
         (s::WEBHOOKS_QUEUE_URL.to_string(), urls.webhooks.clone()),
         (s::WEBHOOKS_DLQ_URL.to_string(), urls.webhooks_dlq.clone()),

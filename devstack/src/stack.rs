@@ -338,7 +338,7 @@ async fn fleet(
         (s::SCALE_IN_COOLDOWN_SECS, "4".to_string()),
         (
             s::DEAD_LETTER_QUEUE_URLS,
-            format!("{},{}", b.urls.jobs_dlq, b.urls.work_dlq),
+            format!("{},{},{}", b.urls.jobs_dlq, b.urls.work_dlq, b.urls.chunks_dlq),
         ),
     ] {
         env.insert(k.to_string(), v);

@@ -275,7 +275,12 @@ pub async fn tick(ctx: &Scaler) -> anyhow::Result<Tick> {
         }
     };
     let now = Utc::now();
-    let backlog = ctx.queue.depth(&ctx.settings.work_queue_url).await?;
+    // whole jobs and split jobs' tasks are work alike
+    let mut backlog = ctx.queue.depth(&ctx.settings.work_queue_url).await?;
+    if let Some(chunks) = &ctx.settings.chunk_queue_url {
+        let (visible, in_flight) = ctx.queue.depth(chunks).await?;
+        backlog = (backlog.0 + visible, backlog.1 + in_flight);
+    }
     let instances = list_instances(ctx).await?;
     let heartbeats = ctx.registry.list().await?;
     let (last_launch, last_retire) = load_state(ctx).await?;

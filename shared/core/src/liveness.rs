@@ -111,6 +111,12 @@ pub fn stalled(job: &Job, now: DateTime<Utc>, s: &LivenessSettings) -> Option<St
     if !job.state.is_running() {
         return None;
     }
+    // a split job's chunks wait their turn on the chunks queue like queued jobs; each
+    // task is retried by its queue and fails the job when it runs out of attempts or is
+    // dead-lettered
+    if job.state == JobState::Encoding && job.split.is_some() {
+        return None;
+    }
     let remote = at_remote(job);
     let limit = if remote { s.remote_stall_after } else { s.stall_after };
     let quiet = (now - last_sign_of_life(job)).to_std().ok()?;
@@ -228,6 +234,31 @@ mod tests {
                 None
             );
         }
+    }
+
+    #[test]
+    fn a_split_job_is_judged_by_its_tasks_while_they_run_and_by_its_stitch_after() {
+        let t0 = Utc::now();
+        let s = LivenessSettings::default();
+        let mut j = job(JobState::Encoding, 1, t0);
+        j.split = Some(crate::split::SplitPlan {
+            chunk_seconds: 60.0,
+            segment_seconds: None,
+            chunks: vec![],
+            audio: false,
+            origin: 0.0,
+            audio_offset: 0.0,
+        });
+        assert_eq!(
+            stalled(&j, t0 + secs(86_400), &s),
+            None,
+            "its chunks wait on their queue"
+        );
+        j.state = JobState::Uploading;
+        assert!(
+            stalled(&j, t0 + secs(86_400), &s).is_some(),
+            "a stitch that stopped uploading"
+        );
     }
 
     #[test]

@@ -533,6 +533,8 @@ fn limits(src: &dyn Source, config: &crate::config::Config) -> Result<crate::ffm
 pub struct ScalerSettings {
     pub table: String,
     pub work_queue_url: String,
+    /// Split jobs' tasks: backlog too.
+    pub chunk_queue_url: Option<String>,
     /// Tags `nommer:stack=<stack>` mark this deployment's workers.
     pub stack: String,
     pub launch_template_id: String,
@@ -563,6 +565,7 @@ impl ScalerSettings {
         Ok(ScalerSettings {
             table: required(src, TABLE, TABLE_HINT)?,
             work_queue_url: required(src, WORK_QUEUE_URL, "the URL of the FFmpeg fleet's SQS work queue")?,
+            chunk_queue_url: src.get(CHUNK_QUEUE_URL).filter(|u| !u.trim().is_empty()),
             stack: required(src, STACK, "the stack name that tags this deployment's workers")?,
             launch_template_id: required(src, LAUNCH_TEMPLATE_ID, "the EC2 launch template workers start from")?,
             launch_template_version: src.get(LAUNCH_TEMPLATE_VERSION).unwrap_or_else(|| "$Latest".into()),
