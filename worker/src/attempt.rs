@@ -3,27 +3,15 @@
 //! every output (`outputs.rs`), the upload, and the job finished.
 
 use crate::held::Held;
+use crate::source::Prepared;
 use crate::split::Split;
 use crate::{JobFailure, Worker};
 use nommer_core::error::JobErrorCode;
-use nommer_core::job::{Job, OutputSpec, Probe};
+use nommer_core::job::{Job, OutputSpec};
 use nommer_core::presets::Preset;
 use nommer_core::Transition;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-/// What an attempt has in hand once the source is in and probed.
-pub(crate) struct Prepared {
-    /// Each output asked for, with its preset.
-    pub outputs: Vec<(OutputSpec, Preset)>,
-    /// The source on the scratch disk.
-    pub input: PathBuf,
-    pub probe: Probe,
-    /// Each output's watermark image on the scratch disk, if it has one.
-    pub marks: Vec<Option<PathBuf>>,
-    /// The source's file name without its extension, for the outputs' names.
-    pub stem: String,
-}
 
 impl Worker {
     pub(crate) async fn attempt(&self, held: &Held, dir: &Path) -> Result<(), JobFailure> {

@@ -1,8 +1,8 @@
 //! The encode: every output planned and run through FFmpeg into its own folder, its
 //! `-progress` turned into the job's progress across all passes of all outputs.
 
-use crate::attempt::Prepared;
 use crate::held::Held;
+use crate::source::Prepared;
 use crate::{JobFailure, Worker};
 use nommer_core::error::JobErrorCode;
 use nommer_core::ffmpeg;

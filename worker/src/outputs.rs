@@ -2,8 +2,8 @@
 //! (each kind of preset its own way), and from them the job's manifest and the list of
 //! files to upload under the output's key prefix.
 
-use crate::attempt::Prepared;
 use crate::encode::Encoded;
+use crate::source::Prepared;
 use crate::{JobFailure, Worker};
 use nommer_core::error::JobErrorCode;
 use nommer_core::ffmpeg::plan;

@@ -13,6 +13,19 @@ use nommer_core::presets::Preset;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// What an attempt has in hand once the source is in and probed.
+pub(crate) struct Prepared {
+    /// Each output asked for, with its preset.
+    pub outputs: Vec<(OutputSpec, Preset)>,
+    /// The source on the scratch disk.
+    pub input: PathBuf,
+    pub probe: Probe,
+    /// Each output's watermark image on the scratch disk, if it has one.
+    pub marks: Vec<Option<PathBuf>>,
+    /// The source's file name without its extension, for the outputs' names.
+    pub stem: String,
+}
+
 impl Worker {
     /// Downloads the source (only the revision the job was made for) into `dir`, once
     /// the GET's Content-Length shows it fits; returns its path and size.

@@ -5,8 +5,8 @@
 //! `encoding`. Run again after a lost worker, it finds the same cuts, rewrites the same
 //! objects and keeps the tasks the first run made.
 
-use crate::attempt::Prepared;
 use crate::held::Held;
+use crate::source::Prepared;
 use crate::{JobFailure, Worker};
 use chrono::Utc;
 use nommer_core::error::JobErrorCode;
@@ -173,8 +173,7 @@ impl Worker {
     async fn hand_over(&self, held: &Held, job: &Job, plan: SplitPlan) -> Result<(), JobFailure> {
         let now = Utc::now();
         let duration: f64 = plan.seconds();
-        let tasks: Vec<SplitTask> = plan
-            .task_names()
+        let tasks: Vec<SplitTask> = nommer_core::split::task::task_names(&plan)
             .into_iter()
             .map(|name| {
                 let seconds = match name {

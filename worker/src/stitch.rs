@@ -3,10 +3,10 @@
 //! uploaded and the job completed exactly as an unchunked job is (`Worker::deliver`);
 //! the scratch prefix is emptied after.
 
-use crate::attempt::Prepared;
 use crate::chunk::{audio_result_key, chunk_result_key};
 use crate::encode::Encoded;
 use crate::held::Held;
+use crate::source::Prepared;
 use crate::{JobFailure, Worker};
 use nommer_core::error::JobErrorCode;
 use nommer_core::ffmpeg::plan;
@@ -161,7 +161,7 @@ impl Worker {
         match self.objects.list(bucket, &scratch_key(job_id, "")).await {
             Ok(keys) => {
                 for (key, _) in keys {
-                    if let Err(e) = self.objects.delete(bucket, &key).await {
+                    if let Err(e) = self.objects.delete_object(bucket, &key).await {
                         tracing::warn!(job_id, key, error = %e, "could not delete a scratch object");
                     }
                 }

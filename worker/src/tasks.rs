@@ -278,7 +278,7 @@ impl Worker {
     /// Sends the stitch's message once every chunk and the audio are done (any number
     /// of times: the stitch's own task lets one through).
     async fn stitch_if_ready(&self, job_id: &str, plan: &SplitPlan) -> anyhow::Result<()> {
-        let tasks = self.tasks.all(job_id, &plan.task_names()).await?;
+        let tasks = self.tasks.all(job_id, &t::task_names(plan)).await?;
         let stitch = tasks.iter().find(|t| t.name == TaskName::Stitch);
         if t::ready_to_stitch(&tasks) && stitch.is_some_and(|s| s.state == TaskState::Pending) {
             let body = TaskMessage {
@@ -295,7 +295,7 @@ impl Worker {
     /// Writes the job's progress from its tasks (best effort: another worker's write
     /// may come first, and the next task done writes it again).
     async fn summarise(&self, job_id: &str, plan: &SplitPlan) {
-        let Ok(tasks) = self.tasks.all(job_id, &plan.task_names()).await else {
+        let Ok(tasks) = self.tasks.all(job_id, &t::task_names(plan)).await else {
             return;
         };
         let pct = t::progress(&tasks);

@@ -242,7 +242,7 @@ impl S3ObjectStore {
     }
 
     /// Deletes an object (no error when it is already gone).
-    pub async fn delete(&self, bucket: &str, key: &str) -> Result<(), ObjectError> {
+    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<(), ObjectError> {
         self.client
             .delete_object()
             .bucket(bucket)

@@ -519,7 +519,7 @@ pub struct Job {
     pub retry_of: Option<String>,
     /// How the fleet split the job across workers, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub split: Option<crate::split::SplitPlan>,
+    pub split: Option<crate::split::plan::SplitPlan>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     #[serde(default)]

@@ -14,24 +14,13 @@
 //! source has a keyframe there.
 
 pub mod cuts;
+pub mod plan;
 pub mod task;
+
+pub use plan::{Span, SplitPlan};
 
 use crate::job::{OutputSpec, Probe, StreamKind};
 use crate::presets::{Preset, PresetKind};
-use serde::{Deserialize, Serialize};
-
-/// Part of the source, in media seconds (the source's start is 0): `[start, end)`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Span {
-    pub start: f64,
-    pub end: f64,
-}
-
-impl Span {
-    pub fn seconds(&self) -> f64 {
-        (self.end - self.start).max(0.0)
-    }
-}
 
 /// When the fleet splits a job (`[backends.<name>] split_after_seconds`,
 /// `chunk_seconds` in the config file).
@@ -138,24 +127,6 @@ pub fn shape(outputs: &[(OutputSpec, Preset)], probe: &Probe, s: &SplitSettings)
     })
 }
 
-/// A split job's plan, recorded on the job (and shown by `GET /jobs/{id}`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SplitPlan {
-    pub chunk_seconds: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub segment_seconds: Option<f64>,
-    /// Each chunk's part of the source, in order.
-    pub chunks: Vec<Span>,
-    /// Whether the audio is encoded, as a task of its own.
-    pub audio: bool,
-    /// The source's start time: media time 0, in the source's own timestamps.
-    #[serde(default)]
-    pub origin: f64,
-    /// Where the source's audio starts, in media time.
-    #[serde(default)]
-    pub audio_offset: f64,
-}
-
 /// Where a split job's scratch objects live (the outbox, under a prefix a lifecycle rule
 /// expires): `nommer-scratch/<job id>/<rel>`.
 pub fn scratch_key(job_id: &str, rel: &str) -> String {
@@ -164,23 +135,6 @@ pub fn scratch_key(job_id: &str, rel: &str) -> String {
 
 /// The prefix of every scratch object.
 pub const SCRATCH_PREFIX: &str = "nommer-scratch/";
-
-impl SplitPlan {
-    /// Every task of the plan: its chunks, its audio (if any) and its stitch.
-    pub fn task_names(&self) -> Vec<task::TaskName> {
-        let mut names: Vec<task::TaskName> = (0..self.chunks.len() as u32).map(task::TaskName::Chunk).collect();
-        if self.audio {
-            names.push(task::TaskName::Audio);
-        }
-        names.push(task::TaskName::Stitch);
-        names
-    }
-
-    /// Seconds of source the chunks cover.
-    pub fn seconds(&self) -> f64 {
-        self.chunks.iter().map(Span::seconds).sum()
-    }
-}
 
 #[cfg(test)]
 mod tests;

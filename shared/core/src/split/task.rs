@@ -3,6 +3,7 @@
 //! fought over by every chunk worker, and each write to it is an event), is taken and
 //! heartbeaten like a job, and is pointed at by a message on the chunks queue.
 
+use super::plan::SplitPlan;
 use crate::job::JobError;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -145,6 +146,16 @@ impl SplitTask {
     pub fn is_abandoned(&self, now: DateTime<Utc>, stale: chrono::Duration) -> bool {
         self.state == TaskState::Running && self.heartbeat_at.is_none_or(|h| now - h > stale)
     }
+}
+
+/// Every task of the plan: its chunks, its audio (if any) and its stitch.
+pub fn task_names(plan: &SplitPlan) -> Vec<TaskName> {
+    let mut names: Vec<TaskName> = (0..plan.chunks.len() as u32).map(TaskName::Chunk).collect();
+    if plan.audio {
+        names.push(TaskName::Audio);
+    }
+    names.push(TaskName::Stitch);
+    names
 }
 
 /// What a task's message calls for.

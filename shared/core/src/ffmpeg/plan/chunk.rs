@@ -79,7 +79,44 @@ pub fn chunk(c: &ChunkInput) -> Result<ChunkPlan, PlanError> {
         head.push_str(&format!(",{d}"));
     }
 
-    // every picture to make: (output, rung, its chain, its codec options)
+    let targets = targets(c)?;
+    let n = targets.len();
+    let mut graph = format!(
+        "{head},split={n}{}",
+        (0..n).map(|k| format!("[s{k}]")).collect::<String>()
+    );
+    for (k, (_, chain, _)) in targets.iter().enumerate() {
+        graph.push_str(&format!(";[s{k}]{chain}[v{k}]"));
+    }
+
+    let mut a = guarded_start(c.limits);
+    a.extend([s("-copyts"), s("-i"), format!("file:{}", c.piece.display())]);
+    a.extend([s("-filter_complex"), graph]);
+    a.extend(progress());
+    let keys = forced_keyframes(&c.span, c.segment);
+    let mut files = Vec::with_capacity(n);
+    for (k, (file, _, codec)) in targets.into_iter().enumerate() {
+        a.extend([s("-map"), format!("[v{k}]")]);
+        a.extend(codec);
+        a.extend([s("-force_key_frames"), keys.clone()]);
+        a.extend(colour_tags());
+        a.extend([
+            s("-an"),
+            s("-sn"),
+            s("-dn"),
+            s("-map_metadata"),
+            s("-1"),
+            s("-f"),
+            s("mp4"),
+        ]);
+        a.push(format!("file:{}", c.out_dir.join(&file.name).display()));
+        files.push(file);
+    }
+    Ok(ChunkPlan { argv: a, files })
+}
+
+/// Every picture a chunk makes: its file, its filter chain and its encoder options.
+fn targets(c: &ChunkInput) -> Result<Vec<(ChunkFile, String, Vec<String>)>, PlanError> {
     let mut targets: Vec<(ChunkFile, String, Vec<String>)> = Vec::new();
     for (i, (o, preset)) in c.outputs.iter().enumerate() {
         let inp = PlanInput {
@@ -134,39 +171,7 @@ pub fn chunk(c: &ChunkInput) -> Result<ChunkPlan, PlanError> {
             _ => return Err(PlanError::NoVideo),
         }
     }
-    let n = targets.len();
-    let mut graph = format!(
-        "{head},split={n}{}",
-        (0..n).map(|k| format!("[s{k}]")).collect::<String>()
-    );
-    for (k, (_, chain, _)) in targets.iter().enumerate() {
-        graph.push_str(&format!(";[s{k}]{chain}[v{k}]"));
-    }
-
-    let mut a = guarded_start(c.limits);
-    a.extend([s("-copyts"), s("-i"), format!("file:{}", c.piece.display())]);
-    a.extend([s("-filter_complex"), graph]);
-    a.extend(progress());
-    let keys = forced_keyframes(&c.span, c.segment);
-    let mut files = Vec::with_capacity(n);
-    for (k, (file, _, codec)) in targets.into_iter().enumerate() {
-        a.extend([s("-map"), format!("[v{k}]")]);
-        a.extend(codec);
-        a.extend([s("-force_key_frames"), keys.clone()]);
-        a.extend(colour_tags());
-        a.extend([
-            s("-an"),
-            s("-sn"),
-            s("-dn"),
-            s("-map_metadata"),
-            s("-1"),
-            s("-f"),
-            s("mp4"),
-        ]);
-        a.push(format!("file:{}", c.out_dir.join(&file.name).display()));
-        files.push(file);
-    }
-    Ok(ChunkPlan { argv: a, files })
+    Ok(targets)
 }
 
 /// The keyframes a chunk's encode places: its first frame, then (for ladders) the first
