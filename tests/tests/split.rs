@@ -9,6 +9,7 @@ use nommer_core::presets::{Catalog, Preset};
 use nommer_core::split::{cuts, Span};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 fn run(program: &str, args: &[String]) -> String {
     let out = Command::new(program)
@@ -322,4 +323,233 @@ async fn a_chunked_encode_matches_the_unchunked_one_frame_for_frame_at_every_sea
             );
         }
     }
+}
+
+/// Every object under `prefix` in the outbox, downloaded into `dir` under its path
+/// below the prefix.
+async fn download_tree(stack: &nommer_devstack::LocalStack, prefix: &str, dir: &Path) {
+    let o = nommer_aws::objects::S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.direct_config().await));
+    for (key, _) in o.list(&stack.names.outbox_bucket, prefix).await.unwrap() {
+        let p = dir.join(key.strip_prefix(prefix).unwrap());
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        o.download_to_file(&stack.names.outbox_bucket, &key, &p, None)
+            .await
+            .unwrap();
+    }
+}
+
+/// VMAF of `distorted` against `reference` (every third frame), by the FFmpeg that has
+/// libvmaf (PyPI's static 9.0, installed by scripts/second-ffmpeg; Debian's has none).
+fn vmaf(distorted: &Path, reference: &Path) -> f64 {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let exe = run("bash", &[root.join("scripts/second-ffmpeg").display().to_string()]);
+    let out = Command::new(exe.trim())
+        .args(["-hide_banner", "-nostats", "-i"])
+        .arg(distorted)
+        .arg("-i")
+        .arg(reference)
+        .args([
+            "-lavfi",
+            "[0:v]setpts=PTS-STARTPTS[d];[1:v]setpts=PTS-STARTPTS[r];[d][r]libvmaf=n_subsample=3",
+            "-f",
+            "null",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    log.lines()
+        .find_map(|l| l.split("VMAF score:").nth(1))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VMAF score in {log}"))
+}
+
+fn video_bytes(path: &Path) -> f64 {
+    let out = ffprobe(&[
+        "-v",
+        "error",
+        "-select_streams",
+        "v:0",
+        "-show_entries",
+        "packet=size",
+        "-of",
+        "csv=p=0",
+        path.to_str().unwrap(),
+    ]);
+    out.lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_job_is_split_across_workers_and_stitched_into_what_an_unchunked_encode_makes() {
+    use nommer_core::split::task::{task_names, TaskState};
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("long.mp4");
+    // 40 s: a moving pattern, then another scene from 15.3 s, near the 16 s cut's target
+    nommer_tests::lavfi(
+        &src,
+        &[
+            "testsrc2=size=640x360:rate=30000/1001",
+            "mandelbrot=size=640x360:rate=30000/1001",
+            "sine=frequency=440:sample_rate=48000",
+        ],
+        &[
+            "-filter_complex",
+            "[0:v]trim=0:15.3,setpts=PTS-STARTPTS[a];[1:v]trim=0:24.7,setpts=PTS-STARTPTS[b];[a][b]concat=n=2:v=1[v];[2:a]adelay=40:all=1[au]",
+            "-map",
+            "[v]",
+            "-map",
+            "[au]",
+            "-t",
+            "40",
+            "-c:v",
+            "libx264",
+            "-g",
+            "48",
+            "-bf",
+            "2",
+            "-c:a",
+            "aac",
+        ],
+    );
+    let cfg = dir.path().join("nommer.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[backends.fleet]
+kind = "ffmpeg"
+split_after_seconds = 20
+chunk_seconds = 8
+
+[backends.whole]
+kind = "ffmpeg"
+split_after_seconds = 0
+
+[routing]
+default = "fleet"
+
+[[routing.rules]]
+name = "unchunked"
+backend = "whole"
+match = { metadata = { whole = "yes" } }
+"#,
+    )
+    .unwrap();
+    let stack = nommer_tests::spawn_stack_with("split", 2, |o| o.config_path = Some(cfg.clone())).await;
+    let objects = nommer_aws::objects::S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.direct_config().await));
+    objects
+        .upload_file(&stack.names.inbox_bucket, "sources/long.mp4", &src, "video/mp4")
+        .await
+        .unwrap();
+    let api = nommer::client::ApiClient::new(&stack.api_url);
+    let source = format!("s3://{}/sources/long.mp4", stack.names.inbox_bucket);
+    let outputs = serde_json::json!([{"name": "file", "preset": "mp4-360p"}, {"name": "ladder", "preset": "hls"}]);
+    let mut ids = Vec::new();
+    for meta in [serde_json::json!({}), serde_json::json!({"whole": "yes"})] {
+        let body = serde_json::json!({"source": source, "outputs": outputs, "user_metadata": meta});
+        let (status, job) = api.create_job(&body, None).await.unwrap();
+        assert_eq!(status, 201, "{job}");
+        ids.push(job["id"].as_str().unwrap().to_string());
+    }
+    let mut jobs = Vec::new();
+    for id in &ids {
+        match api.wait(id, Duration::from_secs(600), |_| {}).await {
+            Ok(j) => jobs.push(j),
+            Err(e) => panic!("{e:#}\n{}", stack.worker_logs(40)),
+        }
+    }
+    let (split, whole) = (&jobs[0], &jobs[1]);
+    nommer_tests::assert_complete(&stack, split);
+    nommer_tests::assert_complete(&stack, whole);
+    assert!(whole.split.is_none(), "the unchunked job was split");
+    let plan = split.split.as_ref().expect("the long job was split");
+    assert!(plan.chunks.len() >= 4, "{plan:?}");
+    // the plan is shown by the API, and its cut near 16 s went to the scene change
+    let (_, shown) = api.request("GET", &format!("/jobs/{}", split.id), None).await.unwrap();
+    assert_eq!(
+        shown["split"]["chunks"].as_array().map(Vec::len),
+        Some(plan.chunks.len()),
+        "{shown}"
+    );
+    assert!(
+        plan.chunks.iter().any(|c| (c.start - 15.3153).abs() < 0.034),
+        "no cut at the scene change (15.3 s): {plan:?}"
+    );
+    // every task done, and the scratch cleared
+    let tasks = nommer_aws::tasks::DynamoTaskStore::new(
+        nommer_aws::sdk::dynamodb_client(&stack.direct_config().await),
+        &stack.names.table,
+    );
+    // (the stitch's own task ends just after the job it completed)
+    nommer_tests::eventually(Duration::from_secs(30), "every task of the split job done", || async {
+        let all = tasks.all(&split.id, &task_names(plan)).await.unwrap();
+        (all.len() == task_names(plan).len() && all.iter().all(|t| t.state == TaskState::Done)).then_some(())
+    })
+    .await;
+    let left = objects
+        .list(
+            &stack.names.outbox_bucket,
+            &nommer_core::split::scratch_key(&split.id, ""),
+        )
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "scratch left behind: {left:?}");
+
+    // the file: the same frames at the same times, in sync, the same size within 3 %,
+    // and the same quality within half a VMAF point
+    let a = nommer_tests::output_file(&stack, split, "file", dir.path()).await;
+    let b = nommer_tests::output_file(&stack, whole, "file", dir.path()).await;
+    let (fa, fb) = (frame_times(&a), frame_times(&b));
+    assert_eq!(fa.len(), fb.len(), "frames: split {} vs whole {}", fa.len(), fb.len());
+    assert_eq!(
+        fa.len(),
+        frame_times(&src).len(),
+        "frames lost or doubled against the source"
+    );
+    for (k, (x, y)) in fa.iter().zip(&fb).enumerate() {
+        assert!(
+            (x - y).abs() < 1e-3,
+            "frame {k}: split at {x}, whole at {y} (seams at {:?})",
+            plan.chunks
+        );
+    }
+    let offset = |p: &Path| {
+        let s = starts(p);
+        s.iter().find(|(k, _)| k == "audio").unwrap().1 - s.iter().find(|(k, _)| k == "video").unwrap().1
+    };
+    assert!(
+        (offset(&a) - offset(&b)).abs() < 1.0 / 29.97,
+        "audio/video offset split {} vs whole {}",
+        offset(&a),
+        offset(&b)
+    );
+    let (ba, bb) = (video_bytes(&a), video_bytes(&b));
+    assert!((ba / bb - 1.0).abs() <= 0.03, "video bytes split {ba} vs whole {bb}");
+    let (va, vb) = (vmaf(&a, &src), vmaf(&b, &src));
+    assert!((va - vb).abs() <= 0.5, "VMAF split {va:.2} vs whole {vb:.2}");
+
+    // the ladder: every segment of every rung starts with a keyframe, where the
+    // unchunked one's do
+    let (la, lb) = (dir.path().join("ladder-split"), dir.path().join("ladder-whole"));
+    download_tree(&stack, &format!("{}/ladder/", split.id), &la).await;
+    download_tree(&stack, &format!("{}/ladder/", whole.id), &lb).await;
+    for rung in ["360p", "240p"] {
+        let (sa, sb) = (hls_segments(&la.join(rung)), hls_segments(&lb.join(rung)));
+        assert!(
+            sa.iter().all(|(_, k)| *k),
+            "{rung}: a segment starts without a keyframe: {sa:?}"
+        );
+        assert_eq!(sa.len(), sb.len(), "{rung}: segments split {sa:?} vs whole {sb:?}");
+        for ((x, _), (y, _)) in sa.iter().zip(&sb) {
+            assert!((x - y).abs() < 1e-3, "{rung}: a segment starts at {x} split, {y} whole");
+        }
+    }
+    eprintln!(
+        "split: {} chunks; VMAF split {va:.2} vs whole {vb:.2}; video bytes ratio {:.4}",
+        plan.chunks.len(),
+        ba / bb
+    );
+    stack.shutdown().await;
 }

@@ -21,6 +21,8 @@ use std::time::Duration;
 
 /// How long reading a source's packets may take.
 const KEYFRAMES_TIMEOUT: Duration = Duration::from_secs(900);
+/// How far either side of a cut's target scene changes are looked for (seconds).
+const SCENE_WINDOW: f64 = 2.0;
 
 /// The scratch key of a chunk's piece.
 pub(crate) fn piece_key(job_id: &str, index: u32) -> String {
@@ -76,7 +78,10 @@ impl Worker {
             .await?;
         let keys = sx::parse_keyframes(&keys);
         let duration = probe.duration_seconds.unwrap_or_default();
-        let spans = cuts::cut(&keys.times, duration, shape.chunk_seconds, &[]);
+        let scenes = self
+            .scenes_near_cuts(&prepared.input, video.index, keys.start, duration, shape.chunk_seconds)
+            .await;
+        let spans = cuts::cut(&keys.times, duration, shape.chunk_seconds, &scenes);
         if spans.len() < 2 {
             return Ok(Split::Whole(format!(
                 "the source has no keyframe to cut at near a {} s chunk",
@@ -127,6 +132,27 @@ impl Worker {
         };
         self.hand_over(held, job, plan).await?;
         Ok(Split::Handed)
+    }
+
+    /// Scene changes (media seconds) a little either side of each cut's target, where a
+    /// cut is best placed: only those windows are decoded, a few percent of the source.
+    /// Best effort: without them the cuts go to the nearest keyframes.
+    async fn scenes_near_cuts(&self, input: &Path, index: u32, origin: f64, duration: f64, target: f64) -> Vec<f64> {
+        let reach = SCENE_WINDOW.min(target / 4.0);
+        let mut scenes = Vec::new();
+        let mut goal = target;
+        while goal < duration - target / 2.0 {
+            let args = sx::scene_args(input, index, origin + goal - reach, 2.0 * reach, &self.settings.limits);
+            match runner::run(&self.settings.ffmpeg, &args, KEYFRAMES_TIMEOUT, |_| {}).await {
+                Ok(f) if f.success => scenes.extend(sx::parse_scenes(&f.stderr).into_iter().map(|t| t - origin)),
+                Ok(f) => {
+                    tracing::warn!(reason = %nommer_core::ffmpeg::reason_from_stderr(&f.stderr), "scene detection failed; cutting at keyframes")
+                }
+                Err(e) => tracing::warn!(error = %e, "scene detection failed; cutting at keyframes"),
+            }
+            goal += target;
+        }
+        scenes
     }
 
     /// Takes the source's audio out whole into scratch, when an output wants it; returns

@@ -87,6 +87,59 @@ pub fn parse_stream_starts(out: &str) -> Vec<(u32, f64)> {
         .collect()
 }
 
+/// FFmpeg argv looking for scene changes in the video stream `index` from `from`
+/// (absolute seconds) for `seconds`: FFmpeg's `scdet`, which logs each change's time
+/// (absolute, kept by `-copyts`) and score.
+pub fn scene_args(input: &Path, index: u32, from: f64, seconds: f64, limits: &Limits) -> Vec<String> {
+    let mut a = vec![
+        s("-hide_banner"),
+        s("-nostdin"),
+        s("-nostats"),
+        s("-loglevel"),
+        s("info"),
+    ];
+    a.extend(input_guard(limits));
+    a.extend([
+        s("-ss"),
+        format!("{:.6}", from.max(0.0)),
+        s("-t"),
+        format!("{seconds:.6}"),
+        s("-copyts"),
+        s("-i"),
+        format!("file:{}", input.display()),
+        s("-map"),
+        format!("0:{index}"),
+        s("-an"),
+        s("-sn"),
+        s("-dn"),
+        s("-vf"),
+        s("scdet=threshold=10"),
+        s("-f"),
+        s("null"),
+        s("-"),
+    ]);
+    a
+}
+
+/// The scene changes `scdet` logged (absolute seconds), in order.
+pub fn parse_scenes(stderr: &str) -> Vec<f64> {
+    let mut times: Vec<f64> = stderr
+        .lines()
+        .filter_map(|l| l.split("lavfi.scd.time:").nth(1))
+        .filter_map(|t| {
+            t.trim()
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .filter(|t: &f64| t.is_finite())
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times.dedup();
+    times
+}
+
 /// FFmpeg argv cutting the video stream `index` from the keyframe at `from` (absolute
 /// seconds, a keyframe's time) up to `to` (absolute, exclusive; the end when `None`)
 /// into a Matroska piece, by stream copy, keeping the source's timestamps.
