@@ -51,7 +51,15 @@ impl Worker {
         let size = self
             .objects
             .download_to_file(bucket, &piece_key(&job.id, index), &piece, None)
-            .await?;
+            .await
+            .map_err(|e| match e {
+                // scratch expires (or was deleted): no retry brings it back
+                nommer_aws::objects::ObjectError::NotFound { .. } => JobFailure::Permanent(
+                    JobErrorCode::Internal,
+                    "its piece of the source is missing from scratch (expired or deleted); submit the job again".into(),
+                ),
+                other => other.into(),
+            })?;
         // the piece is read as warily as the source it came from
         let seen = self.prober.probe_file(&piece, size).await?;
         ffmpeg::check_limits(&seen, &self.settings.limits)

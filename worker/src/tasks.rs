@@ -268,6 +268,11 @@ impl Worker {
                     .unwrap_or(true);
                 tracing::info!(job_id = %job.id, task = %name, %reason, ended, "task stopped");
                 if ended {
+                    // not run to its end, and never will be: back to pending, saying why
+                    let why = JobError::new(JobErrorCode::Internal, format!("stopped: {reason}"));
+                    if let Err(e) = held.write(|t| t.released(Some(why), Utc::now())).await {
+                        tracing::warn!(job_id = %job.id, task = %name, error = %e, "could not record the stopped task");
+                    }
                     self.queue.delete(url, &msg.receipt_handle).await?;
                 }
             }
