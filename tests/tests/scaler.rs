@@ -156,3 +156,41 @@ async fn the_scaler_binary_launches_on_spot_first_then_on_demand_and_cools_down(
     assert_eq!(lifecycles(&stack, &launched).await, [None], "on demand: {r}");
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scaler_counts_split_jobs_tasks_as_work() {
+    let stack = spawn_stack("scaler-chunks", 0).await;
+    let template = nommer_devstack::stack::create_launch_template(&stack.config, &stack.names.stack)
+        .await
+        .unwrap();
+    let mut env: HashMap<String, String> = stack.env.clone();
+    for (k, v) in [
+        ("AWS_ENDPOINT_URL", stack.endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+        (s::STACK, stack.names.stack.as_str()),
+        (s::LAUNCH_TEMPLATE_ID, template.as_str()),
+        (s::MAX_INSTANCES, "4"),
+        (s::WORKER_CAPACITY, "1"),
+        (s::LAUNCH_STEP, "4"),
+    ] {
+        env.insert(k.into(), v.into());
+    }
+    assert_eq!(env.get(s::CHUNK_QUEUE_URL), Some(&stack.urls.chunks));
+    // the work queue is empty; three tasks of a split job wait on the chunks queue
+    let q = nommer_aws::queue::SqsQueue::new(nommer_aws::sdk::sqs_client(&stack.config));
+    for name in ["chunk-00000", "chunk-00001", "audio"] {
+        let body = json!({"job_id": nommer_core::ids::random(), "task": name}).to_string();
+        q.send(&stack.urls.chunks, &body).await.unwrap();
+    }
+    let scaler = locate_binary("scaler").unwrap();
+    let Reply::Response(r) = invoke_binary(&scaler, &env, schedule_event()).await.unwrap() else {
+        panic!("no answer")
+    };
+    assert_eq!(r["backlog"]["visible"], 3, "{r}");
+    assert_eq!(r["desired"], 3, "one worker per task at one job each: {r}");
+    let launched: Vec<String> = serde_json::from_value(r["launched"].clone()).unwrap();
+    assert_eq!(launched.len(), 3, "{r}");
+    stack.shutdown().await;
+}

@@ -66,6 +66,26 @@ fn starts(path: &Path) -> Vec<(String, f64)> {
         .collect()
 }
 
+/// The audio's packets: (first time, count).
+fn audio_packets(path: &Path) -> (f64, usize) {
+    let out = ffprobe(&[
+        "-v",
+        "error",
+        "-select_streams",
+        "a:0",
+        "-show_entries",
+        "packet=pts_time",
+        "-of",
+        "csv=p=0",
+        path.to_str().unwrap(),
+    ]);
+    let times: Vec<f64> = out
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect();
+    (times.first().copied().unwrap_or(f64::NAN), times.len())
+}
+
 /// The times of the keyframes that start each segment of an HLS rendition, and whether
 /// each segment starts with one.
 fn hls_segments(dir: &Path) -> Vec<(f64, bool)> {
@@ -205,7 +225,7 @@ fn chunked(src: &Path, probe: &Probe, dir: &Path, target: f64) -> (Made, Vec<Spa
     run("ffmpeg", &sx::audio_args(src, audio_index, &whole_audio, &limits));
     let mut mains = Vec::new();
     for (i, out) in outs.iter().enumerate() {
-        let audio = work.join(format!("audio-{i}.mka"));
+        let audio = work.join(format!("audio-{i}.audio"));
         run("ffmpeg", &plan::audio_plan(out, &whole_audio, &audio, &limits).unwrap());
         let out_dir = dir.join(format!("stitched-{i}"));
         std::fs::create_dir_all(&out_dir).unwrap();
@@ -303,6 +323,12 @@ async fn a_chunked_encode_matches_the_unchunked_one_frame_for_frame_at_every_sea
         a - v
     };
     let (ow, os) = (offset(&whole.file), offset(&split.file));
+    let (aw, asp) = (audio_packets(&whole.file), audio_packets(&split.file));
+    assert_eq!(aw.1, asp.1, "audio packets: unchunked {aw:?}, stitched {asp:?}");
+    assert!(
+        (aw.0 - asp.0).abs() < 1e-3,
+        "audio starts: unchunked {aw:?}, stitched {asp:?}"
+    );
     assert!(
         (ow - os).abs() < 1.0 / 29.97,
         "audio starts {os:.3} s after the video stitched, {ow:.3} s unchunked"
@@ -445,7 +471,11 @@ match = { metadata = { whole = "yes" } }
         .unwrap();
     let api = nommer::client::ApiClient::new(&stack.api_url);
     let source = format!("s3://{}/sources/long.mp4", stack.names.inbox_bucket);
-    let outputs = serde_json::json!([{"name": "file", "preset": "mp4-360p"}, {"name": "ladder", "preset": "hls"}]);
+    let outputs = serde_json::json!([
+        {"name": "file", "preset": "mp4-360p"},
+        {"name": "ladder", "preset": "hls"},
+        {"name": "dash", "preset": "dash"},
+    ]);
     let mut ids = Vec::new();
     for meta in [serde_json::json!({}), serde_json::json!({"whole": "yes"})] {
         let body = serde_json::json!({"source": source, "outputs": outputs, "user_metadata": meta});
@@ -454,8 +484,14 @@ match = { metadata = { whole = "yes" } }
         ids.push(job["id"].as_str().unwrap().to_string());
     }
     let mut jobs = Vec::new();
+    let mut seen = Vec::new();
     for id in &ids {
-        match api.wait(id, Duration::from_secs(600), |_| {}).await {
+        let record = |j: &nommer_core::Job| {
+            if j.split.is_some() && j.state == nommer_core::JobState::Encoding {
+                seen.push(j.progress);
+            }
+        };
+        match api.wait(id, Duration::from_secs(600), record).await {
             Ok(j) => jobs.push(j),
             Err(e) => panic!("{e:#}\n{}", stack.worker_logs(40)),
         }
@@ -464,6 +500,12 @@ match = { metadata = { whole = "yes" } }
     nommer_tests::assert_complete(&stack, split);
     nommer_tests::assert_complete(&stack, whole);
     assert!(whole.split.is_none(), "the unchunked job was split");
+    // progress while the chunks run: the share of chunk-seconds done, never going back
+    assert!(
+        seen.iter().any(|p| *p > 0 && *p <= 90),
+        "no chunk progress seen: {seen:?}"
+    );
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "progress went back: {seen:?}");
     let plan = split.split.as_ref().expect("the long job was split");
     assert!(plan.chunks.len() >= 4, "{plan:?}");
     // the plan is shown by the API, and its cut near 16 s went to the scene change
@@ -525,6 +567,11 @@ match = { metadata = { whole = "yes" } }
         offset(&a),
         offset(&b)
     );
+    assert_eq!(
+        audio_packets(&a),
+        audio_packets(&b),
+        "the audio is not the unchunked one's"
+    );
     let (ba, bb) = (video_bytes(&a), video_bytes(&b));
     assert!((ba / bb - 1.0).abs() <= 0.03, "video bytes split {ba} vs whole {bb}");
     let (va, vb) = (vmaf(&a, &src), vmaf(&b, &src));
@@ -546,6 +593,18 @@ match = { metadata = { whole = "yes" } }
             assert!((x - y).abs() < 1e-3, "{rung}: a segment starts at {x} split, {y} whole");
         }
     }
+    // DASH: the same segments in the MPD's timeline as the unchunked encode's
+    let (da, db) = (dir.path().join("dash-split"), dir.path().join("dash-whole"));
+    download_tree(&stack, &format!("{}/dash/", split.id), &da).await;
+    download_tree(&stack, &format!("{}/dash/", whole.id), &db).await;
+    let timeline = |d: &Path| {
+        let mpd = std::fs::read_to_string(d.join("manifest.mpd")).unwrap();
+        mpd.lines()
+            .filter(|l| l.trim_start().starts_with("<S "))
+            .map(|l| l.trim().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(timeline(&da), timeline(&db), "the DASH segment timelines differ");
     eprintln!(
         "split: {} chunks; VMAF split {va:.2} vs whole {vb:.2}; video bytes ratio {:.4}",
         plan.chunks.len(),

@@ -19,7 +19,7 @@ pub(crate) fn chunk_result_key(job_id: &str, index: u32, name: &str) -> String {
 
 /// The scratch key of an output's audio.
 pub(crate) fn audio_result_key(job_id: &str, output: usize) -> String {
-    scratch_key(job_id, &format!("audio/a{output}.mka"))
+    scratch_key(job_id, &format!("audio/a{output}.audio"))
 }
 
 impl Worker {
@@ -110,7 +110,7 @@ impl Worker {
             .download_to_file(bucket, &audio_source_key(&job.id), &source, None)
             .await?;
         for (i, out) in outputs.iter().enumerate() {
-            let encoded = dir.join(format!("a{i}.mka"));
+            let encoded = dir.join(format!("a{i}.audio"));
             let Some(argv) = plan::audio_plan(out, &source, &encoded, &self.settings.limits) else {
                 continue;
             };
@@ -119,7 +119,12 @@ impl Worker {
                 .await
                 .map_err(|e| self.encode_failure(e, "encoding the audio"))?;
             self.objects
-                .upload_file(bucket, &audio_result_key(&job.id, i), &encoded, "audio/x-matroska")
+                .upload_file(
+                    bucket,
+                    &audio_result_key(&job.id, i),
+                    &encoded,
+                    "application/octet-stream",
+                )
                 .await?;
         }
         Ok(())

@@ -48,7 +48,7 @@ impl Worker {
             let lists = self.fetch_renditions(&job, split, i, out, &probe, &parts).await?;
             let audio = match split.audio && out.1.makes_audio() {
                 true => {
-                    let path = parts.join(format!("a{i}.mka"));
+                    let path = parts.join(format!("a{i}.audio"));
                     self.objects
                         .download_to_file(&self.settings.outbox_bucket, &audio_result_key(&job.id, i), &path, None)
                         .await?;

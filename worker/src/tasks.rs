@@ -22,6 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
 
+/// A split job's progress is written onto it at most this often (seconds).
+const SUMMARY_SECS: i64 = 3;
+
 /// A task this worker holds: every write to it goes through here.
 #[derive(Clone)]
 pub(crate) struct HeldTask {
@@ -298,14 +301,17 @@ impl Worker {
     }
 
     /// Writes the job's progress from its tasks (best effort: another worker's write
-    /// may come first, and the next task done writes it again).
+    /// may come first, and the next task done writes it again; the stitch writes the
+    /// rest).
     async fn summarise(&self, job_id: &str, plan: &SplitPlan) {
         let Ok(tasks) = self.tasks.all(job_id, &t::task_names(plan)).await else {
             return;
         };
         let pct = t::progress(&tasks);
         if let Ok(Some(job)) = self.store.get(job_id).await {
-            if job.state == nommer_core::JobState::Encoding && pct > job.progress {
+            // at most every few seconds, however many chunks end at once
+            let recent = Utc::now() - job.updated_at < chrono::Duration::seconds(SUMMARY_SECS);
+            if job.state == nommer_core::JobState::Encoding && pct > job.progress && !recent {
                 let _ = self
                     .store
                     .update(&job, |j| {

@@ -176,8 +176,11 @@ pub fn piece_args(input: &Path, index: u32, from: f64, to: Option<f64>, out: &Pa
     a
 }
 
-/// FFmpeg argv taking the audio stream `index` out of the source whole, by stream copy,
-/// into Matroska.
+/// FFmpeg argv taking the audio stream `index` out of the source whole, decoded into
+/// FLAC (lossless) in Matroska. Decoded, not copied: the source's container says which
+/// samples to drop (an MP4's edit list trims AAC's priming and padding), and a copy into
+/// another container would lose that, making the audio longer and shifted by its
+/// priming against an unchunked encode.
 pub fn audio_args(input: &Path, index: u32, out: &Path, limits: &Limits) -> Vec<String> {
     let mut a = vec![s("-hide_banner"), s("-nostdin"), s("-y"), s("-loglevel"), s("error")];
     a.extend(input_guard(limits));
@@ -186,8 +189,8 @@ pub fn audio_args(input: &Path, index: u32, out: &Path, limits: &Limits) -> Vec<
         format!("file:{}", input.display()),
         s("-map"),
         format!("0:{index}"),
-        s("-c"),
-        s("copy"),
+        s("-c:a"),
+        s("flac"),
         s("-vn"),
         s("-sn"),
         s("-dn"),

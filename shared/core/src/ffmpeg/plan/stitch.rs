@@ -119,7 +119,7 @@ pub fn stitch(st: &StitchInput) -> Result<Vec<String>, PlanError> {
 }
 
 /// The audio task's run for one output: the source's audio (taken out whole) encoded
-/// with the output's audio settings into Matroska; `None` when the output has no audio.
+/// with the output's audio settings; `None` when the output has no audio.
 pub fn audio(
     output: &(OutputSpec, Preset),
     input: &Path,
@@ -135,6 +135,13 @@ pub fn audio(
     let mut a = super::guarded_start(limits);
     a.extend([s("-i"), format!("file:{}", input.display()), s("-map"), s("0:a:0")]);
     a.extend(super::codecs::audio_args(spec, o.options.loudness.as_ref()));
+    // a container that records the encoder's priming (an MP4 edit list for AAC and
+    // MP3, Matroska's codec delay for Opus), so the stitch's stream copy keeps the audio
+    // exactly as long as an unchunked encode's
+    let muxer = match spec.codec {
+        crate::presets::AudioCodec::Opus => "matroska",
+        _ => "mp4",
+    };
     a.extend([
         s("-vn"),
         s("-sn"),
@@ -142,7 +149,7 @@ pub fn audio(
         s("-map_metadata"),
         s("-1"),
         s("-f"),
-        s("matroska"),
+        s(muxer),
     ]);
     a.extend(progress());
     a.push(format!("file:{}", out.display()));
