@@ -9,6 +9,7 @@ pub mod emulator;
 pub mod event_sources;
 pub mod faults;
 pub mod fleet;
+pub mod local_split;
 pub mod media;
 pub mod procs;
 pub mod resources;

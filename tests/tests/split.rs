@@ -3,10 +3,10 @@
 //! and the outputs stitched, compared with the source and with an unchunked encode by
 //! what ffprobe reads from the files FFmpeg made.
 
-use nommer_core::ffmpeg::{plan, split as sx, Limits};
+use nommer_core::ffmpeg::{plan, Limits};
 use nommer_core::job::{OutputSpec, Probe};
 use nommer_core::presets::{Catalog, Preset};
-use nommer_core::split::{cuts, Span};
+use nommer_core::split::Span;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -165,102 +165,17 @@ fn unchunked(src: &Path, probe: &Probe, dir: &Path) -> Made {
     }
 }
 
-/// The job split, chunked, its audio encoded once and stitched.
+/// The job split, chunked, its audio encoded once and stitched, by FFmpeg alone.
 fn chunked(src: &Path, probe: &Probe, dir: &Path, target: f64) -> (Made, Vec<Span>) {
-    let limits = Limits::default();
-    let outs = outputs();
-    let video = probe.video().unwrap().index;
-    let keys = sx::parse_keyframes(&run("ffprobe", &sx::keyframe_args(src, video, &limits)));
-    let duration = probe.duration_seconds.unwrap();
-    let spans = cuts::cut(&keys.times, duration, target, &[]);
-    assert!(spans.len() >= 3, "{spans:?}");
-    let starts_of = sx::parse_stream_starts(&run("ffprobe", &sx::stream_start_args(src, &limits)));
-    let audio_index = probe
-        .streams
-        .iter()
-        .find(|s| s.kind == nommer_core::job::StreamKind::Audio)
-        .unwrap()
-        .index;
-    let audio_offset = starts_of.iter().find(|(i, _)| *i == audio_index).unwrap().1 - keys.start;
-
-    let work = dir.join("chunks");
-    std::fs::create_dir_all(&work).unwrap();
-    for (k, span) in spans.iter().enumerate() {
-        let piece = work.join(format!("piece-{k}.mkv"));
-        // through the keyframe after the chunk's end, for leading frames of an open GOP
-        let to = keys
-            .times
-            .iter()
-            .find(|t| **t > span.end + 1e-6)
-            .map(|t| keys.start + t);
-        let to = if k + 1 == spans.len() { None } else { to };
-        run(
-            "ffmpeg",
-            &sx::piece_args(src, video, keys.start + span.start, to, &piece, &limits),
-        );
-        let out_dir = work.join(format!("chunk-{k}"));
-        std::fs::create_dir_all(&out_dir).unwrap();
-        let cp = plan::chunk(&plan::ChunkInput {
-            outputs: &outs,
-            probe,
-            piece: &piece,
-            span: *span,
-            origin: keys.start,
-            first: k == 0,
-            last: k + 1 == spans.len(),
-            segment: Some(4.0),
-            out_dir: &out_dir,
-            limits: &limits,
-        })
-        .unwrap();
-        run("ffmpeg", &cp.argv);
-        assert_eq!(
-            cp.files.len(),
-            1 + 2,
-            "the file and the ladder's two rungs for 360 lines: {:?}",
-            cp.files
-        );
-    }
-    let whole_audio = work.join("audio.mka");
-    run("ffmpeg", &sx::audio_args(src, audio_index, &whole_audio, &limits));
-    let mut mains = Vec::new();
-    for (i, out) in outs.iter().enumerate() {
-        let audio = work.join(format!("audio-{i}.audio"));
-        run("ffmpeg", &plan::audio_plan(out, &whole_audio, &audio, &limits).unwrap());
-        let out_dir = dir.join(format!("stitched-{i}"));
-        std::fs::create_dir_all(&out_dir).unwrap();
-        let rungs = if i == 0 { vec![None] } else { vec![Some(0), Some(1)] };
-        let lists: Vec<PathBuf> = rungs
-            .iter()
-            .map(|r| {
-                let files: Vec<(String, Span)> = spans
-                    .iter()
-                    .enumerate()
-                    .map(|(k, s)| (format!("chunk-{k}/{}", plan::chunk_file_name(i, *r)), *s))
-                    .collect();
-                let list = work.join(format!("list-{i}-{r:?}.txt"));
-                std::fs::write(&list, plan::concat_list(&files)).unwrap();
-                list
-            })
-            .collect();
-        let argv = plan::stitch(&plan::StitchInput {
-            output: out,
-            probe,
-            lists,
-            audio: Some((audio, audio_offset)),
-            out_dir: &out_dir,
-            stem: "clip",
-        })
-        .unwrap();
-        run("ffmpeg", &argv);
-        mains.push(out_dir.join("clip.mp4"));
-    }
+    let run = nommer_devstack::local_split::timed(false);
+    let made = nommer_devstack::local_split::split_and_stitch(src, probe, &outputs(), target, dir, &run).unwrap();
+    assert!(made.spans.len() >= 3, "{:?}", made.spans);
     (
         Made {
-            file: mains[0].clone(),
-            hls: dir.join("stitched-1"),
+            file: made.out_dirs[0].join("clip.mp4"),
+            hls: made.out_dirs[1].clone(),
         },
-        spans,
+        made.spans,
     )
 }
 
@@ -525,11 +440,19 @@ match = { metadata = { whole = "yes" } }
         &stack.names.table,
     );
     // (the stitch's own task ends just after the job it completed)
-    nommer_tests::eventually(Duration::from_secs(30), "every task of the split job done", || async {
+    let started = std::time::Instant::now();
+    loop {
         let all = tasks.all(&split.id, &task_names(plan)).await.unwrap();
-        (all.len() == task_names(plan).len() && all.iter().all(|t| t.state == TaskState::Done)).then_some(())
-    })
-    .await;
+        if all.len() == task_names(plan).len() && all.iter().all(|t| t.state == TaskState::Done) {
+            break;
+        }
+        let states: Vec<String> = all.iter().map(|t| format!("{}: {:?}", t.name, t.state)).collect();
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "not every task of the split job is done: {states:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let left = objects
         .list(
             &stack.names.outbox_bucket,

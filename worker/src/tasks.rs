@@ -17,6 +17,7 @@ use nommer_core::job::{Job, JobError};
 use nommer_core::ports::JobStore as _;
 use nommer_core::split::task::{self as t, SplitTask, TaskMessage, TaskName, TaskState, TaskStep};
 use nommer_core::split::SplitPlan;
+use nommer_core::state::JobState;
 use nommer_core::StoreError;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,9 +51,11 @@ impl HeldTask {
 }
 
 /// Keeps a task's message hidden and its heartbeat fresh, and watches its job: when the
-/// job ends (a cancel), `stop` is set.
+/// job ends other than by completing (a cancel, a failure), `stop` is set. A job
+/// completes only by its stitch's delivery, which is this task's own doing.
 struct TaskBeat {
     task: tokio::task::JoinHandle<()>,
+    done: tokio::sync::watch::Sender<bool>,
 }
 
 impl TaskBeat {
@@ -66,9 +69,13 @@ impl TaskBeat {
         job_id: String,
         stop: tokio::sync::watch::Sender<bool>,
     ) -> TaskBeat {
+        let (done, mut finished) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             loop {
-                tokio::time::sleep(vt / 3).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(vt / 3) => {}
+                    _ = finished.wait_for(|v| *v) => return,
+                }
                 if let Err(e) = queue.set_visibility(&url, &receipt, vt).await {
                     tracing::warn!(error = %e, "could not extend the task's message");
                 }
@@ -76,14 +83,21 @@ impl TaskBeat {
                     tracing::warn!(error = %e, "could not record a heartbeat on the task");
                 }
                 if let Ok(Some(job)) = jobs.get(&job_id).await {
-                    if job.state.is_terminal() {
-                        tracing::info!(job_id, state = %job.state, "the job ended (cancelled?); stopping its task");
+                    if job.state.is_terminal() && job.state != JobState::Complete {
+                        tracing::info!(job_id, state = %job.state, "the job ended; stopping its task");
                         stop.send_replace(true);
                     }
                 }
             }
         });
-        TaskBeat { task }
+        TaskBeat { task, done }
+    }
+
+    /// Ends the beat between its writes (never in the middle of one, which would leave
+    /// the held task's version behind the stored one) and waits for it.
+    async fn finish(mut self) {
+        self.done.send_replace(true);
+        let _ = (&mut self.task).await;
     }
 }
 
@@ -215,7 +229,7 @@ impl Worker {
             r = work => r,
             _ = stop.wait_for(|v| *v) => Err(JobFailure::Superseded("the job ended".into())),
         };
-        drop(beat);
+        beat.finish().await;
         self.current_tasks.lock().unwrap().remove(&msg.receipt_handle);
         let scrub = |m: String| m.replace(&dir.path().display().to_string(), "");
         let result = result.map_err(|f| match f {
