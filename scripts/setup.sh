@@ -31,6 +31,12 @@ if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
   say "installing Python's venv module (apt)"
   apt_install python3-venv
 fi
+# the FFmpeg with libvmaf that workers score quality with (Debian's has none): PyPI's
+# static build, pinned by hash (scripts/second-ffmpeg)
+if [ -z "${NOMMER_SCORE_FFMPEG:-}" ]; then
+  NOMMER_SCORE_FFMPEG="$(bash "$NOMMER_ROOT/scripts/second-ffmpeg")"
+  export NOMMER_SCORE_FFMPEG
+fi
 if ! command -v cargo >/dev/null; then
   echo "cargo is missing: install Rust with rustup (https://rustup.rs), then run this again" >&2
   exit 1

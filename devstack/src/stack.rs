@@ -383,6 +383,10 @@ impl LocalStack {
         for (k, v) in b.limits.to_env() {
             worker_env.entry(k.to_string()).or_insert(v);
         }
+        // the FFmpeg with libvmaf that scores quality (scripts/setup.sh installs one)
+        if let Ok(f) = std::env::var(s::SCORE_FFMPEG) {
+            worker_env.entry(s::SCORE_FFMPEG.to_string()).or_insert(f);
+        }
         let spawn = SpawnInfo {
             env: env.clone(),
             endpoint: b.endpoint.clone(),

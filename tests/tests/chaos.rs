@@ -469,7 +469,11 @@ async fn under_faults_and_killed_workers_every_job_ends_right_and_nothing_is_los
     // 5. and 6. dead-letter queues empty, nothing left in flight
     assert!(in_flight.is_empty(), "left on queues: {in_flight:?}");
     let counts = stack.faults.counts();
-    println!(
+    // written to stderr itself, not through the test harness's capture: the figures are
+    // in every run's output, passing or not
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
         "chaos: {} jobs ({} uploads, {} API calls) terminal in {all_terminal:?}; {} events, {} deliveries ({} unique)\n\
          fault proxy, seed {seed}, {:.0} % of AWS calls:\n{}",
         submitted.len(),

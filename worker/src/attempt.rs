@@ -39,7 +39,8 @@ impl Worker {
 
         held.transition(Transition::StartEncode, None).await?;
         let encoded = self.encode_all(held, &prepared, dir).await?;
-        self.deliver(held, &job, &prepared, &encoded).await
+        let scores = self.score_all(&prepared, &encoded, dir).await;
+        self.deliver(held, &job, &prepared, &encoded, scores).await
     }
 
     /// The end of every job the fleet makes: each output checked before anything is
@@ -50,17 +51,26 @@ impl Worker {
         job: &Job,
         prepared: &Prepared,
         encoded: &[crate::encode::Encoded],
+        scores: Vec<nommer_core::quality::Quality>,
     ) -> Result<(), JobFailure> {
-        let (manifest, uploads) = self.check_outputs(job, prepared, encoded).await?;
+        let (mut manifest, uploads) = self.check_outputs(job, prepared, encoded).await?;
+        let mains: Vec<(String, String)> = encoded
+            .iter()
+            .map(|e| (prepared.outputs[e.index].0.name.clone(), e.plan.main.clone()))
+            .collect();
+        crate::quality::attach(&mut manifest, &scores, &mains);
         if held.snapshot().await.state != nommer_core::JobState::Uploading {
             held.transition(Transition::StartUpload, None).await?;
         }
         let sums = self.upload(held, &uploads).await?;
-        let mut manifest = manifest;
         for entry in &mut manifest {
             entry.sha256 = sums.get(&entry.key).cloned();
         }
-        held.update(|j| j.manifest = manifest.clone()).await?;
+        held.update(|j| {
+            j.manifest = manifest.clone();
+            j.quality = scores.clone();
+        })
+        .await?;
         held.transition(Transition::Finish, None).await?;
         Ok(())
     }

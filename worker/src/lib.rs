@@ -18,6 +18,7 @@ mod held;
 pub mod imds;
 mod message;
 mod outputs;
+mod quality;
 mod slots;
 mod source;
 mod split;
@@ -67,6 +68,8 @@ pub struct Worker {
     draining: std::sync::atomic::AtomicBool,
     idle_since: std::sync::Mutex<Option<chrono::DateTime<Utc>>>,
     started_at: chrono::DateTime<Utc>,
+    /// What the scoring FFmpeg can score with, read at start.
+    caps: std::sync::OnceLock<nommer_core::quality::Capabilities>,
 }
 
 impl Worker {
@@ -87,6 +90,7 @@ impl Worker {
             draining: Default::default(),
             idle_since: std::sync::Mutex::new(Some(Utc::now())),
             started_at: Utc::now(),
+            caps: std::sync::OnceLock::new(),
         }
     }
 
@@ -103,6 +107,17 @@ impl Worker {
             anyhow::ensure!(out.success, "{program} -version failed: {}", out.stderr);
             tracing::info!(program = %program, version = %out.stdout.lines().next().unwrap_or(""), "using");
         }
+        let caps = quality::capabilities(&self.settings.score_ffmpeg).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read the filters of {} (NOMMER_SCORE_FFMPEG): {e}",
+                self.settings.score_ffmpeg
+            )
+        })?;
+        if !caps.libvmaf {
+            tracing::warn!(ffmpeg = %self.settings.score_ffmpeg, "no libvmaf: quality scores will be PSNR and SSIM only; set NOMMER_SCORE_FFMPEG to an FFmpeg built with libvmaf");
+        }
+        tracing::info!(ffmpeg = %self.settings.score_ffmpeg, ?caps, "scoring with");
+        let _ = self.caps.set(caps);
         std::fs::create_dir_all(&self.settings.work_dir)
             .map_err(|e| anyhow::anyhow!("work dir {}: {e}", self.settings.work_dir.display()))?;
         Ok(())

@@ -212,6 +212,7 @@ fn entry(size: u64) -> OutputFile {
         height: None,
         bit_rate: None,
         sha256: None,
+        quality: Vec::new(),
     }
 }
 

@@ -66,6 +66,7 @@ impl Worker {
             version: env!("CARGO_PKG_VERSION").to_string(),
             started_at: self.started_at,
             idle_since: *self.idle_since.lock().unwrap(),
+            capabilities: self.score_caps(),
         };
         self.registry.beat(&b).await
     }

@@ -56,6 +56,12 @@ impl Worker {
         let settings = self
             .split_settings(job)
             .ok_or_else(|| "the backend does not split, or there is no chunks queue".to_string())?;
+        if let Some((o, _)) = prepared.outputs.iter().find(|(o, p)| self.wants_quality(o, p)) {
+            return Err(format!(
+                "output {}: a scored output is encoded whole (it is scored against the whole source)",
+                o.name
+            ));
+        }
         nommer_core::split::shape(&prepared.outputs, &prepared.probe, &settings).map_err(|w| w.to_string())
     }
 

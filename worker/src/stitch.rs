@@ -99,7 +99,7 @@ impl Worker {
             marks: vec![None; n],
             stem,
         };
-        self.deliver(&held, &job, &prepared, &encoded).await?;
+        self.deliver(&held, &job, &prepared, &encoded, Vec::new()).await?;
         self.clear_scratch(&job.id).await;
         Ok(())
     }

@@ -24,6 +24,12 @@ pub(crate) fn check_options(settings: &ApiSettings, preset: &Preset, o: &OutputO
         check_watermark(settings, preset, w, is_thumbs)?;
     }
     check_thumbnails(o, is_thumbs)?;
+    if o.quality == Some(true) && (is_thumbs || !preset.needs_video()) {
+        return err(
+            "quality",
+            "applies to presets with moving pictures (video files and ladders)",
+        );
+    }
     if !o.advanced.is_empty() && !is_file {
         return err("advanced", "applies to file presets");
     }

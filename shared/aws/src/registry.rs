@@ -31,6 +31,8 @@ pub struct Beat {
     pub version: String,
     pub started_at: DateTime<Utc>,
     pub idle_since: Option<DateTime<Utc>>,
+    /// What its scoring FFmpeg can score with.
+    pub capabilities: nommer_core::quality::Capabilities,
 }
 
 #[derive(Clone, Debug)]
@@ -61,7 +63,7 @@ impl DynamoWorkerRegistry {
             .key(PK, key(&b.worker_id))
             .update_expression(
                 "SET #kind = :kind, #state = :kind, #created = :created, #cap = :cap, #active = :active, \
-                 #version = :version, #seen = :now, #expires = :expires, #idle = :idle",
+                 #version = :version, #seen = :now, #expires = :expires, #idle = :idle, #caps = :caps",
             )
             .expression_attribute_names("#kind", "kind")
             .expression_attribute_names("#state", "state")
@@ -72,11 +74,25 @@ impl DynamoWorkerRegistry {
             .expression_attribute_names("#seen", "last_seen")
             .expression_attribute_names("#expires", "expires_at")
             .expression_attribute_names("#idle", "idle_since")
+            .expression_attribute_names("#caps", "capabilities")
             .expression_attribute_values(":kind", s(KIND))
             .expression_attribute_values(":created", s(format!("{}#{}", b.started_at.to_rfc3339(), b.worker_id)))
             .expression_attribute_values(":cap", AttributeValue::N(b.capacity.to_string()))
             .expression_attribute_values(":active", AttributeValue::N(b.active_jobs.to_string()))
             .expression_attribute_values(":version", s(&b.version))
+            .expression_attribute_values(
+                ":caps",
+                AttributeValue::M(
+                    [
+                        ("libvmaf", b.capabilities.libvmaf),
+                        ("psnr", b.capabilities.psnr),
+                        ("ssim", b.capabilities.ssim),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), AttributeValue::Bool(v)))
+                    .collect(),
+                ),
+            )
             .expression_attribute_values(":now", s(now.to_rfc3339()))
             .expression_attribute_values(":expires", AttributeValue::N((now.timestamp() + 86_400).to_string()))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);

@@ -39,6 +39,9 @@ pub fn encodingcom(preset: &Preset, o: &OutputOptions) -> Result<(), String> {
     if o.crf.is_some() {
         return Err("Encoding.com takes a bit rate, not crf".into());
     }
+    if o.quality == Some(true) {
+        return Err("quality scores (VMAF, PSNR, SSIM) are measured by the FFmpeg fleet only".into());
+    }
     match &preset.kind {
         PresetKind::File { video, .. } => match video {
             Some(v) if v.codec == VideoCodec::Av1 => return Err("AV1 is made by the FFmpeg fleet only".into()),
@@ -60,4 +63,28 @@ pub fn encodingcom(preset: &Preset, o: &OutputOptions) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::presets::Catalog;
+
+    #[test]
+    fn encodingcom_is_passed_over_for_scored_outputs_with_the_reason() {
+        let c = Catalog::builtin();
+        let mp4 = c.find("mp4-720p").unwrap();
+        let asked = OutputOptions {
+            quality: Some(true),
+            ..Default::default()
+        };
+        let why = can_make(BackendKind::EncodingCom, mp4, &asked).unwrap_err();
+        assert!(why.contains("quality") && why.contains("FFmpeg fleet"), "{why}");
+        assert_eq!(can_make(BackendKind::Ffmpeg, mp4, &asked), Ok(()));
+        // not asking (or the config's default, which applies only where it can) is fine
+        assert_eq!(
+            can_make(BackendKind::EncodingCom, mp4, &OutputOptions::default()),
+            Ok(())
+        );
+    }
 }

@@ -5,6 +5,7 @@
 //! ```toml
 //! [outputs]
 //! key_template = "{job_id}/{output_name}/"
+//! quality = true   # score every video output (VMAF, PSNR, SSIM) unless it says not to
 //!
 //! [limits]
 //! max_duration_seconds = 21600
@@ -36,6 +37,8 @@ pub const TEMPLATE_FIELDS: [&str; 5] = ["job_id", "output_name", "preset", "sour
 pub struct Config {
     pub catalog: Catalog,
     pub key_template: String,
+    /// Whether outputs are scored for quality when they do not say (`[outputs] quality`).
+    pub quality: bool,
     /// What a source may be; `NOMMER_MAX_*` variables override these.
     pub limits: crate::ffmpeg::Limits,
     /// The backends, their prices and the rules that choose between them.
@@ -49,6 +52,7 @@ impl Default for Config {
         Config {
             catalog: Catalog::builtin(),
             key_template: DEFAULT_KEY_TEMPLATE.into(),
+            quality: false,
             limits: crate::ffmpeg::Limits::default(),
             routing: crate::routing::Routing::default(),
             webhooks: crate::events::Webhooks::default(),
@@ -160,6 +164,7 @@ struct RawLimits {
 #[serde(deny_unknown_fields)]
 struct RawOutputs {
     key_template: Option<String>,
+    quality: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -293,6 +298,7 @@ impl Config {
             });
         }
         let catalog = Catalog::with(extra).map_err(|e| src.at(&format!("[presets.{}]", e.preset), e.to_string()))?;
+        let quality = raw.outputs.as_ref().and_then(|o| o.quality).unwrap_or(false);
         let key_template = raw
             .outputs
             .and_then(|o| o.key_template)
@@ -326,6 +332,7 @@ impl Config {
         Ok(Config {
             catalog,
             key_template,
+            quality,
             limits,
             routing,
             webhooks,

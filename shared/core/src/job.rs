@@ -165,6 +165,10 @@ pub struct OutputOptions {
     /// allow list, each value checked (see `crate::advanced`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub advanced: Vec<PassOptions>,
+    /// Score each video rendition against the source (VMAF, PSNR, SSIM); unset, the
+    /// config's `[outputs] quality` decides (off by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<bool>,
 }
 
 impl OutputOptions {
@@ -267,6 +271,10 @@ pub struct OutputFile {
     /// checksum after the upload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// The quality scores of the renditions this file holds (a file its own; an HLS
+    /// variant playlist its rung's; a master playlist or an MPD every rung's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quality: Vec<crate::quality::Quality>,
 }
 
 /// Why a job failed.
@@ -520,6 +528,9 @@ pub struct Job {
     /// How the fleet split the job across workers, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<crate::split::plan::SplitPlan>,
+    /// Each scored video rendition (outputs asking for `quality`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quality: Vec<crate::quality::Quality>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     #[serde(default)]
@@ -564,6 +575,7 @@ impl Job {
             remote: None,
             retry_of: None,
             split: None,
+            quality: Vec::new(),
             created_at: now,
             updated_at: now,
             history: vec![HistoryEntry {

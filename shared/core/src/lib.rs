@@ -20,6 +20,7 @@ pub mod liveness;
 pub mod messages;
 pub mod ports;
 pub mod presets;
+pub mod quality;
 pub mod routing;
 pub mod scaling;
 pub mod settings;

@@ -22,6 +22,8 @@ pub const VISIBILITY_TIMEOUT_SECS: &str = "NOMMER_VISIBILITY_TIMEOUT_SECS";
 pub const POLL_WAIT_SECS: &str = "NOMMER_POLL_WAIT_SECS";
 pub const ENCODE_TIMEOUT_SECS: &str = "NOMMER_ENCODE_TIMEOUT_SECS";
 pub const FFMPEG: &str = "NOMMER_FFMPEG";
+/// The FFmpeg that scores outputs for quality (one with libvmaf); the encoding one by default.
+pub const SCORE_FFMPEG: &str = "NOMMER_SCORE_FFMPEG";
 pub const FFPROBE: &str = "NOMMER_FFPROBE";
 pub const MAX_DURATION_SECS: &str = "NOMMER_MAX_DURATION_SECS";
 pub const MAX_PIXELS: &str = "NOMMER_MAX_PIXELS";
@@ -445,6 +447,8 @@ pub struct WorkerSettings {
     pub encode_timeout: Duration,
     pub ffmpeg: String,
     pub ffprobe: String,
+    /// The FFmpeg that scores quality (`NOMMER_SCORE_FFMPEG`, else `ffmpeg`).
+    pub score_ffmpeg: String,
     /// What a source may be (duration, pixels, streams, demuxers).
     pub limits: crate::ffmpeg::Limits,
     pub config: crate::config::Config,
@@ -483,6 +487,10 @@ impl WorkerSettings {
             encode_timeout: Duration::from_secs(number(src, ENCODE_TIMEOUT_SECS, 6 * 3600, 1)?),
             ffmpeg: src.get(FFMPEG).unwrap_or_else(|| "ffmpeg".into()),
             ffprobe: src.get(FFPROBE).unwrap_or_else(|| "ffprobe".into()),
+            score_ffmpeg: src
+                .get(SCORE_FFMPEG)
+                .or_else(|| src.get(FFMPEG))
+                .unwrap_or_else(|| "ffmpeg".into()),
             limits: limits(src, &config)?,
             config,
             capacity: number(src, WORKER_CAPACITY, 1, 1)?,

@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod plan;
+pub mod quality;
 pub mod split;
 
 use crate::job::{IdetCounts, Interlacing, Probe, ProbeStream, StreamKind};

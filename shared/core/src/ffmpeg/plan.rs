@@ -17,6 +17,7 @@ use crate::presets::{Preset, PresetKind, Rung};
 use std::path::Path;
 
 pub use chunk::{chunk, chunk_file_name, ChunkFile, ChunkInput, ChunkPlan};
+pub use filters::reference_chain;
 pub use stitch::{audio as audio_plan, concat_list, stitch, StitchInput};
 pub use thumbnails::sprite_vtt;
 
@@ -98,7 +99,7 @@ fn video_spec(probe: &Probe) -> String {
 }
 
 /// The part of the source the output covers: (start, duration) in seconds.
-fn window(options: &OutputOptions, probe: &Probe) -> (f64, Option<f64>) {
+pub fn window(options: &OutputOptions, probe: &Probe) -> (f64, Option<f64>) {
     let start = options.trim.as_ref().map(|t| t.start_seconds).unwrap_or(0.0).max(0.0);
     let end = options.trim.as_ref().and_then(|t| t.end_seconds);
     let total = probe.duration_seconds;

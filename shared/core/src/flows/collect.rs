@@ -200,6 +200,7 @@ impl Backends {
             height: None,
             bit_rate: None,
             sha256: None,
+            quality: Vec::new(),
         };
         let ext = key.rsplit('.').next().unwrap_or("");
         if !MEDIA.contains(&ext) {

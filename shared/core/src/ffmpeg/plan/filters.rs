@@ -53,6 +53,28 @@ pub(super) fn video_filters(inp: &PlanInput, height: HeightRule) -> String {
     f.join(",")
 }
 
+/// The source's pictures as an output sees them, at `size`, for scoring the output
+/// against them: the output's deinterlacing, frame-rate cap, matrix and tone mapping
+/// (the output is compared with what it was made to be, not with another picture).
+pub fn reference_chain(probe: &Probe, options: &crate::job::OutputOptions, size: (u32, u32)) -> String {
+    let mut f = Vec::new();
+    if let Some(d) = deinterlace(probe) {
+        f.push(d);
+    }
+    if let Some(r) = options.max_frame_rate {
+        f.push(format!("fps=fps='min({r},source_fps)'"));
+    }
+    f.push(format!(
+        "scale=w={}:h={}:flags=bicubic{}",
+        size.0,
+        size.1,
+        matrix(probe)
+    ));
+    f.push(to_sdr_8bit(probe));
+    f.push(s("setsar=1"));
+    f.join(",")
+}
+
 /// swscale's matrix conversion to BT.709 (limited range) for an SDR source: from the
 /// stream's own matrix, or, untagged, the usual guess (BT.601 below 720 lines).
 fn matrix(probe: &Probe) -> String {
