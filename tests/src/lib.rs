@@ -270,3 +270,49 @@ pub async fn run_job(
         Err(e) => panic!("{e:#}\n{}", stack.worker_logs(30)),
     }
 }
+
+/// The FFmpeg with libvmaf (scripts/setup.sh exports it as NOMMER_SCORE_FFMPEG; installed
+/// here by scripts/second-ffmpeg when it did not). Debian's FFmpeg has no libvmaf.
+pub fn vmaf_ffmpeg() -> String {
+    if let Ok(f) = std::env::var(nommer_core::settings::SCORE_FFMPEG) {
+        return f;
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = std::process::Command::new("bash")
+        .arg(root.join("scripts/second-ffmpeg"))
+        .output()
+        .expect("bash runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A bare libvmaf run of the test's own (no filter of the worker's): the pooled VMAF of
+/// `distorted` against `reference`, both as decoded; `options` are libvmaf's
+/// (`n_subsample=3`), or empty.
+pub fn bare_vmaf(distorted: &std::path::Path, reference: &std::path::Path, options: &str) -> f64 {
+    let vmaf = if options.is_empty() {
+        "libvmaf".to_string()
+    } else {
+        format!("libvmaf={options}")
+    };
+    let out = std::process::Command::new(vmaf_ffmpeg())
+        .args(["-hide_banner", "-nostats", "-i"])
+        .arg(distorted)
+        .arg("-i")
+        .arg(reference)
+        .args([
+            "-lavfi",
+            &format!("[0:v]setpts=PTS-STARTPTS[d];[1:v]setpts=PTS-STARTPTS[r];[d][r]{vmaf}"),
+            "-f",
+            "null",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    log.lines()
+        .find_map(|l| l.split("VMAF score:").nth(1))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VMAF score in {log}"))
+}

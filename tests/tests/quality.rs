@@ -8,47 +8,11 @@ use nommer_devstack::{media, LocalStack};
 use nommer_tests::{assert_complete, run_job, spawn_stack_with};
 use serde_json::json;
 use std::path::Path;
-use std::process::Command;
-
-/// The FFmpeg with libvmaf (scripts/setup.sh exports it; installed here when it did not).
-fn vmaf_ffmpeg() -> String {
-    if let Ok(f) = std::env::var(nommer_core::settings::SCORE_FFMPEG) {
-        return f;
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = Command::new("bash")
-        .arg(root.join("scripts/second-ffmpeg"))
-        .output()
-        .expect("bash runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
 
 /// The test's own VMAF of `distorted` against `source`: a file of the source's own size,
 /// compared as decoded, with no filter of the worker's.
 fn oracle_vmaf(distorted: &Path, source: &Path) -> f64 {
-    let out = Command::new(vmaf_ffmpeg())
-        .args(["-hide_banner", "-nostats", "-i"])
-        .arg(distorted)
-        .arg("-i")
-        .arg(source)
-        .args([
-            "-lavfi",
-            "[0:v]setpts=PTS-STARTPTS[d];[1:v]setpts=PTS-STARTPTS[r];[d][r]libvmaf",
-            "-f",
-            "null",
-            "-",
-        ])
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
-    log.lines()
-        .find_map(|l| l.split("VMAF score:").nth(1))
-        .unwrap_or_else(|| panic!("no VMAF score: {log}"))
-        .trim()
-        .parse()
-        .unwrap()
+    nommer_tests::bare_vmaf(distorted, source, "")
 }
 
 /// Each worker's published capabilities, from its registry item.
@@ -79,7 +43,7 @@ async fn published(stack: &LocalStack) -> Vec<bool> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scored_outputs_carry_vmaf_psnr_and_ssim_for_the_file_and_every_rung() {
-    let ff = vmaf_ffmpeg();
+    let ff = nommer_tests::vmaf_ffmpeg();
     let stack = spawn_stack_with("quality", 1, |o| {
         o.worker_env
             .insert(nommer_core::settings::SCORE_FFMPEG.into(), ff.clone());

@@ -279,31 +279,9 @@ async fn download_tree(stack: &nommer_devstack::LocalStack, prefix: &str, dir: &
     }
 }
 
-/// VMAF of `distorted` against `reference` (every third frame), by the FFmpeg that has
-/// libvmaf (PyPI's static 9.0, installed by scripts/second-ffmpeg; Debian's has none).
+/// VMAF of `distorted` against `reference` (every third frame).
 fn vmaf(distorted: &Path, reference: &Path) -> f64 {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let exe = run("bash", &[root.join("scripts/second-ffmpeg").display().to_string()]);
-    let out = Command::new(exe.trim())
-        .args(["-hide_banner", "-nostats", "-i"])
-        .arg(distorted)
-        .arg("-i")
-        .arg(reference)
-        .args([
-            "-lavfi",
-            "[0:v]setpts=PTS-STARTPTS[d];[1:v]setpts=PTS-STARTPTS[r];[d][r]libvmaf=n_subsample=3",
-            "-f",
-            "null",
-            "-",
-        ])
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
-    log.lines()
-        .find_map(|l| l.split("VMAF score:").nth(1))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VMAF score in {log}"))
+    nommer_tests::bare_vmaf(distorted, reference, "n_subsample=3")
 }
 
 fn video_bytes(path: &Path) -> f64 {
