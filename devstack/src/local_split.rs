@@ -86,12 +86,7 @@ fn cut(src: &Path, probe: &Probe, target: f64, work: &Path, run: Runner) -> anyh
         let piece = work.join(format!("piece-{k}.mkv"));
         // through the keyframe after the chunk's end, for an open GOP's leading frames
         let to = (k + 1 < spans.len())
-            .then(|| {
-                keys.times
-                    .iter()
-                    .find(|t| **t > span.end + 1e-6)
-                    .map(|t| keys.start + t)
-            })
+            .then(|| cuts::piece_end(&keys.times, span.end).map(|t| keys.start + t))
             .flatten();
         seconds += run(
             "ffmpeg",

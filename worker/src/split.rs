@@ -12,7 +12,7 @@ use chrono::Utc;
 use nommer_core::error::JobErrorCode;
 use nommer_core::ffmpeg::split as sx;
 use nommer_core::job::{Job, StreamKind};
-use nommer_core::split::task::{SplitTask, TaskMessage, TaskName};
+use nommer_core::split::task::{SplitTask, TaskMessage, TaskName, TaskState};
 use nommer_core::split::{cuts, scratch_key, Shape, SplitPlan, SplitSettings};
 use nommer_core::Transition;
 use nommer_media::runner;
@@ -94,40 +94,7 @@ impl Worker {
                 shape.chunk_seconds
             )));
         }
-        let audio = self.split_audio(job, prepared, dir, keys.start).await?;
-        let bucket = &self.settings.outbox_bucket;
-        let n = spans.len();
-        for (k, span) in spans.iter().enumerate() {
-            // through the keyframe after the chunk's end: an open GOP's leading frames
-            // before it are decoded from there
-            let to = (k + 1 < n)
-                .then(|| {
-                    keys.times
-                        .iter()
-                        .find(|t| **t > span.end + 1e-6)
-                        .map(|t| keys.start + t)
-                })
-                .flatten();
-            let piece = dir.join(format!("piece-{k}.mkv"));
-            let args = sx::piece_args(
-                &prepared.input,
-                video.index,
-                keys.start + span.start,
-                to,
-                &piece,
-                limits,
-            );
-            self.encoder
-                .encode(&args, |_| {})
-                .await
-                .map_err(|e| self.encode_failure(e, "cutting the source into chunks"))?;
-            self.objects
-                .upload_file(bucket, &piece_key(&job.id, k as u32), &piece, "video/x-matroska")
-                .await?;
-            tokio::fs::remove_file(&piece).await.ok();
-            let pct = ((k + 1) * 100 / n).min(99) as u8;
-            held.update(|j| j.progress = pct).await?;
-        }
+        let audio = self.audio_start(prepared, keys.start).await?;
         let plan = SplitPlan {
             chunk_seconds: shape.chunk_seconds,
             segment_seconds: shape.segment_seconds,
@@ -136,8 +103,72 @@ impl Worker {
             origin: keys.start,
             audio_offset: audio.unwrap_or_default(),
         };
-        self.hand_over(held, job, plan).await?;
+        // the plan and its tasks first, then each piece's message as soon as the piece
+        // is in scratch: chunks are encoded while the rest of the source is still cut
+        let done = self.open_tasks(held, job, &plan).await?;
+        let n = plan.chunks.len();
+        for k in 0..n {
+            if !done.contains(&TaskName::Chunk(k as u32)) {
+                let to = (k + 1 < n)
+                    .then(|| cuts::piece_end(&keys.times, plan.chunks[k].end).map(|t| keys.start + t))
+                    .flatten();
+                self.cut_piece(
+                    job,
+                    prepared,
+                    video.index,
+                    keys.start + plan.chunks[k].start,
+                    to,
+                    k,
+                    dir,
+                )
+                .await?;
+                self.send_task(job, TaskName::Chunk(k as u32)).await?;
+            }
+            let pct = ((k + 1) * 100 / (n + 1)).min(99) as u8;
+            held.update(|j| j.progress = pct).await?;
+        }
+        if plan.audio && !done.contains(&TaskName::Audio) {
+            self.extract_audio(job, prepared, dir).await?;
+            self.send_task(job, TaskName::Audio).await?;
+        }
+        held.transition(
+            Transition::StartEncode,
+            Some(format!("split into {n} chunks across the fleet")),
+        )
+        .await?;
+        tracing::info!(job_id = %job.id, chunks = n, "job split; its tasks are on the chunks queue");
         Ok(Split::Handed)
+    }
+
+    /// Cuts chunk `k`'s piece (from the keyframe at `from` to `to`, absolute seconds) and
+    /// puts it in scratch.
+    #[allow(clippy::too_many_arguments)]
+    async fn cut_piece(
+        &self,
+        job: &Job,
+        prepared: &Prepared,
+        index: u32,
+        from: f64,
+        to: Option<f64>,
+        k: usize,
+        dir: &Path,
+    ) -> Result<(), JobFailure> {
+        let piece = dir.join(format!("piece-{k}.mkv"));
+        let args = sx::piece_args(&prepared.input, index, from, to, &piece, &self.settings.limits);
+        self.encoder
+            .encode(&args, |_| {})
+            .await
+            .map_err(|e| self.encode_failure(e, "cutting the source into chunks"))?;
+        self.objects
+            .upload_file(
+                &self.settings.outbox_bucket,
+                &piece_key(&job.id, k as u32),
+                &piece,
+                "video/x-matroska",
+            )
+            .await?;
+        tokio::fs::remove_file(&piece).await.ok();
+        Ok(())
     }
 
     /// Scene changes (media seconds) a little either side of each cut's target, where a
@@ -161,15 +192,9 @@ impl Worker {
         scenes
     }
 
-    /// Takes the source's audio out whole into scratch, when an output wants it; returns
-    /// where it starts in media time.
-    async fn split_audio(
-        &self,
-        job: &Job,
-        prepared: &Prepared,
-        dir: &Path,
-        origin: f64,
-    ) -> Result<Option<f64>, JobFailure> {
+    /// Where the source's audio starts in media time, when an output wants it (`None`:
+    /// no audio task).
+    async fn audio_start(&self, prepared: &Prepared, origin: f64) -> Result<Option<f64>, JobFailure> {
         let wants = prepared.outputs.iter().any(|(_, p)| p.makes_audio());
         let Some(stream) = prepared.probe.streams.iter().find(|s| s.kind == StreamKind::Audio) else {
             return Ok(None);
@@ -177,16 +202,30 @@ impl Worker {
         if !wants {
             return Ok(None);
         }
-        let limits = &self.settings.limits;
-        let starts = sx::parse_stream_starts(&self.ffprobe(&sx::stream_start_args(&prepared.input, limits)).await?);
+        let starts = sx::parse_stream_starts(
+            &self
+                .ffprobe(&sx::stream_start_args(&prepared.input, &self.settings.limits))
+                .await?,
+        );
         let start = starts
             .iter()
             .find(|(i, _)| *i == stream.index)
             .map(|(_, t)| *t)
             .unwrap_or(origin);
+        Ok(Some(start - origin))
+    }
+
+    /// Takes the source's (first) audio stream out whole into scratch.
+    async fn extract_audio(&self, job: &Job, prepared: &Prepared, dir: &Path) -> Result<(), JobFailure> {
+        let Some(stream) = prepared.probe.streams.iter().find(|s| s.kind == StreamKind::Audio) else {
+            return Ok(());
+        };
         let out = dir.join("audio.mka");
         self.encoder
-            .encode(&sx::audio_args(&prepared.input, stream.index, &out, limits), |_| {})
+            .encode(
+                &sx::audio_args(&prepared.input, stream.index, &out, &self.settings.limits),
+                |_| {},
+            )
             .await
             .map_err(|e| self.encode_failure(e, "taking the audio out"))?;
         self.objects
@@ -198,16 +237,18 @@ impl Worker {
             )
             .await?;
         tokio::fs::remove_file(&out).await.ok();
-        Ok(Some(start - origin))
+        Ok(())
     }
 
-    /// Records the plan, creates the tasks, sends their messages and moves the job on.
-    async fn hand_over(&self, held: &Held, job: &Job, plan: SplitPlan) -> Result<(), JobFailure> {
+    /// Records the plan on the job and creates its tasks (keeping those a lost run
+    /// made); returns the tasks already done, whose pieces need no cutting again.
+    async fn open_tasks(&self, held: &Held, job: &Job, plan: &SplitPlan) -> Result<Vec<TaskName>, JobFailure> {
         let now = Utc::now();
         let duration: f64 = plan.seconds();
-        let tasks: Vec<SplitTask> = nommer_core::split::task::task_names(&plan)
-            .into_iter()
-            .map(|name| {
+        let names = nommer_core::split::task::task_names(plan);
+        let tasks: Vec<SplitTask> = names
+            .iter()
+            .map(|&name| {
                 let seconds = match name {
                     TaskName::Chunk(i) => plan.chunks[i as usize].seconds(),
                     TaskName::Audio => duration,
@@ -217,31 +258,32 @@ impl Worker {
             })
             .collect();
         self.tasks.create_missing(&tasks).await?;
-        let chunks = plan.chunks.len();
         held.update(|j| j.split = Some(plan.clone())).await?;
+        let stored = self.tasks.all(&job.id, &names).await?;
+        Ok(stored
+            .into_iter()
+            .filter(|t| t.state == TaskState::Done)
+            .map(|t| t.name)
+            .collect())
+    }
+
+    /// Sends a task's message to the chunks queue.
+    async fn send_task(&self, job: &Job, task: TaskName) -> Result<(), JobFailure> {
         let url = self
             .settings
             .chunk_queue_url
             .as_deref()
             .ok_or_else(|| JobFailure::Retryable("no chunks queue".into()))?;
-        for t in tasks.iter().filter(|t| t.name != TaskName::Stitch) {
-            let body = TaskMessage {
-                job_id: job.id.clone(),
-                task: t.name,
-            }
-            .to_body();
-            self.queue
-                .send(url, &body)
-                .await
-                .map_err(|e| JobFailure::Retryable(e.to_string()))?;
+        let body = TaskMessage {
+            job_id: job.id.clone(),
+            task,
         }
-        held.transition(
-            Transition::StartEncode,
-            Some(format!("split into {chunks} chunks across the fleet")),
-        )
-        .await?;
-        tracing::info!(job_id = %job.id, chunks, "job split; its tasks are on the chunks queue");
-        Ok(())
+        .to_body();
+        self.queue
+            .send(url, &body)
+            .await
+            .map(|_| ())
+            .map_err(|e| JobFailure::Retryable(e.to_string()))
     }
 
     /// Runs ffprobe for its output.

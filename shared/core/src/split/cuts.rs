@@ -63,6 +63,13 @@ pub fn cut(keyframes: &[f64], end: f64, target: f64, scenes: &[f64]) -> Vec<Span
     spans
 }
 
+/// Where a piece ending at the chunk boundary `end` (media seconds) is cut: through the
+/// first keyframe after it, so an open GOP's leading frames before the boundary are
+/// decoded from there. `None` past the last keyframe (the piece runs to the end).
+pub fn piece_end(keyframes: &[f64], end: f64) -> Option<f64> {
+    keyframes.iter().copied().find(|t| *t > end + 1e-6)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,5 +140,13 @@ mod tests {
             }
             prop_assert!(spans.len() as f64 <= (end / target).ceil() + 1.0);
         }
+    }
+
+    #[test]
+    fn a_piece_runs_through_the_keyframe_after_its_chunk() {
+        let keys = [0.0, 2.0, 4.0, 6.0];
+        assert_eq!(piece_end(&keys, 2.0), Some(4.0));
+        assert_eq!(piece_end(&keys, 3.1), Some(4.0));
+        assert_eq!(piece_end(&keys, 6.0), None);
     }
 }

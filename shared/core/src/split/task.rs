@@ -197,11 +197,12 @@ pub fn triage(
         }
         _ => {}
     }
-    // chunks and the audio run while the job is encoding, the stitch from then on; a
-    // job still downloading is being split (its messages go out before it moves on)
+    // chunks and the audio run from the moment their message is out: the splitter sends
+    // each as its piece lands, while the job is still `downloading` (being split), so the
+    // fleet encodes while the rest is cut; the stitch only once the job is encoding
     let runnable = match task.name {
         TaskName::Stitch => matches!(job, JobState::Encoding | JobState::Uploading),
-        _ => job == JobState::Encoding,
+        _ => matches!(job, JobState::Downloading | JobState::Encoding),
     };
     if !runnable {
         return TaskStep::Later(5);
@@ -334,7 +335,8 @@ mod tests {
             triage(Cancelled, &pending, "m", now, stale, 3),
             TaskStep::Delete("the job has ended")
         );
-        assert_eq!(triage(Downloading, &pending, "m", now, stale, 3), TaskStep::Later(5));
+        assert_eq!(triage(Downloading, &pending, "m", now, stale, 3), TaskStep::Take);
+        assert_eq!(triage(Queued, &pending, "m", now, stale, 3), TaskStep::Later(5));
         let held = pending.taken("w1", "m1", now);
         assert_eq!(triage(Encoding, &held, "m1", now, stale, 3), TaskStep::HideAgain);
         assert!(matches!(
@@ -356,6 +358,7 @@ mod tests {
         ));
         let stitch = SplitTask::new("j", TaskName::Stitch, 0.0, now);
         assert_eq!(triage(Uploading, &stitch, "m", now, stale, 3), TaskStep::Take);
+        assert_eq!(triage(Downloading, &stitch, "m", now, stale, 3), TaskStep::Later(5));
         assert_eq!(triage(Uploading, &pending, "m", now, stale, 3), TaskStep::Later(5));
     }
 
