@@ -7,7 +7,8 @@
 //! sources list, so no network), while another process holds the lists lock the way apt
 //! holds it (a POSIX fcntl lock, which is what makes a second apt-get fail: holding it
 //! with flock(1) does not stop apt-get update at all). Not run: the rest of the boot
-//! (packages, snap, S3, systemd), which needs an EC2 instance.
+//! (packages, snap, systemd), which needs an EC2 instance. Also run: the step installing
+//! the scoring FFmpeg, with an `aws` of the test's own standing in for the S3 download.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -215,4 +216,82 @@ fn the_boot_script_goes_straight_on_when_no_apt_lock_is_held() {
     assert!(out.status.success(), "{err}");
     assert!(!err.contains("waiting for"), "it waited for a lock nobody held: {err}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("Reading package lists"));
+}
+
+/// The user data's step installing the scoring FFmpeg, with the template's values put
+/// in as `!Sub` would and its paths moved under `root`.
+fn score_step(uri: &str, root: &Path) -> String {
+    let template = std::fs::read_to_string(self::root().join("infra/template.yaml")).unwrap();
+    let lines: Vec<&str> = template.lines().collect();
+    let begin = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("# The scoring FFmpeg"))
+        .expect("the user data installs the scoring FFmpeg");
+    let indent = lines[begin].len() - lines[begin].trim_start().len();
+    let end = lines[begin..]
+        .iter()
+        .position(|l| l.get(indent..) == Some("fi"))
+        .expect("... in one `if` block")
+        + begin;
+    let text: String = lines[begin..=end]
+        .iter()
+        .map(|l| format!("{}\n", l.get(indent..).unwrap_or("")))
+        .collect();
+    let root = root.display().to_string();
+    text.replace("${ScoreFfmpegS3Uri}", uri)
+        .replace("${AWS::Region}", "eu-west-1")
+        .replace("/usr/local/bin/", &format!("{root}/bin/"))
+        .replace("/etc/nommer-worker.env", &format!("{root}/worker.env"))
+}
+
+/// Runs the scoring step with an `aws` on the PATH that copies `s3://bucket/KEY` from
+/// `root/s3/KEY`; returns the worker's environment file afterwards.
+fn run_score_step(uri: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for d in ["bin", "fake", "s3"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::write(root.join("s3/ffmpeg-vmaf"), "#!/bin/sh\necho scoring ffmpeg\n").unwrap();
+    let aws = root.join("fake/aws");
+    std::fs::write(
+        &aws,
+        format!(
+            "#!/bin/bash\n# aws s3 cp --only-show-errors --region R SRC DEST\nset -eu\n[ \"$1 $2\" = \"s3 cp\" ]\nsrc=\"${{@: -2:1}}\"; dest=\"${{@: -1}}\"\ncp \"{}/s3/${{src#s3://*/}}\" \"$dest\"\n",
+            root.display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod").arg("+x").arg(&aws).status().unwrap();
+    std::fs::write(root.join("worker.env"), "NOMMER_TABLE=jobs\n").unwrap();
+    let script = format!("set -euo pipefail\n{}\n{}", boot_helpers(), score_step(uri, root));
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .env(
+            "PATH",
+            format!("{}:{}", root.join("fake").display(), std::env::var("PATH").unwrap()),
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let env = std::fs::read_to_string(root.join("worker.env")).unwrap();
+    (dir, env)
+}
+
+#[test]
+fn the_boot_installs_the_scoring_ffmpeg_it_is_given_and_none_otherwise() {
+    let (dir, env) = run_score_step("s3://artifacts/ffmpeg-vmaf");
+    let installed = dir.path().join("bin/nommer-score-ffmpeg");
+    let line = format!("NOMMER_SCORE_FFMPEG={}", installed.display());
+    assert!(env.lines().any(|l| l == line), "{env}");
+    let ran = Command::new(&installed)
+        .output()
+        .expect("the scoring FFmpeg is executable");
+    assert_eq!(String::from_utf8_lossy(&ran.stdout).trim(), "scoring ffmpeg");
+    assert!(!dir.path().join("bin/nommer-score-ffmpeg.part").exists());
+
+    let (dir, env) = run_score_step("");
+    assert!(!env.contains("NOMMER_SCORE_FFMPEG"), "{env}");
+    assert!(!dir.path().join("bin/nommer-score-ffmpeg").exists());
 }

@@ -75,10 +75,6 @@ const DEFAULTS_SUFFICE: &[(&str, &str)] = &[
     ),
     ("NOMMER_POLL_WAIT_SECS", "worker: 20 s long poll"),
     (
-        "NOMMER_SCORE_FFMPEG",
-        "worker: the encoding FFmpeg scores quality until the boot installs one with libvmaf (issue 15, left)",
-    ),
-    (
         "NOMMER_VISIBILITY_TIMEOUT_SECS",
         "worker: 120 s, extended while it works",
     ),

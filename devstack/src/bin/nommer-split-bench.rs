@@ -168,11 +168,11 @@ async fn main() -> anyhow::Result<()> {
         phase(JobState::Submitted, JobState::Downloading)
     );
     println!(
-        "  split (download, keyframes, scenes, pieces): {:7.1} s",
+        "  source in and split (chunks start meanwhile): {:7.1} s",
         phase(JobState::Downloading, JobState::Encoding)
     );
     println!(
-        "  chunks and audio, and the stitch:            {:7.1} s",
+        "  chunks left and audio, and the stitch:       {:7.1} s",
         phase(JobState::Encoding, JobState::Uploading)
     );
     println!(

@@ -113,27 +113,35 @@ async fn store_rate(dir: &Path) -> anyhow::Result<f64> {
 }
 
 /// One simulated run on `w` workers (each one core): wall seconds and busy seconds.
+/// As the worker does it: the splitter downloads the source and reads its keyframes,
+/// then cuts and uploads each piece and sends its chunk at once, the audio last; the
+/// other workers take each chunk as it is sent (in order, as the queue gives them), and
+/// the splitter joins them when its split is done.
 fn simulate(a: &Args, c: &Costs, store: f64, w: usize) -> (f64, f64) {
     let total = a.hours * 3600.0;
     let bytes = |b: f64| b / (store * 1e6);
     let n = (total / a.chunk_seconds).round().max(1.0) as usize;
     let chunk = total / n as f64;
-    // the split, on one worker: the source in, read and cut, the pieces out
-    let split = bytes(total * a.source_bytes_per_second) * 2.0 + total * c.split;
-    // the chunks and the audio task on w workers, longest first
-    let mut tasks: Vec<f64> =
-        vec![a.task_overhead + chunk * c.chunk + bytes(chunk * (a.source_bytes_per_second + c.output_bytes)); n];
-    tasks.push(a.task_overhead + total * c.audio);
-    tasks.sort_by(|x, y| y.total_cmp(x));
+    // the source in, then per piece its cut and its upload
+    let head = bytes(total * a.source_bytes_per_second);
+    let per_piece = bytes(chunk * a.source_bytes_per_second) + chunk * c.split;
+    let split = head + n as f64 * per_piece;
+    let chunk_task = a.task_overhead + chunk * c.chunk + bytes(chunk * (a.source_bytes_per_second + c.output_bytes));
+    // (sent at, length): each chunk when its piece is up, the audio after the last
+    let mut tasks: Vec<(f64, f64)> = (0..n)
+        .map(|k| (head + (k + 1) as f64 * per_piece, chunk_task))
+        .collect();
+    tasks.push((split, a.task_overhead + total * c.audio));
     let mut free = vec![0.0f64; w];
-    for t in &tasks {
+    free[0] = split;
+    for (sent, length) in &tasks {
         let i = (0..w).min_by(|&x, &y| free[x].total_cmp(&free[y])).unwrap();
-        free[i] += t;
+        free[i] = free[i].max(*sent) + length;
     }
     let middle = free.iter().cloned().fold(0.0, f64::max);
     let stitch = a.task_overhead + bytes(total * c.output_bytes) * 2.0 + total * c.stitch;
-    let wall = split + middle + stitch;
-    let busy = split + tasks.iter().sum::<f64>() + stitch;
+    let wall = middle + stitch;
+    let busy = split + tasks.iter().map(|t| t.1).sum::<f64>() + stitch;
     (wall, busy)
 }
 

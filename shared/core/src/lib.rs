@@ -18,6 +18,7 @@ pub mod ids;
 pub mod job;
 pub mod liveness;
 pub mod messages;
+pub mod per_title;
 pub mod ports;
 pub mod presets;
 pub mod quality;

@@ -1,0 +1,254 @@
+//! The arithmetic of a ladder shaped for one title (issue 15's `hls-auto`/`dash-auto`):
+//! from probe encodes of the title's samples at a few bit rates per rung, a fit of VMAF
+//! against the logarithm of the bit rate, and from it each rung's rate for its VMAF
+//! target within its bounds; rungs above the source's height, and rungs that would not
+//! look better than the rung below, are left out. Pure: the encodes and the scoring
+//! that feed it are the worker's.
+
+use serde::{Deserialize, Serialize};
+
+/// A rung must beat the rung below it by this many VMAF points to be kept.
+pub const MIN_GAIN: f64 = 1.0;
+
+/// One probe encode of the samples at one rung: its bit rate and its measured VMAF
+/// (at the source's size, so that rungs compare).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Probe {
+    pub kbps: f64,
+    pub vmaf: f64,
+}
+
+/// VMAF ≈ `a + b·ln(kbps)`, fitted by least squares, VMAF held within 0…100.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Fit {
+    pub a: f64,
+    pub b: f64,
+}
+
+impl Fit {
+    /// Fits the probes: `None` without two distinct finite rates, or when quality does
+    /// not rise with the rate (nothing to choose by).
+    pub fn of(probes: &[Probe]) -> Option<Fit> {
+        let pts: Vec<(f64, f64)> = probes
+            .iter()
+            .filter(|p| p.kbps.is_finite() && p.kbps > 0.0 && p.vmaf.is_finite())
+            .map(|p| (p.kbps.ln(), p.vmaf))
+            .collect();
+        let n = pts.len() as f64;
+        if pts.len() < 2 {
+            return None;
+        }
+        let (mx, my) = (
+            pts.iter().map(|p| p.0).sum::<f64>() / n,
+            pts.iter().map(|p| p.1).sum::<f64>() / n,
+        );
+        let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+        let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+        if sxx < 1e-12 {
+            return None;
+        }
+        let b = sxy / sxx;
+        (b > 1e-9).then_some(Fit { a: my - b * mx, b })
+    }
+
+    /// The VMAF the fit predicts at `kbps`.
+    pub fn vmaf_at(&self, kbps: f64) -> f64 {
+        (self.a + self.b * kbps.max(1e-9).ln()).clamp(0.0, 100.0)
+    }
+
+    /// The bit rate the fit says reaches `vmaf`.
+    pub fn kbps_for(&self, vmaf: f64) -> f64 {
+        ((vmaf - self.a) / self.b).exp()
+    }
+}
+
+/// What a rung asks for: its height, VMAF target and bit-rate bounds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RungTarget {
+    pub name: String,
+    pub height: u32,
+    pub target_vmaf: f64,
+    pub min_kbps: u32,
+    pub max_kbps: u32,
+}
+
+/// A rung as chosen, and why: recorded on the job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Chosen {
+    pub name: String,
+    pub height: u32,
+    pub target_vmaf: f64,
+    pub kbps: u32,
+    pub predicted_vmaf: f64,
+}
+
+/// A rung left out, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dropped {
+    pub name: String,
+    pub reason: String,
+}
+
+/// Chooses each rung's rate: the fit's rate for its target, held within its bounds.
+/// Rungs taller than the source are never made (no upscaling); a rung is kept only if
+/// it looks at least [`MIN_GAIN`] better than the kept rung below it, at a higher rate.
+/// Rungs come in any order; the answer runs from the lowest up.
+pub fn choose(rungs: &[(RungTarget, Fit)], source_height: u32) -> (Vec<Chosen>, Vec<Dropped>) {
+    let mut order: Vec<&(RungTarget, Fit)> = rungs.iter().collect();
+    order.sort_by_key(|(r, _)| r.height);
+    let mut kept: Vec<Chosen> = Vec::new();
+    let mut dropped = Vec::new();
+    for (rung, fit) in order {
+        if rung.height > source_height {
+            dropped.push(Dropped {
+                name: rung.name.clone(),
+                reason: format!("taller than the source ({} lines): never upscaled", source_height),
+            });
+            continue;
+        }
+        let (lo, hi) = (rung.min_kbps.min(rung.max_kbps), rung.max_kbps.max(rung.min_kbps));
+        let wanted = fit.kbps_for(rung.target_vmaf);
+        let kbps = if wanted.is_finite() {
+            wanted.round().clamp(f64::from(lo), f64::from(hi)) as u32
+        } else {
+            hi
+        };
+        let predicted = fit.vmaf_at(f64::from(kbps));
+        if let Some(below) = kept.last() {
+            if predicted < below.predicted_vmaf + MIN_GAIN || kbps <= below.kbps {
+                dropped.push(Dropped {
+                    name: rung.name.clone(),
+                    reason: format!(
+                        "would look no better than {} (VMAF {:.1} at {kbps} kbit/s against {:.1} at {} kbit/s)",
+                        below.name, predicted, below.predicted_vmaf, below.kbps
+                    ),
+                });
+                continue;
+            }
+        }
+        kept.push(Chosen {
+            name: rung.name.clone(),
+            height: rung.height,
+            target_vmaf: rung.target_vmaf,
+            kbps,
+            predicted_vmaf: (predicted * 100.0).round() / 100.0,
+        });
+    }
+    (kept, dropped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn rung(name: &str, height: u32, target: f64, lo: u32, hi: u32) -> RungTarget {
+        RungTarget {
+            name: name.into(),
+            height,
+            target_vmaf: target,
+            min_kbps: lo,
+            max_kbps: hi,
+        }
+    }
+
+    #[test]
+    fn the_fit_recovers_a_log_curve_and_inverts_it() {
+        let truth = |k: f64| 20.0 + 10.0 * k.ln();
+        let probes: Vec<Probe> = [300.0, 800.0, 2000.0]
+            .iter()
+            .map(|&k| Probe {
+                kbps: k,
+                vmaf: truth(k),
+            })
+            .collect();
+        let f = Fit::of(&probes).unwrap();
+        assert!((f.a - 20.0).abs() < 1e-9 && (f.b - 10.0).abs() < 1e-9, "{f:?}");
+        assert!((f.kbps_for(f.vmaf_at(1234.0)) - 1234.0).abs() < 1e-6);
+        assert_eq!(Fit::of(&probes[..1]), None, "one point fits no curve");
+        let flat = [
+            Probe {
+                kbps: 500.0,
+                vmaf: 90.0,
+            },
+            Probe {
+                kbps: 900.0,
+                vmaf: 89.0,
+            },
+        ];
+        assert_eq!(
+            Fit::of(&flat),
+            None,
+            "quality falling with rate gives nothing to choose by"
+        );
+    }
+
+    #[test]
+    fn an_easy_title_gets_low_rates_and_a_hard_one_hits_its_bounds() {
+        // easy: VMAF 95 at ~1100 kbit/s; hard: VMAF 95 far above the top bound
+        let easy = Fit { a: 25.0, b: 10.0 };
+        let hard = Fit { a: -20.0, b: 12.0 };
+        let rungs = |f: Fit| {
+            vec![
+                (rung("1080p", 1080, 95.0, 1500, 8000), f),
+                (rung("720p", 720, 90.0, 800, 5000), f),
+            ]
+        };
+        let (e, _) = choose(&rungs(easy), 1080);
+        assert_eq!(e[0].name, "720p");
+        assert_eq!(e[0].kbps, 800, "the easy 720p sits at its floor: {e:?}");
+        let (h, _) = choose(&rungs(hard), 1080);
+        assert_eq!(h.iter().map(|c| c.kbps).collect::<Vec<_>>(), [5000, 8000], "{h:?}");
+        assert!(h[1].predicted_vmaf < 95.0, "the bound holds even short of the target");
+    }
+
+    #[test]
+    fn rungs_taller_than_the_source_or_no_better_than_below_are_dropped() {
+        let f = Fit { a: 25.0, b: 10.0 };
+        let rungs = vec![
+            (rung("1080p", 1080, 95.0, 500, 8000), f),
+            (rung("720p", 720, 95.0, 500, 5000), f),
+            (rung("360p", 360, 80.0, 300, 1000), f),
+        ];
+        let (kept, dropped) = choose(&rungs, 720);
+        assert_eq!(
+            kept.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            ["360p", "720p"]
+        );
+        assert!(dropped
+            .iter()
+            .any(|d| d.name == "1080p" && d.reason.contains("never upscaled")));
+        // a rung whose target the one below already reaches adds nothing
+        let same = vec![
+            (rung("480p", 480, 80.0, 300, 2000), f),
+            (rung("360p", 360, 80.0, 300, 2000), f),
+        ];
+        let (kept, dropped) = choose(&same, 1080);
+        assert_eq!(kept.len(), 1);
+        assert!(dropped[0].reason.contains("no better than 360p"), "{dropped:?}");
+    }
+
+    proptest! {
+        #[test]
+        fn kept_rungs_rise_in_rate_and_quality_and_stay_in_bounds(
+            a in -50.0f64..50.0, b in 0.5f64..20.0,
+            targets in proptest::collection::vec((1u32..2200, 40.0f64..99.0, 100u32..3000, 0u32..9000), 1..6),
+            source in 100u32..2200,
+        ) {
+            let f = Fit { a, b };
+            let rungs: Vec<(RungTarget, Fit)> = targets.iter().enumerate()
+                .map(|(i, &(h, t, lo, span))| (rung(&format!("r{i}"), h, t, lo, lo + span), f))
+                .collect();
+            let (kept, dropped) = choose(&rungs, source);
+            prop_assert_eq!(kept.len() + dropped.len(), rungs.len());
+            for w in kept.windows(2) {
+                prop_assert!(w[1].kbps > w[0].kbps && w[1].predicted_vmaf >= w[0].predicted_vmaf + MIN_GAIN - 0.01);
+            }
+            for c in &kept {
+                let r = &rungs.iter().find(|(r, _)| r.name == c.name).unwrap().0;
+                prop_assert!(c.height <= source);
+                prop_assert!(c.kbps >= r.min_kbps && c.kbps <= r.max_kbps);
+            }
+        }
+    }
+}
