@@ -53,6 +53,13 @@ impl Worker {
 
     /// Whether this job is split, and how.
     pub(crate) fn split_shape(&self, job: &Job, prepared: &Prepared) -> Result<Shape, String> {
+        if let Some(plan) = &job.split {
+            // split by an earlier attempt: its tasks (some perhaps done) carry on
+            return Ok(Shape {
+                chunk_seconds: plan.chunk_seconds,
+                segment_seconds: plan.segment_seconds,
+            });
+        }
         let settings = self
             .split_settings(job)
             .ok_or_else(|| "the backend does not split, or there is no chunks queue".to_string())?;
@@ -83,25 +90,19 @@ impl Worker {
             .ffprobe(&sx::keyframe_args(&prepared.input, video.index, limits))
             .await?;
         let keys = sx::parse_keyframes(&keys);
-        let duration = probe.duration_seconds.unwrap_or_default();
-        let scenes = self
-            .scenes_near_cuts(&prepared.input, video.index, keys.start, duration, shape.chunk_seconds)
-            .await;
-        let spans = cuts::cut(&keys.times, duration, shape.chunk_seconds, &scenes);
-        if spans.len() < 2 {
-            return Ok(Split::Whole(format!(
-                "the source has no keyframe to cut at near a {} s chunk",
-                shape.chunk_seconds
-            )));
-        }
-        let audio = self.audio_start(prepared, keys.start).await?;
-        let plan = SplitPlan {
-            chunk_seconds: shape.chunk_seconds,
-            segment_seconds: shape.segment_seconds,
-            chunks: spans,
-            audio: audio.is_some(),
-            origin: keys.start,
-            audio_offset: audio.unwrap_or_default(),
+        let plan = match job.split.clone() {
+            // a re-run (its splitter lost) keeps the plan the first run recorded: the
+            // chunks already done were cut by it, and scene detection is best effort
+            Some(plan) => plan,
+            None => match self.plan(prepared, video.index, &keys, &shape).await? {
+                Some(plan) => plan,
+                None => {
+                    return Ok(Split::Whole(format!(
+                        "the source has no keyframe to cut at near a {} s chunk",
+                        shape.chunk_seconds
+                    )))
+                }
+            },
         };
         // the plan and its tasks first, then each piece's message as soon as the piece
         // is in scratch: chunks are encoded while the rest of the source is still cut
@@ -110,13 +111,13 @@ impl Worker {
         for k in 0..n {
             if !done.contains(&TaskName::Chunk(k as u32)) {
                 let to = (k + 1 < n)
-                    .then(|| cuts::piece_end(&keys.times, plan.chunks[k].end).map(|t| keys.start + t))
+                    .then(|| cuts::piece_end(&keys.times, plan.chunks[k].end).map(|t| plan.origin + t))
                     .flatten();
                 self.cut_piece(
                     job,
                     prepared,
                     video.index,
-                    keys.start + plan.chunks[k].start,
+                    plan.origin + plan.chunks[k].start,
                     to,
                     k,
                     dir,
@@ -125,7 +126,9 @@ impl Worker {
                 self.send_task(job, TaskName::Chunk(k as u32)).await?;
             }
             let pct = ((k + 1) * 100 / (n + 1)).min(99) as u8;
-            held.update(|j| j.progress = pct).await?;
+            if pct > held.snapshot().await.progress {
+                held.update(|j| j.progress = pct).await?;
+            }
         }
         if plan.audio && !done.contains(&TaskName::Audio) {
             self.extract_audio(job, prepared, dir).await?;
@@ -137,7 +140,48 @@ impl Worker {
         )
         .await?;
         tracing::info!(job_id = %job.id, chunks = n, "job split; its tasks are on the chunks queue");
+        // the chunks that ran during the split: their share as the progress, and the
+        // stitch sent if they are all in already (theirs was refused while splitting)
+        let tasks = self
+            .tasks
+            .all(&job.id, &nommer_core::split::task::task_names(&plan))
+            .await?;
+        let pct = nommer_core::split::task::progress(&tasks);
+        if pct > 0 {
+            held.update(|j| j.progress = pct).await?;
+        }
+        self.stitch_if_ready(&job.id, &plan)
+            .await
+            .map_err(|e| JobFailure::Retryable(e.to_string()))?;
         Ok(Split::Handed)
+    }
+
+    /// The cuts for a first split, at keyframes near each multiple of the chunk length
+    /// (scene changes preferred); `None` when there are not two chunks to make.
+    async fn plan(
+        &self,
+        prepared: &Prepared,
+        index: u32,
+        keys: &sx::Keyframes,
+        shape: &Shape,
+    ) -> Result<Option<SplitPlan>, JobFailure> {
+        let duration = prepared.probe.duration_seconds.unwrap_or_default();
+        let scenes = self
+            .scenes_near_cuts(&prepared.input, index, keys.start, duration, shape.chunk_seconds)
+            .await;
+        let spans = cuts::cut(&keys.times, duration, shape.chunk_seconds, &scenes);
+        if spans.len() < 2 {
+            return Ok(None);
+        }
+        let audio = self.audio_start(prepared, keys.start).await?;
+        Ok(Some(SplitPlan {
+            chunk_seconds: shape.chunk_seconds,
+            segment_seconds: shape.segment_seconds,
+            chunks: spans,
+            audio: audio.is_some(),
+            origin: keys.start,
+            audio_offset: audio.unwrap_or_default(),
+        }))
     }
 
     /// Cuts chunk `k`'s piece (from the keyframe at `from` to `to`, absolute seconds) and

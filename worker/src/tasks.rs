@@ -150,11 +150,6 @@ impl Worker {
                 }
                 self.queue.delete(url, &msg.receipt_handle).await?;
             }
-            TaskStep::Later(secs) => {
-                self.queue
-                    .set_visibility(url, &msg.receipt_handle, Duration::from_secs(secs))
-                    .await?
-            }
             TaskStep::HideAgain => {
                 self.queue
                     .set_visibility(url, &msg.receipt_handle, self.settings.visibility_timeout)
@@ -299,7 +294,7 @@ impl Worker {
 
     /// Sends the stitch's message once every chunk and the audio are done (any number
     /// of times: the stitch's own task lets one through).
-    async fn stitch_if_ready(&self, job_id: &str, plan: &SplitPlan) -> anyhow::Result<()> {
+    pub(crate) async fn stitch_if_ready(&self, job_id: &str, plan: &SplitPlan) -> anyhow::Result<()> {
         let tasks = self.tasks.all(job_id, &t::task_names(plan)).await?;
         let stitch = tasks.iter().find(|t| t.name == TaskName::Stitch);
         if t::ready_to_stitch(&tasks) && stitch.is_some_and(|s| s.state == TaskState::Pending) {

@@ -163,8 +163,6 @@ pub fn task_names(plan: &SplitPlan) -> Vec<TaskName> {
 pub enum TaskStep {
     /// Nothing left to do: the message goes (why, for the log).
     Delete(&'static str),
-    /// Not yet: look again in this many seconds.
-    Later(u64),
     /// Its holder is alive and this is its own message come back: hide it again.
     HideAgain,
     /// Take it (it is pending, or its holder is lost).
@@ -199,13 +197,18 @@ pub fn triage(
     }
     // chunks and the audio run from the moment their message is out: the splitter sends
     // each as its piece lands, while the job is still `downloading` (being split), so the
-    // fleet encodes while the rest is cut; the stitch only once the job is encoding
-    let runnable = match task.name {
-        TaskName::Stitch => matches!(job, JobState::Encoding | JobState::Uploading),
-        _ => matches!(job, JobState::Downloading | JobState::Encoding),
-    };
-    if !runnable {
-        return TaskStep::Later(5);
+    // fleet encodes while the rest is cut; the stitch only once the job is encoding.
+    // A message that cannot run now is deleted, never put off: the queue dead-letters a
+    // message after a few receives. Whoever makes it runnable sends it again: a split
+    // run again (after its splitter was lost) sends every chunk not done, and the
+    // split's end sends the stitch if every task is in by then.
+    match (task.name, job) {
+        (TaskName::Stitch, JobState::Encoding | JobState::Uploading) => {}
+        (TaskName::Stitch, _) => {
+            return TaskStep::Delete("the stitch waits for its job to be encoding; the split's end sends it")
+        }
+        (_, JobState::Downloading | JobState::Encoding) => {}
+        _ => return TaskStep::Delete("the job is not being split or encoded; a split run again sends it"),
     }
     if task.attempts >= max_attempts {
         return TaskStep::Exhausted;
@@ -336,7 +339,10 @@ mod tests {
             TaskStep::Delete("the job has ended")
         );
         assert_eq!(triage(Downloading, &pending, "m", now, stale, 3), TaskStep::Take);
-        assert_eq!(triage(Queued, &pending, "m", now, stale, 3), TaskStep::Later(5));
+        assert!(matches!(
+            triage(Queued, &pending, "m", now, stale, 3),
+            TaskStep::Delete(_)
+        ));
         let held = pending.taken("w1", "m1", now);
         assert_eq!(triage(Encoding, &held, "m1", now, stale, 3), TaskStep::HideAgain);
         assert!(matches!(
@@ -358,8 +364,14 @@ mod tests {
         ));
         let stitch = SplitTask::new("j", TaskName::Stitch, 0.0, now);
         assert_eq!(triage(Uploading, &stitch, "m", now, stale, 3), TaskStep::Take);
-        assert_eq!(triage(Downloading, &stitch, "m", now, stale, 3), TaskStep::Later(5));
-        assert_eq!(triage(Uploading, &pending, "m", now, stale, 3), TaskStep::Later(5));
+        assert!(matches!(
+            triage(Downloading, &stitch, "m", now, stale, 3),
+            TaskStep::Delete(_)
+        ));
+        assert!(matches!(
+            triage(Uploading, &pending, "m", now, stale, 3),
+            TaskStep::Delete(_)
+        ));
     }
 
     proptest! {
