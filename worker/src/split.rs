@@ -123,7 +123,7 @@ impl Worker {
                     dir,
                 )
                 .await?;
-                self.send_task(job, TaskName::Chunk(k as u32)).await?;
+                self.send_task(&job.id, TaskName::Chunk(k as u32)).await?;
             }
             let pct = ((k + 1) * 100 / (n + 1)).min(99) as u8;
             if pct > held.snapshot().await.progress {
@@ -132,7 +132,7 @@ impl Worker {
         }
         if plan.audio && !done.contains(&TaskName::Audio) {
             self.extract_audio(job, prepared, dir).await?;
-            self.send_task(job, TaskName::Audio).await?;
+            self.send_task(&job.id, TaskName::Audio).await?;
         }
         held.transition(
             Transition::StartEncode,
@@ -150,9 +150,7 @@ impl Worker {
         if pct > 0 {
             held.update(|j| j.progress = pct).await?;
         }
-        self.stitch_if_ready(&job.id, &plan)
-            .await
-            .map_err(|e| JobFailure::Retryable(e.to_string()))?;
+        self.stitch_if_ready(&job.id, &tasks).await?;
         Ok(Split::Handed)
     }
 
@@ -312,14 +310,14 @@ impl Worker {
     }
 
     /// Sends a task's message to the chunks queue.
-    async fn send_task(&self, job: &Job, task: TaskName) -> Result<(), JobFailure> {
+    pub(crate) async fn send_task(&self, job_id: &str, task: TaskName) -> Result<(), JobFailure> {
         let url = self
             .settings
             .chunk_queue_url
             .as_deref()
             .ok_or_else(|| JobFailure::Retryable("no chunks queue".into()))?;
         let body = TaskMessage {
-            job_id: job.id.clone(),
+            job_id: job_id.to_string(),
             task,
         }
         .to_body();

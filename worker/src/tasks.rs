@@ -146,7 +146,8 @@ impl Worker {
                 tracing::info!(job_id = %job.id, task = %task.name, why, "task message deleted");
                 if task.state == TaskState::Done && task.name != TaskName::Stitch {
                     // whoever held it may have died before sending the stitch
-                    self.stitch_if_ready(&job.id, &plan).await?;
+                    let tasks = self.tasks.all(&job.id, &t::task_names(&plan)).await?;
+                    self.stitch_if_ready(&job.id, &tasks).await?;
                 }
                 self.queue.delete(url, &msg.receipt_handle).await?;
             }
@@ -250,8 +251,10 @@ impl Worker {
                 held.write(|t| t.ended(TaskState::Done, None, Utc::now())).await?;
                 tracing::info!(job_id = %job.id, task = %name, "task done");
                 if name != TaskName::Stitch {
-                    self.summarise(&job.id, plan).await;
-                    self.stitch_if_ready(&job.id, plan).await?;
+                    // read once, for the progress and the stitch both
+                    let tasks = self.tasks.all(&job.id, &t::task_names(plan)).await?;
+                    self.summarise(&job.id, &tasks).await;
+                    self.stitch_if_ready(&job.id, &tasks).await?;
                 }
                 self.queue.delete(url, &msg.receipt_handle).await?;
             }
@@ -292,18 +295,13 @@ impl Worker {
         Ok(())
     }
 
-    /// Sends the stitch's message once every chunk and the audio are done (any number
-    /// of times: the stitch's own task lets one through).
-    pub(crate) async fn stitch_if_ready(&self, job_id: &str, plan: &SplitPlan) -> anyhow::Result<()> {
-        let tasks = self.tasks.all(job_id, &t::task_names(plan)).await?;
+    /// Sends the stitch's message once every chunk and the audio are done, from the
+    /// job's tasks as just read (any number of times: the stitch's own task lets one
+    /// through).
+    pub(crate) async fn stitch_if_ready(&self, job_id: &str, tasks: &[SplitTask]) -> Result<(), JobFailure> {
         let stitch = tasks.iter().find(|t| t.name == TaskName::Stitch);
-        if t::ready_to_stitch(&tasks) && stitch.is_some_and(|s| s.state == TaskState::Pending) {
-            let body = TaskMessage {
-                job_id: job_id.to_string(),
-                task: TaskName::Stitch,
-            }
-            .to_body();
-            self.queue.send(self.chunk_queue(), &body).await?;
+        if t::ready_to_stitch(tasks) && stitch.is_some_and(|s| s.state == TaskState::Pending) {
+            self.send_task(job_id, TaskName::Stitch).await?;
             tracing::info!(job_id, "every chunk is in: stitch sent");
         }
         Ok(())
@@ -312,11 +310,8 @@ impl Worker {
     /// Writes the job's progress from its tasks (best effort: another worker's write
     /// may come first, and the next task done writes it again; the stitch writes the
     /// rest).
-    async fn summarise(&self, job_id: &str, plan: &SplitPlan) {
-        let Ok(tasks) = self.tasks.all(job_id, &t::task_names(plan)).await else {
-            return;
-        };
-        let pct = t::progress(&tasks);
+    async fn summarise(&self, job_id: &str, tasks: &[SplitTask]) {
+        let pct = t::progress(tasks);
         if let Ok(Some(job)) = self.store.get(job_id).await {
             // at most every few seconds, however many chunks end at once
             let recent = Utc::now() - job.updated_at < chrono::Duration::seconds(SUMMARY_SECS);
