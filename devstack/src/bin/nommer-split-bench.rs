@@ -127,6 +127,7 @@ async fn main() -> anyhow::Result<()> {
         "outputs": [{"preset": args.preset}],
     });
     let started = Instant::now();
+    let submitted = chrono::Utc::now();
     let (status, job) = api.create_job(&body, None).await?;
     anyhow::ensure!(status == 201, "POST /jobs answered {status}: {job}");
     let id = job["id"].as_str().context("a job id")?.to_string();
@@ -183,6 +184,76 @@ async fn main() -> anyhow::Result<()> {
         "  ideal chunk phase (plain / workers):         {:7.1} s",
         plain.as_secs_f64() / args.workers as f64
     );
+    println!("each worker's tasks (seconds from submit; busy share of the job's wall time):");
+    for w in stack.workers() {
+        let text = std::fs::read_to_string(&w.log).unwrap_or_default();
+        let (line, busy) = timeline(&text, submitted);
+        println!(
+            "  {}: busy {:.0} % — {line}",
+            w.id.rsplit('-').take(2).collect::<Vec<_>>().join("-"),
+            100.0 * busy / split.as_secs_f64()
+        );
+    }
     stack.shutdown().await;
     Ok(())
+}
+
+/// A worker's tasks from its log, as `name start–end` in seconds from `from`, and the
+/// seconds they held it (the split from the job's `downloading` to the hand-over).
+fn timeline(log: &str, from: chrono::DateTime<chrono::Utc>) -> (String, f64) {
+    let mut out = Vec::new();
+    let mut open: Option<(String, f64)> = None;
+    let mut busy = 0.0;
+    for raw in log.lines() {
+        let line = strip_ansi(raw);
+        let Some(at) = line
+            .split_whitespace()
+            .next()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        else {
+            continue;
+        };
+        let t = (at.with_timezone(&chrono::Utc) - from).num_milliseconds() as f64 / 1000.0;
+        let task = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("task="))
+            .map(str::to_string);
+        let start = if line.contains(" task taken ") {
+            task.clone()
+        } else if line.contains("job state changed") && line.contains("state=downloading") {
+            Some("split".to_string())
+        } else {
+            None
+        };
+        let end = line.contains(" task done ")
+            || line.contains(" task failed ")
+            || line.contains("task attempt failed")
+            || line.contains("job split;");
+        if let Some(name) = start {
+            open = Some((name, t));
+        } else if end {
+            if let Some((name, t0)) = open.take() {
+                busy += t - t0;
+                out.push(format!("{name} {t0:.0}-{t:.0}"));
+            }
+        }
+    }
+    (out.join(", "), busy)
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
