@@ -105,10 +105,16 @@ impl Worker {
             },
         };
         // the plan and its tasks first, then each piece's message as soon as the piece
-        // is in scratch: chunks are encoded while the rest of the source is still cut
+        // is in scratch: chunks are encoded while the rest of the source is still cut.
+        // The audio goes out second, after the first chunk: it is one long task, and
+        // sent last it ran alone at the end while every other worker waited for it
         let done = self.open_tasks(held, job, &plan).await?;
         let n = plan.chunks.len();
         for k in 0..n {
+            if k == 1 && plan.audio && !done.contains(&TaskName::Audio) {
+                self.extract_audio(job, prepared, dir).await?;
+                self.send_task(&job.id, TaskName::Audio).await?;
+            }
             if !done.contains(&TaskName::Chunk(k as u32)) {
                 let to = (k + 1 < n)
                     .then(|| cuts::piece_end(&keys.times, plan.chunks[k].end).map(|t| plan.origin + t))
@@ -129,10 +135,6 @@ impl Worker {
             if pct > held.snapshot().await.progress {
                 held.update(|j| j.progress = pct).await?;
             }
-        }
-        if plan.audio && !done.contains(&TaskName::Audio) {
-            self.extract_audio(job, prepared, dir).await?;
-            self.send_task(&job.id, TaskName::Audio).await?;
         }
         held.transition(
             Transition::StartEncode,

@@ -33,6 +33,10 @@ struct Args {
     /// The chunks' target length.
     #[arg(long, default_value_t = 60)]
     chunk_seconds: u32,
+    /// Keep the stack's and the workers' logs in this folder (they go with the run's
+    /// temporary folder otherwise).
+    #[arg(long)]
+    logs: Option<std::path::PathBuf>,
 }
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
@@ -45,11 +49,18 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Lowers a process's priority (a bench's background, out of the workers' way).
-fn nice(pid: u32) {
-    // SAFETY: setpriority on a process of ours.
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, pid, 10);
+/// Sets the nice value of every thread of a process (Linux's is per thread, and a
+/// thread started later takes its starter's): 19 puts the bench's background out of the
+/// workers' way, 0 gives a worker a whole core.
+fn nice(pid: u32, value: i32) {
+    let tids: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect())
+        .unwrap_or_else(|_| vec![pid]);
+    for tid in tids {
+        // SAFETY: setpriority on a thread of ours.
+        unsafe {
+            libc::setpriority(libc::PRIO_PROCESS, tid, value);
+        }
     }
 }
 
@@ -103,19 +114,20 @@ async fn main() -> anyhow::Result<()> {
     let plain = plain(&src, &args.preset, dir.path()).await?;
     println!("plain: {:.1} s", plain.as_secs_f64());
 
-    // the stack (this process) and the emulator behind the workers
-    nice(std::process::id());
-    let mut opts = StackOptions::new(&format!("splitbench{}", std::process::id()), &dir.path().join("logs"));
+    let mut opts = StackOptions::new(&format!("splitbench{}", std::process::id()), &args.logs.clone().unwrap_or_else(|| dir.path().join("logs")));
     opts.workers = 0;
     opts.config_path = Some(config(dir.path(), args.chunk_seconds)?);
     let mut stack = LocalStack::start(opts).await?;
-    if let Some(pid) = stack.emulator_pid() {
-        nice(pid);
-    }
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     for k in 0..args.workers {
         let pid = stack.spawn_worker().await?.pid().context("a worker pid")?;
-        run(Command::new("taskset").args(["-p", "-c", &(k % cores).to_string(), &pid.to_string()]))?;
+        run(Command::new("taskset").args(["-a", "-p", "-c", &(k % cores).to_string(), &pid.to_string()]))?;
+        nice(pid, 0);
+    }
+    // the stack (this process) and the emulator behind the workers
+    nice(std::process::id(), 19);
+    if let Some(pid) = stack.emulator_pid() {
+        nice(pid, 19);
     }
     let objects = S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.direct_config().await));
     objects

@@ -114,7 +114,8 @@ async fn store_rate(dir: &Path) -> anyhow::Result<f64> {
 
 /// One simulated run on `w` workers (each one core): wall seconds and busy seconds.
 /// As the worker does it: the splitter downloads the source and reads its keyframes,
-/// then cuts and uploads each piece and sends its chunk at once, the audio last; the
+/// then cuts and uploads each piece and sends its chunk at once, the audio after the
+/// first chunk; the
 /// other workers take each chunk as it is sent (in order, as the queue gives them), and
 /// the splitter joins them when its split is done.
 fn simulate(a: &Args, c: &Costs, store: f64, w: usize) -> (f64, f64) {
@@ -127,11 +128,11 @@ fn simulate(a: &Args, c: &Costs, store: f64, w: usize) -> (f64, f64) {
     let per_piece = bytes(chunk * a.source_bytes_per_second) + chunk * c.split;
     let split = head + n as f64 * per_piece;
     let chunk_task = a.task_overhead + chunk * c.chunk + bytes(chunk * (a.source_bytes_per_second + c.output_bytes));
-    // (sent at, length): each chunk when its piece is up, the audio after the last
+    // (sent at, length): each chunk when its piece is up, the audio after the first
     let mut tasks: Vec<(f64, f64)> = (0..n)
         .map(|k| (head + (k + 1) as f64 * per_piece, chunk_task))
         .collect();
-    tasks.push((split, a.task_overhead + total * c.audio));
+    tasks.insert(1.min(n), (head + per_piece, a.task_overhead + total * c.audio));
     let mut free = vec![0.0f64; w];
     free[0] = split;
     for (sent, length) in &tasks {
