@@ -21,7 +21,7 @@ impl Worker {
         let probe = self.inspect_source(&input, size, &outputs).await?;
         held.update(|j| j.probe = Some(probe.clone())).await?;
         let marks = self.fetch_watermarks(&outputs, dir).await?;
-        let prepared = Prepared {
+        let mut prepared = Prepared {
             outputs,
             input,
             probe,
@@ -38,8 +38,13 @@ impl Worker {
         }
 
         held.transition(Transition::StartEncode, None).await?;
+        let mut shaped = self.shape_ladders(&mut prepared, dir).await?;
         let encoded = self.encode_all(held, &prepared, dir).await?;
         let scores = self.score_all(&prepared, &encoded, dir).await;
+        if !shaped.is_empty() {
+            crate::per_title::measured(&mut shaped, &scores);
+            held.update(|j| j.per_title = shaped.clone()).await?;
+        }
         self.deliver(held, &job, &prepared, &encoded, scores).await
     }
 

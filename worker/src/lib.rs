@@ -18,6 +18,7 @@ mod held;
 pub mod imds;
 mod message;
 mod outputs;
+mod per_title;
 mod quality;
 mod slots;
 mod source;

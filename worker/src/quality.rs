@@ -40,7 +40,9 @@ impl Worker {
             PresetKind::Ladder { .. } => true,
             PresetKind::Thumbnails(_) => false,
         };
-        video && o.options.quality.unwrap_or(self.settings.config.quality)
+        // a per-title ladder is always scored: its measured VMAF goes beside the predicted
+        let per_title = matches!(&p.kind, PresetKind::Ladder { per_title: Some(_), .. });
+        video && (per_title || o.options.quality.unwrap_or(self.settings.config.quality))
     }
 
     /// What the scoring FFmpeg can do (read at start; nothing until then).
@@ -154,7 +156,7 @@ impl Worker {
         q
     }
 
-    async fn run_scoring(&self, argv: &[String], model: Option<&str>, log: &Path) -> Scores {
+    pub(crate) async fn run_scoring(&self, argv: &[String], model: Option<&str>, log: &Path) -> Scores {
         let ffmpeg = &self.settings.score_ffmpeg;
         tracing::info!(argv = %argv.join(" "), "ffmpeg scoring");
         let finished = match nommer_media::runner::run(ffmpeg, argv, self.settings.encode_timeout, |_| {}).await {

@@ -115,9 +115,8 @@ async fn store_rate(dir: &Path) -> anyhow::Result<f64> {
 /// One simulated run on `w` workers (each one core): wall seconds and busy seconds.
 /// As the worker does it: the splitter downloads the source and reads its keyframes,
 /// then cuts and uploads each piece and sends its chunk at once, the audio after the
-/// first chunk; the
-/// other workers take each chunk as it is sent (in order, as the queue gives them), and
-/// the splitter joins them when its split is done.
+/// first chunk; the other workers take each task as it is sent (in order, as the queue
+/// gives them), and the splitter joins them when its split is done.
 fn simulate(a: &Args, c: &Costs, store: f64, w: usize) -> (f64, f64) {
     let total = a.hours * 3600.0;
     let bytes = |b: f64| b / (store * 1e6);

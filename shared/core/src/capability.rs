@@ -48,7 +48,10 @@ pub fn encodingcom(preset: &Preset, o: &OutputOptions) -> Result<(), String> {
             None if o.two_pass => return Err("two_pass needs video".into()),
             _ => {}
         },
-        PresetKind::Ladder { codec, .. } => {
+        PresetKind::Ladder { codec, per_title, .. } => {
+            if per_title.is_some() {
+                return Err("per-title ladders (trial encodes scored by VMAF) are made by the FFmpeg fleet only".into());
+            }
             if *codec != VideoCodec::H264 && *codec != VideoCodec::H265 {
                 return Err("Encoding.com ladders are H.264 or H.265".into());
             }
@@ -84,6 +87,14 @@ mod tests {
         // not asking (or the config's default, which applies only where it can) is fine
         assert_eq!(
             can_make(BackendKind::EncodingCom, mp4, &OutputOptions::default()),
+            Ok(())
+        );
+        // a per-title ladder is trial encodes scored by VMAF: the fleet's alone
+        let auto = c.find("hls-auto").unwrap();
+        let why = can_make(BackendKind::EncodingCom, auto, &OutputOptions::default()).unwrap_err();
+        assert!(why.contains("per-title"), "{why}");
+        assert_eq!(
+            can_make(BackendKind::EncodingCom, c.find("hls").unwrap(), &OutputOptions::default()),
             Ok(())
         );
     }

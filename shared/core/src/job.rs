@@ -531,6 +531,9 @@ pub struct Job {
     /// Each scored video rendition (outputs asking for `quality`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub quality: Vec<crate::quality::Quality>,
+    /// What each per-title ladder measured and chose.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_title: Vec<crate::per_title::Record>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     #[serde(default)]
@@ -576,6 +579,7 @@ impl Job {
             retry_of: None,
             split: None,
             quality: Vec::new(),
+            per_title: Vec::new(),
             created_at: now,
             updated_at: now,
             history: vec![HistoryEntry {

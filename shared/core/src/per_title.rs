@@ -80,6 +80,9 @@ pub struct Chosen {
     pub target_vmaf: f64,
     pub kbps: u32,
     pub predicted_vmaf: f64,
+    /// The rendition's VMAF as made (the whole of it, at the source's size), once scored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_vmaf: Option<f64>,
 }
 
 /// A rung left out, and why.
@@ -132,9 +135,155 @@ pub fn choose(rungs: &[(RungTarget, Fit)], source_height: u32) -> (Vec<Chosen>, 
             target_vmaf: rung.target_vmaf,
             kbps,
             predicted_vmaf: (predicted * 100.0).round() / 100.0,
+            measured_vmaf: None,
         });
     }
     (kept, dropped)
+}
+
+/// A ladder's per-title settings (the `per_title` table of a ladder preset): how the
+/// source is sampled, and each rung's VMAF target and bit-rate bounds by its height.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerTitle {
+    /// Excerpts taken from the source, spread evenly over it.
+    #[serde(default = "three")]
+    pub samples: u32,
+    /// Each excerpt's length.
+    #[serde(default = "two")]
+    pub sample_seconds: f64,
+    /// Trial encodes per rung, their rates spread evenly (in log) over its bounds.
+    #[serde(default = "three")]
+    pub rates_per_rung: u32,
+    /// One per rung of the ladder, by height.
+    pub goals: Vec<Goal>,
+}
+
+fn three() -> u32 {
+    3
+}
+fn two() -> f64 {
+    2.0
+}
+
+/// One rung's aim: its VMAF target and the bounds its rate is chosen within.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Goal {
+    pub height: u32,
+    pub target_vmaf: f64,
+    pub min_kbps: u32,
+    pub max_kbps: u32,
+}
+
+impl PerTitle {
+    /// The built-in auto ladders' settings, for the rungs of the fixed `hls` ladder.
+    pub fn default_goals() -> PerTitle {
+        let goal = |height, target_vmaf, min_kbps, max_kbps| Goal {
+            height,
+            target_vmaf,
+            min_kbps,
+            max_kbps,
+        };
+        PerTitle {
+            samples: three(),
+            sample_seconds: two(),
+            rates_per_rung: three(),
+            goals: vec![
+                goal(1080, 95.0, 1500, 8000),
+                goal(720, 93.0, 800, 5000),
+                goal(480, 89.0, 400, 2500),
+                goal(360, 84.0, 250, 1500),
+                goal(240, 76.0, 150, 800),
+            ],
+        }
+    }
+
+    /// Checks the settings against the ladder's rung heights: every rung has one goal.
+    pub fn check(&self, heights: &[u32]) -> Result<(), String> {
+        if !(1..=10).contains(&self.samples) || !(0.5..=10.0).contains(&self.sample_seconds) {
+            return Err("per_title: samples 1-10 of 0.5-10 s".into());
+        }
+        if !(2..=5).contains(&self.rates_per_rung) {
+            return Err("per_title: rates_per_rung is 2-5".into());
+        }
+        for h in heights {
+            let n = self.goals.iter().filter(|g| g.height == *h).count();
+            if n != 1 {
+                return Err(format!("per_title: rung {h}p needs one goal, it has {n}"));
+            }
+        }
+        for g in &self.goals {
+            if !heights.contains(&g.height) {
+                return Err(format!("per_title: the goal for {}p has no rung", g.height));
+            }
+            if !(20.0..=100.0).contains(&g.target_vmaf) {
+                return Err(format!("per_title: {}p's target_vmaf is not within 20-100", g.height));
+            }
+            if !(50..=100_000).contains(&g.min_kbps) || g.max_kbps < g.min_kbps || g.max_kbps > 100_000 {
+                return Err(format!(
+                    "per_title: {}p's bounds need 50 <= min_kbps <= max_kbps <= 100000",
+                    g.height
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The goal of the rung `height` lines tall.
+    pub fn goal(&self, height: u32) -> Option<&Goal> {
+        self.goals.iter().find(|g| g.height == height)
+    }
+
+    /// Where the samples are taken in a source `duration` seconds long: `samples`
+    /// excerpts centred in equal parts of it, or the whole source when it is too short
+    /// to sample (under twice the samples' length).
+    pub fn spans(&self, duration: f64) -> Vec<(f64, f64)> {
+        let n = self.samples.max(1) as f64;
+        let len = self.sample_seconds;
+        if !duration.is_finite() || duration <= 0.0 {
+            return Vec::new();
+        }
+        if duration < 2.0 * n * len {
+            return vec![(0.0, duration)];
+        }
+        (0..self.samples)
+            .map(|k| ((duration * (k as f64 + 0.5) / n - len / 2.0).max(0.0), len))
+            .collect()
+    }
+}
+
+impl Goal {
+    /// The rates a rung is tried at: `n` spread evenly in log over its bounds.
+    pub fn trial_rates(&self, n: u32) -> Vec<u32> {
+        let (lo, hi) = (f64::from(self.min_kbps.max(1)), f64::from(self.max_kbps.max(self.min_kbps).max(1)));
+        let n = n.max(2);
+        let mut rates: Vec<u32> = (0..n)
+            .map(|k| (lo * (hi / lo).powf(f64::from(k) / f64::from(n - 1))).round() as u32)
+            .collect();
+        rates.dedup();
+        rates
+    }
+}
+
+/// What a per-title ladder did, recorded on the job (`per_title`): the samples, how
+/// complex the title measured, each rung's target, rate, predicted and measured VMAF,
+/// the rungs left out and why, and what the trials cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub output: String,
+    /// The samples: how many, and their seconds in all.
+    pub samples: u32,
+    pub sample_seconds: f64,
+    /// Bits per pixel the tallest rung needs to reach its target: about 0.02 for a still
+    /// picture, 0.1 and more for noise or fast motion.
+    pub complexity_bpp: f64,
+    pub rungs: Vec<Chosen>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<Dropped>,
+    /// The trial encodes made, and the seconds the sampling, trials and their scoring took.
+    pub trials: u32,
+    pub seconds: f64,
 }
 
 #[cfg(test)]
@@ -226,6 +375,52 @@ mod tests {
         let (kept, dropped) = choose(&same, 1080);
         assert_eq!(kept.len(), 1);
         assert!(dropped[0].reason.contains("no better than 360p"), "{dropped:?}");
+    }
+
+    #[test]
+    fn samples_spread_over_the_source_and_a_short_one_is_taken_whole() {
+        let pt = PerTitle {
+            samples: 3,
+            sample_seconds: 2.0,
+            rates_per_rung: 3,
+            goals: vec![],
+        };
+        assert_eq!(pt.spans(60.0), vec![(9.0, 2.0), (29.0, 2.0), (49.0, 2.0)]);
+        assert_eq!(pt.spans(8.0), vec![(0.0, 8.0)]);
+        assert!(pt.spans(0.0).is_empty());
+        let g = Goal {
+            height: 720,
+            target_vmaf: 93.0,
+            min_kbps: 500,
+            max_kbps: 4500,
+        };
+        assert_eq!(g.trial_rates(3), vec![500, 1500, 4500]);
+        assert_eq!(Goal { min_kbps: 800, max_kbps: 800, ..g }.trial_rates(3), vec![800]);
+    }
+
+    #[test]
+    fn settings_need_one_goal_per_rung_within_range() {
+        let goal = |h| Goal {
+            height: h,
+            target_vmaf: 90.0,
+            min_kbps: 300,
+            max_kbps: 2000,
+        };
+        let pt = PerTitle {
+            samples: 3,
+            sample_seconds: 2.0,
+            rates_per_rung: 3,
+            goals: vec![goal(720), goal(360)],
+        };
+        assert_eq!(pt.check(&[720, 360]), Ok(()));
+        assert!(pt.check(&[720, 480, 360]).unwrap_err().contains("480p needs one goal"));
+        assert!(pt.check(&[720]).unwrap_err().contains("360p has no rung"));
+        let mut bad = pt.clone();
+        bad.goals[0].max_kbps = 100;
+        assert!(bad.check(&[720, 360]).unwrap_err().contains("bounds"));
+        bad = pt.clone();
+        bad.rates_per_rung = 1;
+        assert!(bad.check(&[720, 360]).is_err());
     }
 
     proptest! {

@@ -192,6 +192,10 @@ pub enum PresetKind {
         rungs: Vec<Rung>,
         audio: AudioSpec,
         segment_seconds: u32,
+        /// Per-title: each rung's rate chosen for the title from trial encodes of its
+        /// samples, for a VMAF target within bounds (`hls-auto`, `dash-auto`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        per_title: Option<crate::per_title::PerTitle>,
     },
     /// Still images.
     Thumbnails(ThumbnailSpec),
@@ -262,8 +266,15 @@ impl Preset {
                 rungs,
                 audio,
                 segment_seconds,
+                per_title,
                 ..
-            } => check_ladder(*codec, rungs, audio, *segment_seconds),
+            } => {
+                check_ladder(*codec, rungs, audio, *segment_seconds)?;
+                match per_title {
+                    Some(pt) => pt.check(&rungs.iter().map(|r| r.height).collect::<Vec<_>>()),
+                    None => Ok(()),
+                }
+            }
             PresetKind::Thumbnails(t) => {
                 if !(16..=3840).contains(&t.width) || !(1..=500).contains(&t.count) || !(1..=50).contains(&t.columns) {
                     return Err("thumbnails: width 16-3840, count 1-500, columns 1-50".into());
@@ -444,12 +455,22 @@ pub fn builtin() -> Vec<Preset> {
         Preset {
             name: "hls".into(),
             description: "HLS ladder (fMP4/CMAF): H.264 1080p/720p/480p/360p/240p up to the source's height, AAC, master playlist".into(),
-            kind: PresetKind::Ladder { format: LadderFormat::Hls, codec: H264, rungs: ladder_rungs(), audio: a(Aac, 128).unwrap(), segment_seconds: 4 },
+            kind: PresetKind::Ladder { format: LadderFormat::Hls, codec: H264, rungs: ladder_rungs(), audio: a(Aac, 128).unwrap(), segment_seconds: 4, per_title: None },
         },
         Preset {
             name: "dash".into(),
             description: "DASH ladder (fMP4): H.264 1080p/720p/480p/360p/240p up to the source's height, AAC, MPD".into(),
-            kind: PresetKind::Ladder { format: LadderFormat::Dash, codec: H264, rungs: ladder_rungs(), audio: a(Aac, 128).unwrap(), segment_seconds: 4 },
+            kind: PresetKind::Ladder { format: LadderFormat::Dash, codec: H264, rungs: ladder_rungs(), audio: a(Aac, 128).unwrap(), segment_seconds: 4, per_title: None },
+        },
+        Preset {
+            name: "hls-auto".into(),
+            description: "HLS ladder shaped for the title: each rung's rate from trial encodes for a VMAF target (95 at 1080p down to 76 at 240p), rungs that add nothing dropped; needs libvmaf".into(),
+            kind: PresetKind::Ladder { format: LadderFormat::Hls, codec: H264, rungs: ladder_rungs(), audio: a(Aac, 128).unwrap(), segment_seconds: 4, per_title: Some(crate::per_title::PerTitle::default_goals()) },
+        },
+        Preset {
+            name: "dash-auto".into(),
+            description: "DASH ladder shaped for the title, as hls-auto; needs libvmaf".into(),
+            kind: PresetKind::Ladder { format: LadderFormat::Dash, codec: H264, rungs: ladder_rungs(), audio: a(Aac, 128).unwrap(), segment_seconds: 4, per_title: Some(crate::per_title::PerTitle::default_goals()) },
         },
         thumbs("poster", "One JPEG poster frame, 1280 wide, a tenth of the way in (or at `at_seconds`)", ThumbnailMode::Poster, 1, 1280),
         thumbs("thumbnails", "10 JPEG frames spread evenly over the source, 320 wide", ThumbnailMode::Frames, 10, 320),

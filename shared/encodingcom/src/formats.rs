@@ -206,6 +206,7 @@ fn ladder_format(f: &mut Map<String, Value>, kind: &PresetKind, source: Option<(
         rungs,
         audio,
         segment_seconds,
+        ..
     } = kind
     else {
         return;

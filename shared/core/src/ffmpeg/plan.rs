@@ -8,6 +8,7 @@ mod codecs;
 mod file;
 mod filters;
 mod ladder;
+mod probes;
 mod stitch;
 mod thumbnails;
 
@@ -18,6 +19,7 @@ use std::path::Path;
 
 pub use chunk::{chunk, chunk_file_name, ChunkFile, ChunkInput, ChunkPlan};
 pub use filters::reference_chain;
+pub use probes::{samples_args, trials_args, Trial};
 pub use stitch::{audio as audio_plan, concat_list, stitch, StitchInput};
 pub use thumbnails::sprite_vtt;
 
@@ -157,6 +159,7 @@ pub fn plan(inp: &PlanInput) -> Result<Plan, PlanError> {
             rungs,
             audio,
             segment_seconds,
+            ..
         } => ladder::plan(
             inp,
             &ladder::Ladder {

@@ -74,7 +74,7 @@ pub(super) fn plan(inp: &PlanInput, ladder: &Ladder) -> Result<Plan, PlanError> 
 
 /// The filter graph: the picture deinterlaced once (and watermarked) before it splits,
 /// then each rung's chain, writing `[v0]`, `[v1]`, …
-fn split_graph(inp: &PlanInput, rungs: &[Rung]) -> String {
+pub(super) fn split_graph(inp: &PlanInput, rungs: &[Rung]) -> String {
     let n = rungs.len();
     let mut graph = String::new();
     let deint = deinterlace(inp.probe);

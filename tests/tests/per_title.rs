@@ -1,0 +1,166 @@
+//! Per-title ladders on the local stack (`hls-auto`): the same preset on a still picture
+//! and on heavy noise. The oracle for the rates is the outbox itself: each rendition's
+//! bytes as S3 lists them, over the source's duration as ffprobe reads it. The still
+//! picture must get no more bits than the noise at any rung, under half at the top, and
+//! measure as less complex; every chosen rung is measured whole after the encode, close
+//! to the VMAF its trials predicted. Without libvmaf the job fails and says what to
+//! install.
+
+use nommer_devstack::LocalStack;
+use nommer_tests::{assert_complete, run_job, spawn_stack_with};
+use serde_json::json;
+use std::path::Path;
+use std::process::Command;
+
+/// A 6 s 640x360 source with a tone, its picture from `lavfi`.
+fn source(path: &Path, picture: &str) {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(picture)
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=6"])
+        .args(["-t", "6", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "12"])
+        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"])
+        .arg(path)
+        .output()
+        .expect("ffmpeg runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Each rung's bit rate in kbit/s as the outbox holds it: the bytes of its folder's
+/// objects over the source's seconds.
+async fn stored_kbps(stack: &LocalStack, job: &nommer_core::Job, rung: u32, seconds: f64) -> f64 {
+    let s3 = aws_sdk_s3::Client::new(&stack.direct_config().await);
+    let master = job
+        .manifest
+        .iter()
+        .find(|f| f.key.ends_with("/master.m3u8"))
+        .expect("a master playlist");
+    let prefix = format!("{}/{rung}p/", master.key.trim_end_matches("/master.m3u8"));
+    let listed = s3
+        .list_objects_v2()
+        .bucket(&stack.names.outbox_bucket)
+        .prefix(&prefix)
+        .send()
+        .await
+        .unwrap();
+    let bytes: i64 = listed
+        .contents()
+        .iter()
+        .filter(|o| o.key().is_some_and(|k| k.ends_with(".m4s") || k.ends_with(".mp4")))
+        .map(|o| o.size().unwrap_or(0))
+        .sum();
+    assert!(bytes > 0, "no segments under {prefix}");
+    bytes as f64 * 8.0 / 1000.0 / seconds
+}
+
+fn duration(path: &Path) -> f64 {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_still_picture_gets_fewer_bits_than_noise_at_each_rung_and_the_ladder_says_why() {
+    let ff = nommer_tests::vmaf_ffmpeg();
+    let stack = spawn_stack_with("pertitle", 1, |o| {
+        o.worker_env
+            .insert(nommer_core::settings::SCORE_FFMPEG.into(), ff.clone());
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let still = dir.path().join("still.mp4");
+    let noise = dir.path().join("noise.mp4");
+    source(&still, "smptehdbars=size=640x360:rate=25:duration=6");
+    source(&noise, "testsrc2=size=640x360:rate=25:duration=6,noise=alls=40:allf=t+u");
+
+    let mut found = Vec::new();
+    for (name, src) in [("still", &still), ("noise", &noise)] {
+        let job = run_job(&stack, src, &format!("{name}.mp4"), json!([{ "preset": "hls-auto" }])).await;
+        assert_complete(&stack, &job);
+        assert_eq!(job.per_title.len(), 1, "{name}: {:?}", job.per_title);
+        let rec = job.per_title[0].clone();
+        assert_eq!(rec.output, "hls-auto");
+        // a 6 s source is sampled whole; two rungs fit a 360p source, three trials each
+        assert_eq!((rec.samples, rec.trials), (1, 6), "{name}: {rec:?}");
+        assert!(rec.rungs.len() + rec.dropped.len() == 2, "{name}: {rec:?}");
+        for c in &rec.rungs {
+            let measured = c.measured_vmaf.unwrap_or_else(|| panic!("{name}: {}p not measured", c.height));
+            assert!(
+                (measured - c.predicted_vmaf).abs() < 6.0,
+                "{name} {}p: measured {measured:.2}, predicted {:.2}",
+                c.height,
+                c.predicted_vmaf
+            );
+            // the scores the job carries are of the rungs as made
+            let q = job
+                .quality
+                .iter()
+                .find(|q| q.rendition.as_deref() == Some(&format!("{}p", c.height)))
+                .unwrap_or_else(|| panic!("{name}: {}p has no scores: {:?}", c.height, job.quality));
+            assert_eq!(q.scores.vmaf.as_ref().map(|v| v.mean), Some(measured));
+        }
+        let secs = duration(src);
+        let mut rates = Vec::new();
+        for c in &rec.rungs {
+            rates.push((c.height, c.kbps, stored_kbps(&stack, &job, c.height, secs).await));
+        }
+        found.push((name, rec, rates));
+    }
+    eprintln!("per-title: {found:#?}");
+    let (_, still_rec, still_rates) = &found[0];
+    let (_, noise_rec, noise_rates) = &found[1];
+    assert!(
+        still_rec.complexity_bpp * 3.0 < noise_rec.complexity_bpp,
+        "the still picture measures simpler: {} vs {}",
+        still_rec.complexity_bpp,
+        noise_rec.complexity_bpp
+    );
+    // in the bytes the outbox holds: the still picture never more than the noise at any
+    // rung, and at the top rung (above its floor for the noise) under half
+    for (h, _, noise_stored) in noise_rates {
+        if let Some((_, chosen, stored)) = still_rates.iter().find(|r| r.0 == *h) {
+            assert!(
+                stored <= noise_stored,
+                "{h}p: the still picture holds {stored:.0} kbit/s (chose {chosen}), the noise {noise_stored:.0}"
+            );
+        }
+    }
+    let top = |rates: &Vec<(u32, u32, f64)>| rates.iter().max_by_key(|r| r.0).map(|r| r.2).unwrap();
+    assert!(
+        top(still_rates) * 2.0 < top(noise_rates),
+        "top rung: still {:.0} kbit/s, noise {:.0}",
+        top(still_rates),
+        top(noise_rates)
+    );
+    let goals = nommer_core::per_title::PerTitle::default_goals();
+    for (h, chosen, _) in noise_rates {
+        let g = goals.goal(*h).unwrap();
+        assert!(*chosen >= g.min_kbps && *chosen <= g.max_kbps, "{h}p at {chosen}");
+    }
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_libvmaf_a_per_title_ladder_fails_and_says_what_to_install() {
+    // Debian's FFmpeg has no libvmaf
+    let stack = spawn_stack_with("pertitle-novmaf", 1, |o| {
+        o.worker_env
+            .insert(nommer_core::settings::SCORE_FFMPEG.into(), "ffmpeg".into());
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("clip.mp4");
+    nommer_devstack::media::generate_clip(&src, 2, 320, 240, true).unwrap();
+    let job = run_job(&stack, &src, "clip.mp4", json!([{ "preset": "hls-auto" }])).await;
+    assert_eq!(job.state, nommer_core::JobState::Failed, "{job:?}");
+    let err = job.error.expect("an error");
+    assert!(
+        err.message.contains("no libvmaf") && err.message.contains("NOMMER_SCORE_FFMPEG"),
+        "{}",
+        err.message
+    );
+    stack.shutdown().await;
+}
