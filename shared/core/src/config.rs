@@ -188,6 +188,7 @@ fn known_keys(kind: &str) -> &'static [&'static str] {
             "rungs",
             "audio",
             "segment_seconds",
+            "per_title",
         ],
         "thumbnails" => &["description", "kind", "mode", "count", "width", "columns"],
         _ => &[],
@@ -560,6 +561,17 @@ rungs = [{ height = 360, video_kbps = 800 }, { height = 240, video_kbps = 400 }]
 audio = { codec = "aac", bitrate_kbps = 96 }
 segment_seconds = 6
 
+[presets.hls-small-auto]
+kind = "ladder"
+format = "hls"
+codec = "h264"
+rungs = [{ height = 360, video_kbps = 800 }, { height = 240, video_kbps = 400 }]
+audio = { codec = "aac", bitrate_kbps = 96 }
+segment_seconds = 6
+per_title = { samples = 4, goals = [
+  { height = 360, target_vmaf = 84, min_kbps = 250, max_kbps = 1200 },
+  { height = 240, target_vmaf = 76, min_kbps = 150, max_kbps = 600 } ] }
+
 [presets.contact-sheet]
 kind = "thumbnails"
 mode = "sprite"
@@ -573,6 +585,16 @@ columns = 6
         let c = Config::parse(GOOD, "nommer.toml").unwrap();
         assert!(c.catalog.find("mp4-540p").is_some());
         assert!(c.catalog.find("hls-small").is_some());
+        match &c.catalog.find("hls-small-auto").unwrap().kind {
+            PresetKind::Ladder { per_title: Some(pt), .. } => {
+                assert_eq!((pt.samples, pt.sample_seconds, pt.goals.len()), (4, 2.0, 2));
+            }
+            other => panic!("{other:?}"),
+        }
+        // a goal for a rung the ladder does not have is refused, naming the preset
+        let bad = GOOD.replace("height = 240, target_vmaf", "height = 480, target_vmaf");
+        let e = Config::parse(&bad, "nommer.toml").unwrap_err().to_string();
+        assert!(e.contains("hls-small-auto") && e.contains("240p needs one goal"), "{e}");
         assert!(c.catalog.find("mp4-720p").is_some(), "built-ins stay");
         assert_eq!(c.key_template, "{date}/{job_id}/{output_name}");
         assert_eq!((c.limits.max_duration_seconds, c.limits.max_streams), (600.0, 4));
