@@ -74,7 +74,10 @@ async fn a_still_picture_gets_fewer_bits_than_noise_at_each_rung_and_the_ladder_
     let still = dir.path().join("still.mp4");
     let noise = dir.path().join("noise.mp4");
     source(&still, "smptehdbars=size=640x360:rate=25:duration=6");
-    source(&noise, "testsrc2=size=640x360:rate=25:duration=6,noise=alls=40:allf=t+u");
+    source(
+        &noise,
+        "testsrc2=size=640x360:rate=25:duration=6,noise=alls=40:allf=t+u",
+    );
 
     let mut found = Vec::new();
     for (name, src) in [("still", &still), ("noise", &noise)] {
@@ -87,7 +90,9 @@ async fn a_still_picture_gets_fewer_bits_than_noise_at_each_rung_and_the_ladder_
         assert_eq!((rec.samples, rec.trials), (1, 6), "{name}: {rec:?}");
         assert!(rec.rungs.len() + rec.dropped.len() == 2, "{name}: {rec:?}");
         for c in &rec.rungs {
-            let measured = c.measured_vmaf.unwrap_or_else(|| panic!("{name}: {}p not measured", c.height));
+            let measured = c
+                .measured_vmaf
+                .unwrap_or_else(|| panic!("{name}: {}p not measured", c.height));
             assert!(
                 (measured - c.predicted_vmaf).abs() < 6.0,
                 "{name} {}p: measured {measured:.2}, predicted {:.2}",

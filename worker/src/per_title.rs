@@ -49,8 +49,19 @@ impl Worker {
             tokio::fs::create_dir_all(&work)
                 .await
                 .map_err(|e| JobFailure::Retryable(e.to_string()))?;
+            let ladder = preset.clone();
             let (chosen, record) = self
-                .shape_one(prepared, &o.name, &o.options, *codec, rungs, *segment_seconds, pt, &work)
+                .shape_one(
+                    prepared,
+                    &ladder,
+                    &o.name,
+                    &o.options,
+                    *codec,
+                    rungs,
+                    *segment_seconds,
+                    pt,
+                    &work,
+                )
                 .await?;
             tokio::fs::remove_dir_all(&work).await.ok();
             tracing::info!(output = %o.name, rungs = ?record.rungs, dropped = ?record.dropped, complexity_bpp = record.complexity_bpp, secs = record.seconds, "ladder shaped for the title");
@@ -70,6 +81,7 @@ impl Worker {
     async fn shape_one(
         &self,
         prepared: &Prepared,
+        ladder: &nommer_core::presets::Preset,
         output: &str,
         options: &OutputOptions,
         codec: VideoCodec,
@@ -81,16 +93,28 @@ impl Worker {
         let started = Instant::now();
         let source = &prepared.probe;
         let short = short_side(source).ok_or_else(|| {
-            JobFailure::Permanent(JobErrorCode::MissingStream, "the source has no picture to shape a ladder for".into())
+            JobFailure::Permanent(
+                JobErrorCode::MissingStream,
+                "the source has no picture to shape a ladder for".into(),
+            )
         })?;
         let video = source.video().map(|v| v.index).unwrap_or(0);
         let (start, length) = plan::window(options, source);
         let length = length.or(source.duration_seconds.map(|d| d - start)).unwrap_or(0.0);
         let spans: Vec<(f64, f64)> = pt.spans(length).into_iter().map(|(t, l)| (start + t, l)).collect();
+        if spans.is_empty() {
+            return Err(JobFailure::Permanent(
+                JobErrorCode::InvalidMedia,
+                format!("output {output}: the source has no duration to sample for a per-title ladder; use a fixed ladder (hls, dash)"),
+            ));
+        }
         let samples = work.join("samples.mkv");
         let limits = &self.settings.limits;
         self.encoder
-            .encode(&plan::samples_args(&prepared.input, video, &spans, &samples, limits), |_| {})
+            .encode(
+                &plan::samples_args(&prepared.input, video, &spans, &samples, limits),
+                |_| {},
+            )
             .await
             .map_err(|e| self.encode_failure(e, "sampling the source"))?;
         let mut sprobe = self
@@ -98,7 +122,16 @@ impl Worker {
             .probe_own_output(&samples, 0)
             .await
             .map_err(|e| JobFailure::Retryable(format!("the samples did not probe: {e}")))?;
+        // the samples are the source's pictures: seen as the source is (its interlacing,
+        // its colour, whatever the lossless file kept of their tags)
         sprobe.interlacing = source.interlacing.clone();
+        if let (Some(sv), Some(v)) = (sprobe.streams.iter_mut().find(|x| x.index == 0), source.video()) {
+            sv.field_order = v.field_order.clone();
+            sv.color_transfer = v.color_transfer.clone();
+            sv.color_primaries = v.color_primaries.clone();
+            sv.color_space = v.color_space.clone();
+            sv.color_range = v.color_range.clone();
+        }
 
         // every rung the source fills, each at its trial rates, from one decode
         let smallest = pt.goals.iter().min_by_key(|g| g.height);
@@ -126,7 +159,7 @@ impl Worker {
             ..options.clone()
         };
         let inp = plan::PlanInput {
-            preset: &prepared.outputs[0].1,
+            preset: ladder,
             options: &trial_options,
             probe: &sprobe,
             input: &samples,
@@ -145,33 +178,48 @@ impl Worker {
         for (r, g) in &tried {
             let mut points = Vec::new();
             for t in trials.iter().filter(|t| t.height == r.height) {
-                let vmaf = self.trial_vmaf(&work.join(&t.file), &samples, &sprobe, work).await?;
+                let vmaf = self
+                    .trial_vmaf(&work.join(&t.file), &samples, &sprobe, &trial_options)
+                    .await?;
                 points.push(TrialScore {
                     kbps: f64::from(t.kbps),
                     vmaf,
                 });
             }
-            // quality that does not rise with the rate: the rung is as good at its floor
+            // quality that does not rise with the rate: more bits buy nothing, so the rung
+            // gets its floor (its bounds closed there) at the best quality measured
             let best = points.iter().map(|p| p.vmaf).fold(0.0, f64::max);
-            let fit = Fit::of(&points).unwrap_or(Fit { a: best, b: 1e-6 });
+            let (fit, flat) = match Fit::of(&points) {
+                Some(f) => (f, false),
+                None => (Fit { a: best, b: 1e-6 }, true),
+            };
             let target = RungTarget {
                 name: format!("{}p", r.height),
                 height: r.height,
                 target_vmaf: g.target_vmaf,
                 min_kbps: g.min_kbps,
-                max_kbps: g.max_kbps,
+                max_kbps: if flat { g.min_kbps } else { g.max_kbps },
             };
-            pairs.push((target, fit));
+            pairs.push((target, fit, flat));
         }
-        let (kept, dropped) = choose(&pairs, short);
+        let fits: Vec<(RungTarget, Fit)> = pairs.iter().map(|(t, f, _)| (t.clone(), *f)).collect();
+        let (kept, dropped) = choose(&fits, short);
         let complexity_bpp = pairs
             .iter()
-            .max_by_key(|(t, _)| t.height)
-            .map(|(t, fit)| {
+            .max_by_key(|(t, _, _)| t.height)
+            .map(|(t, fit, flat)| {
                 let display = nommer_core::presets::display_size(source).unwrap_or((1, 1));
                 let (w, h) = plan::output_size(display, t.height, false);
-                let fps = sprobe.video().and_then(|v| v.frame_rate).filter(|f| *f > 0.0).unwrap_or(30.0);
-                let kbps = fit.kbps_for(t.target_vmaf).min(1e6);
+                let fps = sprobe
+                    .video()
+                    .and_then(|v| v.frame_rate)
+                    .filter(|f| *f > 0.0)
+                    .unwrap_or(30.0);
+                let kbps = if *flat {
+                    f64::from(t.min_kbps)
+                } else {
+                    fit.kbps_for(t.target_vmaf).min(1e6)
+                };
                 (kbps * 1000.0 / (f64::from(w * h) * fps) * 1e4).round() / 1e4
             })
             .unwrap_or_default();
@@ -197,22 +245,29 @@ impl Worker {
     }
 
     /// One trial's mean VMAF against the samples.
-    async fn trial_vmaf(&self, trial: &Path, samples: &Path, sprobe: &nommer_core::job::Probe, work: &Path) -> Result<f64, JobFailure> {
+    async fn trial_vmaf(
+        &self,
+        trial: &Path,
+        samples: &Path,
+        sprobe: &nommer_core::job::Probe,
+        options: &OutputOptions,
+    ) -> Result<f64, JobFailure> {
         let log = trial.with_extension("vmaf.json");
         let input = fq::ScoreInput {
             distorted: trial,
             source: samples,
             probe: sprobe,
-            options: &OutputOptions::default(),
+            // the trials' own options (a frame-rate cap applies to the reference too)
+            options,
             caps: self.score_caps(),
             vmaf_log: &log,
             threads: 2,
             limits: &self.settings.limits,
         };
-        let (argv, _, model) = fq::score_args(&input)
-            .ok_or_else(|| JobFailure::Permanent(JobErrorCode::MissingStream, "the samples have no picture size".into()))?;
+        let (argv, _, model) = fq::score_args(&input).ok_or_else(|| {
+            JobFailure::Permanent(JobErrorCode::MissingStream, "the samples have no picture size".into())
+        })?;
         let scores = self.run_scoring(&argv, model, &log).await;
-        let _ = work;
         scores.vmaf.map(|v| v.mean).ok_or_else(|| {
             JobFailure::Retryable(format!(
                 "a per-title trial could not be scored: {}",

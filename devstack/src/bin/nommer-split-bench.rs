@@ -54,7 +54,11 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
 /// workers' way, 0 gives a worker a whole core.
 fn nice(pid: u32, value: i32) {
     let tids: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .map(|d| d.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect())
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
         .unwrap_or_else(|_| vec![pid]);
     for tid in tids {
         // SAFETY: setpriority on a thread of ours.
@@ -114,7 +118,10 @@ async fn main() -> anyhow::Result<()> {
     let plain = plain(&src, &args.preset, dir.path()).await?;
     println!("plain: {:.1} s", plain.as_secs_f64());
 
-    let mut opts = StackOptions::new(&format!("splitbench{}", std::process::id()), &args.logs.clone().unwrap_or_else(|| dir.path().join("logs")));
+    let mut opts = StackOptions::new(
+        &format!("splitbench{}", std::process::id()),
+        &args.logs.clone().unwrap_or_else(|| dir.path().join("logs")),
+    );
     opts.workers = 0;
     opts.config_path = Some(config(dir.path(), args.chunk_seconds)?);
     let mut stack = LocalStack::start(opts).await?;

@@ -50,7 +50,9 @@ pub fn encodingcom(preset: &Preset, o: &OutputOptions) -> Result<(), String> {
         },
         PresetKind::Ladder { codec, per_title, .. } => {
             if per_title.is_some() {
-                return Err("per-title ladders (trial encodes scored by VMAF) are made by the FFmpeg fleet only".into());
+                return Err(
+                    "per-title ladders (trial encodes scored by VMAF) are made by the FFmpeg fleet only".into(),
+                );
             }
             if *codec != VideoCodec::H264 && *codec != VideoCodec::H265 {
                 return Err("Encoding.com ladders are H.264 or H.265".into());
@@ -94,7 +96,11 @@ mod tests {
         let why = can_make(BackendKind::EncodingCom, auto, &OutputOptions::default()).unwrap_err();
         assert!(why.contains("per-title"), "{why}");
         assert_eq!(
-            can_make(BackendKind::EncodingCom, c.find("hls").unwrap(), &OutputOptions::default()),
+            can_make(
+                BackendKind::EncodingCom,
+                c.find("hls").unwrap(),
+                &OutputOptions::default()
+            ),
             Ok(())
         );
     }

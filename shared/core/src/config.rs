@@ -586,7 +586,9 @@ columns = 6
         assert!(c.catalog.find("mp4-540p").is_some());
         assert!(c.catalog.find("hls-small").is_some());
         match &c.catalog.find("hls-small-auto").unwrap().kind {
-            PresetKind::Ladder { per_title: Some(pt), .. } => {
+            PresetKind::Ladder {
+                per_title: Some(pt), ..
+            } => {
                 assert_eq!((pt.samples, pt.sample_seconds, pt.goals.len()), (4, 2.0, 2));
             }
             other => panic!("{other:?}"),

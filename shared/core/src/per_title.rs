@@ -256,7 +256,10 @@ impl PerTitle {
 impl Goal {
     /// The rates a rung is tried at: `n` spread evenly in log over its bounds.
     pub fn trial_rates(&self, n: u32) -> Vec<u32> {
-        let (lo, hi) = (f64::from(self.min_kbps.max(1)), f64::from(self.max_kbps.max(self.min_kbps).max(1)));
+        let (lo, hi) = (
+            f64::from(self.min_kbps.max(1)),
+            f64::from(self.max_kbps.max(self.min_kbps).max(1)),
+        );
         let n = n.max(2);
         let mut rates: Vec<u32> = (0..n)
             .map(|k| (lo * (hi / lo).powf(f64::from(k) / f64::from(n - 1))).round() as u32)
@@ -395,7 +398,15 @@ mod tests {
             max_kbps: 4500,
         };
         assert_eq!(g.trial_rates(3), vec![500, 1500, 4500]);
-        assert_eq!(Goal { min_kbps: 800, max_kbps: 800, ..g }.trial_rates(3), vec![800]);
+        assert_eq!(
+            Goal {
+                min_kbps: 800,
+                max_kbps: 800,
+                ..g
+            }
+            .trial_rates(3),
+            vec![800]
+        );
     }
 
     #[test]

@@ -45,6 +45,17 @@ impl Default for Limits {
     }
 }
 
+/// The end of a picture-only output: no audio, subtitles, data or the source's
+/// metadata, then its muxer and its URL.
+pub fn video_only_output(muxer: &str, url: String) -> Vec<String> {
+    let mut a: Vec<String> = ["-an", "-sn", "-dn", "-map_metadata", "-1", "-f", muxer]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+    a.push(url);
+    a
+}
+
 /// Input options that keep FFmpeg to the one local file it was given: only the `file`
 /// protocol, only media demuxers, bounded probing.
 pub fn input_guard(limits: &Limits) -> Vec<String> {

@@ -163,16 +163,7 @@ pub fn piece_args(input: &Path, index: u32, from: f64, to: Option<f64>, out: &Pa
     if let Some(t) = to {
         a.extend([s("-to"), format!("{t:.6}")]);
     }
-    a.extend([
-        s("-an"),
-        s("-sn"),
-        s("-dn"),
-        s("-map_metadata"),
-        s("-1"),
-        s("-f"),
-        s("matroska"),
-        format!("file:{}", out.display()),
-    ]);
+    a.extend(super::video_only_output("matroska", format!("file:{}", out.display())));
     a
 }
 

@@ -100,16 +100,10 @@ pub fn chunk(c: &ChunkInput) -> Result<ChunkPlan, PlanError> {
         a.extend(codec);
         a.extend([s("-force_key_frames"), keys.clone()]);
         a.extend(colour_tags());
-        a.extend([
-            s("-an"),
-            s("-sn"),
-            s("-dn"),
-            s("-map_metadata"),
-            s("-1"),
-            s("-f"),
-            s("mp4"),
-        ]);
-        a.push(format!("file:{}", c.out_dir.join(&file.name).display()));
+        a.extend(crate::ffmpeg::video_only_output(
+            "mp4",
+            format!("file:{}", c.out_dir.join(&file.name).display()),
+        ));
         files.push(file);
     }
     Ok(ChunkPlan { argv: a, files })

@@ -6,16 +6,18 @@
 use super::codecs::video_codec_args;
 use super::filters::colour_tags;
 use super::ladder::split_graph;
-use super::{guarded_start, input_args, s, PlanInput};
-use crate::ffmpeg::Limits;
+use super::{input_args, s, PlanInput};
+use crate::ffmpeg::{input_guard, Limits};
 use crate::presets::{Rung, VideoCodec};
 use std::path::Path;
 
 /// Cuts the excerpts `spans` (start, length in seconds) of the source's video stream
 /// `index` and joins them into one FFV1 file at `to`.
 pub fn samples_args(input: &Path, index: u32, spans: &[(f64, f64)], to: &Path, limits: &Limits) -> Vec<String> {
-    let mut a = guarded_start(limits);
+    let mut a = vec![s("-hide_banner"), s("-nostdin"), s("-y"), s("-loglevel"), s("error")];
+    // the guard is an input option: every input of the source gets its own
     for (start, len) in spans {
+        a.extend(input_guard(limits));
         a.extend([
             s("-ss"),
             format!("{start:.3}"),
@@ -33,13 +35,11 @@ pub fn samples_args(input: &Path, index: u32, spans: &[(f64, f64)], to: &Path, l
         s("[v]"),
         s("-c:v"),
         s("ffv1"),
-        s("-an"),
-        s("-sn"),
-        s("-dn"),
-        s("-f"),
-        s("matroska"),
-        format!("file:{}", to.display()),
     ]);
+    a.extend(crate::ffmpeg::video_only_output(
+        "matroska",
+        format!("file:{}", to.display()),
+    ));
     a
 }
 
@@ -65,22 +65,25 @@ pub fn trials_args(inp: &PlanInput, codec: VideoCodec, segment_seconds: u32, tri
     a.extend([s("-filter_complex"), split_graph(inp, &rungs)]);
     for (i, t) in trials.iter().enumerate() {
         a.extend([s("-map"), format!("[v{i}]")]);
-        a.extend(video_codec_args(codec, codec.default_speed(), 23, Some(t.kbps), t.kbps, None));
+        a.extend(video_codec_args(
+            codec,
+            codec.default_speed(),
+            23,
+            Some(t.kbps),
+            t.kbps,
+            None,
+        ));
         a.extend(colour_tags());
         a.extend([
             s("-force_key_frames"),
             format!("expr:gte(t,n_forced*{segment_seconds})"),
             s("-sc_threshold"),
             s("0"),
-            s("-an"),
-            s("-sn"),
-            s("-dn"),
-            s("-map_metadata"),
-            s("-1"),
-            s("-f"),
-            s("mp4"),
-            format!("file:{}", inp.out_dir.join(&t.file).display()),
         ]);
+        a.extend(crate::ffmpeg::video_only_output(
+            "mp4",
+            format!("file:{}", inp.out_dir.join(&t.file).display()),
+        ));
     }
     a
 }
@@ -94,11 +97,26 @@ mod tests {
     #[test]
     fn samples_are_cut_from_the_source_and_trials_made_as_the_ladder_makes_its_rungs() {
         let limits = Limits::default();
-        let a = samples_args(Path::new("/w/src"), 0, &[(9.0, 2.0), (29.0, 2.0)], Path::new("/w/s.mkv"), &limits);
+        let a = samples_args(
+            Path::new("/w/src"),
+            0,
+            &[(9.0, 2.0), (29.0, 2.0)],
+            Path::new("/w/s.mkv"),
+            &limits,
+        );
         let j = a.join(" ");
-        assert!(j.contains("-ss 9.000 -t 2.000 -i file:/w/src -ss 29.000 -t 2.000 -i file:/w/src"), "{j}");
-        assert!(j.contains("[0:0][1:0]concat=n=2:v=1:a=0[v]") && j.contains("-c:v ffv1"), "{j}");
-        assert!(j.contains("-protocol_whitelist"), "the source is read under the input guard: {j}");
+        assert!(
+            j.contains("-ss 9.000 -t 2.000 -i file:/w/src") && j.contains("-ss 29.000 -t 2.000 -i file:/w/src"),
+            "{j}"
+        );
+        assert!(
+            j.contains("[0:0][1:0]concat=n=2:v=1:a=0[v]") && j.contains("-c:v ffv1"),
+            "{j}"
+        );
+        assert!(
+            j.contains("-protocol_whitelist"),
+            "the source is read under the input guard: {j}"
+        );
 
         let probe = Probe {
             streams: vec![ProbeStream {
@@ -139,6 +157,9 @@ mod tests {
         assert!(j.contains("split=2[s0][s1]"), "one decode for every trial: {j}");
         assert!(j.contains("-b:v 800k") && j.contains("-b:v 5000k"), "{j}");
         assert!(j.contains("file:/w/trials/t-720-800.mp4") && j.contains("file:/w/trials/t-720-5000.mp4"));
-        assert!(j.contains("expr:gte(t,n_forced*4)"), "keyframes as the ladder places them: {j}");
+        assert!(
+            j.contains("expr:gte(t,n_forced*4)"),
+            "keyframes as the ladder places them: {j}"
+        );
     }
 }
