@@ -98,40 +98,8 @@ impl Worker {
                 "the source has no picture to shape a ladder for".into(),
             )
         })?;
-        let video = source.video().map(|v| v.index).unwrap_or(0);
-        let (start, length) = plan::window(options, source);
-        let length = length.or(source.duration_seconds.map(|d| d - start)).unwrap_or(0.0);
-        let spans: Vec<(f64, f64)> = pt.spans(length).into_iter().map(|(t, l)| (start + t, l)).collect();
-        if spans.is_empty() {
-            return Err(JobFailure::Permanent(
-                JobErrorCode::InvalidMedia,
-                format!("output {output}: the source has no duration to sample for a per-title ladder; use a fixed ladder (hls, dash)"),
-            ));
-        }
-        let samples = work.join("samples.mkv");
+        let (spans, samples, sprobe) = self.sample(prepared, output, options, pt, work).await?;
         let limits = &self.settings.limits;
-        self.encoder
-            .encode(
-                &plan::samples_args(&prepared.input, video, &spans, &samples, limits),
-                |_| {},
-            )
-            .await
-            .map_err(|e| self.encode_failure(e, "sampling the source"))?;
-        let mut sprobe = self
-            .prober
-            .probe_own_output(&samples, 0)
-            .await
-            .map_err(|e| JobFailure::Retryable(format!("the samples did not probe: {e}")))?;
-        // the samples are the source's pictures: seen as the source is (its interlacing,
-        // its colour, whatever the lossless file kept of their tags)
-        sprobe.interlacing = source.interlacing.clone();
-        if let (Some(sv), Some(v)) = (sprobe.streams.iter_mut().find(|x| x.index == 0), source.video()) {
-            sv.field_order = v.field_order.clone();
-            sv.color_transfer = v.color_transfer.clone();
-            sv.color_primaries = v.color_primaries.clone();
-            sv.color_space = v.color_space.clone();
-            sv.color_range = v.color_range.clone();
-        }
 
         // every rung the source fills, each at its trial rates, from one decode
         let smallest = pt.goals.iter().min_by_key(|g| g.height);
@@ -173,13 +141,100 @@ impl Worker {
             .await
             .map_err(|e| self.encode_failure(e, "the per-title trial encodes"))?;
 
+        let pairs = self
+            .fit_rungs(&tried, &trials, &samples, &sprobe, &trial_options, work)
+            .await?;
+        let fits: Vec<(RungTarget, Fit)> = pairs.iter().map(|(t, f, _)| (t.clone(), *f)).collect();
+        let (kept, dropped) = choose(&fits, short);
+        let complexity_bpp = complexity(&pairs, source, &sprobe);
+        let chosen = kept
+            .iter()
+            .rev()
+            .map(|c| Rung {
+                height: c.height,
+                video_kbps: c.kbps,
+            })
+            .collect();
+        let record = Record {
+            output: output.to_string(),
+            samples: spans.len() as u32,
+            sample_seconds: nommer_core::quality::round3(spans.iter().map(|s| s.1).sum()),
+            complexity_bpp,
+            rungs: kept,
+            dropped,
+            trials: trials.len() as u32,
+            seconds: nommer_core::quality::round3(started.elapsed().as_secs_f64()),
+        };
+        Ok((chosen, record))
+    }
+
+    /// The samples of the source (or of its trim) cut into one FFV1 file, and its probe
+    /// seen as the source is.
+    async fn sample(
+        &self,
+        prepared: &Prepared,
+        output: &str,
+        options: &OutputOptions,
+        pt: &PerTitle,
+        work: &Path,
+    ) -> Result<(Vec<(f64, f64)>, std::path::PathBuf, nommer_core::job::Probe), JobFailure> {
+        let source = &prepared.probe;
+        let video = source.video().map(|v| v.index).unwrap_or(0);
+        let (start, length) = plan::window(options, source);
+        let length = length.or(source.duration_seconds.map(|d| d - start)).unwrap_or(0.0);
+        let spans: Vec<(f64, f64)> = pt.spans(length).into_iter().map(|(t, l)| (start + t, l)).collect();
+        if spans.is_empty() {
+            return Err(JobFailure::Permanent(
+                JobErrorCode::InvalidMedia,
+                format!("output {output}: the source has no duration to sample for a per-title ladder; use a fixed ladder (hls, dash)"),
+            ));
+        }
+        let samples = work.join("samples.mkv");
+        let limits = &self.settings.limits;
+        self.encoder
+            .encode(
+                &plan::samples_args(&prepared.input, video, &spans, &samples, limits),
+                |_| {},
+            )
+            .await
+            .map_err(|e| self.encode_failure(e, "sampling the source"))?;
+        let mut sprobe = self
+            .prober
+            .probe_own_output(&samples, 0)
+            .await
+            .map_err(|e| JobFailure::Retryable(format!("the samples did not probe: {e}")))?;
+        // the samples are the source's pictures: seen as the source is (its interlacing,
+        // its colour, whatever the lossless file kept of their tags)
+        sprobe.interlacing = source.interlacing.clone();
+        if let (Some(sv), Some(v)) = (sprobe.streams.iter_mut().find(|x| x.index == 0), source.video()) {
+            sv.field_order = v.field_order.clone();
+            sv.color_transfer = v.color_transfer.clone();
+            sv.color_primaries = v.color_primaries.clone();
+            sv.color_space = v.color_space.clone();
+            sv.color_range = v.color_range.clone();
+        }
+
+        Ok((spans, samples, sprobe))
+    }
+
+    /// Each tried rung's VMAF fit from its trials' scores against the samples, its
+    /// target, and whether its quality was flat (no fit: it gets its floor).
+    async fn fit_rungs(
+        &self,
+        tried: &[(Rung, Goal)],
+        trials: &[Trial],
+        samples: &Path,
+        sprobe: &nommer_core::job::Probe,
+        trial_options: &OutputOptions,
+        work: &Path,
+    ) -> Result<Vec<(RungTarget, Fit, bool)>, JobFailure> {
         // each trial's VMAF against the samples, and a fit per rung
         let mut pairs = Vec::new();
-        for (r, g) in &tried {
+        for (r, g) in tried {
             let mut points = Vec::new();
             for t in trials.iter().filter(|t| t.height == r.height) {
                 let vmaf = self
-                    .trial_vmaf(&work.join(&t.file), &samples, &sprobe, &trial_options)
+                    .trial_vmaf(&work.join(&t.file), samples, sprobe, trial_options)
                     .await?;
                 points.push(TrialScore {
                     kbps: f64::from(t.kbps),
@@ -202,46 +257,7 @@ impl Worker {
             };
             pairs.push((target, fit, flat));
         }
-        let fits: Vec<(RungTarget, Fit)> = pairs.iter().map(|(t, f, _)| (t.clone(), *f)).collect();
-        let (kept, dropped) = choose(&fits, short);
-        let complexity_bpp = pairs
-            .iter()
-            .max_by_key(|(t, _, _)| t.height)
-            .map(|(t, fit, flat)| {
-                let display = nommer_core::presets::display_size(source).unwrap_or((1, 1));
-                let (w, h) = plan::output_size(display, t.height, false);
-                let fps = sprobe
-                    .video()
-                    .and_then(|v| v.frame_rate)
-                    .filter(|f| *f > 0.0)
-                    .unwrap_or(30.0);
-                let kbps = if *flat {
-                    f64::from(t.min_kbps)
-                } else {
-                    fit.kbps_for(t.target_vmaf).min(1e6)
-                };
-                (kbps * 1000.0 / (f64::from(w * h) * fps) * 1e4).round() / 1e4
-            })
-            .unwrap_or_default();
-        let chosen = kept
-            .iter()
-            .rev()
-            .map(|c| Rung {
-                height: c.height,
-                video_kbps: c.kbps,
-            })
-            .collect();
-        let record = Record {
-            output: output.to_string(),
-            samples: spans.len() as u32,
-            sample_seconds: nommer_core::quality::round3(spans.iter().map(|s| s.1).sum()),
-            complexity_bpp,
-            rungs: kept,
-            dropped,
-            trials: trials.len() as u32,
-            seconds: nommer_core::quality::round3(started.elapsed().as_secs_f64()),
-        };
-        Ok((chosen, record))
+        Ok(pairs)
     }
 
     /// One trial's mean VMAF against the samples.
@@ -275,6 +291,33 @@ impl Worker {
             ))
         })
     }
+}
+
+/// Bits per pixel the tallest tried rung needs for its target (its floor when flat).
+fn complexity(
+    pairs: &[(RungTarget, Fit, bool)],
+    source: &nommer_core::job::Probe,
+    sprobe: &nommer_core::job::Probe,
+) -> f64 {
+    pairs
+        .iter()
+        .max_by_key(|(t, _, _)| t.height)
+        .map(|(t, fit, flat)| {
+            let display = nommer_core::presets::display_size(source).unwrap_or((1, 1));
+            let (w, h) = plan::output_size(display, t.height, false);
+            let fps = sprobe
+                .video()
+                .and_then(|v| v.frame_rate)
+                .filter(|f| *f > 0.0)
+                .unwrap_or(30.0);
+            let kbps = if *flat {
+                f64::from(t.min_kbps)
+            } else {
+                fit.kbps_for(t.target_vmaf).min(1e6)
+            };
+            (kbps * 1000.0 / (f64::from(w * h) * fps) * 1e4).round() / 1e4
+        })
+        .unwrap_or_default()
 }
 
 /// Each chosen rung's VMAF as made, from the scores of the whole encode.

@@ -161,11 +161,6 @@ async fn main() -> anyhow::Result<()> {
     let chunks = done.split.as_ref().map(|p| p.chunks.len()).unwrap_or(0);
     anyhow::ensure!(chunks > 1, "the job was not split");
 
-    let at = |s: JobState| done.history.iter().find(|h| h.state == s).map(|h| h.at);
-    let phase = |a: JobState, b: JobState| match (at(a), at(b)) {
-        (Some(x), Some(y)) => (y - x).num_milliseconds() as f64 / 1000.0,
-        _ => f64::NAN,
-    };
     let speedup = plain.as_secs_f64() / split.as_secs_f64();
     println!();
     println!(
@@ -182,6 +177,28 @@ async fn main() -> anyhow::Result<()> {
         "speed-up {speedup:.2}x; per worker {:.2} (goal 0.85)",
         speedup / args.workers as f64
     );
+    phases(&done, &args, plain);
+    println!("each worker's tasks (seconds from submit; busy share of the job's wall time):");
+    for w in stack.workers() {
+        let text = std::fs::read_to_string(&w.log).unwrap_or_default();
+        let (line, busy) = timeline(&text, submitted);
+        println!(
+            "  {}: busy {:.0} % — {line}",
+            w.id.rsplit('-').take(2).collect::<Vec<_>>().join("-"),
+            100.0 * busy / split.as_secs_f64()
+        );
+    }
+    stack.shutdown().await;
+    Ok(())
+}
+
+/// The job's time between its states, against the ideal.
+fn phases(done: &nommer_core::Job, args: &Args, plain: Duration) {
+    let at = |s: JobState| done.history.iter().find(|h| h.state == s).map(|h| h.at);
+    let phase = |a: JobState, b: JobState| match (at(a), at(b)) {
+        (Some(x), Some(y)) => (y - x).num_milliseconds() as f64 / 1000.0,
+        _ => f64::NAN,
+    };
     println!("where the time went:");
     println!(
         "  submit to the split starting:  {:7.1} s",
@@ -203,18 +220,6 @@ async fn main() -> anyhow::Result<()> {
         "  ideal chunk phase (plain / workers):         {:7.1} s",
         plain.as_secs_f64() / args.workers as f64
     );
-    println!("each worker's tasks (seconds from submit; busy share of the job's wall time):");
-    for w in stack.workers() {
-        let text = std::fs::read_to_string(&w.log).unwrap_or_default();
-        let (line, busy) = timeline(&text, submitted);
-        println!(
-            "  {}: busy {:.0} % — {line}",
-            w.id.rsplit('-').take(2).collect::<Vec<_>>().join("-"),
-            100.0 * busy / split.as_secs_f64()
-        );
-    }
-    stack.shutdown().await;
-    Ok(())
 }
 
 /// A worker's tasks from its log, as `name start–end` in seconds from `from`, and the
