@@ -141,6 +141,12 @@ mod tests {
         let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
         let pid = child.id();
         assert!(children(std::process::id()).contains(&pid));
+        // spawn can return before the child's exec: until then it carries the name of
+        // the thread that forked it, so wait for the exec (bounded), then check
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while name(pid).as_deref() != Some("sleep") && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
         assert_eq!(name(pid).as_deref(), Some("sleep"));
         child.kill().unwrap();
         child.wait().unwrap();
