@@ -169,3 +169,70 @@ async fn without_libvmaf_a_per_title_ladder_fails_and_says_what_to_install() {
     );
     stack.shutdown().await;
 }
+
+/// The CRF x264 wrote into its own SEI options string (`crf=27.0`).
+fn x264_crf(path: &Path) -> Option<f64> {
+    let bytes = std::fs::read(path).unwrap();
+    let at = bytes.windows(4).position(|w| w == b"crf=")?;
+    let tail: String = bytes[at + 4..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit() || **b == b'.')
+        .map(|b| *b as char)
+        .collect();
+    tail.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vmaf_target_finds_the_crf_that_reaches_it_and_the_file_made_at_it_does() {
+    let ff = nommer_tests::vmaf_ffmpeg();
+    let stack = spawn_stack_with("crfsearch", 1, |o| {
+        o.worker_env
+            .insert(nommer_core::settings::SCORE_FFMPEG.into(), ff.clone());
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let still = dir.path().join("still.mp4");
+    let busy = dir.path().join("busy.mp4");
+    source(&still, "smptehdbars=size=640x360:rate=25:duration=6");
+    source(&busy, "testsrc2=size=640x360:rate=25:duration=6,noise=alls=12:allf=t+u");
+    let mut found = Vec::new();
+    for (name, src) in [("still", &still), ("busy", &busy)] {
+        let job = run_job(&stack, src, &format!("{name}.mp4"), json!([{ "preset": "mp4-auto" }])).await;
+        assert_complete(&stack, &job);
+        assert_eq!(job.target_vmaf.len(), 1, "{name}: {:?}", job.target_vmaf);
+        let rec = job.target_vmaf[0].clone();
+        assert!(rec.reached, "{name}: {rec:?}");
+        assert!(rec.trials.len() <= nommer_core::target_vmaf::MAX_TRIALS, "{rec:?}");
+        assert!(rec.crf >= rec.crf_range[0] && rec.crf <= rec.crf_range[1], "{rec:?}");
+        assert!(rec.predicted_vmaf >= rec.target_vmaf, "{rec:?}");
+        let file = nommer_tests::output_file(&stack, &job, "mp4-auto", dir.path()).await;
+        // the encoder's own record of the CRF it was given
+        assert_eq!(x264_crf(&file), Some(f64::from(rec.crf)), "{name}: {rec:?}");
+        // the file as made, scored by a bare libvmaf run of the test's own against the
+        // source: it reaches the target (a point's slack for the whole against samples)
+        let bare = nommer_tests::bare_vmaf(&file, src, "");
+        assert!(
+            bare >= rec.target_vmaf - 1.0,
+            "{name}: VMAF {bare:.2} for target {}: {rec:?}",
+            rec.target_vmaf
+        );
+        let measured = rec.measured_vmaf.expect("the file is scored whole");
+        assert!(
+            (measured - bare).abs() < 1.5,
+            "{name}: the job says {measured:.2}, libvmaf {bare:.2}"
+        );
+        found.push((name, rec, std::fs::metadata(&file).unwrap().len()));
+    }
+    eprintln!("crf search: {found:#?}");
+    let (_, still_rec, still_bytes) = &found[0];
+    let (_, busy_rec, busy_bytes) = &found[1];
+    assert!(
+        still_rec.crf > busy_rec.crf,
+        "the still picture takes a higher CRF: {still_rec:?} {busy_rec:?}"
+    );
+    assert!(
+        still_bytes < busy_bytes,
+        "and fewer bytes: {still_bytes} against {busy_bytes}"
+    );
+    stack.shutdown().await;
+}

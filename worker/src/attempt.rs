@@ -13,6 +13,15 @@ use nommer_core::Transition;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// What the encode measured besides its files: each scored rendition, and what each
+/// per-title ladder and CRF search found; written on the job with its manifest.
+#[derive(Default)]
+pub(crate) struct Found {
+    pub scores: Vec<nommer_core::quality::Quality>,
+    pub per_title: Vec<nommer_core::per_title::Record>,
+    pub target_vmaf: Vec<nommer_core::target_vmaf::Record>,
+}
+
 impl Worker {
     pub(crate) async fn attempt(&self, held: &Held, dir: &Path) -> Result<(), JobFailure> {
         let job = held.transition(Transition::StartDownload, None).await?;
@@ -38,14 +47,18 @@ impl Worker {
         }
 
         held.transition(Transition::StartEncode, None).await?;
-        let mut shaped = self.shape_ladders(&mut prepared, dir).await?;
+        let mut per_title = self.shape_ladders(&mut prepared, dir).await?;
+        let mut target_vmaf = self.search_crfs(&mut prepared, dir).await?;
         let encoded = self.encode_all(held, &prepared, dir).await?;
         let scores = self.score_all(&prepared, &encoded, dir).await;
-        if !shaped.is_empty() {
-            crate::per_title::measured(&mut shaped, &scores);
-            held.update(|j| j.per_title = shaped.clone()).await?;
-        }
-        self.deliver(held, &job, &prepared, &encoded, scores).await
+        crate::per_title::measured(&mut per_title, &scores);
+        crate::target::measured(&mut target_vmaf, &scores);
+        let found = Found {
+            scores,
+            per_title,
+            target_vmaf,
+        };
+        self.deliver(held, &job, &prepared, &encoded, found).await
     }
 
     /// The end of every job the fleet makes: each output checked before anything is
@@ -56,8 +69,9 @@ impl Worker {
         job: &Job,
         prepared: &Prepared,
         encoded: &[crate::encode::Encoded],
-        scores: Vec<nommer_core::quality::Quality>,
+        found: Found,
     ) -> Result<(), JobFailure> {
+        let scores = found.scores;
         let (mut manifest, uploads) = self.check_outputs(job, prepared, encoded).await?;
         let mains: Vec<(String, String)> = encoded
             .iter()
@@ -74,6 +88,8 @@ impl Worker {
         held.update(|j| {
             j.manifest = manifest.clone();
             j.quality = scores.clone();
+            j.per_title = found.per_title.clone();
+            j.target_vmaf = found.target_vmaf.clone();
         })
         .await?;
         held.transition(Transition::Finish, None).await?;

@@ -24,6 +24,7 @@ mod slots;
 mod source;
 mod split;
 mod stitch;
+mod target;
 mod tasks;
 
 pub use failure::JobFailure;

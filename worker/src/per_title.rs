@@ -36,15 +36,12 @@ impl Worker {
             else {
                 continue;
             };
-            if !self.score_caps().libvmaf {
-                return Err(JobFailure::Permanent(
-                    JobErrorCode::EncodeFailed,
-                    format!(
-                        "output {}: preset {} shapes its ladder by VMAF, and this worker's scoring FFmpeg ({}) has no libvmaf: set NOMMER_SCORE_FFMPEG to an FFmpeg built with it, or use a fixed ladder (hls, dash)",
-                        o.name, preset.name, self.settings.score_ffmpeg
-                    ),
-                ));
-            }
+            self.needs_vmaf(
+                &o.name,
+                &preset.name,
+                "shapes its ladder by VMAF",
+                "a fixed ladder (hls, dash)",
+            )?;
             let work = dir.join(format!("per-title-{i}"));
             tokio::fs::create_dir_all(&work)
                 .await
@@ -98,7 +95,9 @@ impl Worker {
                 "the source has no picture to shape a ladder for".into(),
             )
         })?;
-        let (spans, samples, sprobe) = self.sample(prepared, output, options, pt, work).await?;
+        let (spans, samples, sprobe) = self
+            .sample(prepared, output, options, (pt.samples, pt.sample_seconds), work)
+            .await?;
         let limits = &self.settings.limits;
 
         // every rung the source fills, each at its trial rates, from one decode
@@ -168,25 +167,28 @@ impl Worker {
         Ok((chosen, record))
     }
 
-    /// The samples of the source (or of its trim) cut into one FFV1 file, and its probe
-    /// seen as the source is.
-    async fn sample(
+    /// The samples of the source (or of its trim), `(how many, seconds each)`, cut into
+    /// one FFV1 file, and its probe seen as the source is.
+    pub(crate) async fn sample(
         &self,
         prepared: &Prepared,
         output: &str,
         options: &OutputOptions,
-        pt: &PerTitle,
+        (count, seconds): (u32, f64),
         work: &Path,
     ) -> Result<(Vec<(f64, f64)>, std::path::PathBuf, nommer_core::job::Probe), JobFailure> {
         let source = &prepared.probe;
         let video = source.video().map(|v| v.index).unwrap_or(0);
         let (start, length) = plan::window(options, source);
         let length = length.or(source.duration_seconds.map(|d| d - start)).unwrap_or(0.0);
-        let spans: Vec<(f64, f64)> = pt.spans(length).into_iter().map(|(t, l)| (start + t, l)).collect();
+        let spans: Vec<(f64, f64)> = nommer_core::per_title::spans(count, seconds, length)
+            .into_iter()
+            .map(|(t, l)| (start + t, l))
+            .collect();
         if spans.is_empty() {
             return Err(JobFailure::Permanent(
                 JobErrorCode::InvalidMedia,
-                format!("output {output}: the source has no duration to sample for a per-title ladder; use a fixed ladder (hls, dash)"),
+                format!("output {output}: the source has no duration to sample for its VMAF target; use a preset with fixed rates"),
             ));
         }
         let samples = work.join("samples.mkv");
@@ -215,6 +217,22 @@ impl Worker {
         }
 
         Ok((spans, samples, sprobe))
+    }
+
+    /// Fails (permanently) an output whose preset `does` something by VMAF when the
+    /// scoring FFmpeg has no libvmaf, saying what to set or use `instead`.
+    pub(crate) fn needs_vmaf(&self, output: &str, preset: &str, does: &str, instead: &str) -> Result<(), JobFailure> {
+        if self.score_caps().libvmaf {
+            return Ok(());
+        }
+        Err(JobFailure::Permanent(
+            JobErrorCode::EncodeFailed,
+            format!(
+                "output {output}: preset {preset} {does}, and this worker's scoring FFmpeg ({}) has no libvmaf: {}, or use {instead}",
+                self.settings.score_ffmpeg,
+                crate::quality::SET_VMAF_FFMPEG
+            ),
+        ))
     }
 
     /// Each tried rung's VMAF fit from its trials' scores against the samples, its
@@ -261,7 +279,7 @@ impl Worker {
     }
 
     /// One trial's mean VMAF against the samples.
-    async fn trial_vmaf(
+    pub(crate) async fn trial_vmaf(
         &self,
         trial: &Path,
         samples: &Path,

@@ -18,6 +18,9 @@ use nommer_core::quality::{summarise_vmaf, Capabilities, Quality, Scores};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// What to do about a scoring FFmpeg without libvmaf.
+pub(crate) const SET_VMAF_FFMPEG: &str = "set NOMMER_SCORE_FFMPEG to an FFmpeg built with libvmaf";
+
 /// Reads what an FFmpeg binary can score with.
 pub(crate) async fn capabilities(ffmpeg: &str) -> anyhow::Result<Capabilities> {
     let out = nommer_media::runner::run(
@@ -40,9 +43,14 @@ impl Worker {
             PresetKind::Ladder { .. } => true,
             PresetKind::Thumbnails(_) => false,
         };
-        // a per-title ladder is always scored: its measured VMAF goes beside the predicted
-        let per_title = matches!(&p.kind, PresetKind::Ladder { per_title: Some(_), .. });
-        video && (per_title || o.options.quality.unwrap_or(self.settings.config.quality))
+        // a per-title ladder or a VMAF target is always scored: its measured VMAF goes
+        // beside the predicted
+        let by_vmaf = match &p.kind {
+            PresetKind::Ladder { per_title, .. } => per_title.is_some(),
+            PresetKind::File { video: Some(v), .. } => v.target_vmaf.is_some(),
+            _ => false,
+        };
+        video && (by_vmaf || o.options.quality.unwrap_or(self.settings.config.quality))
     }
 
     /// What the scoring FFmpeg can do (read at start; nothing until then).
@@ -140,7 +148,7 @@ impl Worker {
         match fq::score_args(&input) {
             _ if !caps.can_score() => {
                 q.scores.note = Some(format!(
-                    "{} has neither libvmaf nor psnr and ssim: set NOMMER_SCORE_FFMPEG to an FFmpeg built with libvmaf",
+                    "{} has neither libvmaf nor psnr and ssim: {SET_VMAF_FFMPEG}",
                     self.settings.score_ffmpeg
                 ))
             }
@@ -185,8 +193,8 @@ impl Worker {
         match model {
             None => {
                 scores.note = Some(format!(
-                "{ffmpeg} has no libvmaf: PSNR and SSIM only (set NOMMER_SCORE_FFMPEG to an FFmpeg built with libvmaf)"
-            ))
+                    "{ffmpeg} has no libvmaf: PSNR and SSIM only ({SET_VMAF_FFMPEG})"
+                ))
             }
             Some(model) => match tokio::fs::read_to_string(log)
                 .await

@@ -99,7 +99,8 @@ impl Worker {
             marks: vec![None; n],
             stem,
         };
-        self.deliver(&held, &job, &prepared, &encoded, Vec::new()).await?;
+        self.deliver(&held, &job, &prepared, &encoded, Default::default())
+            .await?;
         self.clear_scratch(&job.id).await;
         Ok(())
     }

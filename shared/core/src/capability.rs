@@ -45,6 +45,9 @@ pub fn encodingcom(preset: &Preset, o: &OutputOptions) -> Result<(), String> {
     match &preset.kind {
         PresetKind::File { video, .. } => match video {
             Some(v) if v.codec == VideoCodec::Av1 => return Err("AV1 is made by the FFmpeg fleet only".into()),
+            Some(v) if v.target_vmaf.is_some() => {
+                return Err("a VMAF target (a CRF searched on samples) is made by the FFmpeg fleet only".into())
+            }
             None if o.two_pass => return Err("two_pass needs video".into()),
             _ => {}
         },
@@ -95,6 +98,13 @@ mod tests {
         let auto = c.find("hls-auto").unwrap();
         let why = can_make(BackendKind::EncodingCom, auto, &OutputOptions::default()).unwrap_err();
         assert!(why.contains("per-title"), "{why}");
+        let why = can_make(
+            BackendKind::EncodingCom,
+            c.find("mp4-auto").unwrap(),
+            &OutputOptions::default(),
+        )
+        .unwrap_err();
+        assert!(why.contains("VMAF target"), "{why}");
         assert_eq!(
             can_make(
                 BackendKind::EncodingCom,

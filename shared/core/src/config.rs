@@ -553,6 +553,12 @@ container = "mp4"
 video = { codec = "h264", max_height = 540, crf = 23, max_bitrate_kbps = 3000 }
 audio = { codec = "aac", bitrate_kbps = 128 }
 
+[presets.mp4-540p-auto]
+kind = "file"
+container = "mp4"
+video = { codec = "h264", max_height = 540, crf = 24, max_bitrate_kbps = 3000, target_vmaf = 92, vmaf_tolerance = 0.5, crf_range = [18, 34] }
+audio = { codec = "aac", bitrate_kbps = 128 }
+
 [presets.hls-small]
 kind = "ladder"
 format = "hls"
@@ -593,6 +599,22 @@ columns = 6
             }
             other => panic!("{other:?}"),
         }
+        match &c.catalog.find("mp4-540p-auto").unwrap().kind {
+            PresetKind::File { video: Some(v), .. } => {
+                let s = crate::target_vmaf::Search::of(v).unwrap();
+                assert_eq!(
+                    (s.target_vmaf, s.tolerance, s.crf_min, s.crf_max, s.start),
+                    (92.0, 0.5, 18, 34, 24)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let bad = GOOD.replace("crf_range = [18, 34]", "crf_range = [34, 18]");
+        let e = Config::parse(&bad, "nommer.toml").unwrap_err().to_string();
+        assert!(e.contains("mp4-540p-auto") && e.contains("crf_range"), "{e}");
+        let bad = GOOD.replace("target_vmaf = 92, ", "");
+        let e = Config::parse(&bad, "nommer.toml").unwrap_err().to_string();
+        assert!(e.contains("go with target_vmaf"), "{e}");
         // a goal for a rung the ladder does not have is refused, naming the preset
         let bad = GOOD.replace("height = 240, target_vmaf", "height = 480, target_vmaf");
         let e = Config::parse(&bad, "nommer.toml").unwrap_err().to_string();

@@ -534,6 +534,9 @@ pub struct Job {
     /// What each per-title ladder measured and chose.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub per_title: Vec<crate::per_title::Record>,
+    /// What each `target_vmaf` file's CRF search tried and chose.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_vmaf: Vec<crate::target_vmaf::Record>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     #[serde(default)]
@@ -580,6 +583,7 @@ impl Job {
             split: None,
             quality: Vec::new(),
             per_title: Vec::new(),
+            target_vmaf: Vec::new(),
             created_at: now,
             updated_at: now,
             history: vec![HistoryEntry {

@@ -27,6 +27,7 @@ pub mod scaling;
 pub mod settings;
 pub mod split;
 pub mod state;
+pub mod target_vmaf;
 pub mod task;
 pub mod text;
 

@@ -239,18 +239,24 @@ impl PerTitle {
     /// excerpts centred in equal parts of it, or the whole source when it is too short
     /// to sample (under twice the samples' length).
     pub fn spans(&self, duration: f64) -> Vec<(f64, f64)> {
-        let n = self.samples.max(1) as f64;
-        let len = self.sample_seconds;
-        if !duration.is_finite() || duration <= 0.0 {
-            return Vec::new();
-        }
-        if duration < 2.0 * n * len {
-            return vec![(0.0, duration)];
-        }
-        (0..self.samples)
-            .map(|k| ((duration * (k as f64 + 0.5) / n - len / 2.0).max(0.0), len))
-            .collect()
+        spans(self.samples, self.sample_seconds, duration)
     }
+}
+
+/// Where `samples` excerpts of `len` seconds are taken in a source `duration` seconds
+/// long: centred in equal parts of it, or the whole source when it is too short to
+/// sample (under twice the samples' length).
+pub fn spans(samples: u32, len: f64, duration: f64) -> Vec<(f64, f64)> {
+    let n = samples.max(1) as f64;
+    if !duration.is_finite() || duration <= 0.0 {
+        return Vec::new();
+    }
+    if duration < 2.0 * n * len {
+        return vec![(0.0, duration)];
+    }
+    (0..samples)
+        .map(|k| ((duration * (k as f64 + 0.5) / n - len / 2.0).max(0.0), len))
+        .collect()
 }
 
 impl Goal {

@@ -103,6 +103,16 @@ pub struct VideoSpec {
     /// libvpx `-cpu-used`); the codec's default when absent.
     #[serde(default)]
     pub speed: Option<String>,
+    /// A quality target: the CRF is searched on samples of the title for this VMAF
+    /// (`crf` is the first tried), then the file is encoded once at it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_vmaf: Option<f64>,
+    /// How far above the target is close enough (VMAF points; 1 by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmaf_tolerance: Option<f64>,
+    /// The CRFs the search keeps to (the codec's usual range by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crf_range: Option<[u8; 2]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -299,6 +309,24 @@ impl VideoSpec {
                 self.max_bitrate_kbps
             ));
         }
+        if let Some(t) = self.target_vmaf {
+            if !(20.0..=100.0).contains(&t) {
+                return Err(format!("target_vmaf {t} is not within 20-100"));
+            }
+        }
+        if let Some(t) = self.vmaf_tolerance {
+            if !(0.1..=10.0).contains(&t) {
+                return Err(format!("vmaf_tolerance {t} is not within 0.1-10"));
+            }
+        }
+        if let Some([lo, hi]) = self.crf_range {
+            if lo > hi || hi > 63 {
+                return Err(format!("crf_range [{lo}, {hi}] is not low-high within 0-63"));
+            }
+        }
+        if self.target_vmaf.is_none() && (self.vmaf_tolerance.is_some() || self.crf_range.is_some()) {
+            return Err("vmaf_tolerance and crf_range go with target_vmaf".into());
+        }
         if let Some(s) = &self.speed {
             if s.is_empty() || s.len() > 12 || !s.bytes().all(|b| b.is_ascii_alphanumeric()) {
                 return Err(format!("speed `{s}` is not a plain word or number"));
@@ -399,6 +427,9 @@ fn v(codec: VideoCodec, max_height: u32, crf: u8, max_bitrate_kbps: u32) -> Opti
         crf,
         max_bitrate_kbps,
         speed: None,
+        target_vmaf: None,
+        vmaf_tolerance: None,
+        crf_range: None,
     })
 }
 
@@ -450,6 +481,13 @@ pub fn builtin() -> Vec<Preset> {
         ),
         file("webm-vp9-720p", "WebM, VP9 up to 720p (constrained quality), Opus 128 kbit/s", WebM, v(Vp9, 720, 32, 2_500), a(Opus, 128)),
         file("mp4-av1-720p", "MP4, AV1 (SVT-AV1) up to 720p, AAC 128 kbit/s", Mp4, v(Av1, 720, 35, 2_000), a(Aac, 128)),
+        file(
+            "mp4-auto",
+            "MP4, H.264 High up to 1080p at the CRF (16-38) that reaches VMAF 93 on samples of the title, 8 Mbit/s at most, AAC 160 kbit/s; needs libvmaf",
+            Mp4,
+            v(H264, 1080, 23, 8_000).map(|v| VideoSpec { target_vmaf: Some(93.0), ..v }),
+            a(Aac, 160),
+        ),
         file("audio-aac", "Audio only: AAC 128 kbit/s stereo in M4A", M4a, None, a(Aac, 128)),
         file("audio-mp3", "Audio only: MP3 192 kbit/s stereo", Container::Mp3, None, a(AudioCodec::Mp3, 192)),
         Preset {
