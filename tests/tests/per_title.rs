@@ -11,6 +11,7 @@ use nommer_tests::{assert_complete, run_job, spawn_stack_with};
 use serde_json::json;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 /// A 6 s 640x360 source with a tone, its picture from `lavfi`.
 fn source(path: &Path, picture: &str) {
@@ -149,9 +150,9 @@ async fn a_still_picture_gets_fewer_bits_than_noise_at_each_rung_and_the_ladder_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_libvmaf_a_per_title_ladder_fails_and_says_what_to_install() {
-    // Debian's FFmpeg has no libvmaf
-    let stack = spawn_stack_with("pertitle-novmaf", 1, |o| {
+async fn without_libvmaf_a_vmaf_output_fails_on_the_worker_then_at_dispatch_saying_what_to_set() {
+    // Debian's FFmpeg has no libvmaf; no worker yet, so dispatch cannot know
+    let mut stack = spawn_stack_with("pertitle-novmaf", 0, |o| {
         o.worker_env
             .insert(nommer_core::settings::SCORE_FFMPEG.into(), "ffmpeg".into());
     })
@@ -159,14 +160,61 @@ async fn without_libvmaf_a_per_title_ladder_fails_and_says_what_to_install() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("clip.mp4");
     nommer_devstack::media::generate_clip(&src, 2, 320, 240, true).unwrap();
-    let job = run_job(&stack, &src, "clip.mp4", json!([{ "preset": "hls-auto" }])).await;
-    assert_eq!(job.state, nommer_core::JobState::Failed, "{job:?}");
-    let err = job.error.expect("an error");
+    let objects = nommer_aws::objects::S3ObjectStore::new(nommer_aws::sdk::s3_client(&stack.config));
+    objects
+        .upload_file(&stack.names.inbox_bucket, "sources/clip.mp4", &src, "video/mp4")
+        .await
+        .unwrap();
+    let api = nommer::client::ApiClient::new(&stack.api_url);
+    let inbox = stack.names.inbox_bucket.clone();
+    let body =
+        |preset: &str| json!({ "source": format!("s3://{inbox}/sources/clip.mp4"), "outputs": [{ "preset": preset }] });
+    let (status, job) = api.create_job(&body("hls-auto"), None).await.unwrap();
+    assert_eq!(status, 201, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    let queued = nommer_tests::eventually(Duration::from_secs(60), "the job queued", || async {
+        api.get_job(&id)
+            .await
+            .unwrap()
+            .filter(|j| j.state == nommer_core::JobState::Queued)
+    })
+    .await;
+    assert_eq!(queued.routing.unwrap().facts.fleet_libvmaf, None, "no worker was live");
+    // the worker that takes it has no libvmaf, and no other worker has: it fails, before
+    // any download, saying what to set
+    stack.spawn_worker().await.unwrap();
+    let failed = api.wait(&id, Duration::from_secs(120), |_| {}).await.unwrap();
+    assert_eq!(failed.state, nommer_core::JobState::Failed, "{failed:?}");
+    let err = failed.error.expect("an error");
     assert!(
         err.message.contains("no libvmaf") && err.message.contains("NOMMER_SCORE_FFMPEG"),
         "{}",
         err.message
     );
+    assert!(
+        !failed
+            .history
+            .iter()
+            .any(|h| h.state == nommer_core::JobState::Encoding),
+        "nothing was encoded: {:?}",
+        failed.history
+    );
+    // now its heartbeat says so: the next such job is refused at dispatch, each backend
+    // named with its reason
+    let (status, job) = api.create_job(&body("mp4-auto"), None).await.unwrap();
+    assert_eq!(status, 201, "{job}");
+    let refused = api
+        .wait(job["id"].as_str().unwrap(), Duration::from_secs(60), |_| {})
+        .await
+        .unwrap();
+    let err = refused.error.expect("an error");
+    assert_eq!(err.code, nommer_core::JobErrorCode::NoBackend, "{}", err.message);
+    assert!(
+        err.message.contains("libvmaf") && err.message.contains("NOMMER_SCORE_FFMPEG"),
+        "{}",
+        err.message
+    );
+    assert!(refused.worker.is_none(), "no worker took it");
     stack.shutdown().await;
 }
 

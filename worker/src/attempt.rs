@@ -26,6 +26,7 @@ impl Worker {
     pub(crate) async fn attempt(&self, held: &Held, dir: &Path) -> Result<(), JobFailure> {
         let job = held.transition(Transition::StartDownload, None).await?;
         let outputs = self.presets_of(&job)?;
+        self.able_to_score(&outputs).await?;
         let (input, size) = self.fetch_source(&job, dir).await?;
         let probe = self.inspect_source(&input, size, &outputs).await?;
         held.update(|j| j.probe = Some(probe.clone())).await?;

@@ -12,9 +12,9 @@ use crate::{JobFailure, Worker};
 use nommer_core::error::JobErrorCode;
 use nommer_core::ffmpeg::plan::{self, Trial};
 use nommer_core::ffmpeg::quality as fq;
-use nommer_core::job::OutputOptions;
+use nommer_core::job::{OutputOptions, OutputSpec};
 use nommer_core::per_title::{choose, Fit, Goal, PerTitle, Probe as TrialScore, Record, RungTarget};
-use nommer_core::presets::{ladder_for, short_side, PresetKind, Rung, VideoCodec};
+use nommer_core::presets::{ladder_for, short_side, Preset, PresetKind, Rung, VideoCodec};
 use nommer_core::quality::Quality;
 use std::path::Path;
 use std::time::Instant;
@@ -217,6 +217,36 @@ impl Worker {
         }
 
         Ok((spans, samples, sprobe))
+    }
+
+    /// Before the download: an output made by VMAF on a worker without libvmaf is handed
+    /// back (retried) when another live worker has it, and fails saying what to set when
+    /// none has.
+    pub(crate) async fn able_to_score(&self, outputs: &[(OutputSpec, Preset)]) -> Result<(), JobFailure> {
+        let Some((o, p)) = outputs
+            .iter()
+            .find(|(o, p)| nommer_core::capability::needs_vmaf(p, &o.options))
+        else {
+            return Ok(());
+        };
+        if self.score_caps().libvmaf {
+            return Ok(());
+        }
+        let mut others = self.registry.list().await.unwrap_or_default();
+        others.remove(&self.settings.worker_id);
+        let stale = nommer_core::scaling::ScalingSettings::default().heartbeat_stale;
+        if nommer_core::scaling::fleet_libvmaf(&others, chrono::Utc::now(), stale) == Some(true) {
+            return Err(JobFailure::Retryable(format!(
+                "output {}: this worker's scoring FFmpeg ({}) has no libvmaf; handed back for a worker whose has",
+                o.name, self.settings.score_ffmpeg
+            )));
+        }
+        self.needs_vmaf(
+            &o.name,
+            &p.name,
+            "is made by VMAF",
+            "a preset with fixed rates (hls, dash, mp4-1080p)",
+        )
     }
 
     /// Fails (permanently) an output whose preset `does` something by VMAF when the

@@ -13,12 +13,9 @@ use nommer_core::ffmpeg::plan;
 use nommer_core::job::OutputOptions;
 use nommer_core::presets::{Preset, PresetKind, VideoSpec};
 use nommer_core::quality::{round3, Quality};
-use nommer_core::target_vmaf::{Record, Search, Trial};
+use nommer_core::target_vmaf::{Record, Search, Trial, SAMPLES};
 use std::path::Path;
 use std::time::Instant;
-
-/// The samples a CRF search takes: how many, and seconds each.
-const SAMPLES: (u32, f64) = (3, 2.0);
 
 impl Worker {
     /// Finds the CRF of every `target_vmaf` file among the outputs; the output is then

@@ -158,6 +158,7 @@ fn view(nodes: &[Node], queued: usize, t: i64, per: u32, last: &Last) -> FleetVi
                         draining: n.draining,
                         last_seen: at(t),
                         idle_since: n.running.is_empty().then(|| at(n.idle_since)),
+                        capabilities: Default::default(),
                     },
                 )
             })

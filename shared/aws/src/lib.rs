@@ -33,6 +33,10 @@ pub fn ports(
         queue: Arc::new(queue::SqsQueue::new(sdk::sqs_client(sdk))),
         prober,
         handoff: Arc::new(handoff::S3Handoff::new(sdk, settings)),
+        fleet: Arc::new(registry::DynamoWorkerRegistry::new(
+            sdk::dynamodb_client(sdk),
+            &settings.table,
+        )),
         remotes,
     }
 }

@@ -186,6 +186,7 @@ impl DynamoWorkerRegistry {
                             .unwrap_or(false),
                         last_seen,
                         idle_since: time("idle_since"),
+                        capabilities: capabilities(item.get("capabilities")),
                     },
                 );
             }
@@ -195,5 +196,28 @@ impl DynamoWorkerRegistry {
             }
         }
         Ok(out)
+    }
+}
+
+/// A heartbeat's `capabilities` map (none before workers published them).
+fn capabilities(v: Option<&AttributeValue>) -> nommer_core::quality::Capabilities {
+    let m = v.and_then(|v| v.as_m().ok());
+    let flag = |k: &str| {
+        m.and_then(|m| m.get(k))
+            .and_then(|b| b.as_bool().ok())
+            .copied()
+            .unwrap_or(false)
+    };
+    nommer_core::quality::Capabilities {
+        libvmaf: flag("libvmaf"),
+        psnr: flag("psnr"),
+        ssim: flag("ssim"),
+    }
+}
+
+#[async_trait::async_trait]
+impl nommer_core::ports::Fleet for DynamoWorkerRegistry {
+    async fn heartbeats(&self) -> Result<BTreeMap<String, Heartbeat>, String> {
+        self.list().await.map_err(|e| e.to_string())
     }
 }

@@ -24,6 +24,22 @@ pub fn can_make(kind: BackendKind, preset: &Preset, options: &OutputOptions) -> 
     }
 }
 
+/// Whether an output is made by VMAF (a per-title ladder, a file's `target_vmaf` unless
+/// the output names its own rate): only a backend whose FFmpeg has libvmaf can make it.
+pub fn needs_vmaf(preset: &Preset, options: &OutputOptions) -> bool {
+    match &preset.kind {
+        PresetKind::Ladder { per_title, .. } => per_title.is_some(),
+        PresetKind::File { video: Some(v), .. } => {
+            v.target_vmaf.is_some() && options.crf.is_none() && options.video_bitrate_kbps.is_none()
+        }
+        _ => false,
+    }
+}
+
+/// Why the fleet cannot make an output now, when its live workers' heartbeats say none
+/// of their scoring FFmpegs has libvmaf.
+pub const FLEET_WITHOUT_VMAF: &str = "it needs libvmaf, and no live worker's scoring FFmpeg has it (their heartbeats say so): set NOMMER_SCORE_FFMPEG on the workers to an FFmpeg built with libvmaf, or use a preset with fixed rates";
+
 /// What Encoding.com cannot make: per-output options only the fleet has, AV1, ladders in
 /// other codecs, thumbnail series and sprite sheets.
 pub fn encodingcom(preset: &Preset, o: &OutputOptions) -> Result<(), String> {

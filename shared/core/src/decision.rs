@@ -32,6 +32,10 @@ pub struct Facts {
     pub height: Option<u32>,
     /// Where duration and height came from.
     pub measured_by: Measured,
+    /// Whether the fleet can score VMAF now, from its heartbeats (`None`: not asked, or
+    /// no worker live); looked up only for outputs that need it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet_libvmaf: Option<bool>,
     #[serde(skip)]
     pub metadata: BTreeMap<String, String>,
 }

@@ -37,6 +37,9 @@ pub enum JobErrorCode {
     /// `NOMMER_REMOTE_STALL_SECS` at a remote backend); the message names the last step
     /// known. A queued job is never stalled: it is waiting.
     Stalled,
+    /// No backend of the config can make the job's outputs as things stand; the message
+    /// names each backend and why (e.g. no live worker's FFmpeg has libvmaf).
+    NoBackend,
     /// Anything else; the message says what.
     Internal,
 }
@@ -56,6 +59,7 @@ impl JobErrorCode {
             JobErrorCode::AttemptsExhausted => "attempts_exhausted",
             JobErrorCode::DeadLettered => "dead_lettered",
             JobErrorCode::Stalled => "stalled",
+            JobErrorCode::NoBackend => "no_backend",
             JobErrorCode::Internal => "internal",
         }
     }

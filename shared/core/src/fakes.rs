@@ -460,3 +460,16 @@ impl DeadLetterQueue for MemDeadLetters {
         Ok(())
     }
 }
+
+/// A fleet whose heartbeats a test sets.
+#[derive(Default)]
+pub struct FakeFleet {
+    pub beats: Mutex<BTreeMap<String, crate::scaling::Heartbeat>>,
+}
+
+#[async_trait]
+impl Fleet for FakeFleet {
+    async fn heartbeats(&self) -> Result<BTreeMap<String, crate::scaling::Heartbeat>, String> {
+        Ok(self.beats.lock().unwrap().clone())
+    }
+}

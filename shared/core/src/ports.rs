@@ -152,6 +152,12 @@ pub trait Prober: Send + Sync {
     async fn probe_url(&self, url: &str, size: u64) -> Result<Probe, ProbeFailure>;
 }
 
+/// The fleet's workers as their heartbeats tell (the worker registry).
+#[async_trait]
+pub trait Fleet: Send + Sync {
+    async fn heartbeats(&self) -> Result<std::collections::BTreeMap<String, crate::scaling::Heartbeat>, String>;
+}
+
 /// One output of a task for a remote encoder.
 #[derive(Debug, Clone)]
 pub struct RemoteOutput<'a> {

@@ -401,17 +401,29 @@ fn estimate(backend: &Backend, outputs: &[(&OutputSpec, &Preset)], facts: &Facts
             None => source_minutes,
         };
         let class = |max_h: u32| PriceClass::of_height(src_h.map(|h| h.min(max_h)).unwrap_or(max_h));
+        // the trial encodes of outputs made by VMAF: the samples' minutes, once a trial
+        let sampled = |(n, secs): (u32, f64)| (f64::from(n) * secs / 60.0).min(minutes);
         match &p.kind {
-            PresetKind::File { video: Some(v), .. } => usd += backend.prices.per_minute(class(v.max_height)) * minutes,
+            PresetKind::File { video: Some(v), .. } => {
+                let trials = match v.target_vmaf {
+                    Some(_) => f64::from(crate::target_vmaf::EXPECTED_TRIALS) * sampled(crate::target_vmaf::SAMPLES),
+                    None => 0.0,
+                };
+                usd += backend.prices.per_minute(class(v.max_height)) * (minutes + trials)
+            }
             PresetKind::File { video: None, .. } => usd += backend.prices.per_minute(PriceClass::Audio) * minutes,
-            PresetKind::Ladder { rungs, .. } => {
+            PresetKind::Ladder { rungs, per_title, .. } => {
                 // the rungs the source can fill, as the ladder builder picks them
                 let kept = match src_h {
                     Some(h) => crate::presets::ladder_for(rungs, h),
                     None => rungs.clone(),
                 };
+                let trials = per_title
+                    .as_ref()
+                    .map(|pt| f64::from(pt.rates_per_rung) * sampled((pt.samples, pt.sample_seconds)))
+                    .unwrap_or(0.0);
                 for r in kept {
-                    usd += backend.prices.per_minute(class(r.height)) * minutes;
+                    usd += backend.prices.per_minute(class(r.height)) * (minutes + trials);
                 }
                 usd += backend.prices.per_minute(PriceClass::Audio) * minutes;
             }
@@ -443,6 +455,13 @@ pub fn route(routing: &Routing, catalog: &Catalog, outputs: &[OutputSpec], facts
     for b in &routing.backends {
         match resolved.iter().try_for_each(|(o, p)| {
             b.can_make(p, &o.options)
+                .and_then(|()| {
+                    let blind = b.kind == BackendKind::Ffmpeg && facts.fleet_libvmaf == Some(false);
+                    match blind && crate::capability::needs_vmaf(p, &o.options) {
+                        true => Err(crate::capability::FLEET_WITHOUT_VMAF.to_string()),
+                        false => Ok(()),
+                    }
+                })
                 .map_err(|e| format!("output `{}`: {e}", o.name))
         }) {
             Ok(()) => {

@@ -58,6 +58,21 @@ pub struct Heartbeat {
     pub last_seen: DateTime<Utc>,
     /// When it last finished a job or started (idle since).
     pub idle_since: Option<DateTime<Utc>>,
+    /// What its scoring FFmpeg can score with.
+    pub capabilities: crate::quality::Capabilities,
+}
+
+/// Whether the fleet can score VMAF now, from its heartbeats: `Some(true)` when a live
+/// worker (seen within `stale`, not draining) has libvmaf, `Some(false)` when live
+/// workers exist and none has it, `None` when none is live (a fleet scaled to zero: the
+/// workers it launches install an FFmpeg with libvmaf at boot).
+pub fn fleet_libvmaf(heartbeats: &BTreeMap<String, Heartbeat>, now: DateTime<Utc>, stale: Duration) -> Option<bool> {
+    let mut live = heartbeats
+        .values()
+        .filter(|h| !h.draining && now - h.last_seen <= stale)
+        .peekable();
+    live.peek()?;
+    Some(live.any(|h| h.capabilities.libvmaf))
 }
 
 /// Everything the decision looks at.
@@ -193,6 +208,7 @@ mod tests {
                 draining,
                 last_seen: v.now - Duration::seconds(5),
                 idle_since: (active == 0).then(|| v.now - Duration::seconds(idle_for_s)),
+                capabilities: Default::default(),
             },
         );
     }
@@ -277,6 +293,7 @@ mod tests {
                                 draining,
                                 last_seen: v.now - Duration::seconds(seen),
                                 idle_since: (active == 0).then(|| v.now - Duration::seconds(idle)),
+                                capabilities: Default::default(),
                             },
                         );
                     }

@@ -12,6 +12,12 @@ use serde::{Deserialize, Serialize};
 /// At most this many trial encodes per search.
 pub const MAX_TRIALS: usize = 8;
 
+/// The trials a search usually makes (two to four): what estimates count.
+pub const EXPECTED_TRIALS: u32 = 4;
+
+/// The samples a search takes: how many, and seconds each.
+pub const SAMPLES: (u32, f64) = (3, 2.0);
+
 /// VMAF points lost per CRF step, as a first guess before two trials give the slope.
 const FIRST_SLOPE: f64 = 1.5;
 

@@ -110,10 +110,21 @@ impl Backends {
                 return Ok(None);
             }
         };
-        let facts = Self::facts(&job, probe.as_ref());
+        let mut facts = Self::facts(&job, probe.as_ref());
+        facts.fleet_libvmaf = self.fleet_libvmaf(&job).await;
         let c = &self.settings.config;
         let decision = crate::routing::route(&c.routing, &c.catalog, &job.outputs, &facts);
         let mut next = job.clone();
+        if let Some(why) = decision.unable.get(&decision.backend) {
+            // no backend can make it as things stand: say so now, not after a download
+            let all: Vec<String> = decision.unable.iter().map(|(b, w)| format!("{b}: {w}")).collect();
+            let msg = format!("no backend can make this job ({})", all.join("; "));
+            tracing::warn!(job_id = %job.id, backend = %decision.backend, %why, "no able backend");
+            next.routing = Some(decision);
+            next.fail(JobError::new(JobErrorCode::NoBackend, msg), Utc::now())?;
+            self.ports.store.replace(&job, next).await?;
+            return Ok(None);
+        }
         let cost = decision
             .estimated_cost_usd
             .map(|c| format!("; estimated ${c:.4}"))
@@ -128,6 +139,31 @@ impl Backends {
         let stored = self.ports.store.replace(&job, next).await?;
         tracing::info!(job_id = %stored.id, backend = ?stored.backend, "job routed");
         Ok(Some(stored))
+    }
+
+    /// Whether the fleet can score VMAF now, asked of its heartbeats only when an output
+    /// needs it; `None` when no worker is live or the registry does not answer (the
+    /// worker then decides).
+    async fn fleet_libvmaf(&self, job: &Job) -> Option<bool> {
+        let catalog = &self.settings.config.catalog;
+        let needed = job
+            .outputs
+            .iter()
+            .filter_map(|o| catalog.find(&o.preset).map(|p| (o, p)))
+            .any(|(o, p)| crate::capability::needs_vmaf(p, &o.options));
+        if !needed {
+            return None;
+        }
+        match self.ports.fleet.heartbeats().await {
+            Ok(beats) => {
+                let stale = crate::scaling::ScalingSettings::default().heartbeat_stale;
+                crate::scaling::fleet_libvmaf(&beats, Utc::now(), stale)
+            }
+            Err(e) => {
+                tracing::warn!(job_id = %job.id, error = %e, "the worker registry did not answer; routing as if the fleet can score");
+                None
+            }
+        }
     }
 
     /// Gives a `queued` job to its backend: a message on the fleet's queue (duplicates

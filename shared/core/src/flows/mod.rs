@@ -86,6 +86,8 @@ pub struct Ports {
     pub queue: Arc<dyn WorkQueue>,
     pub prober: Arc<dyn Prober>,
     pub handoff: Arc<dyn Handoff>,
+    /// The fleet's heartbeats: whether it can score VMAF now.
+    pub fleet: Arc<dyn crate::ports::Fleet>,
     pub remotes: Remotes,
 }
 

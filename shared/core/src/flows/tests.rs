@@ -19,6 +19,7 @@ struct World {
     queue: Arc<MemQueue>,
     prober: Arc<FakeProber>,
     remote: Arc<FakeRemote>,
+    fleet: Arc<FakeFleet>,
     backends: Backends,
 }
 
@@ -42,6 +43,7 @@ fn world(config: &str) -> World {
         Arc::new(MemQueue::default()),
     );
     let (prober, remote) = (Arc::new(FakeProber::default()), Arc::new(FakeRemote::default()));
+    let fleet = Arc::new(FakeFleet::default());
     let mut encoders: BTreeMap<String, Arc<dyn RemoteEncoder>> = BTreeMap::new();
     encoders.insert("encodingcom".into(), remote.clone());
     let ports = Ports {
@@ -50,6 +52,7 @@ fn world(config: &str) -> World {
         queue: queue.clone(),
         prober: prober.clone(),
         handoff: Arc::new(FakeHandoff),
+        fleet: fleet.clone(),
         remotes: Remotes::new(encoders),
     };
     World {
@@ -59,6 +62,7 @@ fn world(config: &str) -> World {
         queue,
         prober,
         remote,
+        fleet,
     }
 }
 
@@ -569,4 +573,55 @@ fn the_state_path_is_the_state_machines() {
     }
     assert_eq!(JobState::Complete.forward(), None);
     assert_eq!(JobState::Failed.forward(), None);
+}
+
+fn beat(libvmaf: bool, seen_secs_ago: i64) -> crate::scaling::Heartbeat {
+    crate::scaling::Heartbeat {
+        active_jobs: 0,
+        capacity: 1,
+        draining: false,
+        last_seen: Utc::now() - chrono::Duration::seconds(seen_secs_ago),
+        idle_since: None,
+        capabilities: crate::quality::Capabilities {
+            libvmaf,
+            psnr: true,
+            ssim: true,
+        },
+    }
+}
+
+#[tokio::test]
+async fn a_vmaf_output_is_failed_at_dispatch_when_no_live_worker_can_score_it() {
+    let w = world(ECOM);
+    // a live worker without libvmaf, and a stale one with it (gone: it does not count)
+    w.fleet.beats.lock().unwrap().insert("i-1".into(), beat(false, 5));
+    w.fleet.beats.lock().unwrap().insert("i-2".into(), beat(true, 3600));
+    let job = w.submitted("inbox/talk.mp4", &[("auto", "hls-auto")]).await;
+    w.backends.dispatch(&job.id).await.unwrap();
+    let j = w.store.job(&job.id);
+    assert_eq!(j.state, JobState::Failed);
+    let e = j.error.unwrap();
+    assert_eq!(e.code, JobErrorCode::NoBackend);
+    assert!(
+        e.message.contains("ffmpeg: output `auto`: it needs libvmaf")
+            && e.message.contains("encodingcom: output `auto`: per-title"),
+        "{}",
+        e.message
+    );
+    assert!(w.queue.bodies("work").is_empty(), "nothing handed over");
+    // a fixed ladder does not ask the fleet, and goes
+    let fixed = w.submitted("inbox/talk.mp4", &[("web", "hls")]).await;
+    w.backends.dispatch(&fixed.id).await.unwrap();
+    assert_eq!(w.store.job(&fixed.id).state, JobState::Queued);
+    // once a live worker has libvmaf, or none is live (scaled to zero), it goes too
+    w.fleet.beats.lock().unwrap().insert("i-3".into(), beat(true, 5));
+    let ok = w.submitted("inbox/talk.mp4", &[("auto", "mp4-auto")]).await;
+    w.backends.dispatch(&ok.id).await.unwrap();
+    let j = w.store.job(&ok.id);
+    assert_eq!(j.state, JobState::Queued);
+    assert_eq!(j.routing.unwrap().facts.fleet_libvmaf, Some(true));
+    w.fleet.beats.lock().unwrap().clear();
+    let cold = w.submitted("inbox/talk.mp4", &[("auto", "hls-auto")]).await;
+    w.backends.dispatch(&cold.id).await.unwrap();
+    assert_eq!(w.store.job(&cold.id).state, JobState::Queued);
 }

@@ -264,6 +264,23 @@ fn decisions_carry_estimates_and_reasons() {
     // a ladder prices each rung the source can fill, plus audio
     let hls = route(&c.routing, &c.catalog, &outs(&["hls"]), &f);
     assert!(hls.estimates["fleet"] > d.estimates["fleet"], "{:?}", hls.estimates);
+    // outputs made by VMAF add their trial encodes: a per-title ladder 3 trials of 6 s
+    // a rung, a VMAF target 4 of 6 s; 2 minutes of source
+    let auto = route(&c.routing, &c.catalog, &outs(&["hls-auto"]), &f);
+    let (fixed, shaped) = (hls.estimates["fleet"], auto.estimates["fleet"]);
+    let audio = 0.0005 * 2.0;
+    let want = audio + (fixed - audio) * (2.0 + 3.0 * 0.1) / 2.0;
+    assert!(
+        (shaped - want).abs() < 1e-5,
+        "{shaped} against {want}: {:?}",
+        auto.estimates
+    );
+    let mp4 = route(&c.routing, &c.catalog, &outs(&["mp4-1080p"]), &f).estimates["fleet"];
+    let searched = route(&c.routing, &c.catalog, &outs(&["mp4-auto"]), &f).estimates["fleet"];
+    assert!(
+        (searched - mp4 * (2.0 + 4.0 * 0.1) / 2.0).abs() < 1e-5,
+        "{searched} against {mp4}"
+    );
 }
 
 #[test]
