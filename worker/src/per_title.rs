@@ -290,18 +290,34 @@ impl Worker {
                 });
             }
             // quality that does not rise with the rate: more bits buy nothing, so the rung
-            // gets its floor (its bounds closed there) at the best quality measured
+            // gets its floor (its bounds closed there) at the best quality measured; and
+            // never a rate past the knee, where the trials stopped buying quality
             let best = points.iter().map(|p| p.vmaf).fold(0.0, f64::max);
-            let (fit, flat) = match Fit::of(&points) {
+            let (fit, flat) = match Fit::local(&points, g.target_vmaf) {
                 Some(f) => (f, false),
                 None => (Fit { a: best, b: 1e-6 }, true),
+            };
+            let knee = nommer_core::per_title::knee(&points).map_or(g.max_kbps, |k| k.round() as u32);
+            // a target out of the trials' reach (the rung's size caps it) is aimed a point
+            // below the best they reached: the last point costs the most bits
+            let reach = if best < g.target_vmaf && !flat {
+                fit.kbps_for(best - nommer_core::per_title::MIN_GAIN)
+                    .round()
+                    .min(f64::from(u32::MAX)) as u32
+            } else {
+                u32::MAX
+            };
+            let max_kbps = if flat {
+                g.min_kbps
+            } else {
+                g.max_kbps.min(knee).min(reach).max(g.min_kbps)
             };
             let target = RungTarget {
                 name: format!("{}p", r.height),
                 height: r.height,
                 target_vmaf: g.target_vmaf,
                 min_kbps: g.min_kbps,
-                max_kbps: if flat { g.min_kbps } else { g.max_kbps },
+                max_kbps,
             };
             pairs.push((target, fit, flat));
         }

@@ -10,6 +10,26 @@ use serde::{Deserialize, Serialize};
 /// A rung must beat the rung below it by this many VMAF points to be kept.
 pub const MIN_GAIN: f64 = 1.0;
 
+/// Trial rates that buy less than this many VMAF points over a lower trial rate are
+/// past the rung's knee: the rung's quality has levelled off (its picture is simple, or
+/// its size caps it), so its rate is not chosen above the knee.
+pub const KNEE_GAIN: f64 = 0.5;
+
+/// The knee of a rung's trials: the lowest rate within [`KNEE_GAIN`] of the best VMAF
+/// measured at any rate. `None` without trials.
+pub fn knee(probes: &[Probe]) -> Option<f64> {
+    let best = probes
+        .iter()
+        .map(|p| p.vmaf)
+        .filter(|v| v.is_finite())
+        .fold(f64::NAN, f64::max);
+    probes
+        .iter()
+        .filter(|p| p.vmaf.is_finite() && p.vmaf >= best - KNEE_GAIN)
+        .map(|p| p.kbps)
+        .min_by(f64::total_cmp)
+}
+
 /// One probe encode of the samples at one rung: its bit rate and its measured VMAF
 /// (at the source's size, so that rungs compare).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -49,6 +69,27 @@ impl Fit {
         }
         let b = sxy / sxx;
         (b > 1e-9).then_some(Fit { a: my - b * mx, b })
+    }
+
+    /// The line through the two neighbouring trials that bracket `target` (the first or
+    /// the last two when it lies outside them): where the curve bends (VMAF levels off
+    /// towards its ceiling) it predicts near the target far better than one line through
+    /// all. Falls back to [`Fit::of`] when that segment does not rise.
+    pub fn local(probes: &[Probe], target: f64) -> Option<Fit> {
+        let mut pts: Vec<Probe> = probes
+            .iter()
+            .filter(|p| p.kbps.is_finite() && p.kbps > 0.0 && p.vmaf.is_finite())
+            .copied()
+            .collect();
+        pts.sort_by(|a, b| a.kbps.total_cmp(&b.kbps));
+        if pts.len() < 3 {
+            return Fit::of(&pts);
+        }
+        let i = pts
+            .windows(2)
+            .position(|w| w[1].vmaf >= target)
+            .unwrap_or(pts.len() - 2);
+        Fit::of(&pts[i..i + 2]).or_else(|| Fit::of(&pts))
     }
 
     /// The VMAF the fit predicts at `kbps`.
@@ -94,7 +135,8 @@ pub struct Dropped {
 
 /// Chooses each rung's rate: the fit's rate for its target, held within its bounds.
 /// Rungs taller than the source are never made (no upscaling); a rung is kept only if
-/// it looks at least [`MIN_GAIN`] better than the kept rung below it, at a higher rate.
+/// it looks at least [`MIN_GAIN`] better than the kept rung below it, and a kept rung
+/// below that needs as many bits is left out, so the rates rise with the rungs.
 /// Rungs come in any order; the answer runs from the lowest up.
 pub fn choose(rungs: &[(RungTarget, Fit)], source_height: u32) -> (Vec<Chosen>, Vec<Dropped>) {
     let mut order: Vec<&(RungTarget, Fit)> = rungs.iter().collect();
@@ -118,7 +160,7 @@ pub fn choose(rungs: &[(RungTarget, Fit)], source_height: u32) -> (Vec<Chosen>, 
         };
         let predicted = fit.vmaf_at(f64::from(kbps));
         if let Some(below) = kept.last() {
-            if predicted < below.predicted_vmaf + MIN_GAIN || kbps <= below.kbps {
+            if predicted < below.predicted_vmaf + MIN_GAIN {
                 dropped.push(Dropped {
                     name: rung.name.clone(),
                     reason: format!(
@@ -128,6 +170,21 @@ pub fn choose(rungs: &[(RungTarget, Fit)], source_height: u32) -> (Vec<Chosen>, 
                 });
                 continue;
             }
+        }
+        // a shorter rung that needs as many bits as this taller, better-looking one adds
+        // nothing a player would pick: it is the one left out
+        while let Some(below) = kept.last() {
+            if below.kbps < kbps {
+                break;
+            }
+            dropped.push(Dropped {
+                name: below.name.clone(),
+                reason: format!(
+                    "{} looks better at fewer bits (VMAF {:.1} at {kbps} kbit/s against {:.1} at {} kbit/s)",
+                    rung.name, predicted, below.predicted_vmaf, below.kbps
+                ),
+            });
+            kept.pop();
         }
         kept.push(Chosen {
             name: rung.name.clone(),
@@ -190,11 +247,11 @@ impl PerTitle {
             sample_seconds: two(),
             rates_per_rung: three(),
             goals: vec![
-                goal(1080, 95.0, 1500, 8000),
-                goal(720, 93.0, 800, 5000),
-                goal(480, 89.0, 400, 2500),
-                goal(360, 84.0, 250, 1500),
-                goal(240, 76.0, 150, 800),
+                goal(1080, 95.0, 1000, 8000),
+                goal(720, 93.0, 500, 5000),
+                goal(480, 89.0, 300, 2500),
+                goal(360, 84.0, 200, 1500),
+                goal(240, 76.0, 120, 800),
             ],
         }
     }
@@ -384,6 +441,66 @@ mod tests {
         let (kept, dropped) = choose(&same, 1080);
         assert_eq!(kept.len(), 1);
         assert!(dropped[0].reason.contains("no better than 360p"), "{dropped:?}");
+    }
+
+    #[test]
+    fn a_shorter_rung_needing_the_bits_of_a_taller_better_one_is_left_out_not_the_taller() {
+        // testsrc2 at 720p as measured: 480p needs 1734 kbit/s for 89, 720p 1631 for 93
+        let r480 = Fit {
+            a: 89.0 - 4.0 * 1734f64.ln(),
+            b: 4.0,
+        };
+        let r720 = Fit {
+            a: 93.0 - 6.0 * 1631f64.ln(),
+            b: 6.0,
+        };
+        let r240 = Fit {
+            a: 76.0 - 5.0 * 600f64.ln(),
+            b: 5.0,
+        };
+        let rungs = vec![
+            (rung("720p", 720, 93.0, 500, 5000), r720),
+            (rung("480p", 480, 89.0, 300, 2500), r480),
+            (rung("240p", 240, 76.0, 120, 800), r240),
+        ];
+        let (kept, dropped) = choose(&rungs, 720);
+        assert_eq!(
+            kept.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            ["240p", "720p"],
+            "{dropped:?}"
+        );
+        assert!(
+            dropped[0].name == "480p" && dropped[0].reason.contains("720p looks better at fewer bits"),
+            "{dropped:?}"
+        );
+    }
+
+    #[test]
+    fn a_bending_curve_is_read_between_the_trials_that_bracket_the_target() {
+        let p = |kbps, vmaf| Probe { kbps, vmaf };
+        // testsrc2 at 720p: VMAF levels off towards 98
+        let trials = [p(500.0, 80.0), p(1581.0, 93.5), p(5000.0, 98.0)];
+        let local = Fit::local(&trials, 93.0).unwrap();
+        let global = Fit::of(&trials).unwrap();
+        let (l, g) = (local.kbps_for(93.0), global.kbps_for(93.0));
+        assert!(l < 1581.0 && l > 1300.0, "between its trials: {l}");
+        assert!(g > l * 1.2, "one line through all asks more: {g} against {l}");
+        // above every trial: the last segment; below: the first
+        assert!((Fit::local(&trials, 99.0).unwrap().vmaf_at(5000.0) - 98.0).abs() < 1e-9);
+        assert!((Fit::local(&trials, 70.0).unwrap().vmaf_at(500.0) - 80.0).abs() < 1e-9);
+        // a segment that falls: the fit through all
+        let bumpy = [p(500.0, 80.0), p(1581.0, 93.5), p(5000.0, 93.0)];
+        assert_eq!(Fit::local(&bumpy, 95.0), Fit::of(&bumpy));
+    }
+
+    #[test]
+    fn the_knee_is_the_lowest_rate_near_the_best_quality() {
+        let p = |kbps, vmaf| Probe { kbps, vmaf };
+        // a still picture at 240p: the size caps it, more bits buy nothing
+        assert_eq!(knee(&[p(120.0, 68.9), p(310.0, 69.2), p(800.0, 69.3)]), Some(120.0));
+        assert_eq!(knee(&[p(120.0, 60.0), p(310.0, 69.0), p(800.0, 69.3)]), Some(310.0));
+        assert_eq!(knee(&[p(120.0, 60.0), p(310.0, 70.0), p(800.0, 80.0)]), Some(800.0));
+        assert_eq!(knee(&[]), None);
     }
 
     #[test]
