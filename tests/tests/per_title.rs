@@ -284,3 +284,46 @@ async fn a_vmaf_target_finds_the_crf_that_reaches_it_and_the_file_made_at_it_doe
     );
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dash_auto_ladder_is_shaped_measured_and_its_mpd_lists_just_the_rungs_chosen() {
+    let ff = nommer_tests::vmaf_ffmpeg();
+    let stack = spawn_stack_with("dashauto", 1, |o| {
+        o.worker_env
+            .insert(nommer_core::settings::SCORE_FFMPEG.into(), ff.clone());
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("busy.mp4");
+    source(&src, "testsrc2=size=640x360:rate=25:duration=6");
+    let job = run_job(&stack, &src, "busy.mp4", json!([{ "preset": "dash-auto" }])).await;
+    assert_complete(&stack, &job);
+    let rec = job.per_title.first().expect("a per_title record").clone();
+    assert_eq!(rec.output, "dash-auto");
+    assert!(!rec.rungs.is_empty(), "{rec:?}");
+    for c in &rec.rungs {
+        assert!(c.measured_vmaf.is_some(), "{}p not measured: {rec:?}", c.height);
+    }
+    let mpd = job
+        .manifest
+        .iter()
+        .find(|f| f.key.ends_with("manifest.mpd"))
+        .expect("an MPD");
+    let path = nommer_tests::download_output(&stack, &mpd.key, dir.path()).await;
+    let text = std::fs::read_to_string(path).unwrap();
+    // the MPD's video representations are the rungs chosen, no more
+    let heights: Vec<u32> = text
+        .split("<Representation")
+        .skip(1)
+        .filter_map(|r| {
+            let h = r.split("height=\"").nth(1)?;
+            h.split('"').next()?.parse().ok()
+        })
+        .collect();
+    let mut chosen: Vec<u32> = rec.rungs.iter().map(|c| c.height).collect();
+    let mut listed = heights.clone();
+    chosen.sort();
+    listed.sort();
+    assert_eq!(listed, chosen, "the MPD lists {heights:?}: {rec:?}");
+    stack.shutdown().await;
+}

@@ -28,7 +28,7 @@ impl Worker {
             let PresetKind::File { video: Some(v), .. } = &preset.kind else {
                 continue;
             };
-            let Some(search) = Search::of(v) else { continue };
+            let Some(search) = v.crf_search() else { continue };
             if o.options.crf.is_some() || o.options.video_bitrate_kbps.is_some() {
                 tracing::info!(output = %o.name, "the output names its own rate: no CRF search");
                 continue;

@@ -601,7 +601,7 @@ columns = 6
         }
         match &c.catalog.find("mp4-540p-auto").unwrap().kind {
             PresetKind::File { video: Some(v), .. } => {
-                let s = crate::target_vmaf::Search::of(v).unwrap();
+                let s = v.crf_search().unwrap();
                 assert_eq!(
                     (s.target_vmaf, s.tolerance, s.crf_min, s.crf_max, s.start),
                     (92.0, 0.5, 18, 34, 24)

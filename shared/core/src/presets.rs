@@ -52,6 +52,15 @@ pub enum VideoCodec {
 }
 
 impl VideoCodec {
+    /// The CRFs a `target_vmaf` search keeps to when the preset names none.
+    pub fn crf_range(self) -> (u8, u8) {
+        match self {
+            VideoCodec::H264 | VideoCodec::H265 => (16, 38),
+            VideoCodec::Vp9 => (15, 50),
+            VideoCodec::Av1 => (20, 55),
+        }
+    }
+
     /// What ffprobe calls the codec of an output.
     pub fn probe_name(self) -> &'static str {
         match self {
@@ -296,6 +305,20 @@ impl Preset {
 }
 
 impl VideoSpec {
+    /// The CRF search this video asks for (`None` without `target_vmaf`).
+    pub fn crf_search(&self) -> Option<crate::target_vmaf::Search> {
+        let target_vmaf = self.target_vmaf?;
+        let (a, b) = self.crf_range.map(|[a, b]| (a, b)).unwrap_or(self.codec.crf_range());
+        let (lo, hi) = (a.min(b), a.max(b));
+        Some(crate::target_vmaf::Search {
+            target_vmaf,
+            tolerance: self.vmaf_tolerance.unwrap_or(1.0),
+            crf_min: lo,
+            crf_max: hi,
+            start: self.crf.clamp(lo, hi),
+        })
+    }
+
     fn check(&self) -> Result<(), String> {
         if !(16..=8640).contains(&self.max_height) {
             return Err(format!("max_height {} is not within 16-8640", self.max_height));
@@ -657,5 +680,24 @@ mod tests {
         )])
         .unwrap();
         assert_eq!(c.find("mp4-720p").unwrap().description, "mine");
+    }
+
+    #[test]
+    fn a_spec_without_a_target_searches_nothing_and_one_with_it_keeps_to_its_range() {
+        let mut v = VideoSpec {
+            codec: VideoCodec::H264,
+            max_height: 720,
+            crf: 40,
+            max_bitrate_kbps: 5000,
+            speed: None,
+            target_vmaf: None,
+            vmaf_tolerance: None,
+            crf_range: None,
+        };
+        assert_eq!(v.crf_search(), None);
+        v.target_vmaf = Some(92.0);
+        v.crf_range = Some([30, 20]);
+        let s = v.crf_search().unwrap();
+        assert_eq!((s.crf_min, s.crf_max, s.start, s.tolerance), (20, 30, 30, 1.0));
     }
 }

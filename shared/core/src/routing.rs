@@ -441,6 +441,37 @@ fn estimate(backend: &Backend, outputs: &[(&OutputSpec, &Preset)], facts: &Facts
     (usd * 1_000_000.0).round() / 1_000_000.0
 }
 
+/// Each backend able to make the outputs with its estimate, and each unable one with why
+/// (what it cannot make, or a fleet whose live workers cannot score VMAF).
+#[allow(clippy::type_complexity)]
+fn able(
+    routing: &Routing,
+    resolved: &[(&OutputSpec, &Preset)],
+    facts: &Facts,
+) -> (BTreeMap<String, f64>, BTreeMap<String, String>) {
+    let mut estimates = BTreeMap::new();
+    let mut unable = BTreeMap::new();
+    for b in &routing.backends {
+        let blind = b.kind == BackendKind::Ffmpeg && facts.fleet_libvmaf == Some(false);
+        match resolved.iter().try_for_each(|(o, p)| {
+            b.can_make(p, &o.options)
+                .and_then(|()| match blind && crate::capability::needs_vmaf(p, &o.options) {
+                    true => Err(crate::capability::FLEET_WITHOUT_VMAF.to_string()),
+                    false => Ok(()),
+                })
+                .map_err(|e| format!("output `{}`: {e}", o.name))
+        }) {
+            Ok(()) => {
+                estimates.insert(b.name.clone(), estimate(b, resolved, facts));
+            }
+            Err(e) => {
+                unable.insert(b.name.clone(), e);
+            }
+        }
+    }
+    (estimates, unable)
+}
+
 /// Routes a job: the first matching rule's backend (or the cheapest able one), else the
 /// default. A rule whose backend cannot make the outputs is passed over, and the
 /// decision says so. Unknown presets must have been refused before.
@@ -450,28 +481,7 @@ pub fn route(routing: &Routing, catalog: &Catalog, outputs: &[OutputSpec], facts
         .filter_map(|o| catalog.find(&o.preset).map(|p| (o, p)))
         .collect();
     let presets: Vec<&str> = outputs.iter().map(|o| o.preset.as_str()).collect();
-    let mut estimates = BTreeMap::new();
-    let mut unable = BTreeMap::new();
-    for b in &routing.backends {
-        match resolved.iter().try_for_each(|(o, p)| {
-            b.can_make(p, &o.options)
-                .and_then(|()| {
-                    let blind = b.kind == BackendKind::Ffmpeg && facts.fleet_libvmaf == Some(false);
-                    match blind && crate::capability::needs_vmaf(p, &o.options) {
-                        true => Err(crate::capability::FLEET_WITHOUT_VMAF.to_string()),
-                        false => Ok(()),
-                    }
-                })
-                .map_err(|e| format!("output `{}`: {e}", o.name))
-        }) {
-            Ok(()) => {
-                estimates.insert(b.name.clone(), estimate(b, &resolved, facts));
-            }
-            Err(e) => {
-                unable.insert(b.name.clone(), e);
-            }
-        }
-    }
+    let (estimates, unable) = able(routing, &resolved, facts);
     let per = if facts.duration_seconds.is_some() {
         ""
     } else {

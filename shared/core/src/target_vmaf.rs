@@ -6,7 +6,6 @@
 //! target is found within [`MAX_TRIALS`] (in practice two to four). Pure: the encodes
 //! and their scoring are the worker's.
 
-use crate::presets::{VideoCodec, VideoSpec};
 use serde::{Deserialize, Serialize};
 
 /// At most this many trial encodes per search.
@@ -33,15 +32,6 @@ pub struct Search {
     pub start: u8,
 }
 
-/// The CRF range a codec's search keeps to, when the preset names none.
-pub fn default_range(codec: VideoCodec) -> (u8, u8) {
-    match codec {
-        VideoCodec::H264 | VideoCodec::H265 => (16, 38),
-        VideoCodec::Vp9 => (15, 50),
-        VideoCodec::Av1 => (20, 55),
-    }
-}
-
 /// One trial: a CRF and the VMAF the samples measured at it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Trial {
@@ -50,19 +40,6 @@ pub struct Trial {
 }
 
 impl Search {
-    /// The search a preset's video asks for (`None` without `target_vmaf`).
-    pub fn of(v: &VideoSpec) -> Option<Search> {
-        let target_vmaf = v.target_vmaf?;
-        let (lo, hi) = v.crf_range.map(|[a, b]| (a, b)).unwrap_or(default_range(v.codec));
-        Some(Search {
-            target_vmaf,
-            tolerance: v.vmaf_tolerance.unwrap_or(1.0),
-            crf_min: lo.min(hi),
-            crf_max: hi.max(lo),
-            start: v.crf.clamp(lo.min(hi), hi.max(lo)),
-        })
-    }
-
     fn good(&self, t: &Trial) -> bool {
         t.vmaf >= self.target_vmaf
     }
@@ -200,25 +177,6 @@ mod tests {
             !reached && t.crf == 16,
             "the closest is the best quality allowed: {hard:?}"
         );
-    }
-
-    #[test]
-    fn a_spec_without_a_target_searches_nothing_and_one_with_it_keeps_to_its_range() {
-        let mut v = VideoSpec {
-            codec: VideoCodec::H264,
-            max_height: 720,
-            crf: 40,
-            max_bitrate_kbps: 5000,
-            speed: None,
-            target_vmaf: None,
-            vmaf_tolerance: None,
-            crf_range: None,
-        };
-        assert_eq!(Search::of(&v), None);
-        v.target_vmaf = Some(92.0);
-        v.crf_range = Some([30, 20]);
-        let s = Search::of(&v).unwrap();
-        assert_eq!((s.crf_min, s.crf_max, s.start, s.tolerance), (20, 30, 30, 1.0));
     }
 
     proptest! {
