@@ -36,12 +36,7 @@ impl Worker {
             else {
                 continue;
             };
-            self.needs_vmaf(
-                &o.name,
-                &preset.name,
-                "shapes its ladder by VMAF",
-                "a fixed ladder (hls, dash)",
-            )?;
+            // libvmaf was checked before the download (`able_to_score`)
             let work = dir.join(format!("per-title-{i}"));
             tokio::fs::create_dir_all(&work)
                 .await
@@ -119,12 +114,7 @@ impl Worker {
                 })
             })
             .collect();
-        let trial_options = OutputOptions {
-            trim: None,
-            watermark: None,
-            advanced: Vec::new(),
-            ..options.clone()
-        };
+        let trial_options = trial_options(options);
         let inp = plan::PlanInput {
             preset: ladder,
             options: &trial_options,
@@ -232,7 +222,13 @@ impl Worker {
         if self.score_caps().libvmaf {
             return Ok(());
         }
-        let mut others = self.registry.list().await.unwrap_or_default();
+        // a registry that does not answer decides nothing: try again later
+        let mut others = self.registry.list().await.map_err(|e| {
+            JobFailure::Retryable(format!(
+                "output {}: needs libvmaf, which this worker lacks, and {e}",
+                o.name
+            ))
+        })?;
         others.remove(&self.settings.worker_id);
         let stale = nommer_core::scaling::ScalingSettings::default().heartbeat_stale;
         if nommer_core::scaling::fleet_libvmaf(&others, chrono::Utc::now(), stale) == Some(true) {
@@ -241,24 +237,12 @@ impl Worker {
                 o.name, self.settings.score_ffmpeg
             )));
         }
-        self.needs_vmaf(
-            &o.name,
-            &p.name,
-            "is made by VMAF",
-            "a preset with fixed rates (hls, dash, mp4-1080p)",
-        )
-    }
-
-    /// Fails (permanently) an output whose preset `does` something by VMAF when the
-    /// scoring FFmpeg has no libvmaf, saying what to set or use `instead`.
-    pub(crate) fn needs_vmaf(&self, output: &str, preset: &str, does: &str, instead: &str) -> Result<(), JobFailure> {
-        if self.score_caps().libvmaf {
-            return Ok(());
-        }
         Err(JobFailure::Permanent(
             JobErrorCode::EncodeFailed,
             format!(
-                "output {output}: preset {preset} {does}, and this worker's scoring FFmpeg ({}) has no libvmaf: {}, or use {instead}",
+                "output {}: preset {} is made by VMAF, and this worker's scoring FFmpeg ({}) has no libvmaf, nor has any other live worker's: {}, or use a preset with fixed rates (hls, dash, mp4-1080p)",
+                o.name,
+                p.name,
                 self.settings.score_ffmpeg,
                 crate::quality::SET_VMAF_FFMPEG
             ),
@@ -395,5 +379,20 @@ pub(crate) fn measured(records: &mut [Record], scores: &[Quality]) {
                 .and_then(|q| q.scores.vmaf.as_ref())
                 .map(|v| v.mean);
         }
+    }
+}
+
+/// The options trial encodes of the samples run with: the output's own, less what does
+/// not apply to samples (a trim, a watermark, advanced FFmpeg options) or what the
+/// trials set themselves (two passes, a CRF or a bit rate).
+pub(crate) fn trial_options(options: &OutputOptions) -> OutputOptions {
+    OutputOptions {
+        trim: None,
+        watermark: None,
+        advanced: Vec::new(),
+        two_pass: false,
+        crf: None,
+        video_bitrate_kbps: None,
+        ..options.clone()
     }
 }

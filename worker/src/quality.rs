@@ -43,13 +43,9 @@ impl Worker {
             PresetKind::Ladder { .. } => true,
             PresetKind::Thumbnails(_) => false,
         };
-        // a per-title ladder or a VMAF target is always scored: its measured VMAF goes
-        // beside the predicted
-        let by_vmaf = match &p.kind {
-            PresetKind::Ladder { per_title, .. } => per_title.is_some(),
-            PresetKind::File { video: Some(v), .. } => v.target_vmaf.is_some(),
-            _ => false,
-        };
+        // an output made by VMAF is always scored: its measured VMAF goes beside the
+        // predicted
+        let by_vmaf = nommer_core::capability::needs_vmaf(p, &o.options);
         video && (by_vmaf || o.options.quality.unwrap_or(self.settings.config.quality))
     }
 

@@ -29,16 +29,11 @@ impl Worker {
                 continue;
             };
             let Some(search) = v.crf_search() else { continue };
-            if o.options.crf.is_some() || o.options.video_bitrate_kbps.is_some() {
+            // an output naming its own rate keeps it (libvmaf was checked before the download)
+            if !nommer_core::capability::needs_vmaf(preset, &o.options) {
                 tracing::info!(output = %o.name, "the output names its own rate: no CRF search");
                 continue;
             }
-            self.needs_vmaf(
-                &o.name,
-                &preset.name,
-                "searches its CRF by VMAF",
-                "a preset with a fixed CRF (mp4-1080p)",
-            )?;
             let work = dir.join(format!("target-{i}"));
             tokio::fs::create_dir_all(&work)
                 .await
@@ -70,15 +65,7 @@ impl Worker {
         let started = Instant::now();
         let (spans, samples, sprobe) = self.sample(prepared, output, options, SAMPLES, work).await?;
         // the trials: the output's own plan on the samples, one pass, at each CRF
-        let trial_options = OutputOptions {
-            trim: None,
-            watermark: None,
-            advanced: Vec::new(),
-            two_pass: false,
-            crf: None,
-            video_bitrate_kbps: None,
-            ..options.clone()
-        };
+        let trial_options = crate::per_title::trial_options(options);
         let mut tried: Vec<Trial> = Vec::new();
         while let Some(crf) = search.next(&tried) {
             let trial = at_crf(preset, crf);

@@ -681,23 +681,4 @@ mod tests {
         .unwrap();
         assert_eq!(c.find("mp4-720p").unwrap().description, "mine");
     }
-
-    #[test]
-    fn a_spec_without_a_target_searches_nothing_and_one_with_it_keeps_to_its_range() {
-        let mut v = VideoSpec {
-            codec: VideoCodec::H264,
-            max_height: 720,
-            crf: 40,
-            max_bitrate_kbps: 5000,
-            speed: None,
-            target_vmaf: None,
-            vmaf_tolerance: None,
-            crf_range: None,
-        };
-        assert_eq!(v.crf_search(), None);
-        v.target_vmaf = Some(92.0);
-        v.crf_range = Some([30, 20]);
-        let s = v.crf_search().unwrap();
-        assert_eq!((s.crf_min, s.crf_max, s.start, s.tolerance), (20, 30, 30, 1.0));
-    }
 }
